@@ -1,0 +1,344 @@
+//! The mailbox actor: one per mailbox, supervised, its state rebuilt from storage on restart.
+
+use super::state::{LiveCounts, MailboxState, Waiter};
+use super::MailboxError;
+use crate::message::{SessionId, StoredMessage};
+use crate::persist::{Outcome, Persist, Persister, Write};
+use crate::store::{AttemptsWrite, MailboxStore, StoreError};
+use crate::supervise::contain;
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+/// Tunables of every mailbox actor (`[mailboxes]` in `ikigai.conf`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MailboxConfig {
+    /// Most ready messages kept in memory per mailbox; the rest are paged in from storage.
+    pub max_buffered: usize,
+    /// How often visibility deadlines are checked.
+    pub tick: Duration,
+}
+
+impl Default for MailboxConfig {
+    fn default() -> Self {
+        MailboxConfig {
+            max_buffered: 10_000,
+            tick: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Delivers up to `max` messages; parks the caller when none is ready and `wait` is set.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Receive {
+    pub session: SessionId,
+    pub max: usize,
+    pub visibility: Duration,
+    pub wait: bool,
+    pub reply: oneshot::Sender<Result<Vec<StoredMessage>, MailboxError>>,
+}
+
+/// Acknowledges messages for `reader`; answers with how many changed to read, after commit.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Ack {
+    pub reader: String,
+    pub ids: Vec<Uuid>,
+    pub reply: oneshot::Sender<Result<u64, MailboxError>>,
+}
+
+/// The oldest ready messages, without delivering them.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<StoredMessage>, MailboxError>")]
+pub struct Peek {
+    pub limit: usize,
+}
+
+/// Live counters.
+#[derive(Message)]
+#[rtype(result = "LiveCounts")]
+pub struct Stats;
+
+/// A session ended: its deliveries become deliverable again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionClosed(pub SessionId);
+
+/// Makes the actor's logic panic (operators' fault injection, enabled by config).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InjectPanic;
+
+/// A committed message, handed over by the persistence callback in commit order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Appended(pub StoredMessage);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct AckDone {
+    ids: Vec<Uuid>,
+    result: Result<Outcome, StoreError>,
+    reply: oneshot::Sender<Result<u64, MailboxError>>,
+}
+
+/// One mailbox.
+pub struct Mailbox {
+    state: MailboxState,
+    store: Arc<dyn MailboxStore>,
+    persister: Addr<Persister>,
+    config: MailboxConfig,
+    loading: bool,
+    load_failures: u32,
+}
+
+impl Mailbox {
+    pub fn new(
+        name: String,
+        store: Arc<dyn MailboxStore>,
+        persister: Addr<Persister>,
+        config: MailboxConfig,
+    ) -> Self {
+        Mailbox {
+            state: MailboxState::new(name, config.max_buffered),
+            store,
+            persister,
+            config,
+            loading: false,
+            load_failures: 0,
+        }
+    }
+
+    /// Runs service logic with panics contained; a panic stops the actor for a restart.
+    fn guarded<T>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        f: impl FnOnce(&mut MailboxState) -> T,
+    ) -> Result<T, MailboxError> {
+        contain(|| f(&mut self.state)).map_err(|p| {
+            let mailbox = self.state.name().to_owned();
+            error!(mailbox = %mailbox, panic = %p.0, "mailbox logic panicked; restarting");
+            ctx.stop();
+            MailboxError::Panicked {
+                mailbox,
+                reason: p.0,
+            }
+        })
+    }
+
+    /// Loads the next page of unread messages; blocks other messages until it is in.
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        if self.loading {
+            return;
+        }
+        self.loading = true;
+        let store = self.store.clone();
+        let name = self.state.name().to_owned();
+        let (after, limit) = (self.state.max_seq(), self.state.capacity());
+        let fut = async move { store.load_unread(&name, after, limit).await };
+        ctx.wait(fut.into_actor(self).map(move |result, act, ctx| {
+            act.loading = false;
+            match result {
+                Ok(page) => {
+                    act.load_failures = 0;
+                    let more = page.len() >= limit;
+                    act.state.loaded(page, more);
+                    let _ = act.guarded(ctx, |s| s.serve_waiters(Instant::now()));
+                }
+                Err(e) => act.retry_load(ctx, e),
+            }
+        }));
+    }
+
+    fn retry_load(&mut self, ctx: &mut Context<Self>, e: StoreError) {
+        self.load_failures += 1;
+        let delay = Duration::from_millis(100 << self.load_failures.min(6));
+        warn!(mailbox = %self.state.name(), error = %e, retry_in_ms = delay.as_millis() as u64,
+              "loading mailbox failed");
+        ctx.run_later(delay, |act, ctx| act.load(ctx));
+    }
+
+    fn page_in_if_low(&mut self, ctx: &mut Context<Self>) {
+        if self.state.needs_page() {
+            self.load(ctx);
+        }
+    }
+
+    /// Records redelivery counts; a failure only costs accuracy of `attempts`.
+    fn record_attempts(&self, writes: Vec<AttemptsWrite>) {
+        if writes.is_empty() {
+            return;
+        }
+        let mailbox = self.state.name().to_owned();
+        self.persister.do_send(Persist {
+            write: Write::Attempts(writes),
+            done: Box::new(move |r| {
+                if let Err(e) = r {
+                    warn!(mailbox = %mailbox, error = %e, "recording redelivery attempts failed");
+                }
+            }),
+        });
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        if let Ok(writes) = self.guarded(ctx, |s| {
+            let writes = s.expire(now);
+            s.serve_waiters(now);
+            s.purge_waiters();
+            writes
+        }) {
+            if !writes.is_empty() {
+                info!(mailbox = %self.state.name(), count = writes.len(), "redelivering after visibility timeout");
+            }
+            self.record_attempts(writes);
+        }
+    }
+}
+
+impl Actor for Mailbox {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(self.config.tick, |act, ctx| act.tick(ctx));
+        self.load(ctx);
+    }
+}
+
+impl Supervised for Mailbox {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        warn!(mailbox = %self.state.name(), "mailbox actor restarting; rebuilding from storage");
+        self.state.reset();
+        self.loading = false;
+    }
+}
+
+impl Handler<Receive> for Mailbox {
+    type Result = ();
+
+    fn handle(&mut self, msg: Receive, ctx: &mut Context<Self>) {
+        if !self.state.is_loaded() {
+            let _ = msg.reply.send(Err(MailboxError::NotLoaded(self.state.name().into())));
+            return;
+        }
+        let Receive { session, max, visibility, wait, reply } = msg;
+        let taken = self.guarded(ctx, |s| s.take(session, max, visibility, Instant::now()));
+        match taken {
+            Ok(msgs) if msgs.is_empty() && wait => {
+                let waiter = Waiter { session, max, visibility, reply };
+                let _ = self.guarded(ctx, |s| s.park(waiter));
+            }
+            Ok(msgs) => {
+                if let Err(Ok(msgs)) = reply.send(Ok(msgs)) {
+                    // The receiver gave up: its messages are deliverable again at once.
+                    let _ = self.guarded(ctx, |s| s.give_back(msgs));
+                }
+                self.page_in_if_low(ctx);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+}
+
+impl Handler<Appended> for Mailbox {
+    type Result = ();
+
+    fn handle(&mut self, msg: Appended, ctx: &mut Context<Self>) {
+        let _ = self.guarded(ctx, |s| {
+            if s.append(msg.0) {
+                s.serve_waiters(Instant::now());
+            }
+        });
+    }
+}
+
+impl Handler<Ack> for Mailbox {
+    type Result = ();
+
+    fn handle(&mut self, msg: Ack, ctx: &mut Context<Self>) {
+        let Ack { reader, ids, reply } = msg;
+        let writes = match self.guarded(ctx, |s| s.begin_ack(&ids, &reader, Instant::now())) {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let me = ctx.address();
+        self.persister.do_send(Persist {
+            write: Write::Ack(writes),
+            done: Box::new(move |result| me.do_send(AckDone { ids, result, reply })),
+        });
+    }
+}
+
+impl Handler<AckDone> for Mailbox {
+    type Result = ();
+
+    fn handle(&mut self, msg: AckDone, ctx: &mut Context<Self>) {
+        let AckDone { ids, result, reply } = msg;
+        let answer = match result {
+            Ok(Outcome::Acked(acked)) => self
+                .guarded(ctx, |s| s.ack_committed(&ids))
+                .map(|()| acked.len() as u64),
+            Ok(other) => Err(MailboxError::Store(StoreError::Rejected(format!(
+                "ack produced {other:?}"
+            )))),
+            Err(e) => self
+                .guarded(ctx, |s| {
+                    s.ack_failed(&ids);
+                    s.serve_waiters(Instant::now());
+                })
+                .and(Err(MailboxError::Store(e))),
+        };
+        let _ = reply.send(answer);
+    }
+}
+
+impl Handler<Peek> for Mailbox {
+    type Result = Result<Vec<StoredMessage>, MailboxError>;
+
+    fn handle(&mut self, msg: Peek, ctx: &mut Context<Self>) -> Self::Result {
+        if !self.state.is_loaded() {
+            return Err(MailboxError::NotLoaded(self.state.name().into()));
+        }
+        self.guarded(ctx, |s| s.peek(msg.limit))
+    }
+}
+
+impl Handler<Stats> for Mailbox {
+    type Result = MessageResult<Stats>;
+
+    fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.state.counts())
+    }
+}
+
+impl Handler<SessionClosed> for Mailbox {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionClosed, ctx: &mut Context<Self>) {
+        if let Ok(writes) = self.guarded(ctx, |s| {
+            let writes = s.session_closed(msg.0);
+            s.serve_waiters(Instant::now());
+            writes
+        }) {
+            self.record_attempts(writes);
+        }
+    }
+}
+
+impl Handler<InjectPanic> for Mailbox {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
+        let _ = self.guarded(ctx, |s| -> () { panic!("fault injected into mailbox {}", s.name()) });
+    }
+}

@@ -1,0 +1,184 @@
+//! The persistence actor: owns the writes of the mailbox service and commits them in groups.
+//!
+//! While one commit is in flight, every write that arrives joins the next group, and the next
+//! group is committed in one transaction as soon as the current one finishes. Each writer's
+//! callback runs only after its group has committed (or failed), in submission order: a send is
+//! acknowledged after its commit and never before.
+
+use crate::message::{NewMessage, StoredMessage};
+use crate::store::{AckWrite, AttemptsWrite, Committed, MailboxBatch, MailboxStore, StoreError};
+use crate::supervise::contain;
+use actix::prelude::*;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tracing::{debug, error};
+use uuid::Uuid;
+
+/// Most writes in one group; a larger backlog is split over several commits.
+pub const MAX_GROUP: usize = 4096;
+
+/// One durable write.
+#[derive(Debug)]
+pub enum Write {
+    Send(NewMessage),
+    Ack(Vec<AckWrite>),
+    Attempts(Vec<AttemptsWrite>),
+}
+
+/// What a write produced once its group committed.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    Sent(StoredMessage),
+    /// The ids of the `Ack` write that changed from unread to read.
+    Acked(Vec<Uuid>),
+    Recorded,
+}
+
+/// Called once with the write's outcome after its group committed or failed.
+pub type Done = Box<dyn FnOnce(Result<Outcome, StoreError>) + Send>;
+
+/// Submits a write; `done` runs after the commit.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Persist {
+    pub write: Write,
+    pub done: Done,
+}
+
+/// Answers once every write submitted before it has been committed or has failed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush(pub oneshot::Sender<()>);
+
+/// The group-commit actor.
+pub struct Persister {
+    store: Arc<dyn MailboxStore>,
+    next: Vec<Persist>,
+    committing: bool,
+    flushes: Vec<oneshot::Sender<()>>,
+}
+
+impl Persister {
+    pub fn new(store: Arc<dyn MailboxStore>) -> Self {
+        Persister {
+            store,
+            next: Vec::new(),
+            committing: false,
+            flushes: Vec::new(),
+        }
+    }
+
+    fn commit_next(&mut self, ctx: &mut Context<Self>) {
+        if self.next.is_empty() {
+            self.flushes.drain(..).for_each(|f| {
+                let _ = f.send(());
+            });
+            return;
+        }
+        let take = self.next.len().min(MAX_GROUP);
+        let group: Vec<Persist> = self.next.drain(..take).collect();
+        let (batch, group) = split_group(group);
+        self.committing = true;
+        let store = self.store.clone();
+        let commit = async move {
+            let result = store.commit(&batch).await;
+            debug!(writes = batch.len(), ok = result.is_ok(), "group committed");
+            result
+        };
+        ctx.spawn(commit.into_actor(self).map(move |result, act, ctx| {
+            if let Err(p) = contain(|| distribute(group, result)) {
+                error!(panic = %p.0, "distributing a commit's outcomes panicked");
+            }
+            act.committing = false;
+            act.commit_next(ctx);
+        }));
+    }
+}
+
+impl Actor for Persister {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(16 * 1024);
+    }
+}
+
+impl Handler<Persist> for Persister {
+    type Result = ();
+
+    fn handle(&mut self, msg: Persist, ctx: &mut Context<Self>) {
+        self.next.push(msg);
+        if !self.committing {
+            self.commit_next(ctx);
+        }
+    }
+}
+
+impl Handler<Flush> for Persister {
+    type Result = ();
+
+    fn handle(&mut self, msg: Flush, ctx: &mut Context<Self>) {
+        self.flushes.push(msg.0);
+        if !self.committing {
+            self.commit_next(ctx);
+        }
+    }
+}
+
+/// The callbacks of a group, with the shape of each write kept for matching outcomes.
+type Callbacks = Vec<(Kind, Done)>;
+
+enum Kind {
+    Send,
+    Ack(Vec<Uuid>),
+    Attempts,
+}
+
+fn split_group(group: Vec<Persist>) -> (MailboxBatch, Callbacks) {
+    let mut batch = MailboxBatch::default();
+    let mut callbacks = Vec::with_capacity(group.len());
+    for Persist { write, done } in group {
+        let kind = match write {
+            Write::Send(m) => {
+                batch.sends.push(m);
+                Kind::Send
+            }
+            Write::Ack(acks) => {
+                let ids = acks.iter().map(|a| a.id).collect();
+                batch.acks.extend(acks);
+                Kind::Ack(ids)
+            }
+            Write::Attempts(a) => {
+                batch.attempts.extend(a);
+                Kind::Attempts
+            }
+        };
+        callbacks.push((kind, done));
+    }
+    (batch, callbacks)
+}
+
+fn distribute(callbacks: Callbacks, result: Result<Committed, StoreError>) {
+    let mut committed = match result {
+        Ok(c) => c,
+        Err(e) => {
+            callbacks.into_iter().for_each(|(_, done)| done(Err(e.clone())));
+            return;
+        }
+    };
+    let mut sent = std::mem::take(&mut committed.sent).into_iter();
+    for (kind, done) in callbacks {
+        let outcome = match kind {
+            Kind::Send => match sent.next() {
+                Some(m) => Ok(Outcome::Sent(m)),
+                None => Err(StoreError::Rejected("store returned fewer rows than sent".into())),
+            },
+            // An id acknowledged twice in one group counts for the first writer only.
+            Kind::Ack(ids) => Ok(Outcome::Acked(
+                ids.into_iter().filter(|id| committed.acked.remove(id)).collect(),
+            )),
+            Kind::Attempts => Ok(Outcome::Recorded),
+        };
+        done(outcome);
+    }
+}

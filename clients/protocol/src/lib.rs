@@ -1,0 +1,25 @@
+//! The Ikigai wire protocol, shared by the daemon and every Rust client.
+//!
+//! A frame is a 4-byte big-endian length followed by one msgpack map. This crate owns those
+//! bytes: [`frame`] encodes and decodes them, [`connection`] reads and writes them on a stream,
+//! [`error`] names the stable error codes and [`payload`] defines what a JSON-compatible payload
+//! is. Nothing outside this crate touches `rmp-serde`.
+
+pub mod connection;
+pub mod error;
+pub mod frame;
+pub mod payload;
+
+pub use connection::{write_frame, FrameReader, ReadError};
+pub use error::{ErrorBody, ErrorCode};
+pub use frame::{
+    decode_incoming, decode_request, encode_err, encode_ok, encode_push, encode_request,
+    from_value, DecodeError, Incoming, Request, Value,
+};
+pub use payload::Json;
+
+/// The protocol version spoken in `hello`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The default largest frame body, in bytes (16 MiB).
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;

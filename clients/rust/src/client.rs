@@ -1,0 +1,220 @@
+//! The connection: a writer task, a reader task, and a table of calls waiting for replies.
+
+use ikigai_protocol::{
+    decode_incoming, encode_request, from_value, ErrorBody, FrameReader, Incoming, Value,
+    DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a call failed.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The daemon answered with an error.
+    #[error("{0}")]
+    Server(#[from] ErrorBody),
+    #[error("connection closed")]
+    Closed,
+    #[error("unexpected reply: {0}")]
+    Decode(String),
+    #[error("missing environment variable {0}")]
+    Env(&'static str),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl ClientError {
+    /// The server's error code, when the daemon answered with an error.
+    pub fn code(&self) -> Option<ikigai_protocol::ErrorCode> {
+        match self {
+            ClientError::Server(body) => Some(body.code),
+            _ => None,
+        }
+    }
+}
+
+/// A server push: `{"push": name, "data": value}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Push {
+    pub push: String,
+    pub data: Value,
+}
+
+/// The daemon's answer to `hello`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    pub daemon: String,
+    pub version: String,
+    pub session: String,
+}
+
+type Reply = Result<Value, ErrorBody>;
+type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Reply>>>>>;
+
+/// A connection to the daemon. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writes: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Pending,
+    next_id: AtomicU64,
+    pushes: tokio::sync::Mutex<mpsc::UnboundedReceiver<Push>>,
+}
+
+impl Client {
+    /// Connects without authenticating; the first call must be [`Client::hello`].
+    pub async fn connect(socket: impl AsRef<Path>) -> Result<Client, ClientError> {
+        let stream = UnixStream::connect(socket).await?;
+        let (read, write) = stream.into_split();
+        let (writes, write_rx) = mpsc::unbounded_channel();
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
+        tokio::spawn(write_loop(write, write_rx));
+        tokio::spawn(read_loop(
+            FrameReader::new(read, DEFAULT_MAX_FRAME_BYTES),
+            pending.clone(),
+            push_tx,
+        ));
+        Ok(Client {
+            inner: Arc::new(Inner {
+                writes,
+                pending,
+                next_id: AtomicU64::new(1),
+                pushes: tokio::sync::Mutex::new(push_rx),
+            }),
+        })
+    }
+
+    /// Connects and authenticates as `agent`.
+    pub async fn connect_as(
+        socket: impl AsRef<Path>,
+        agent: &str,
+        token: &str,
+    ) -> Result<Client, ClientError> {
+        let client = Client::connect(socket).await?;
+        client.hello(agent, token).await?;
+        Ok(client)
+    }
+
+    /// Connects the way an agent started by the daemon does: `IKIGAI_SOCKET` (default
+    /// `../../daemon.sock`), `IKIGAI_AGENT` and `IKIGAI_TOKEN`.
+    pub async fn connect_env() -> Result<Client, ClientError> {
+        let socket = std::env::var("IKIGAI_SOCKET").unwrap_or_else(|_| "../../daemon.sock".into());
+        let agent = std::env::var("IKIGAI_AGENT").map_err(|_| ClientError::Env("IKIGAI_AGENT"))?;
+        let token = std::env::var("IKIGAI_TOKEN").map_err(|_| ClientError::Env("IKIGAI_TOKEN"))?;
+        Client::connect_as(socket, &agent, &token).await
+    }
+
+    /// Authenticates this connection as `agent`.
+    pub async fn hello(&self, agent: &str, token: &str) -> Result<Hello, ClientError> {
+        #[derive(Serialize)]
+        struct Args<'a> {
+            protocol: u32,
+            agent: &'a str,
+            token: &'a str,
+        }
+        let args = Args { protocol: PROTOCOL_VERSION, agent, token };
+        self.call("hello", &args).await
+    }
+
+    /// Sends `op` with `args` and decodes the `ok` value into `R`.
+    pub async fn call<A, R>(&self, op: &str, args: &A) -> Result<R, ClientError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let value = self.call_value(op, args).await?;
+        from_value(value).map_err(ClientError::Decode)
+    }
+
+    /// Sends `op` with `args` and returns the raw `ok` value.
+    pub async fn call_value<A: Serialize + ?Sized>(
+        &self,
+        op: &str,
+        args: &A,
+    ) -> Result<Value, ClientError> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_request(id, op, args).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        match self.inner.pending.lock().expect("pending lock").as_mut() {
+            Some(pending) => pending.insert(id, tx),
+            None => return Err(ClientError::Closed),
+        };
+        self.inner.writes.send(frame).map_err(|_| ClientError::Closed)?;
+        Ok(rx.await.map_err(|_| ClientError::Closed)??)
+    }
+
+    /// Waits for the next server push; `None` once the connection is closed.
+    pub async fn next_push(&self) -> Option<Push> {
+        self.inner.pushes.lock().await.recv().await
+    }
+}
+
+async fn write_loop(write: OwnedWriteHalf, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
+    let mut out = BufWriter::with_capacity(64 * 1024, write);
+    while let Some(frame) = frames.recv().await {
+        if out.write_all(&frame).await.is_err() {
+            return;
+        }
+        while let Ok(frame) = frames.try_recv() {
+            if out.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+        if out.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn read_loop(
+    mut reader: FrameReader<tokio::net::unix::OwnedReadHalf>,
+    pending: Pending,
+    pushes: mpsc::UnboundedSender<Push>,
+) {
+    while let Ok(Some(body)) = reader.read_frame().await {
+        match decode_incoming(&body) {
+            Ok(Incoming::Response { id, result }) => {
+                let waiter = pending
+                    .lock()
+                    .expect("pending lock")
+                    .as_mut()
+                    .and_then(|p| p.remove(&id));
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(result);
+                } else if let Err(err) = result {
+                    // An error for id 0 (bad_frame) or an unknown id: hand it to every caller.
+                    fail_all(&pending, Some(err));
+                    return;
+                }
+            }
+            Ok(Incoming::Push { push, data }) => {
+                let _ = pushes.send(Push { push, data });
+            }
+            Err(_) => break,
+        }
+    }
+    fail_all(&pending, None);
+}
+
+fn fail_all(pending: &Pending, err: Option<ErrorBody>) {
+    let waiters = pending.lock().expect("pending lock").take().unwrap_or_default();
+    for (_, waiter) in waiters {
+        if let Some(err) = &err {
+            let _ = waiter.send(Err(err.clone()));
+        }
+    }
+}
