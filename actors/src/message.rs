@@ -35,7 +35,7 @@ pub struct NewMessage {
     pub id: Uuid,
     pub mailbox: String,
     pub sender: String,
-    pub payload: serde_json::Value,
+    pub payload: Arc<serde_json::Value>,
 }
 
 impl NewMessage {
@@ -44,7 +44,7 @@ impl NewMessage {
             id: Uuid::now_v7(),
             mailbox,
             sender,
-            payload,
+            payload: Arc::new(payload),
         }
     }
 }

@@ -162,7 +162,9 @@ fn distribute(callbacks: Callbacks, result: Result<Committed, StoreError>) {
     let mut committed = match result {
         Ok(c) => c,
         Err(e) => {
-            callbacks.into_iter().for_each(|(_, done)| done(Err(e.clone())));
+            callbacks
+                .into_iter()
+                .for_each(|(_, done)| done(Err(e.clone())));
             return;
         }
     };
@@ -171,11 +173,15 @@ fn distribute(callbacks: Callbacks, result: Result<Committed, StoreError>) {
         let outcome = match kind {
             Kind::Send => match sent.next() {
                 Some(m) => Ok(Outcome::Sent(m)),
-                None => Err(StoreError::Rejected("store returned fewer rows than sent".into())),
+                None => Err(StoreError::Rejected(
+                    "store returned fewer rows than sent".into(),
+                )),
             },
             // An id acknowledged twice in one group counts for the first writer only.
             Kind::Ack(ids) => Ok(Outcome::Acked(
-                ids.into_iter().filter(|id| committed.acked.remove(id)).collect(),
+                ids.into_iter()
+                    .filter(|id| committed.acked.remove(id))
+                    .collect(),
             )),
             Kind::Attempts => Ok(Outcome::Recorded),
         };

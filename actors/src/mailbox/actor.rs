@@ -223,14 +223,27 @@ impl Handler<Receive> for Mailbox {
 
     fn handle(&mut self, msg: Receive, ctx: &mut Context<Self>) {
         if !self.state.is_loaded() {
-            let _ = msg.reply.send(Err(MailboxError::NotLoaded(self.state.name().into())));
+            let _ = msg
+                .reply
+                .send(Err(MailboxError::NotLoaded(self.state.name().into())));
             return;
         }
-        let Receive { session, max, visibility, wait, reply } = msg;
+        let Receive {
+            session,
+            max,
+            visibility,
+            wait,
+            reply,
+        } = msg;
         let taken = self.guarded(ctx, |s| s.take(session, max, visibility, Instant::now()));
         match taken {
             Ok(msgs) if msgs.is_empty() && wait => {
-                let waiter = Waiter { session, max, visibility, reply };
+                let waiter = Waiter {
+                    session,
+                    max,
+                    visibility,
+                    reply,
+                };
                 let _ = self.guarded(ctx, |s| s.park(waiter));
             }
             Ok(msgs) => {
@@ -339,6 +352,8 @@ impl Handler<InjectPanic> for Mailbox {
     type Result = ();
 
     fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
-        let _ = self.guarded(ctx, |s| -> () { panic!("fault injected into mailbox {}", s.name()) });
+        let _ = self.guarded(ctx, |s| -> () {
+            panic!("fault injected into mailbox {}", s.name())
+        });
     }
 }

@@ -50,7 +50,10 @@ impl Mailboxes {
         let (store, persister) = (inner.store.clone(), inner.persister.clone());
         let (owned, config) = (name.to_owned(), inner.config.clone());
         let addr = Supervisor::start(move |_| Mailbox::new(owned, store, persister, config));
-        inner.actors.borrow_mut().insert(name.to_owned(), addr.clone());
+        inner
+            .actors
+            .borrow_mut()
+            .insert(name.to_owned(), addr.clone());
         addr
     }
 
@@ -88,7 +91,9 @@ impl Mailboxes {
                         mailbox.do_send(Appended(stored.clone()));
                         Ok(stored)
                     }
-                    Ok(other) => Err(StoreError::Rejected(format!("send produced {other:?}")).into()),
+                    Ok(other) => {
+                        Err(StoreError::Rejected(format!("send produced {other:?}")).into())
+                    }
                     Err(e) => Err(e.into()),
                 };
                 let _ = tx.send(answer);

@@ -356,7 +356,13 @@ mod tests {
         assert_eq!(first[0].attempts, 1);
         assert!(s.expire(now + VIS / 2).is_empty());
         let writes = s.expire(now + VIS);
-        assert_eq!(writes, vec![AttemptsWrite { id: first[0].id, attempts: 1 }]);
+        assert_eq!(
+            writes,
+            vec![AttemptsWrite {
+                id: first[0].id,
+                attempts: 1
+            }]
+        );
         let again = s.take(SessionId::new(), 10, VIS, now + VIS);
         assert_eq!(seqs(&again), [1, 2]);
         assert_eq!(again[0].attempts, 2);
@@ -427,7 +433,12 @@ mod tests {
         drop(gone_rx);
         let (tx, rx) = oneshot::channel();
         for reply in [gone_tx, tx] {
-            s.park(Waiter { session: SessionId::new(), max: 5, visibility: VIS, reply });
+            s.park(Waiter {
+                session: SessionId::new(),
+                max: 5,
+                visibility: VIS,
+                reply,
+            });
         }
         s.append(msg(1));
         s.serve_waiters(Instant::now());

@@ -5,7 +5,8 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::mpsc;
 
 /// Why reading a frame failed. Every variant ends the connection.
 #[derive(Debug, Error)]
@@ -75,9 +76,27 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-/// Writes one whole frame (length prefix included, as the encoders in `frame` produce it).
-pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> std::io::Result<()> {
-    w.write_all(frame).await
+/// Writes every frame sent on `frames` to `w`, flushing whenever the queue runs dry, so that a
+/// burst of pipelined frames leaves in few writes. Ends when the channel closes or a write fails.
+pub async fn pump_frames<W: AsyncWrite + Unpin>(
+    w: W,
+    mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    let mut out = BufWriter::with_capacity(64 * 1024, w);
+    while let Some(frame) = frames.recv().await {
+        if out.write_all(&frame).await.is_err() {
+            return;
+        }
+        while let Ok(frame) = frames.try_recv() {
+            if out.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+        if out.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = out.shutdown().await;
 }
 
 #[cfg(test)]
@@ -112,6 +131,9 @@ mod tests {
     async fn close_mid_frame_is_truncated() {
         let bytes = [0, 0, 0, 5, b'a'];
         let mut reader = FrameReader::new(&bytes[..], 16);
-        assert!(matches!(reader.read_frame().await, Err(ReadError::Truncated)));
+        assert!(matches!(
+            reader.read_frame().await,
+            Err(ReadError::Truncated)
+        ));
     }
 }

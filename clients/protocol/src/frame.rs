@@ -59,7 +59,9 @@ pub struct EncodeError(String);
 pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
     let map = decode_map(body)?;
     let id = match field(&map, "id") {
-        Some(Value::Integer(i)) => i.as_u64().ok_or_else(|| bad_request(0, "id must be a uint"))?,
+        Some(Value::Integer(i)) => i
+            .as_u64()
+            .ok_or_else(|| bad_request(0, "id must be a uint"))?,
         Some(_) => return Err(bad_request(0, "id must be a uint")),
         None => return Err(bad_request(0, "missing field id")),
     };
@@ -94,7 +96,9 @@ pub fn decode_incoming(body: &[u8]) -> Result<Incoming, DecodeError> {
         .and_then(Value::as_u64)
         .ok_or_else(|| bad_request(0, "response without a uint id"))?;
     let result = match (field(&map, "ok"), field(&map, "err")) {
-        (_, Some(err)) => Err(from_value::<ErrorBody>(err.clone()).map_err(|m| bad_request(id, m))?),
+        (_, Some(err)) => {
+            Err(from_value::<ErrorBody>(err.clone()).map_err(|m| bad_request(id, m))?)
+        }
         (Some(ok), None) => Ok(ok.clone()),
         (None, None) => return Err(bad_request(id, "response has neither ok nor err")),
     };
@@ -218,7 +222,8 @@ mod tests {
 
     #[test]
     fn request_round_trips_with_string_keys() {
-        let frame = encode_request(7, "mailbox.send", &serde_json::json!({"mailbox": "b"})).unwrap();
+        let frame =
+            encode_request(7, "mailbox.send", &serde_json::json!({"mailbox": "b"})).unwrap();
         let req = decode_request(body(&frame)).unwrap();
         assert_eq!(req.id, 7);
         assert_eq!(req.op, "mailbox.send");
@@ -235,11 +240,20 @@ mod tests {
     #[test]
     fn non_map_and_trailing_bytes_are_bad_frames() {
         let arr = rmp_serde::to_vec(&[1, 2, 3]).unwrap();
-        assert!(matches!(decode_request(&arr), Err(DecodeError::BadFrame(_))));
+        assert!(matches!(
+            decode_request(&arr),
+            Err(DecodeError::BadFrame(_))
+        ));
         let mut two = rmp_serde::to_vec_named(&serde_json::json!({"id": 1})).unwrap();
         two.push(0xc0);
-        assert!(matches!(decode_request(&two), Err(DecodeError::BadFrame(_))));
-        assert!(matches!(decode_request(&[0xc1]), Err(DecodeError::BadFrame(_))));
+        assert!(matches!(
+            decode_request(&two),
+            Err(DecodeError::BadFrame(_))
+        ));
+        assert!(matches!(
+            decode_request(&[0xc1]),
+            Err(DecodeError::BadFrame(_))
+        ));
     }
 
     #[test]
@@ -247,10 +261,16 @@ mod tests {
         let raw = rmp_serde::to_vec_named(&serde_json::json!({"id": 9, "op": 3})).unwrap();
         assert_eq!(
             decode_request(&raw),
-            Err(DecodeError::BadRequest { id: 9, message: "op must be a string".into() })
+            Err(DecodeError::BadRequest {
+                id: 9,
+                message: "op must be a string".into()
+            })
         );
         let raw = rmp_serde::to_vec_named(&serde_json::json!({"op": "x"})).unwrap();
-        assert!(matches!(decode_request(&raw), Err(DecodeError::BadRequest { id: 0, .. })));
+        assert!(matches!(
+            decode_request(&raw),
+            Err(DecodeError::BadRequest { id: 0, .. })
+        ));
     }
 
     #[test]
@@ -271,7 +291,10 @@ mod tests {
         let push = encode_push("sub-1", &"hi").unwrap();
         assert_eq!(
             decode_incoming(body(&push)).unwrap(),
-            Incoming::Push { push: "sub-1".into(), data: Value::from("hi") }
+            Incoming::Push {
+                push: "sub-1".into(),
+                data: Value::from("hi")
+            }
         );
     }
 }

@@ -10,7 +10,7 @@ pub mod error;
 pub mod frame;
 pub mod payload;
 
-pub use connection::{write_frame, FrameReader, ReadError};
+pub use connection::{pump_frames, FrameReader, ReadError};
 pub use error::{ErrorBody, ErrorCode};
 pub use frame::{
     decode_incoming, decode_request, encode_err, encode_ok, encode_push, encode_request,

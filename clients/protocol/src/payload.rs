@@ -51,7 +51,9 @@ impl<'de> Visitor<'de> for JsonVisitor {
         Ok(Value::String(v))
     }
     fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Value, E> {
-        Err(E::custom("payload contains binary data, which has no JSON form"))
+        Err(E::custom(
+            "payload contains binary data, which has no JSON form",
+        ))
     }
     fn visit_unit<E>(self) -> Result<Value, E> {
         Ok(Value::Null)
@@ -63,7 +65,9 @@ impl<'de> Visitor<'de> for JsonVisitor {
         d.deserialize_any(self)
     }
     fn visit_newtype_struct<D: Deserializer<'de>>(self, _: D) -> Result<Value, D::Error> {
-        Err(de::Error::custom("payload contains a msgpack ext value, which has no JSON form"))
+        Err(de::Error::custom(
+            "payload contains a msgpack ext value, which has no JSON form",
+        ))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
@@ -102,7 +106,9 @@ impl<'de> Deserialize<'de> for MapKey {
 
 fn checked_string<E: de::Error>(s: &str) -> Result<&str, E> {
     if s.contains('\0') {
-        Err(E::custom("payload string contains U+0000, which JSONB cannot store"))
+        Err(E::custom(
+            "payload string contains U+0000, which JSONB cannot store",
+        ))
     } else {
         Ok(s)
     }
@@ -122,9 +128,15 @@ mod tests {
         let v = Mp::Map(vec![
             (Mp::from("n"), Mp::from(-3)),
             (Mp::from("f"), Mp::F64(1.5)),
-            (Mp::from("a"), Mp::Array(vec![Mp::Nil, Mp::from(true), Mp::from("s")])),
+            (
+                Mp::from("a"),
+                Mp::Array(vec![Mp::Nil, Mp::from(true), Mp::from("s")]),
+            ),
         ]);
-        assert_eq!(parse(v).unwrap(), serde_json::json!({"n": -3, "f": 1.5, "a": [null, true, "s"]}));
+        assert_eq!(
+            parse(v).unwrap(),
+            serde_json::json!({"n": -3, "f": 1.5, "a": [null, true, "s"]})
+        );
     }
 
     #[test]

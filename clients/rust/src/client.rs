@@ -1,8 +1,8 @@
 //! The connection: a writer task, a reader task, and a table of calls waiting for replies.
 
 use ikigai_protocol::{
-    decode_incoming, encode_request, from_value, ErrorBody, FrameReader, Incoming, Value,
-    DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    decode_incoming, encode_request, from_value, pump_frames, ErrorBody, FrameReader, Incoming,
+    Value, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -11,8 +11,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
-use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -82,7 +80,7 @@ impl Client {
         let (writes, write_rx) = mpsc::unbounded_channel();
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
-        tokio::spawn(write_loop(write, write_rx));
+        tokio::spawn(pump_frames(write, write_rx));
         tokio::spawn(read_loop(
             FrameReader::new(read, DEFAULT_MAX_FRAME_BYTES),
             pending.clone(),
@@ -126,7 +124,11 @@ impl Client {
             agent: &'a str,
             token: &'a str,
         }
-        let args = Args { protocol: PROTOCOL_VERSION, agent, token };
+        let args = Args {
+            protocol: PROTOCOL_VERSION,
+            agent,
+            token,
+        };
         self.call("hello", &args).await
     }
 
@@ -153,30 +155,16 @@ impl Client {
             Some(pending) => pending.insert(id, tx),
             None => return Err(ClientError::Closed),
         };
-        self.inner.writes.send(frame).map_err(|_| ClientError::Closed)?;
+        self.inner
+            .writes
+            .send(frame)
+            .map_err(|_| ClientError::Closed)?;
         Ok(rx.await.map_err(|_| ClientError::Closed)??)
     }
 
     /// Waits for the next server push; `None` once the connection is closed.
     pub async fn next_push(&self) -> Option<Push> {
         self.inner.pushes.lock().await.recv().await
-    }
-}
-
-async fn write_loop(write: OwnedWriteHalf, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
-    let mut out = BufWriter::with_capacity(64 * 1024, write);
-    while let Some(frame) = frames.recv().await {
-        if out.write_all(&frame).await.is_err() {
-            return;
-        }
-        while let Ok(frame) = frames.try_recv() {
-            if out.write_all(&frame).await.is_err() {
-                return;
-            }
-        }
-        if out.flush().await.is_err() {
-            return;
-        }
     }
 }
 
@@ -211,7 +199,11 @@ async fn read_loop(
 }
 
 fn fail_all(pending: &Pending, err: Option<ErrorBody>) {
-    let waiters = pending.lock().expect("pending lock").take().unwrap_or_default();
+    let waiters = pending
+        .lock()
+        .expect("pending lock")
+        .take()
+        .unwrap_or_default();
     for (_, waiter) in waiters {
         if let Some(err) = &err {
             let _ = waiter.send(Err(err.clone()));

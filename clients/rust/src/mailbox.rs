@@ -39,7 +39,9 @@ impl Client {
         struct Sent {
             id: String,
         }
-        let sent: Sent = self.call("mailbox.send", &Args { mailbox, payload }).await?;
+        let sent: Sent = self
+            .call("mailbox.send", &Args { mailbox, payload })
+            .await?;
         Ok(sent.id)
     }
 

@@ -1,0 +1,190 @@
+//! The operator's `ikigai` command: runs the daemon, or talks to a running one over its socket
+//! as the `admin` identity (token in `<root>/.ikigai/admin.token`).
+
+use crate::daemon::{self, Options};
+use crate::root::Root;
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use ikigai_client::Client;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `ikigai-daemon` (and of `ikigai daemon`).
+#[derive(Debug, Parser)]
+#[command(
+    name = "ikigai-daemon",
+    version,
+    about = "Runs the Ikigai runtime daemon in a root directory"
+)]
+pub struct DaemonArgs {
+    /// The root directory; the daemon works in <root>/.ikigai/.
+    #[arg(long, env = "IKIGAI_ROOT", default_value = ".")]
+    pub root: PathBuf,
+    /// Configuration file (default: <root>/.ikigai/ikigai.conf, else the shipped default).
+    #[arg(long, env = "IKIGAI_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// `ikigai`: operate the Ikigai runtime.
+#[derive(Debug, Parser)]
+#[command(name = "ikigai", version, about)]
+pub struct Cli {
+    /// The root directory of the daemon to run or talk to.
+    #[arg(long, env = "IKIGAI_ROOT", default_value = ".", global = true)]
+    root: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the daemon (same as `ikigai-daemon`).
+    Daemon {
+        /// Configuration file (default: <root>/.ikigai/ikigai.conf, else the shipped default).
+        #[arg(long, env = "IKIGAI_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Shows the running daemon's status.
+    Status,
+    /// Agent identities.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Mailboxes.
+    #[command(subcommand)]
+    Mailbox(MailboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Prints the token of an agent identity, creating the identity if absent.
+    Token { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum MailboxCommand {
+    /// Sends a JSON payload to a mailbox (as admin); prints the message id.
+    Send { mailbox: String, payload: String },
+    /// Prints the oldest ready messages of a mailbox without delivering them, one JSON per line.
+    Peek {
+        mailbox: String,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+    /// Prints counters per mailbox.
+    Stats { mailbox: Option<String> },
+}
+
+/// Runs the daemon and turns a start-up failure into a message and exit code 1.
+pub fn run_daemon(args: DaemonArgs) -> ExitCode {
+    match daemon::run(Options {
+        root: args.root,
+        config: args.config,
+    }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ikigai-daemon: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one `ikigai` command.
+pub fn run(cli: Cli) -> ExitCode {
+    if let Command::Daemon { config } = cli.command {
+        return run_daemon(DaemonArgs {
+            root: cli.root,
+            config,
+        });
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let result = runtime
+        .context("starting the runtime")
+        .and_then(|rt| rt.block_on(operate(Root::new(&cli.root), cli.command)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ikigai: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn operate(root: Root, command: Command) -> Result<()> {
+    let client = connect_admin(&root).await?;
+    match command {
+        Command::Daemon { .. } => unreachable!("handled before connecting"),
+        Command::Status => print_fields(&client.call("daemon.status", &json!({})).await?),
+        Command::Agent(AgentCommand::Token { name }) => {
+            let reply: Value = client
+                .call("agents.token", &json!({ "name": name }))
+                .await?;
+            println!("{}", reply["token"].as_str().unwrap_or_default());
+        }
+        Command::Mailbox(MailboxCommand::Send { mailbox, payload }) => {
+            let payload: Value = serde_json::from_str(&payload).context("payload is not JSON")?;
+            println!("{}", client.mailbox_send(&mailbox, &payload).await?);
+        }
+        Command::Mailbox(MailboxCommand::Peek { mailbox, limit }) => {
+            let args = json!({ "mailbox": mailbox, "limit": limit });
+            let reply: Value = client.call("mailbox.peek", &args).await?;
+            for m in reply["messages"].as_array().into_iter().flatten() {
+                println!("{m}");
+            }
+        }
+        Command::Mailbox(MailboxCommand::Stats { mailbox }) => {
+            let reply: Value = client
+                .call("mailbox.stats", &json!({ "mailbox": mailbox }))
+                .await?;
+            print_stats(&reply);
+        }
+    }
+    Ok(())
+}
+
+async fn connect_admin(root: &Root) -> Result<Client> {
+    let socket = root.socket();
+    if !socket.exists() {
+        bail!(
+            "no daemon is running in {} (no {}); start one with `ikigai daemon`",
+            root.dir().display(),
+            socket.display()
+        );
+    }
+    let token_path = root.admin_token();
+    let token = std::fs::read_to_string(&token_path)
+        .with_context(|| format!("reading the admin token {}", token_path.display()))?;
+    Client::connect_as(&socket, crate::identity::ADMIN, token.trim())
+        .await
+        .with_context(|| format!("connecting to {}", socket.display()))
+}
+
+fn print_fields(value: &Value) {
+    for (k, v) in value.as_object().into_iter().flatten() {
+        match v.as_str() {
+            Some(s) => println!("{k}: {s}"),
+            None => println!("{k}: {v}"),
+        }
+    }
+}
+
+fn print_stats(reply: &Value) {
+    println!(
+        "{:<24} {:>8} {:>8} {:>8} {:>9} {:>7}  OLDEST_UNREAD",
+        "MAILBOX", "UNREAD", "READ", "READY", "IN_FLIGHT", "WAITING"
+    );
+    for row in reply["mailboxes"].as_array().into_iter().flatten() {
+        println!(
+            "{:<24} {:>8} {:>8} {:>8} {:>9} {:>7}  {}",
+            row["mailbox"].as_str().unwrap_or_default(),
+            row["unread"].to_string(),
+            row["read"].to_string(),
+            row["ready"].to_string(),
+            row["in_flight"].to_string(),
+            row["waiting"].to_string(),
+            row["oldest_unread_at"].as_str().unwrap_or("-"),
+        );
+    }
+}

@@ -1,0 +1,392 @@
+//! `ikigai.conf`: where it is found, how it is parsed, and what each key means.
+//!
+//! The file is INI (parsed with `rust-ini`). Every section and key is known here; an unknown
+//! one, a bad value, an unknown backend or a backend that is not implemented yet is a
+//! [`ConfigError`] naming the file, line and key, and the daemon does not start.
+
+use std::path::Path;
+use std::time::Duration;
+use thiserror::Error;
+
+/// The shipped default, used when no other file is found.
+pub const SHIPPED_DEFAULT: &str = include_str!("../config/ikigai.conf");
+
+/// A configuration problem, located in its file.
+#[derive(Debug, Error)]
+#[error("{file}:{line}: {key}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub key: String,
+    pub message: String,
+}
+
+/// A service's storage engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Redis,
+    Nats,
+    Rabbitmq,
+    Timescaledb,
+    Influxdb,
+}
+
+impl Backend {
+    fn parse(s: &str) -> Option<Backend> {
+        Some(match s {
+            "postgres" => Backend::Postgres,
+            "redis" => Backend::Redis,
+            "nats" => Backend::Nats,
+            "rabbitmq" => Backend::Rabbitmq,
+            "timescaledb" => Backend::Timescaledb,
+            "influxdb" => Backend::Influxdb,
+            _ => return None,
+        })
+    }
+}
+
+/// Whether the daemon may use a server it finds, or always runs its own cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerMode {
+    Auto,
+    Private,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    pub max_frame_bytes: usize,
+    pub max_connections: usize,
+    pub max_in_flight: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresConfig {
+    pub url: Option<String>,
+    pub server: ServerMode,
+    pub pool_size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MailboxSettings {
+    pub visibility: Duration,
+    pub max_receive: usize,
+    pub max_wait: Duration,
+    pub max_buffered: usize,
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where it was read from (`<shipped default>` for the built-in file).
+    pub source: String,
+    pub daemon: DaemonConfig,
+    pub postgres: PostgresConfig,
+    pub mailboxes: MailboxSettings,
+    pub fault_injection: bool,
+}
+
+/// The services and the backends each may name (implemented or planned).
+const SERVICES: &[(&str, &[Backend])] = &[
+    (
+        "queues",
+        &[Backend::Postgres, Backend::Redis, Backend::Rabbitmq],
+    ),
+    (
+        "mailboxes",
+        &[Backend::Postgres, Backend::Redis, Backend::Nats],
+    ),
+    ("cache", &[Backend::Postgres, Backend::Redis]),
+    (
+        "pubsub",
+        &[Backend::Postgres, Backend::Redis, Backend::Nats],
+    ),
+    ("storage", &[Backend::Postgres]),
+    (
+        "telemetry",
+        &[Backend::Postgres, Backend::Timescaledb, Backend::Influxdb],
+    ),
+];
+
+/// The backends this build implements.
+const IMPLEMENTED: &[Backend] = &[Backend::Postgres];
+
+impl Config {
+    /// Finds and loads the configuration: `explicit` (from `--config` or `$IKIGAI_CONFIG`), else
+    /// `<root>/.ikigai/ikigai.conf`, else the shipped default. `$IKIGAI_DATABASE_URL` overrides
+    /// `[postgres] url`.
+    pub fn locate(explicit: Option<&Path>, root_conf: &Path) -> Result<Config, ConfigError> {
+        let mut config = match explicit {
+            Some(path) => Config::load_file(path)?,
+            None if root_conf.exists() => Config::load_file(root_conf)?,
+            None => Config::parse(SHIPPED_DEFAULT, "<shipped default>")?,
+        };
+        if let Ok(url) = std::env::var("IKIGAI_DATABASE_URL") {
+            if !url.is_empty() {
+                config.postgres.url = Some(url);
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: 0,
+            key: "-".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, &file)
+    }
+
+    /// Parses and validates `text`, reporting errors against `file`.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let ini = ini::Ini::load_from_str(text).map_err(|e| ConfigError {
+            file: file.into(),
+            line: e.line,
+            key: "-".into(),
+            message: e.msg.to_string(),
+        })?;
+        let doc = Doc {
+            text,
+            file,
+            ini: &ini,
+        };
+        doc.check_known()?;
+        doc.check_services()?;
+        Ok(Config {
+            source: file.into(),
+            daemon: DaemonConfig {
+                max_frame_bytes: doc.number("daemon", "max_frame_bytes", 16 << 20, 64)?,
+                max_connections: doc.number("daemon", "max_connections", 1024, 1)?,
+                max_in_flight: doc.number("daemon", "max_in_flight", 1024, 1)?,
+            },
+            postgres: PostgresConfig {
+                url: doc
+                    .get("postgres", "url")
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned),
+                server: doc.server_mode()?,
+                pool_size: doc.number("postgres", "pool_size", 8, 2)?,
+            },
+            mailboxes: MailboxSettings {
+                visibility: Duration::from_millis(doc.number(
+                    "mailboxes",
+                    "visibility_ms",
+                    30_000,
+                    1,
+                )?),
+                max_receive: doc.number("mailboxes", "max_receive", 1000, 1)?,
+                max_wait: Duration::from_millis(doc.number(
+                    "mailboxes",
+                    "max_wait_ms",
+                    300_000,
+                    0,
+                )?),
+                max_buffered: doc.number("mailboxes", "max_buffered", 10_000, 16)?,
+            },
+            fault_injection: doc.boolean("debug", "fault_injection")?,
+        })
+    }
+}
+
+/// The sections and keys this build understands.
+const KNOWN: &[(&str, &[&str])] = &[
+    (
+        "daemon",
+        &["max_frame_bytes", "max_connections", "max_in_flight"],
+    ),
+    ("postgres", &["url", "server", "pool_size"]),
+    (
+        "services",
+        &[
+            "queues",
+            "mailboxes",
+            "cache",
+            "pubsub",
+            "storage",
+            "telemetry",
+        ],
+    ),
+    (
+        "mailboxes",
+        &[
+            "visibility_ms",
+            "max_receive",
+            "max_wait_ms",
+            "max_buffered",
+        ],
+    ),
+    ("debug", &["fault_injection"]),
+];
+
+struct Doc<'a> {
+    text: &'a str,
+    file: &'a str,
+    ini: &'a ini::Ini,
+}
+
+impl Doc<'_> {
+    fn check_known(&self) -> Result<(), ConfigError> {
+        for (section, props) in self.ini.iter() {
+            let Some(section) = section else {
+                if let Some((key, _)) = props.iter().next() {
+                    return Err(self.error("", key, "key outside any [section]".into()));
+                }
+                continue;
+            };
+            let Some((_, keys)) = KNOWN.iter().find(|(s, _)| *s == section) else {
+                let known: Vec<&str> = KNOWN.iter().map(|(s, _)| *s).collect();
+                let message = format!("unknown section (known: {})", known.join(", "));
+                return Err(self.error(section, "", message));
+            };
+            for (key, _) in props.iter() {
+                if !keys.contains(&key) {
+                    let message = format!("unknown key (known: {})", keys.join(", "));
+                    return Err(self.error(section, key, message));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_services(&self) -> Result<(), ConfigError> {
+        for (service, allowed) in SERVICES {
+            let Some(value) = self.get("services", service) else {
+                continue;
+            };
+            let backend = Backend::parse(value).filter(|b| allowed.contains(b));
+            let message = match backend {
+                None => format!("unknown backend {value:?} for {service}"),
+                Some(b) if !IMPLEMENTED.contains(&b) => {
+                    format!("backend {value:?} is not implemented yet for {service} (implemented: postgres)")
+                }
+                Some(_) => continue,
+            };
+            return Err(self.error("services", service, message));
+        }
+        Ok(())
+    }
+
+    fn get(&self, section: &str, key: &str) -> Option<&str> {
+        self.ini
+            .section(Some(section))
+            .and_then(|p| p.get(key))
+            .map(str::trim)
+    }
+
+    fn number<T>(&self, section: &str, key: &str, default: T, min: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + Copy + PartialOrd + std::fmt::Display,
+    {
+        let Some(raw) = self.get(section, key) else {
+            return Ok(default);
+        };
+        match raw.parse::<T>() {
+            Ok(v) if v >= min => Ok(v),
+            Ok(_) => Err(self.error(section, key, format!("must be at least {min}"))),
+            Err(_) => Err(self.error(section, key, format!("{raw:?} is not a whole number"))),
+        }
+    }
+
+    fn boolean(&self, section: &str, key: &str) -> Result<bool, ConfigError> {
+        match self.get(section, key) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(self.error(section, key, format!("{other:?} is not true or false"))),
+        }
+    }
+
+    fn server_mode(&self) -> Result<ServerMode, ConfigError> {
+        match self.get("postgres", "server") {
+            None | Some("auto") => Ok(ServerMode::Auto),
+            Some("private") => Ok(ServerMode::Private),
+            Some(other) => Err(self.error(
+                "postgres",
+                "server",
+                format!("{other:?} is not auto or private"),
+            )),
+        }
+    }
+
+    fn error(&self, section: &str, key: &str, message: String) -> ConfigError {
+        let line = locate(self.text, section, key);
+        let key = match (section, key) {
+            ("", key) => key.to_owned(),
+            (section, "") => format!("[{section}]"),
+            (section, key) => format!("[{section}] {key}"),
+        };
+        ConfigError {
+            file: self.file.into(),
+            line,
+            key,
+            message,
+        }
+    }
+}
+
+/// The 1-based line of `key` in `[section]` (of the section header when `key` is empty).
+fn locate(text: &str, section: &str, key: &str) -> usize {
+    let mut current = "";
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name.trim();
+            if current == section && key.is_empty() {
+                return i + 1;
+            }
+        } else if current == section && !key.is_empty() {
+            let name = line.split(['=', ':']).next().unwrap_or("").trim();
+            if name == key {
+                return i + 1;
+            }
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "t.conf").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_shipped_default_is_valid() {
+        let c = Config::parse(SHIPPED_DEFAULT, "default").unwrap();
+        assert_eq!(c.daemon.max_frame_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.postgres.url, None);
+        assert_eq!(c.mailboxes.visibility, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn unknown_keys_and_sections_name_file_line_and_key() {
+        assert_eq!(
+            err("[daemon]\nmax_frame_bytes = 100\nmax_frames = 3\n"),
+            "t.conf:3: [daemon] max_frames: unknown key (known: max_frame_bytes, max_connections, max_in_flight)"
+        );
+        assert!(err("\n[dameon]\n").starts_with("t.conf:2: [dameon]: unknown section"));
+    }
+
+    #[test]
+    fn unknown_and_unimplemented_backends_are_refused() {
+        assert_eq!(
+            err("[services]\nmailboxes = kafka\n"),
+            "t.conf:2: [services] mailboxes: unknown backend \"kafka\" for mailboxes"
+        );
+        assert!(err("[services]\nqueues = postgres\ncache = redis\n")
+            .starts_with("t.conf:3: [services] cache: backend \"redis\" is not implemented yet"));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(
+            err("[mailboxes]\nvisibility_ms = soon\n").contains("\"soon\" is not a whole number")
+        );
+        assert!(err("[postgres]\nserver = remote\n").contains("[postgres] server"));
+        assert!(err("[debug]\nfault_injection = yes\n").contains("not true or false"));
+    }
+}

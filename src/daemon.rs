@@ -1,0 +1,119 @@
+//! Start-up and shutdown of `ikigai-daemon`: lock the root, load the configuration, open the
+//! database, start the actors and replay what is pending, serve the socket, and on SIGTERM or
+//! SIGINT stop accepting, finish in-flight requests, flush persistence and remove the socket.
+
+use crate::config::{Config, ConfigError};
+use crate::identity::{Identities, IdentityError};
+use crate::postgres::{Database, DbError, PgMailboxStore};
+use crate::root::{Root, RootError, RootLock};
+use crate::server;
+use crate::services::{Services, Shutdown, Status};
+use actix::Actor;
+use ikigai_actors::mailbox::{MailboxConfig, Mailboxes};
+use ikigai_actors::persist::{Flush, Persister};
+use ikigai_actors::store::{MailboxStore, StoreError};
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+use thiserror::Error;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::oneshot;
+use tracing::info;
+
+/// Where the daemon runs and which configuration file it was told to use.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub root: PathBuf,
+    pub config: Option<PathBuf>,
+}
+
+/// Why the daemon could not start (or stop cleanly).
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Root(#[from] RootError),
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("identities: {0}")]
+    Identity(#[from] IdentityError),
+    #[error("replaying mailboxes: {0}")]
+    Replay(#[from] StoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(opts: Options) -> Result<(), StartError> {
+    actix_rt::System::new().block_on(start(opts))
+}
+
+async fn start(opts: Options) -> Result<(), StartError> {
+    let root = Root::new(&opts.root);
+    let lock = root.lock()?;
+    let config = Config::locate(opts.config.as_deref(), &root.config())?;
+    info!(config = %config.source, root = %root.dir().display(), "starting ikigai-daemon");
+    let db = Database::open(&config.postgres, &root).await?;
+    let result = serve(&root, &lock, config, &db).await;
+    db.close();
+    result
+}
+
+async fn serve(
+    root: &Root,
+    lock: &RootLock,
+    config: Config,
+    db: &Database,
+) -> Result<(), StartError> {
+    let identities = Identities::new(db.pool.clone(), root.clone());
+    identities.ensure_admin().await?;
+    let store: Arc<dyn MailboxStore> = Arc::new(PgMailboxStore::new(db.pool.clone()));
+    let persister = Persister::new(store.clone()).start();
+    let mailbox_config = MailboxConfig {
+        max_buffered: config.mailboxes.max_buffered,
+        ..MailboxConfig::default()
+    };
+    let mailboxes = Mailboxes::new(store.clone(), persister.clone(), mailbox_config);
+    let replayed = mailboxes.replay().await?;
+    let (trigger, shutdown) = Shutdown::new();
+    let services = Services {
+        config: Rc::new(config),
+        mailboxes,
+        mailbox_store: store,
+        identities,
+        status: Rc::new(Status {
+            started: Instant::now(),
+            root: root.dir().display().to_string(),
+            database: db.target.clone(),
+            connections: Cell::new(0),
+        }),
+        shutdown,
+    };
+    let listener = root.bind(lock)?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    info!(socket = %root.socket().display(), mailboxes_replayed = replayed, "listening");
+    let server = tokio::task::spawn_local(server::run(listener, services));
+    let signal = wait_for_signal().await?;
+    info!(signal, "shutting down: finishing in-flight requests");
+    trigger.trigger();
+    let _ = server.await;
+    let (flushed, done) = oneshot::channel();
+    persister.do_send(Flush(flushed));
+    let _ = done.await;
+    root.unbind();
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> std::io::Result<&'static str> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

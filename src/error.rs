@@ -1,0 +1,70 @@
+//! The daemon's request error, and its mapping to the protocol's stable error codes: the one
+//! place where internal failures become `{code, message, retriable}` and get logged.
+
+use ikigai_actors::mailbox::MailboxError;
+use ikigai_actors::store::StoreError;
+use ikigai_protocol::{ErrorBody, ErrorCode};
+use thiserror::Error;
+use tracing::{debug, warn};
+
+/// Why a request failed.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("unknown op {0:?}")]
+    UnknownOp(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Mailbox(#[from] MailboxError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    fn code(&self) -> (ErrorCode, bool) {
+        match self {
+            Error::BadRequest(_) => (ErrorCode::BadRequest, false),
+            Error::UnknownOp(_) => (ErrorCode::UnknownOp, false),
+            Error::Unauthenticated(_) => (ErrorCode::Unauthenticated, false),
+            Error::PermissionDenied(_) => (ErrorCode::PermissionDenied, false),
+            Error::NotFound(_) => (ErrorCode::NotFound, false),
+            Error::Unavailable(_) => (ErrorCode::Unavailable, true),
+            Error::Store(e) => store_code(e),
+            Error::Mailbox(MailboxError::Store(e)) => store_code(e),
+            Error::Mailbox(MailboxError::NotLoaded(_) | MailboxError::Restarted(_)) => {
+                (ErrorCode::Unavailable, true)
+            }
+            Error::Mailbox(MailboxError::Panicked { .. }) => (ErrorCode::Internal, true),
+            Error::Internal(_) => (ErrorCode::Internal, false),
+        }
+    }
+
+    /// The wire form of this error; server-side failures are logged here, once.
+    pub fn to_body(&self, op: &str) -> ErrorBody {
+        let (code, retriable) = self.code();
+        match code {
+            ErrorCode::Internal | ErrorCode::Unavailable => {
+                warn!(op, code = %code, error = %self, "request failed")
+            }
+            _ => debug!(op, code = %code, error = %self, "request refused"),
+        }
+        ErrorBody::new(code, self.to_string(), retriable)
+    }
+}
+
+fn store_code(e: &StoreError) -> (ErrorCode, bool) {
+    match e {
+        StoreError::Unavailable(_) => (ErrorCode::Unavailable, true),
+        StoreError::Rejected(_) => (ErrorCode::Internal, false),
+    }
+}

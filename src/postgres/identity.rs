@@ -1,0 +1,32 @@
+//! Agent identities in Postgres: token hashes and the agent each one proves.
+
+use super::store_error;
+use deadpool_postgres::Pool;
+use ikigai_actors::store::StoreError;
+
+/// Records that `token_hash` proves `agent`.
+pub async fn insert_token(pool: &Pool, agent: &str, token_hash: &str) -> Result<(), StoreError> {
+    let client = pool.get().await.map_err(store_error)?;
+    client
+        .execute(
+            "INSERT INTO agent_token (token_hash, agent_name) VALUES ($1, $2) \
+             ON CONFLICT (token_hash) DO NOTHING",
+            &[&token_hash, &agent],
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+/// The agent a token hash proves, unless it is unknown or revoked.
+pub async fn agent_of(pool: &Pool, token_hash: &str) -> Result<Option<String>, StoreError> {
+    let client = pool.get().await.map_err(store_error)?;
+    let row = client
+        .query_opt(
+            "SELECT agent_name FROM agent_token WHERE token_hash = $1 AND revoked_at IS NULL",
+            &[&token_hash],
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(row.map(|r| r.get(0)))
+}

@@ -1,0 +1,207 @@
+//! `MailboxStore` on Postgres: the seed's `mailbox` table, written a group at a time.
+//!
+//! A group commit is one transaction holding at most three statements (insert the sends, mark
+//! the acks read, record redelivery attempts), each taking its rows as arrays through `unnest`;
+//! the statements are pipelined on one connection.
+
+use super::store_error;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Pool, Transaction};
+use ikigai_actors::store::{
+    AckWrite, AttemptsWrite, Committed, MailboxBatch, MailboxCounts, MailboxStore, StoreError,
+};
+use ikigai_actors::{NewMessage, StoredMessage};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+const INSERT: &str = "\
+    INSERT INTO mailbox (id, mailbox_name, sender, payload) \
+    SELECT id, mailbox_name, sender, payload \
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[]) WITH ORDINALITY \
+         AS t(id, mailbox_name, sender, payload, ord) \
+    ORDER BY ord \
+    RETURNING id, seq, created_at";
+
+const ACK: &str = "\
+    UPDATE mailbox AS m \
+    SET read_at = now(), read_by = u.reader, attempts = GREATEST(m.attempts, u.attempts) \
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int4[]) AS u(id, mailbox_name, reader, attempts) \
+    WHERE m.id = u.id AND m.mailbox_name = u.mailbox_name AND m.read_at IS NULL \
+    RETURNING m.id";
+
+const ATTEMPTS: &str = "\
+    UPDATE mailbox AS m SET attempts = GREATEST(m.attempts, u.attempts) \
+    FROM unnest($1::uuid[], $2::int4[]) AS u(id, attempts) \
+    WHERE m.id = u.id AND m.read_at IS NULL";
+
+const LOAD: &str = "\
+    SELECT id, seq, mailbox_name, sender, payload, created_at, attempts FROM mailbox \
+    WHERE mailbox_name = $1 AND read_at IS NULL AND seq > $2 ORDER BY seq LIMIT $3";
+
+const COUNTS: &str = "\
+    SELECT mailbox_name, \
+           count(*) FILTER (WHERE read_at IS NULL), \
+           count(*) FILTER (WHERE read_at IS NOT NULL), \
+           min(created_at) FILTER (WHERE read_at IS NULL) \
+    FROM mailbox WHERE $1::text IS NULL OR mailbox_name = $1 \
+    GROUP BY mailbox_name ORDER BY mailbox_name";
+
+pub struct PgMailboxStore {
+    pool: Pool,
+}
+
+impl PgMailboxStore {
+    pub fn new(pool: Pool) -> Self {
+        PgMailboxStore { pool }
+    }
+}
+
+#[async_trait]
+impl MailboxStore for PgMailboxStore {
+    async fn commit(&self, batch: &MailboxBatch) -> Result<Committed, StoreError> {
+        let mut client = self.pool.get().await.map_err(store_error)?;
+        let tx = client.transaction().await.map_err(store_error)?;
+        let (sent, acked, ()) = futures::try_join!(
+            insert(&tx, &batch.sends),
+            ack(&tx, &batch.acks),
+            record_attempts(&tx, &batch.attempts),
+        )
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(Committed { sent, acked })
+    }
+
+    async fn load_unread(
+        &self,
+        mailbox: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let client = self.pool.get().await.map_err(store_error)?;
+        let stmt = client.prepare_cached(LOAD).await.map_err(store_error)?;
+        let limit = limit as i64;
+        let rows = client
+            .query(&stmt, &[&mailbox, &after_seq, &limit])
+            .await
+            .map_err(store_error)?;
+        Ok(rows.iter().map(stored_from_row).collect())
+    }
+
+    async fn mailboxes_with_unread(&self) -> Result<Vec<String>, StoreError> {
+        let client = self.pool.get().await.map_err(store_error)?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT mailbox_name FROM mailbox WHERE read_at IS NULL",
+                &[],
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn counts(&self, mailbox: Option<&str>) -> Result<Vec<MailboxCounts>, StoreError> {
+        let client = self.pool.get().await.map_err(store_error)?;
+        let rows = client
+            .query(COUNTS, &[&mailbox])
+            .await
+            .map_err(store_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| MailboxCounts {
+                mailbox: r.get(0),
+                unread: r.get::<_, i64>(1) as u64,
+                read: r.get::<_, i64>(2) as u64,
+                oldest_unread: r.get(3),
+            })
+            .collect())
+    }
+}
+
+async fn insert(
+    tx: &Transaction<'_>,
+    sends: &[NewMessage],
+) -> Result<Vec<StoredMessage>, tokio_postgres::Error> {
+    if sends.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = sends.iter().map(|m| m.id).collect();
+    let names: Vec<&str> = sends.iter().map(|m| m.mailbox.as_str()).collect();
+    let senders: Vec<&str> = sends.iter().map(|m| m.sender.as_str()).collect();
+    let payloads: Vec<&serde_json::Value> = sends.iter().map(|m| m.payload.as_ref()).collect();
+    let stmt = tx.prepare_cached(INSERT).await?;
+    let rows = tx
+        .query(&stmt, &[&ids, &names, &senders, &payloads])
+        .await?;
+    let mut committed: HashMap<Uuid, (i64, DateTime<Utc>)> = rows
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
+    Ok(sends
+        .iter()
+        .filter_map(|m| {
+            let (seq, created_at) = committed.remove(&m.id)?;
+            Some(StoredMessage {
+                id: m.id,
+                seq,
+                mailbox: m.mailbox.clone(),
+                sender: m.sender.clone(),
+                payload: Arc::clone(&m.payload),
+                created_at,
+                attempts: 0,
+            })
+        })
+        .collect())
+}
+
+async fn ack(
+    tx: &Transaction<'_>,
+    acks: &[AckWrite],
+) -> Result<HashSet<Uuid>, tokio_postgres::Error> {
+    if acks.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let ids: Vec<Uuid> = acks.iter().map(|a| a.id).collect();
+    let names: Vec<&str> = acks.iter().map(|a| a.mailbox.as_str()).collect();
+    let readers: Vec<&str> = acks.iter().map(|a| a.reader.as_str()).collect();
+    let attempts: Vec<i32> = acks.iter().map(|a| saturating_i32(a.attempts)).collect();
+    let stmt = tx.prepare_cached(ACK).await?;
+    let rows = tx
+        .query(&stmt, &[&ids, &names, &readers, &attempts])
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+async fn record_attempts(
+    tx: &Transaction<'_>,
+    writes: &[AttemptsWrite],
+) -> Result<(), tokio_postgres::Error> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = writes.iter().map(|w| w.id).collect();
+    let attempts: Vec<i32> = writes.iter().map(|w| saturating_i32(w.attempts)).collect();
+    let stmt = tx.prepare_cached(ATTEMPTS).await?;
+    tx.execute(&stmt, &[&ids, &attempts]).await?;
+    Ok(())
+}
+
+fn stored_from_row(r: &Row) -> StoredMessage {
+    StoredMessage {
+        id: r.get(0),
+        seq: r.get(1),
+        mailbox: r.get(2),
+        sender: r.get(3),
+        payload: Arc::new(r.get(4)),
+        created_at: r
+            .get::<_, Option<DateTime<Utc>>>(5)
+            .unwrap_or_else(Utc::now),
+        attempts: r.get::<_, i32>(6).max(0) as u32,
+    }
+}
+
+fn saturating_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}

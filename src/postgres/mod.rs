@@ -1,0 +1,236 @@
+//! The Postgres engine: finding or starting a server, the schema, and the store implementations
+//! of each service (`MailboxStore` ...). Nothing outside this folder writes SQL.
+
+mod cluster;
+pub mod identity;
+pub mod mailbox;
+mod schema;
+
+pub use cluster::PrivateCluster;
+pub use mailbox::PgMailboxStore;
+pub use schema::SCHEMA_VERSION;
+
+use crate::config::{PostgresConfig, ServerMode};
+use crate::root::Root;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use ikigai_actors::store::StoreError;
+use std::path::Path;
+use thiserror::Error;
+use tokio_postgres::NoTls;
+use tracing::{info, warn};
+
+/// Why the database could not be opened.
+#[derive(Debug, Error)]
+pub enum DbError {
+    #[error("cannot connect to Postgres at {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("invalid Postgres URL: {0}")]
+    Url(String),
+    #[error("private Postgres cluster: {0}")]
+    Cluster(String),
+    #[error("schema: {0}")]
+    Schema(String),
+}
+
+/// An open database: the pool, and the private cluster when the daemon started one.
+pub struct Database {
+    pub pool: Pool,
+    /// Where the daemon's data lives, for logs and `ikigai status`.
+    pub target: String,
+    cluster: Option<PrivateCluster>,
+}
+
+impl Database {
+    /// Connects as configured (see `[postgres]` in `ikigai.conf`) and applies `schema.sql`.
+    pub async fn open(config: &PostgresConfig, root: &Root) -> Result<Database, DbError> {
+        let (pg, target, cluster) = locate(config, root).await?;
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .build()
+            .map_err(|e| DbError::Url(e.to_string()))?;
+        schema::apply(&pool).await?;
+        info!(target = %target, "database ready");
+        Ok(Database {
+            pool,
+            target,
+            cluster,
+        })
+    }
+
+    /// Stops the private cluster, if the daemon started one.
+    pub fn close(self) {
+        self.pool.close();
+        if let Some(cluster) = self.cluster {
+            cluster.stop();
+        }
+    }
+}
+
+type Located = (tokio_postgres::Config, String, Option<PrivateCluster>);
+
+async fn locate(config: &PostgresConfig, root: &Root) -> Result<Located, DbError> {
+    if let Some(url) = &config.url {
+        let pg: tokio_postgres::Config = url.parse().map_err(|e| DbError::Url(format!("{e}")))?;
+        check(&pg, &redact(url)).await?;
+        return Ok((pg, redact(url), None));
+    }
+    if config.server == ServerMode::Auto {
+        if let Some(dir) = local_socket_dir() {
+            match ensure_database(socket_config(&dir, &os_user())).await {
+                Ok(pg) => return Ok((pg, format!("local server at {}", dir.display()), None)),
+                Err(e) => warn!(error = %e, "local Postgres refused; starting a private cluster"),
+            }
+        }
+    }
+    let cluster = PrivateCluster::start(&root.postgres())?;
+    let pg = ensure_database(socket_config(cluster.socket_dir(), "ikigai")).await?;
+    let target = format!("private cluster in {}", root.postgres().display());
+    Ok((pg, target, Some(cluster)))
+}
+
+async fn check(pg: &tokio_postgres::Config, target: &str) -> Result<(), DbError> {
+    let (client, conn) = pg.connect(NoTls).await.map_err(|source| DbError::Connect {
+        target: target.into(),
+        source,
+    })?;
+    tokio::spawn(conn);
+    drop(client);
+    Ok(())
+}
+
+/// Connects to database `ikigai` through `pg`, creating it when the server lacks it.
+async fn ensure_database(
+    mut pg: tokio_postgres::Config,
+) -> Result<tokio_postgres::Config, DbError> {
+    let target = format!("{:?}", pg.get_hosts());
+    pg.dbname("postgres");
+    let (client, conn) = pg.connect(NoTls).await.map_err(|source| DbError::Connect {
+        target: target.clone(),
+        source,
+    })?;
+    tokio::spawn(conn);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = 'ikigai'", &[])
+        .await
+        .map_err(|source| DbError::Connect {
+            target: target.clone(),
+            source,
+        })?;
+    if exists.is_none() {
+        if let Err(source) = client.batch_execute("CREATE DATABASE ikigai").await {
+            // Another daemon may have created it meanwhile.
+            if source.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
+                return Err(DbError::Connect { target, source });
+            }
+        }
+    }
+    pg.dbname("ikigai");
+    Ok(pg)
+}
+
+fn socket_config(dir: &Path, user: &str) -> tokio_postgres::Config {
+    let mut pg = tokio_postgres::Config::new();
+    pg.host_path(dir).port(5432).user(user);
+    pg
+}
+
+/// The directory of the local server's default Unix socket, when one exists.
+fn local_socket_dir() -> Option<std::path::PathBuf> {
+    ["/var/run/postgresql", "/run/postgresql", "/tmp"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|d| d.join(".s.PGSQL.5432").exists())
+}
+
+fn os_user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| {
+        if unsafe { libc::geteuid() } == 0 {
+            "root".into()
+        } else {
+            "postgres".into()
+        }
+    })
+}
+
+/// The URL without its password, fit for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Maps a driver or pool error to what actors understand: passing failures are retriable.
+pub fn store_error(e: impl Into<PgFailure>) -> StoreError {
+    match e.into() {
+        PgFailure::Pool(msg) => StoreError::Unavailable(msg),
+        PgFailure::Driver(e) => match e.code().map(|c| c.code()) {
+            None => StoreError::Unavailable(e.to_string()),
+            Some(code) if is_transient(code) => StoreError::Unavailable(e.to_string()),
+            Some(_) => StoreError::Rejected(e.to_string()),
+        },
+    }
+}
+
+fn is_transient(code: &str) -> bool {
+    code.starts_with("08") // connection exception
+        || code.starts_with("53") // insufficient resources
+        || code.starts_with("57P") // operator intervention (shutdown)
+        || code == "40001" // serialization failure
+        || code == "40P01" // deadlock detected
+}
+
+/// A failure from the driver or the pool.
+pub enum PgFailure {
+    Driver(tokio_postgres::Error),
+    Pool(String),
+}
+
+impl From<tokio_postgres::Error> for PgFailure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        PgFailure::Driver(e)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for PgFailure {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => PgFailure::Driver(e),
+            other => PgFailure::Pool(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("host=/tmp dbname=x"), "host=/tmp dbname=x");
+    }
+}

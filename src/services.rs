@@ -1,0 +1,55 @@
+//! What every request can reach: the services' actors, identities, configuration, daemon status
+//! and the shutdown signal. Lives on the actor thread; cloning is cheap.
+
+use crate::config::Config;
+use crate::identity::Identities;
+use ikigai_actors::mailbox::Mailboxes;
+use ikigai_actors::store::MailboxStore;
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::watch;
+
+#[derive(Clone)]
+pub struct Services {
+    pub config: Rc<Config>,
+    pub mailboxes: Mailboxes,
+    pub mailbox_store: Arc<dyn MailboxStore>,
+    pub identities: Identities,
+    pub status: Rc<Status>,
+    pub shutdown: Shutdown,
+}
+
+/// Facts for `daemon.status`.
+pub struct Status {
+    pub started: Instant,
+    pub root: String,
+    pub database: String,
+    pub connections: Cell<usize>,
+}
+
+/// The daemon-wide shutdown signal: once raised it stays raised.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+/// Raises the shutdown signal.
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+impl Shutdown {
+    pub fn new() -> (ShutdownTrigger, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (ShutdownTrigger(tx), Shutdown(rx))
+    }
+
+    /// Resolves once shutdown has begun (at once if it already has).
+    pub async fn wait(&mut self) {
+        let _ = self.0.wait_for(|down| *down).await;
+    }
+}
+
+impl ShutdownTrigger {
+    pub fn trigger(&self) {
+        let _ = self.0.send(true);
+    }
+}

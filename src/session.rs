@@ -1,0 +1,180 @@
+//! One client connection: authentication, then pipelined requests.
+//!
+//! Frames are read in order; until `hello` succeeds each request is answered before the next is
+//! read. After that every request runs as its own task (at most `max_in_flight` at once) and its
+//! response is written as soon as it is ready, so responses may leave out of order. A bad frame
+//! is answered with `bad_frame` (id 0) and ends the connection; on close or shutdown the
+//! in-flight requests finish, and the mailboxes this session received from get their
+//! deliveries back.
+
+use crate::cmd;
+use crate::services::Services;
+use ikigai_actors::mailbox::SessionClosed;
+use ikigai_actors::SessionId;
+use ikigai_protocol::{
+    decode_request, encode_err, pump_frames, DecodeError, ErrorBody, ErrorCode, FrameReader,
+    ReadError, Request,
+};
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::rc::Rc;
+use std::sync::Arc;
+use tokio::net::unix::OwnedReadHalf;
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::spawn_local;
+use tracing::{debug, info_span, Instrument};
+
+/// An authenticated session.
+pub struct Session {
+    pub id: SessionId,
+    pub agent: String,
+    received_from: RefCell<HashSet<String>>,
+}
+
+impl Session {
+    pub fn new(agent: String) -> Session {
+        Session {
+            id: SessionId::new(),
+            agent,
+            received_from: RefCell::new(HashSet::new()),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.agent == crate::identity::ADMIN
+    }
+
+    /// Remembers a mailbox this session received from, to release its deliveries on close.
+    pub fn received_from(&self, mailbox: &str) {
+        if !self.received_from.borrow().contains(mailbox) {
+            self.received_from.borrow_mut().insert(mailbox.to_owned());
+        }
+    }
+
+    fn release(&self, services: &Services) {
+        for name in self.received_from.borrow().iter() {
+            if let Some(addr) = services.mailboxes.running(name) {
+                addr.do_send(SessionClosed(self.id));
+            }
+        }
+    }
+}
+
+type Out = mpsc::UnboundedSender<Vec<u8>>;
+
+/// Serves one connection until the peer closes, a frame is bad, or the daemon shuts down.
+pub async fn serve(stream: UnixStream, services: Services) {
+    let (read, write) = stream.into_split();
+    let (out, out_rx) = mpsc::unbounded_channel();
+    let writer = spawn_local(pump_frames(write, out_rx));
+    let mut reader = FrameReader::new(read, services.config.daemon.max_frame_bytes);
+    if let Some(session) = authenticate(&mut reader, &out, &services).await {
+        let span = info_span!("session", agent = %session.agent, session = %session.id);
+        let session = Rc::new(session);
+        serve_requests(&mut reader, &out, &services, &session)
+            .instrument(span)
+            .await;
+        session.release(&services);
+    }
+    drop(out);
+    let _ = writer.await;
+}
+
+async fn serve_requests(
+    reader: &mut FrameReader<OwnedReadHalf>,
+    out: &Out,
+    services: &Services,
+    session: &Rc<Session>,
+) {
+    let max = services.config.daemon.max_in_flight;
+    let permits = Arc::new(Semaphore::new(max));
+    let mut shutdown = services.shutdown.clone();
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = shutdown.wait() => break,
+        };
+        let frame = tokio::select! {
+            f = reader.read_frame() => f,
+            _ = shutdown.wait() => break,
+        };
+        let req = match next_request(frame, out) {
+            Next::Request(req) => req,
+            Next::Skip => continue,
+            Next::Close => break,
+        };
+        let (services, session, out) = (services.clone(), session.clone(), out.clone());
+        spawn_local(async move {
+            let frame = cmd::dispatch(req, &services, &session).await;
+            let _ = out.send(frame);
+            drop(permit);
+        });
+    }
+    // Let the requests in flight finish before the connection closes.
+    let _ = permits.acquire_many(max as u32).await;
+}
+
+/// Reads requests one at a time until `hello` succeeds; `None` when the connection must end.
+async fn authenticate(
+    reader: &mut FrameReader<OwnedReadHalf>,
+    out: &Out,
+    services: &Services,
+) -> Option<Session> {
+    let mut shutdown = services.shutdown.clone();
+    loop {
+        let frame = tokio::select! {
+            f = reader.read_frame() => f,
+            _ = shutdown.wait() => return None,
+        };
+        let req = match next_request(frame, out) {
+            Next::Request(req) => req,
+            Next::Skip => continue,
+            Next::Close => return None,
+        };
+        match cmd::hello::authenticate(&req, services).await {
+            cmd::hello::Outcome::Welcome(session, reply) => {
+                let _ = out.send(reply);
+                return Some(session);
+            }
+            cmd::hello::Outcome::Refused(reply) => {
+                let _ = out.send(reply);
+            }
+            cmd::hello::Outcome::Rejected(reply) => {
+                let _ = out.send(reply);
+                return None;
+            }
+        }
+    }
+}
+
+enum Next {
+    Request(Request),
+    Skip,
+    Close,
+}
+
+fn next_request(frame: Result<Option<bytes::Bytes>, ReadError>, out: &Out) -> Next {
+    let bad_frame = |message: String| {
+        debug!(error = %message, "bad frame; closing the connection");
+        let _ = out.send(encode_err(
+            0,
+            &ErrorBody::new(ErrorCode::BadFrame, message, false),
+        ));
+        Next::Close
+    };
+    match frame {
+        Ok(Some(body)) => match decode_request(&body) {
+            Ok(req) => Next::Request(req),
+            Err(DecodeError::BadFrame(message)) => bad_frame(message),
+            Err(DecodeError::BadRequest { id, message }) => {
+                let body = ErrorBody::new(ErrorCode::BadRequest, message, false);
+                let _ = out.send(encode_err(id, &body));
+                Next::Skip
+            }
+        },
+        Ok(None) => Next::Close,
+        Err(e @ (ReadError::TooLarge { .. } | ReadError::Truncated)) => bad_frame(e.to_string()),
+        Err(ReadError::Io(_)) => Next::Close,
+    }
+}
