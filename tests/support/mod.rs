@@ -120,7 +120,11 @@ impl Daemon {
         let _ = std::fs::rename(self.log_path(), self.log_path().with_extension("prev"));
         let mut child = self.command().spawn().expect("spawn ikigai-daemon");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.socket().exists() {
+        // A socket left by a killed daemon exists but refuses connections: wait for a live one.
+        while tokio::net::UnixStream::connect(self.socket())
+            .await
+            .is_err()
+        {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!(
                     "daemon exited with {status} before listening:\n{}",
@@ -139,14 +143,8 @@ impl Daemon {
 
     /// The daemon command for this root, not yet started.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ikigai-daemon"));
-        cmd.arg("--root")
-            .arg(self.root())
-            .env("IKIGAI_DATABASE_URL", self.db.url())
-            .env("IKIGAI_LOG", "info,ikigai=debug")
-            .env_remove("IKIGAI_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+        let mut cmd = daemon_command(self.root());
+        cmd.env("IKIGAI_DATABASE_URL", self.db.url())
             .stderr(std::fs::File::create(self.log_path()).unwrap());
         cmd
     }
@@ -247,4 +245,112 @@ pub fn assert_code<T: std::fmt::Debug>(
         Err(e) => assert_eq!(e.code(), Some(code), "expected {code}, got {e}"),
         Ok(v) => panic!("expected {code}, got Ok({v:?})"),
     }
+}
+
+/// A raw connection for feeding the daemon arbitrary bytes.
+pub struct Raw {
+    stream: tokio::net::UnixStream,
+    reader: Vec<u8>,
+}
+
+impl Raw {
+    pub async fn connect(d: &Daemon) -> Raw {
+        let stream = tokio::net::UnixStream::connect(d.socket())
+            .await
+            .expect("connect");
+        Raw {
+            stream,
+            reader: Vec::new(),
+        }
+    }
+
+    /// Connects and authenticates as admin with a real `hello` frame.
+    pub async fn hello(d: &Daemon) -> Raw {
+        let mut raw = Raw::connect(d).await;
+        let args = serde_json::json!({"protocol": 1, "agent": "admin", "token": d.admin_token()});
+        raw.request(1, "hello", &args).await;
+        let reply = raw.frame().await.expect("hello reply");
+        assert!(reply.get("ok").is_some(), "hello failed: {reply}");
+        raw
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    pub async fn request(&mut self, id: u64, op: &str, args: &serde_json::Value) {
+        let frame = ikigai_protocol::encode_request(id, op, args).unwrap();
+        self.send(&frame).await;
+    }
+
+    /// Closes the writing half, as a client that stops mid-frame does.
+    pub async fn finish_writing(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.shutdown().await.expect("shutdown");
+    }
+
+    /// The next frame as JSON, or `None` once the daemon closed the connection.
+    pub async fn frame(&mut self) -> Option<serde_json::Value> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if self.reader.len() >= 4 {
+                let len = u32::from_be_bytes(self.reader[..4].try_into().unwrap()) as usize;
+                if self.reader.len() >= 4 + len {
+                    let body: Vec<u8> = self.reader.drain(..4 + len).skip(4).collect();
+                    let value: rmpv::Value = rmpv::decode::read_value(&mut &body[..]).unwrap();
+                    return Some(ikigai_protocol::from_value(value).unwrap());
+                }
+            }
+            let mut buf = [0u8; 4096];
+            let read = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut buf))
+                .await
+                .expect("daemon answered within 10 s");
+            match read {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.reader.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    /// Asserts the next frame is an error with `code` for request `id`.
+    #[track_caller]
+    pub fn assert_err(frame: Option<serde_json::Value>, id: u64, code: &str) {
+        let frame = frame.expect("an error frame, not a closed connection");
+        assert_eq!(frame["id"], serde_json::json!(id), "{frame}");
+        assert_eq!(frame["err"]["code"], serde_json::json!(code), "{frame}");
+    }
+}
+
+/// The daemon command for `root`, without a database URL and with its config lookup untouched.
+pub fn daemon_command(root: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ikigai-daemon"));
+    cmd.arg("--root")
+        .arg(root)
+        .env("IKIGAI_LOG", "info,ikigai=debug")
+        .env_remove("IKIGAI_DATABASE_URL")
+        .env_remove("IKIGAI_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    cmd
+}
+
+/// A temporary root directory under /tmp (short enough for Unix socket paths).
+pub fn temp_root() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("ik")
+        .tempdir_in("/tmp")
+        .unwrap()
+}
+
+/// Runs a daemon command that is expected to exit on its own; returns its exit code and stderr.
+pub fn run_to_exit(mut cmd: Command) -> (i32, String) {
+    let out = cmd
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run ikigai-daemon");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
