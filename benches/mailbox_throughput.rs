@@ -1,1 +1,454 @@
-fn main() {}
+//! `cargo bench --bench mailbox_throughput`: durable send -> receive -> ack through the daemon's
+//! socket, against the seed's plain SQL path and Redis LPUSH/BRPOP on the same machine, same run.
+//!
+//! P producer connections pipeline sends round-robin over C mailboxes; C consumer connections
+//! (each the owner of one mailbox) receive in batches and ack. Reports msgs/s and p50/p99
+//! send-to-receive latency for each path and the ratios. Sizes come from the environment:
+//! `BENCH_MESSAGES` (200000), `BENCH_PRODUCERS` (4), `BENCH_CONSUMERS` (4), `BENCH_WINDOW` (1024),
+//! `BENCH_SEED_MESSAGES` (20000).
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use ikigai_client::{Client, Receive};
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio_postgres::NoTls;
+
+struct Params {
+    messages: usize,
+    producers: usize,
+    consumers: usize,
+    window: usize,
+    seed_messages: usize,
+}
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One path's result.
+struct Run {
+    name: &'static str,
+    messages: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.messages as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&mut self, p: f64) -> u64 {
+        self.latencies_us.sort_unstable();
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us.get(i).copied().unwrap_or(0)
+    }
+
+    fn report(&mut self) {
+        let (p50, p99) = (self.percentile(0.50), self.percentile(0.99));
+        println!(
+            "{:<10} {:>8} msgs in {:>6.2} s = {:>9.0} msgs/s   send->receive p50 {:>7} us  p99 {:>7} us",
+            self.name,
+            self.messages,
+            self.elapsed.as_secs_f64(),
+            self.rate(),
+            p50,
+            p99
+        );
+    }
+}
+
+/// Runs `make(0..n)` with at most `window` of them in flight at once, on the calling task.
+async fn pipelined<F, Fut>(n: usize, window: usize, mut make: F)
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut in_flight = FuturesUnordered::new();
+    for i in 0..n {
+        if in_flight.len() >= window {
+            in_flight.next().await;
+        }
+        in_flight.push(make(i));
+    }
+    while in_flight.next().await.is_some() {}
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+fn server_url() -> String {
+    std::env::var("IKIGAI_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        format!("host=/var/run/postgresql user={user} dbname=postgres")
+    })
+}
+
+async fn sql(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect to Postgres");
+    tokio::spawn(conn);
+    client
+}
+
+/// A scratch database, dropped at the end of the run.
+struct Db {
+    name: String,
+}
+
+impl Db {
+    async fn create(tag: &str) -> Db {
+        let name = format!("ikigai_bench_{tag}_{}", std::process::id());
+        let admin = sql(&server_url()).await;
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        Db { name }
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "{} dbname={}",
+            server_url().replace("dbname=postgres", ""),
+            self.name
+        )
+    }
+
+    async fn drop_now(self) {
+        let admin = sql(&server_url()).await;
+        let _ = admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await;
+    }
+}
+
+struct Daemon {
+    child: Child,
+    root: tempfile::TempDir,
+}
+
+impl Daemon {
+    async fn start(db: &Db) -> Daemon {
+        let root = tempfile::Builder::new()
+            .prefix("ikb")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ikigai-daemon"))
+            .arg("--root")
+            .arg(root.path())
+            .env("IKIGAI_DATABASE_URL", db.url())
+            .env(
+                "IKIGAI_LOG",
+                std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start ikigai-daemon");
+        let socket = root.path().join(".ikigai/daemon.sock");
+        while tokio::net::UnixStream::connect(&socket).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Daemon { child, root }
+    }
+
+    async fn client(&self, agent: &str) -> Client {
+        let socket = self.root.path().join(".ikigai/daemon.sock");
+        let token = std::fs::read_to_string(self.root.path().join(".ikigai/admin.token")).unwrap();
+        let admin = Client::connect_as(&socket, "admin", token.trim())
+            .await
+            .unwrap();
+        let reply: serde_json::Value = admin
+            .call("agents.token", &json!({"name": agent}))
+            .await
+            .unwrap();
+        Client::connect_as(&socket, agent, reply["token"].as_str().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+async fn bench_daemon(p: &Params) -> Run {
+    let db = Db::create("daemon").await;
+    let daemon = Daemon::start(&db).await;
+    let mut consumers = Vec::new();
+    for c in 0..p.consumers {
+        consumers.push(daemon.client(&format!("sink{c}")).await);
+    }
+    let mut producers = Vec::new();
+    for i in 0..p.producers {
+        producers.push(daemon.client(&format!("producer{i}")).await);
+    }
+    let received = Arc::new(AtomicUsize::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(p.messages)));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (c, client) in consumers.into_iter().enumerate() {
+        let (received, latencies, total) = (received.clone(), latencies.clone(), p.messages);
+        tasks.push(tokio::spawn(async move {
+            let mailbox = format!("sink{c}");
+            let mut local = Vec::new();
+            let mut acks = Vec::new();
+            while received.load(Ordering::Relaxed) < total {
+                let args = Receive {
+                    mailbox: &mailbox,
+                    max: Some(1000),
+                    wait_ms: Some(50),
+                    visibility_ms: None,
+                };
+                let got = client.mailbox_receive(&args).await.unwrap();
+                let now = now_us();
+                local.extend(
+                    got.iter()
+                        .map(|m| now.saturating_sub(m.payload["t"].as_u64().unwrap())),
+                );
+                received.fetch_add(got.len(), Ordering::Relaxed);
+                let ids: Vec<String> = got.into_iter().map(|m| m.id).collect();
+                if !ids.is_empty() {
+                    let (client, mailbox) = (client.clone(), mailbox.clone());
+                    acks.push(tokio::spawn(async move {
+                        client.mailbox_ack(&mailbox, &ids).await.unwrap()
+                    }));
+                }
+            }
+            for a in acks {
+                a.await.unwrap();
+            }
+            latencies.lock().unwrap().extend(local);
+        }));
+    }
+    let per_producer = p.messages / p.producers;
+    for (i, client) in producers.into_iter().enumerate() {
+        let (window, consumers) = (p.window, p.consumers);
+        tasks.push(tokio::spawn(pipelined(per_producer, window, move |n| {
+            let client = client.clone();
+            let mailbox = format!("sink{}", (i + n) % consumers);
+            async move {
+                client
+                    .mailbox_send(&mailbox, &json!({"t": now_us(), "n": n}))
+                    .await
+                    .unwrap();
+            }
+        })));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    drop(daemon);
+    db.drop_now().await;
+    let latencies_us = std::mem::take(&mut *latencies.lock().unwrap());
+    Run {
+        name: "daemon",
+        messages: per_producer * p.producers,
+        elapsed,
+        latencies_us,
+    }
+}
+
+/// The seed's path: one INSERT per message; consumers claim with FOR UPDATE SKIP LOCKED and
+/// update read_at, one message per transaction.
+async fn bench_seed_sql(p: &Params) -> Run {
+    let db = Db::create("seed").await;
+    sql(&db.url())
+        .await
+        .batch_execute(include_str!("../schema.sql"))
+        .await
+        .unwrap();
+    let total = p.seed_messages;
+    let received = Arc::new(AtomicUsize::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..p.consumers {
+        let mut client = sql(&db.url()).await;
+        let (received, latencies) = (received.clone(), latencies.clone());
+        tasks.push(tokio::spawn(async move {
+            let mailbox = format!("sink{c}");
+            while received.load(Ordering::Relaxed) < total {
+                let tx = client.transaction().await.unwrap();
+                let row = tx
+                    .query_opt(
+                        "SELECT id, payload FROM mailbox WHERE mailbox_name = $1 AND read_at IS NULL \
+                         ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1",
+                        &[&mailbox],
+                    )
+                    .await
+                    .unwrap();
+                let Some(row) = row else {
+                    tx.commit().await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                };
+                let id: uuid::Uuid = row.get(0);
+                let payload: serde_json::Value = row.get(1);
+                tx.execute("UPDATE mailbox SET read_at = now(), read_by = $1 WHERE id = $2", &[&mailbox, &id])
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                latencies.lock().unwrap().push(now_us().saturating_sub(payload["t"].as_u64().unwrap()));
+                received.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let per_producer = total / p.producers;
+    for i in 0..p.producers {
+        let client = sql(&db.url()).await;
+        let consumers = p.consumers;
+        tasks.push(tokio::spawn(async move {
+            for n in 0..per_producer {
+                let mailbox = format!("sink{}", (i + n) % consumers);
+                let payload = json!({"t": now_us(), "n": n});
+                client
+                    .execute(
+                        "INSERT INTO mailbox (mailbox_name, sender, payload) VALUES ($1, $2, $3)",
+                        &[&mailbox, &"producer", &payload],
+                    )
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    db.drop_now().await;
+    let latencies_us = std::mem::take(&mut *latencies.lock().unwrap());
+    Run {
+        name: "seed SQL",
+        messages: per_producer * p.producers,
+        elapsed,
+        latencies_us,
+    }
+}
+
+/// Redis LPUSH/BRPOP at the same concurrency (not durable: the comparison flatters Redis).
+async fn bench_redis(p: &Params) -> Option<Run> {
+    let redis_client = redis::Client::open("redis://127.0.0.1:6379/").ok()?;
+    let mut probe = redis_client.get_multiplexed_async_connection().await.ok()?;
+    let _: () = redis::cmd("DEL")
+        .arg(
+            (0..p.consumers)
+                .map(|c| format!("ikigai-bench-sink{c}"))
+                .collect::<Vec<_>>(),
+        )
+        .query_async(&mut probe)
+        .await
+        .ok()?;
+    let received = Arc::new(AtomicUsize::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..p.consumers {
+        let mut conn = redis_client.get_multiplexed_async_connection().await.ok()?;
+        let (received, latencies, total) = (received.clone(), latencies.clone(), p.messages);
+        tasks.push(tokio::spawn(async move {
+            let key = format!("ikigai-bench-sink{c}");
+            while received.load(Ordering::Relaxed) < total {
+                let popped: Option<(String, String)> = redis::cmd("BRPOP")
+                    .arg(&key)
+                    .arg(0.05)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                if let Some((_, body)) = popped {
+                    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    latencies
+                        .lock()
+                        .unwrap()
+                        .push(now_us().saturating_sub(v["t"].as_u64().unwrap()));
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let per_producer = p.messages / p.producers;
+    for i in 0..p.producers {
+        let conn = redis_client.get_multiplexed_async_connection().await.ok()?;
+        let (window, consumers) = (p.window, p.consumers);
+        tasks.push(tokio::spawn(pipelined(per_producer, window, move |n| {
+            let mut conn = conn.clone();
+            let key = format!("ikigai-bench-sink{}", (i + n) % consumers);
+            async move {
+                let body = json!({"t": now_us(), "n": n}).to_string();
+                let _: i64 = redis::cmd("LPUSH")
+                    .arg(&key)
+                    .arg(body)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        })));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let latencies_us = std::mem::take(&mut *latencies.lock().unwrap());
+    Some(Run {
+        name: "redis",
+        messages: per_producer * p.producers,
+        elapsed,
+        latencies_us,
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let p = Params {
+        messages: env("BENCH_MESSAGES", 200_000),
+        producers: env("BENCH_PRODUCERS", 4),
+        consumers: env("BENCH_CONSUMERS", 4),
+        window: env("BENCH_WINDOW", 1024),
+        seed_messages: env("BENCH_SEED_MESSAGES", 20_000),
+    };
+    println!(
+        "mailbox_throughput: {} producers, {} consumers, window {} sends per producer",
+        p.producers, p.consumers, p.window
+    );
+    let mut daemon = bench_daemon(&p).await;
+    daemon.report();
+    let mut seed = bench_seed_sql(&p).await;
+    seed.report();
+    let mut redis = bench_redis(&p).await;
+    match redis.as_mut() {
+        Some(r) => r.report(),
+        None => println!("redis      not reachable on 127.0.0.1:6379; skipped"),
+    }
+    let vs_seed = daemon.rate() / seed.rate();
+    let vs_redis = redis.map_or("na".to_owned(), |r| {
+        format!("{:.2}", daemon.rate() / r.rate())
+    });
+    println!(
+        "mailbox_throughput msgs_per_s={:.0} vs_seed_sql={:.1} vs_redis={}",
+        daemon.rate(),
+        vs_seed,
+        vs_redis
+    );
+}

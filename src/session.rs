@@ -8,7 +8,7 @@
 //! deliveries back.
 
 use crate::cmd;
-use crate::services::Services;
+use crate::services::{Services, Shutdown, ShutdownTrigger};
 use ikigai_actors::mailbox::SessionClosed;
 use ikigai_actors::SessionId;
 use ikigai_protocol::{
@@ -30,15 +30,25 @@ pub struct Session {
     pub id: SessionId,
     pub agent: String,
     received_from: RefCell<HashSet<String>>,
+    closing: ShutdownTrigger,
+    closed: Shutdown,
 }
 
 impl Session {
     pub fn new(agent: String) -> Session {
+        let (closing, closed) = Shutdown::new();
         Session {
             id: SessionId::new(),
             agent,
             received_from: RefCell::new(HashSet::new()),
+            closing,
+            closed,
         }
+    }
+
+    /// Raised when the connection stops reading: waiting requests end early.
+    pub fn closed(&self) -> Shutdown {
+        self.closed.clone()
     }
 
     pub fn is_admin(&self) -> bool {
@@ -111,7 +121,8 @@ async fn serve_requests(
             drop(permit);
         });
     }
-    // Let the requests in flight finish before the connection closes.
+    // Let the requests in flight finish (waiting receives end now) before the connection closes.
+    session.closing.trigger();
     let _ = permits.acquire_many(max as u32).await;
 }
 

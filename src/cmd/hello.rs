@@ -1,6 +1,6 @@
 //! `hello {protocol, agent, token}`: the first request of every connection.
 
-use super::args;
+use super::parse;
 use crate::error::Error;
 use crate::services::Services;
 use crate::session::Session;
@@ -39,7 +39,7 @@ pub async fn authenticate(req: &Request, services: &Services) -> Outcome {
         let e = Error::Unauthenticated(format!("{} before hello: send hello first", req.op));
         return Outcome::Refused(err(e));
     }
-    let hello: Hello = match args(req) {
+    let hello: Hello = match parse(&req.op, req.args.clone()) {
         Ok(h) => h,
         Err(e) => return Outcome::Refused(err(e)),
     };

@@ -4,7 +4,7 @@
 //! (admin may also peek and read stats); any authenticated session may send.
 
 use crate::error::Error;
-use crate::services::Services;
+use crate::services::{Services, Shutdown};
 use crate::session::Session;
 use chrono::SecondsFormat;
 use ikigai_actors::mailbox::{Ack, MailboxError, Peek, Receive, Stats};
@@ -93,15 +93,40 @@ pub async fn receive(
         .send(request)
         .await
         .map_err(|_| gone())?;
-    let mut shutdown = s.shutdown.clone();
-    let received = tokio::select! {
-        r = rx => r.map_err(|_| MailboxError::Restarted(args.mailbox.clone()))??,
-        _ = tokio::time::sleep(wait), if !wait.is_zero() => Vec::new(),
-        _ = shutdown.wait(), if !wait.is_zero() => Vec::new(),
+    let received = if wait.is_zero() {
+        rx.await.map_err(|_| oneshot::error::TryRecvError::Closed)
+    } else {
+        until_woken(rx, wait, s.shutdown.clone(), session.closed()).await
     };
+    let received = received.map_err(|_| MailboxError::Restarted(args.mailbox.clone()))??;
     Ok(Messages {
         messages: received.iter().map(WireMessage::from).collect(),
     })
+}
+
+type Delivery = Result<Vec<StoredMessage>, MailboxError>;
+
+/// Waits for a parked receive until messages arrive, `wait` runs out, the session closes or the
+/// daemon shuts down. Messages handed over at the last moment are kept, never dropped with the
+/// channel (they would stay in flight until their visibility timeout).
+async fn until_woken(
+    mut rx: oneshot::Receiver<Delivery>,
+    wait: Duration,
+    mut shutdown: Shutdown,
+    mut closed: Shutdown,
+) -> Result<Delivery, oneshot::error::TryRecvError> {
+    tokio::select! {
+        biased;
+        delivered = &mut rx => return delivered.map_err(|_| oneshot::error::TryRecvError::Closed),
+        _ = tokio::time::sleep(wait) => {}
+        _ = shutdown.wait() => {}
+        _ = closed.wait() => {}
+    }
+    rx.close();
+    match rx.try_recv() {
+        Err(oneshot::error::TryRecvError::Closed) => Ok(Ok(Vec::new())),
+        other => other,
+    }
 }
 
 #[derive(Deserialize)]

@@ -11,29 +11,36 @@ mod mailbox;
 use crate::error::Error;
 use crate::services::Services;
 use crate::session::Session;
-use ikigai_protocol::{encode_err, encode_ok, Request};
+use ikigai_protocol::{encode_err, encode_ok, from_value, Request, Value};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Runs one request and returns the response frame.
 pub async fn dispatch(req: Request, services: &Services, session: &Session) -> Vec<u8> {
-    match route(&req, services, session).await {
+    let Request { id, op, args } = req;
+    match route(id, &op, args, services, session).await {
         Ok(frame) => frame,
-        Err(e) => encode_err(req.id, &e.to_body(&req.op)),
+        Err(e) => encode_err(id, &e.to_body(&op)),
     }
 }
 
-async fn route(req: &Request, s: &Services, session: &Session) -> Result<Vec<u8>, Error> {
-    match req.op.as_str() {
-        "ping" => reply(req, daemon::ping()),
-        "daemon.status" => reply(req, daemon::status(s)),
-        "mailbox.send" => reply(req, mailbox::send(args(req)?, s, session).await?),
-        "mailbox.receive" => reply(req, mailbox::receive(args(req)?, s, session).await?),
-        "mailbox.ack" => reply(req, mailbox::ack(args(req)?, s, session).await?),
-        "mailbox.peek" => reply(req, mailbox::peek(args(req)?, s, session).await?),
-        "mailbox.stats" => reply(req, mailbox::stats(args(req)?, s, session).await?),
-        "agents.token" => reply(req, agents::token(args(req)?, s, session).await?),
-        "debug.panic_mailbox" => reply(req, debug::panic_mailbox(args(req)?, s, session)?),
+async fn route(
+    id: u64,
+    op: &str,
+    a: Value,
+    s: &Services,
+    session: &Session,
+) -> Result<Vec<u8>, Error> {
+    match op {
+        "ping" => reply(id, daemon::ping()),
+        "daemon.status" => reply(id, daemon::status(s)),
+        "mailbox.send" => reply(id, mailbox::send(parse(op, a)?, s, session).await?),
+        "mailbox.receive" => reply(id, mailbox::receive(parse(op, a)?, s, session).await?),
+        "mailbox.ack" => reply(id, mailbox::ack(parse(op, a)?, s, session).await?),
+        "mailbox.peek" => reply(id, mailbox::peek(parse(op, a)?, s, session).await?),
+        "mailbox.stats" => reply(id, mailbox::stats(parse(op, a)?, s, session).await?),
+        "agents.token" => reply(id, agents::token(parse(op, a)?, s, session).await?),
+        "debug.panic_mailbox" => reply(id, debug::panic_mailbox(parse(op, a)?, s, session)?),
         "hello" => Err(Error::BadRequest(
             "this connection is already authenticated".into(),
         )),
@@ -41,14 +48,13 @@ async fn route(req: &Request, s: &Services, session: &Session) -> Result<Vec<u8>
     }
 }
 
-/// Parses the request's args into the op's argument struct.
-fn args<T: DeserializeOwned>(req: &Request) -> Result<T, Error> {
-    req.args()
-        .map_err(|e| Error::BadRequest(format!("{}: {e}", req.op)))
+/// Parses a request's args into the op's argument struct.
+fn parse<T: DeserializeOwned>(op: &str, args: Value) -> Result<T, Error> {
+    from_value(args).map_err(|e| Error::BadRequest(format!("{op}: {e}")))
 }
 
-fn reply<T: Serialize>(req: &Request, value: T) -> Result<Vec<u8>, Error> {
-    encode_ok(req.id, &value).map_err(|e| Error::Internal(e.to_string()))
+fn reply<T: Serialize>(id: u64, value: T) -> Result<Vec<u8>, Error> {
+    encode_ok(id, &value).map_err(|e| Error::Internal(e.to_string()))
 }
 
 /// Refuses unless the session is the operator.

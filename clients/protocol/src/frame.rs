@@ -11,19 +11,12 @@ use thiserror::Error;
 
 pub use rmpv::Value;
 
-/// A decoded request. `args` is still untyped: each op converts it with [`Request::args`].
+/// A decoded request. `args` is still untyped: each op converts it with [`from_value`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub id: u64,
     pub op: String,
     pub args: Value,
-}
-
-impl Request {
-    /// Converts the args map into the op's typed arguments.
-    pub fn args<T: DeserializeOwned>(&self) -> Result<T, String> {
-        from_value(self.args.clone())
-    }
 }
 
 /// What a client reads from the daemon.
@@ -57,7 +50,7 @@ pub struct EncodeError(String);
 
 /// Decodes one request frame body.
 pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
-    let map = decode_map(body)?;
+    let mut map = decode_map(body)?;
     let id = match field(&map, "id") {
         Some(Value::Integer(i)) => i
             .as_u64()
@@ -73,8 +66,8 @@ pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
         Some(_) => return Err(bad_request(id, "op must be a string")),
         None => return Err(bad_request(id, "missing field op")),
     };
-    let args = match field(&map, "args") {
-        Some(v @ Value::Map(_)) => v.clone(),
+    let args = match take(&mut map, "args") {
+        Some(v @ Value::Map(_)) => v,
         Some(Value::Nil) | None => Value::Map(Vec::new()),
         Some(_) => return Err(bad_request(id, "args must be a map")),
     };
@@ -186,6 +179,13 @@ fn field<'a>(map: &'a [(Value, Value)], name: &str) -> Option<&'a Value> {
     map.iter()
         .find(|(k, _)| k.as_str() == Some(name))
         .map(|(_, v)| v)
+}
+
+/// Moves a field's value out of the map.
+fn take(map: &mut [(Value, Value)], name: &str) -> Option<Value> {
+    map.iter_mut()
+        .find(|(k, _)| k.as_str() == Some(name))
+        .map(|(_, v)| std::mem::replace(v, Value::Nil))
 }
 
 fn bad_request(id: u64, message: impl Into<String>) -> DecodeError {
