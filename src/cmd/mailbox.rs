@@ -183,7 +183,9 @@ pub struct PeekArgs {
 }
 
 pub async fn peek(args: PeekArgs, s: &Services, session: &Session) -> Result<Messages, Error> {
-    if !session.is_admin() {
+    if session.is_admin() {
+        check_name(&args.mailbox)?;
+    } else {
         check_owner(&args.mailbox, session, "peek into")?;
     }
     let limit = args.limit.unwrap_or(10).min(s.config.mailboxes.max_receive);
@@ -275,7 +277,7 @@ impl From<&StoredMessage> for WireMessage {
     }
 }
 
-fn check_name(mailbox: &str) -> Result<(), Error> {
+pub(crate) fn check_name(mailbox: &str) -> Result<(), Error> {
     if mailbox.is_empty() || mailbox.len() > 255 || mailbox.contains('\0') {
         return Err(Error::BadRequest(
             "mailbox must be 1 to 255 bytes without U+0000".into(),
@@ -295,6 +297,9 @@ fn check_owner(mailbox: &str, session: &Session, what: &str) -> Result<(), Error
     Ok(())
 }
 
+/// The actor or the persistence callback went away before answering (daemon shutting down).
 fn gone() -> Error {
-    Error::Unavailable("the mailbox service is shutting down".into())
+    Error::Unavailable(
+        "the mailbox service stopped before answering; the outcome is unknown".into(),
+    )
 }

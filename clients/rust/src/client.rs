@@ -2,7 +2,7 @@
 
 use ikigai_protocol::{
     decode_incoming, encode_request, from_value, pump_frames, ErrorBody, FrameReader, Incoming,
-    Value, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    Value, PROTOCOL_VERSION,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -82,7 +82,9 @@ impl Client {
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         tokio::spawn(pump_frames(write, write_rx));
         tokio::spawn(read_loop(
-            FrameReader::new(read, DEFAULT_MAX_FRAME_BYTES),
+            // The daemon is trusted: its replies (a receive of many large messages) may exceed the
+            // request limit, up to what a 4-byte length can say.
+            FrameReader::new(read, u32::MAX as usize),
             pending.clone(),
             push_tx,
         ));
