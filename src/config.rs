@@ -171,19 +171,9 @@ impl Config {
                 pool_size: doc.number("postgres", "pool_size", 8, 2)?,
             },
             mailboxes: MailboxSettings {
-                visibility: Duration::from_millis(doc.number(
-                    "mailboxes",
-                    "visibility_ms",
-                    30_000,
-                    1,
-                )?),
+                visibility: doc.millis("mailboxes", "visibility_ms", 30_000, 1)?,
                 max_receive: doc.number("mailboxes", "max_receive", 1000, 1)?,
-                max_wait: Duration::from_millis(doc.number(
-                    "mailboxes",
-                    "max_wait_ms",
-                    300_000,
-                    0,
-                )?),
+                max_wait: doc.millis("mailboxes", "max_wait_ms", 300_000, 0)?,
                 max_buffered: doc.number("mailboxes", "max_buffered", 10_000, 16)?,
             },
             fault_injection: doc.boolean("debug", "fault_injection")?,
@@ -288,6 +278,17 @@ impl Doc<'_> {
             Ok(_) => Err(self.error(section, key, format!("must be at least {min}"))),
             Err(_) => Err(self.error(section, key, format!("{raw:?} is not a whole number"))),
         }
+    }
+
+    fn millis(
+        &self,
+        section: &str,
+        key: &str,
+        default: u64,
+        min: u64,
+    ) -> Result<Duration, ConfigError> {
+        self.number(section, key, default, min)
+            .map(Duration::from_millis)
     }
 
     fn boolean(&self, section: &str, key: &str) -> Result<bool, ConfigError> {

@@ -150,11 +150,7 @@ async fn a_stale_socket_from_a_dead_daemon_is_replaced() {
     d.kill9();
     assert!(d.socket().exists(), "kill -9 leaves the socket behind");
     d.restart().await;
-    d.admin()
-        .await
-        .call_value("ping", &json!({}))
-        .await
-        .unwrap();
+    d.assert_serving().await;
 }
 
 #[tokio::test]
@@ -169,11 +165,7 @@ async fn a_second_daemon_on_the_same_root_is_refused() {
         )),
         "{stderr}"
     );
-    d.admin()
-        .await
-        .call_value("ping", &json!({}))
-        .await
-        .unwrap();
+    d.assert_serving().await;
 }
 
 #[tokio::test]

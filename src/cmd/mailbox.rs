@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::services::{Services, Shutdown};
 use crate::session::Session;
 use chrono::SecondsFormat;
-use ikigai_actors::mailbox::{Ack, MailboxError, Peek, Receive, Stats};
+use ikigai_actors::mailbox::{Ack, Mailbox, MailboxError, Peek, Receive, Stats};
 use ikigai_actors::{NewMessage, StoredMessage};
 use ikigai_protocol::Json;
 use serde::{Deserialize, Serialize};
@@ -80,19 +80,14 @@ pub async fn receive(
         None => limits.visibility,
     };
     session.received_from(&args.mailbox);
-    let (reply, rx) = oneshot::channel();
-    let request = Receive {
+    let rx = ask(s, &args.mailbox, |reply| Receive {
         session: session.id,
         max,
         visibility,
         wait: !wait.is_zero(),
         reply,
-    };
-    s.mailboxes
-        .get(&args.mailbox)
-        .send(request)
-        .await
-        .map_err(|_| gone())?;
+    })
+    .await?;
     let received = if wait.is_zero() {
         rx.await.map_err(|_| oneshot::error::TryRecvError::Closed)
     } else {
@@ -158,17 +153,12 @@ pub async fn ack(args: AckArgs, s: &Services, session: &Session) -> Result<Acked
     if ids.is_empty() {
         return Ok(Acked { acked: 0 });
     }
-    let (reply, rx) = oneshot::channel();
-    let request = Ack {
+    let rx = ask(s, &args.mailbox, |reply| Ack {
         reader: session.agent.clone(),
         ids,
         reply,
-    };
-    s.mailboxes
-        .get(&args.mailbox)
-        .send(request)
-        .await
-        .map_err(|_| gone())?;
+    })
+    .await?;
     let acked = rx
         .await
         .map_err(|_| MailboxError::Restarted(args.mailbox.clone()))??;
@@ -295,6 +285,26 @@ fn check_owner(mailbox: &str, session: &Session, what: &str) -> Result<(), Error
         )));
     }
     Ok(())
+}
+
+/// Sends the message `make` builds around a reply channel to `mailbox`'s actor; returns the
+/// channel its answer will come on.
+async fn ask<M, T>(
+    s: &Services,
+    mailbox: &str,
+    make: impl FnOnce(oneshot::Sender<T>) -> M,
+) -> Result<oneshot::Receiver<T>, Error>
+where
+    M: actix::Message<Result = ()> + Send + 'static,
+    Mailbox: actix::Handler<M>,
+{
+    let (reply, rx) = oneshot::channel();
+    s.mailboxes
+        .get(mailbox)
+        .send(make(reply))
+        .await
+        .map_err(|_| gone())?;
+    Ok(rx)
 }
 
 /// The actor or the persistence callback went away before answering (daemon shutting down).

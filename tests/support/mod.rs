@@ -196,6 +196,16 @@ impl Daemon {
             .expect("admin connects")
     }
 
+    /// Asserts the daemon answers a `ping` as admin.
+    pub async fn assert_serving(&self) {
+        let reply = self
+            .admin()
+            .await
+            .call_value("ping", &serde_json::json!({}))
+            .await;
+        reply.expect("the daemon answers ping");
+    }
+
     /// The token of `agent`, issued through the admin op.
     pub async fn token(&self, agent: &str) -> String {
         let reply: serde_json::Value = self
