@@ -58,6 +58,7 @@ pub struct DaemonConfig {
     pub max_frame_bytes: usize,
     pub max_connections: usize,
     pub max_in_flight: usize,
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -161,6 +162,7 @@ impl Config {
                 max_frame_bytes: doc.number("daemon", "max_frame_bytes", 16 << 20, 64)?,
                 max_connections: doc.number("daemon", "max_connections", 1024, 1)?,
                 max_in_flight: doc.number("daemon", "max_in_flight", 1024, 1)?,
+                shutdown_grace: doc.millis("daemon", "shutdown_grace_ms", 10_000, 0)?,
             },
             postgres: PostgresConfig {
                 url: doc
@@ -185,7 +187,12 @@ impl Config {
 const KNOWN: &[(&str, &[&str])] = &[
     (
         "daemon",
-        &["max_frame_bytes", "max_connections", "max_in_flight"],
+        &[
+            "max_frame_bytes",
+            "max_connections",
+            "max_in_flight",
+            "shutdown_grace_ms",
+        ],
     ),
     ("postgres", &["url", "server", "pool_size"]),
     (
@@ -367,7 +374,7 @@ mod tests {
     fn unknown_keys_and_sections_name_file_line_and_key() {
         assert_eq!(
             err("[daemon]\nmax_frame_bytes = 100\nmax_frames = 3\n"),
-            "t.conf:3: [daemon] max_frames: unknown key (known: max_frame_bytes, max_connections, max_in_flight)"
+            "t.conf:3: [daemon] max_frames: unknown key (known: max_frame_bytes, max_connections, max_in_flight, shutdown_grace_ms)"
         );
         assert!(err("\n[dameon]\n").starts_with("t.conf:2: [dameon]: unknown section"));
     }

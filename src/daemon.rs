@@ -20,7 +20,7 @@ use std::time::Instant;
 use thiserror::Error;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::oneshot;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Where the daemon runs and which configuration file it was told to use.
 #[derive(Debug, Clone)]
@@ -79,6 +79,7 @@ async fn serve(
     let mailboxes = Mailboxes::new(store.clone(), persister.clone(), mailbox_config);
     let replayed = mailboxes.replay().await?;
     let (trigger, shutdown) = Shutdown::new();
+    let grace = config.daemon.shutdown_grace;
     let services = Services {
         config: Rc::new(config),
         mailboxes,
@@ -100,7 +101,12 @@ async fn serve(
     let signal = wait_for_signal().await?;
     info!(signal, "shutting down: finishing in-flight requests");
     trigger.trigger();
-    let _ = server.await;
+    if tokio::time::timeout(grace, server).await.is_err() {
+        warn!(
+            grace_ms = grace.as_millis() as u64,
+            "in-flight requests did not finish in time"
+        );
+    }
     let (flushed, done) = oneshot::channel();
     persister.do_send(Flush(flushed));
     let _ = done.await;

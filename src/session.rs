@@ -71,12 +71,14 @@ impl Session {
     }
 }
 
-type Out = mpsc::UnboundedSender<Vec<u8>>;
+/// Response frames on their way to the writer. Bounded: a client that stops reading stops
+/// its own requests (their tasks wait here, holding their in-flight permits).
+type Out = mpsc::Sender<Vec<u8>>;
 
 /// Serves one connection until the peer closes, a frame is bad, or the daemon shuts down.
 pub async fn serve(stream: UnixStream, services: Services) {
     let (read, write) = stream.into_split();
-    let (out, out_rx) = mpsc::unbounded_channel();
+    let (out, out_rx) = mpsc::channel(services.config.daemon.max_in_flight);
     let writer = spawn_local(pump_frames(write, out_rx));
     let mut reader = FrameReader::new(read, services.config.daemon.max_frame_bytes);
     if let Some(session) = authenticate(&mut reader, &out, &services).await {
@@ -109,7 +111,7 @@ async fn serve_requests(
             f = reader.read_frame() => f,
             _ = shutdown.wait() => break,
         };
-        let req = match next_request(frame, out) {
+        let req = match next_request(frame, out).await {
             Next::Request(req) => req,
             Next::Skip => continue,
             Next::Close => break,
@@ -117,7 +119,7 @@ async fn serve_requests(
         let (services, session, out) = (services.clone(), session.clone(), out.clone());
         spawn_local(async move {
             let frame = cmd::dispatch(req, &services, &session).await;
-            let _ = out.send(frame);
+            let _ = out.send(frame).await;
             drop(permit);
         });
     }
@@ -138,21 +140,21 @@ async fn authenticate(
             f = reader.read_frame() => f,
             _ = shutdown.wait() => return None,
         };
-        let req = match next_request(frame, out) {
+        let req = match next_request(frame, out).await {
             Next::Request(req) => req,
             Next::Skip => continue,
             Next::Close => return None,
         };
         match cmd::hello::authenticate(&req, services).await {
             cmd::hello::Outcome::Welcome(session, reply) => {
-                let _ = out.send(reply);
+                let _ = out.send(reply).await;
                 return Some(session);
             }
             cmd::hello::Outcome::Refused(reply) => {
-                let _ = out.send(reply);
+                let _ = out.send(reply).await;
             }
             cmd::hello::Outcome::Rejected(reply) => {
-                let _ = out.send(reply);
+                let _ = out.send(reply).await;
                 return None;
             }
         }
@@ -165,27 +167,26 @@ enum Next {
     Close,
 }
 
-fn next_request(frame: Result<Option<bytes::Bytes>, ReadError>, out: &Out) -> Next {
-    let bad_frame = |message: String| {
-        debug!(error = %message, "bad frame; closing the connection");
-        let _ = out.send(encode_err(
-            0,
-            &ErrorBody::new(ErrorCode::BadFrame, message, false),
-        ));
-        Next::Close
-    };
-    match frame {
+/// Decodes the next frame; errors are answered here (a bad frame also ends the connection).
+async fn next_request(frame: Result<Option<bytes::Bytes>, ReadError>, out: &Out) -> Next {
+    let (next, answer) = match frame {
         Ok(Some(body)) => match decode_request(&body) {
-            Ok(req) => Next::Request(req),
+            Ok(req) => return Next::Request(req),
             Err(DecodeError::BadFrame(message)) => bad_frame(message),
             Err(DecodeError::BadRequest { id, message }) => {
                 let body = ErrorBody::new(ErrorCode::BadRequest, message, false);
-                let _ = out.send(encode_err(id, &body));
-                Next::Skip
+                (Next::Skip, encode_err(id, &body))
             }
         },
-        Ok(None) => Next::Close,
+        Ok(None) | Err(ReadError::Io(_)) => return Next::Close,
         Err(e @ (ReadError::TooLarge { .. } | ReadError::Truncated)) => bad_frame(e.to_string()),
-        Err(ReadError::Io(_)) => Next::Close,
-    }
+    };
+    let _ = out.send(answer).await;
+    next
+}
+
+fn bad_frame(message: String) -> (Next, Vec<u8>) {
+    debug!(error = %message, "bad frame; closing the connection");
+    let body = ErrorBody::new(ErrorCode::BadFrame, message, false);
+    (Next::Close, encode_err(0, &body))
 }

@@ -181,3 +181,27 @@ async fn pipelined_requests_are_matched_by_id() {
     order.sort();
     assert_eq!(order, (100..=105).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_holds_only_itself_and_not_the_shutdown() {
+    let mut d = Daemon::start_with("[daemon]\nmax_in_flight = 4\nshutdown_grace_ms = 500\n").await;
+    let mut raw = Raw::hello(&d).await;
+    // Far more responses than the socket buffers hold; this client never reads them.
+    let big = json!({"mailbox": "admin", "payload": "x".repeat(4000)});
+    let flood = tokio::spawn(async move {
+        for id in 2..2000 {
+            raw.request(id, "mailbox.send", &big).await;
+        }
+        raw
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    still_serving(&d).await;
+    let started = std::time::Instant::now();
+    assert_eq!(d.terminate(), 0, "{}", d.log());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "shutdown waited {:?}",
+        started.elapsed()
+    );
+    drop(flood);
+}

@@ -78,10 +78,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
 /// Writes every frame sent on `frames` to `w`, flushing whenever the queue runs dry, so that a
 /// burst of pipelined frames leaves in few writes. Ends when the channel closes or a write fails.
-pub async fn pump_frames<W: AsyncWrite + Unpin>(
-    w: W,
-    mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
-) {
+pub async fn pump_frames<W: AsyncWrite + Unpin>(w: W, mut frames: mpsc::Receiver<Vec<u8>>) {
     let mut out = BufWriter::with_capacity(64 * 1024, w);
     while let Some(frame) = frames.recv().await {
         if out.write_all(&frame).await.is_err() {

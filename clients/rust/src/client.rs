@@ -66,7 +66,7 @@ pub struct Client {
 }
 
 struct Inner {
-    writes: mpsc::UnboundedSender<Vec<u8>>,
+    writes: mpsc::Sender<Vec<u8>>,
     pending: Pending,
     next_id: AtomicU64,
     pushes: tokio::sync::Mutex<mpsc::UnboundedReceiver<Push>>,
@@ -77,7 +77,7 @@ impl Client {
     pub async fn connect(socket: impl AsRef<Path>) -> Result<Client, ClientError> {
         let stream = UnixStream::connect(socket).await?;
         let (read, write) = stream.into_split();
-        let (writes, write_rx) = mpsc::unbounded_channel();
+        let (writes, write_rx) = mpsc::channel(4096);
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         tokio::spawn(pump_frames(write, write_rx));
@@ -157,10 +157,11 @@ impl Client {
             Some(pending) => pending.insert(id, tx),
             None => return Err(ClientError::Closed),
         };
-        self.inner
-            .writes
-            .send(frame)
-            .map_err(|_| ClientError::Closed)?;
+        if self.inner.writes.send(frame).await.is_err() {
+            let mut pending = self.inner.pending.lock().expect("pending lock");
+            pending.as_mut().map(|p| p.remove(&id));
+            return Err(ClientError::Closed);
+        }
         Ok(rx.await.map_err(|_| ClientError::Closed)??)
     }
 
