@@ -97,17 +97,14 @@ async fn concurrent_senders_each_keep_their_order_and_nothing_is_lost() {
         let client = d.agent(&format!("sender{s}")).await;
         senders.push(tokio::spawn(async move {
             // Pipelined: all 200 in flight at once, yet each is committed in order.
-            let sends: Vec<_> = (0..200)
-                .map(|i| {
-                    let c = client.clone();
-                    async move {
-                        c.mailbox_send("sink", &json!({"s": s, "i": i}))
-                            .await
-                            .unwrap()
-                    }
-                })
-                .collect();
-            futures::future::join_all(sends).await
+            let mut sends = Vec::new();
+            for i in 0..200 {
+                let args = json!({"mailbox": "sink", "payload": {"s": s, "i": i}});
+                sends.push(client.submit("mailbox.send", &args).await.unwrap());
+            }
+            for pending in sends {
+                pending.value().await.unwrap();
+            }
         }));
     }
     for s in senders {

@@ -57,7 +57,25 @@ pub struct Hello {
 }
 
 type Reply = Result<Value, ErrorBody>;
-type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Reply>>>>>;
+
+/// A submitted request whose reply has not been read yet.
+pub struct Pending {
+    rx: oneshot::Receiver<Reply>,
+}
+
+impl Pending {
+    /// The raw `ok` value.
+    pub async fn value(self) -> Result<Value, ClientError> {
+        Ok(self.rx.await.map_err(|_| ClientError::Closed)??)
+    }
+
+    /// The `ok` value decoded into `R`.
+    pub async fn reply<R: DeserializeOwned>(self) -> Result<R, ClientError> {
+        from_value(self.value().await?).map_err(ClientError::Decode)
+    }
+}
+/// Calls waiting for their reply, by id; `None` once the connection is gone.
+type Waiters = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Reply>>>>>;
 
 /// A connection to the daemon. Cheap to clone; clones share the connection.
 #[derive(Clone)]
@@ -67,7 +85,7 @@ pub struct Client {
 
 struct Inner {
     writes: mpsc::Sender<Vec<u8>>,
-    pending: Pending,
+    pending: Waiters,
     next_id: AtomicU64,
     pushes: tokio::sync::Mutex<mpsc::UnboundedReceiver<Push>>,
 }
@@ -79,7 +97,7 @@ impl Client {
         let (read, write) = stream.into_split();
         let (writes, write_rx) = mpsc::channel(4096);
         let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
+        let pending: Waiters = Arc::new(Mutex::new(Some(HashMap::new())));
         tokio::spawn(pump_frames(write, write_rx));
         tokio::spawn(read_loop(
             // The daemon is trusted: its replies (a receive of many large messages) may exceed the
@@ -140,8 +158,7 @@ impl Client {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let value = self.call_value(op, args).await?;
-        from_value(value).map_err(ClientError::Decode)
+        self.submit(op, args).await?.reply().await
     }
 
     /// Sends `op` with `args` and returns the raw `ok` value.
@@ -150,6 +167,17 @@ impl Client {
         op: &str,
         args: &A,
     ) -> Result<Value, ClientError> {
+        self.submit(op, args).await?.value().await
+    }
+
+    /// Queues `op` for writing and returns without waiting for its reply. Requests submitted one
+    /// after another are written, and read by the daemon, in that order: this is how to
+    /// pipeline while keeping order (e.g. sends that must stay FIFO).
+    pub async fn submit<A: Serialize + ?Sized>(
+        &self,
+        op: &str,
+        args: &A,
+    ) -> Result<Pending, ClientError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_request(id, op, args).map_err(|e| ClientError::Decode(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
@@ -162,7 +190,7 @@ impl Client {
             pending.as_mut().map(|p| p.remove(&id));
             return Err(ClientError::Closed);
         }
-        Ok(rx.await.map_err(|_| ClientError::Closed)??)
+        Ok(Pending { rx })
     }
 
     /// Waits for the next server push; `None` once the connection is closed.
@@ -173,7 +201,7 @@ impl Client {
 
 async fn read_loop(
     mut reader: FrameReader<tokio::net::unix::OwnedReadHalf>,
-    pending: Pending,
+    pending: Waiters,
     pushes: mpsc::UnboundedSender<Push>,
 ) {
     while let Ok(Some(body)) = reader.read_frame().await {
@@ -201,7 +229,7 @@ async fn read_loop(
     fail_all(&pending, None);
 }
 
-fn fail_all(pending: &Pending, err: Option<ErrorBody>) {
+fn fail_all(pending: &Waiters, err: Option<ErrorBody>) {
     let waiters = pending
         .lock()
         .expect("pending lock")

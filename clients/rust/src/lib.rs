@@ -14,6 +14,6 @@
 mod client;
 mod mailbox;
 
-pub use client::{Client, ClientError, Hello, Push};
+pub use client::{Client, ClientError, Hello, Pending, Push};
 pub use ikigai_protocol::{ErrorBody, ErrorCode};
 pub use mailbox::{Message, Receive};
