@@ -3,6 +3,7 @@
 
 mod cluster;
 pub mod identity;
+pub mod listen;
 pub mod mailbox;
 mod schema;
 
@@ -39,6 +40,8 @@ pub enum DbError {
 /// An open database: the pool, and the private cluster when the daemon started one.
 pub struct Database {
     pub pool: Pool,
+    /// How to open a dedicated connection (e.g. for `LISTEN`, which cannot use the pool).
+    pub config: tokio_postgres::Config,
     /// Where the daemon's data lives, for logs and `ikigai status`.
     pub target: String,
     cluster: Option<PrivateCluster>,
@@ -49,7 +52,7 @@ impl Database {
     pub async fn open(config: &PostgresConfig, root: &Root) -> Result<Database, DbError> {
         let (pg, target, cluster) = locate(config, root).await?;
         let manager = Manager::from_config(
-            pg,
+            pg.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -63,6 +66,7 @@ impl Database {
         info!(target = %target, "database ready");
         Ok(Database {
             pool,
+            config: pg,
             target,
             cluster,
         })
