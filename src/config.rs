@@ -76,6 +76,21 @@ pub struct MailboxSettings {
     pub max_buffered: usize,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSettings {
+    /// Lease of a claim that names none.
+    pub lease: Duration,
+    pub max_lease: Duration,
+    pub max_claim: usize,
+    pub max_wait: Duration,
+    /// `max_attempts` of a task that names none.
+    pub max_attempts: i32,
+    /// Claimable tasks kept in memory per queue.
+    pub window: usize,
+    /// How often the safety sweep releases leases abandoned by dead daemons.
+    pub sweep: Duration,
+}
+
 /// The whole configuration, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -84,6 +99,7 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub postgres: PostgresConfig,
     pub mailboxes: MailboxSettings,
+    pub queues: QueueSettings,
     pub fault_injection: bool,
 }
 
@@ -178,6 +194,15 @@ impl Config {
                 max_wait: doc.millis("mailboxes", "max_wait_ms", 300_000, 0)?,
                 max_buffered: doc.number("mailboxes", "max_buffered", 10_000, 16)?,
             },
+            queues: QueueSettings {
+                lease: doc.millis("queues", "lease_ms", 30_000, 1)?,
+                max_lease: doc.millis("queues", "max_lease_ms", 3_600_000, 1)?,
+                max_claim: doc.number("queues", "max_claim", 1000, 1)?,
+                max_wait: doc.millis("queues", "max_wait_ms", 300_000, 0)?,
+                max_attempts: doc.number("queues", "max_attempts", 5, 1)?,
+                window: doc.number("queues", "window", 10_000, 16)?,
+                sweep: doc.millis("queues", "sweep_ms", 5_000, 100)?,
+            },
             fault_injection: doc.boolean("debug", "fault_injection")?,
         })
     }
@@ -213,6 +238,18 @@ const KNOWN: &[(&str, &[&str])] = &[
             "max_receive",
             "max_wait_ms",
             "max_buffered",
+        ],
+    ),
+    (
+        "queues",
+        &[
+            "lease_ms",
+            "max_lease_ms",
+            "max_claim",
+            "max_wait_ms",
+            "max_attempts",
+            "window",
+            "sweep_ms",
         ],
     ),
     ("debug", &["fault_injection"]),

@@ -4,19 +4,21 @@
 
 use crate::config::{Config, ConfigError};
 use crate::identity::{Identities, IdentityError};
-use crate::postgres::{Database, DbError, PgMailboxStore};
+use crate::postgres::listen::{Event, Listener};
+use crate::postgres::{Database, DbError, PgJournal, PgMailboxStore, PgQueueStore};
 use crate::root::{Root, RootError, RootLock};
 use crate::server;
 use crate::services::{Services, Shutdown, Status};
 use actix::Actor;
 use ikigai_actors::mailbox::{MailboxConfig, Mailboxes};
 use ikigai_actors::persist::{Flush, Persister};
+use ikigai_actors::queue::{QueueConfig, Queues, Refresh};
 use ikigai_actors::store::{MailboxStore, StoreError};
 use std::cell::Cell;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::oneshot;
@@ -70,20 +72,40 @@ async fn serve(
 ) -> Result<(), StartError> {
     let identities = Identities::new(db.pool.clone(), root.clone());
     identities.ensure_admin().await?;
+    let origin = root.daemon_id()?;
+    let journal = PgJournal::new(db.pool.clone(), origin.clone());
+    let persister = Persister::new(Arc::new(journal)).start();
     let store: Arc<dyn MailboxStore> = Arc::new(PgMailboxStore::new(db.pool.clone()));
-    let persister = Persister::new(store.clone()).start();
     let mailbox_config = MailboxConfig {
         max_buffered: config.mailboxes.max_buffered,
         ..MailboxConfig::default()
     };
     let mailboxes = Mailboxes::new(store.clone(), persister.clone(), mailbox_config);
     let replayed = mailboxes.replay().await?;
+    let queue_config = QueueConfig {
+        window: config.queues.window,
+        ..QueueConfig::default()
+    };
+    let queues = Queues::new(
+        Arc::new(PgQueueStore::new(db.pool.clone())),
+        persister.clone(),
+        queue_config,
+    );
+    let queues_replayed = queues.replay(&origin).await?;
+    let listener = Listener::start(db.config.clone());
+    tokio::task::spawn_local(follow_task_notifications(
+        listener.clone(),
+        queues.clone(),
+        origin,
+    ));
+    tokio::task::spawn_local(sweep_leases(queues.clone(), config.queues.sweep));
     let (trigger, shutdown) = Shutdown::new();
     let grace = config.daemon.shutdown_grace;
     let services = Services {
         config: Rc::new(config),
         mailboxes,
         mailbox_store: store,
+        queues,
         identities,
         status: Rc::new(Status {
             started: Instant::now(),
@@ -96,7 +118,12 @@ async fn serve(
     let listener = root.bind(lock)?;
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
-    info!(socket = %root.socket().display(), mailboxes_replayed = replayed, "listening");
+    info!(
+        socket = %root.socket().display(),
+        mailboxes_replayed = replayed,
+        queues_replayed,
+        "listening"
+    );
     let server = tokio::task::spawn_local(server::run(listener, services));
     let signal = wait_for_signal().await?;
     info!(signal, "shutting down: finishing in-flight requests");
@@ -113,6 +140,41 @@ async fn serve(
     root.unbind();
     info!("stopped");
     Ok(())
+}
+
+/// Wakes the queues that other writers (other daemons, plain SQL) made claimable. A
+/// notification names its writer's daemon and the queues; our own writes are already known.
+async fn follow_task_notifications(listener: Listener, queues: Queues, origin: String) {
+    let mut events = listener.subscribe(TASK_CHANNEL);
+    while let Some(event) = events.recv().await {
+        let payload = match event {
+            Event::Notify(payload) => payload,
+            Event::Resync => "\n*".to_owned(),
+        };
+        let mut lines = payload.lines();
+        if lines.next() == Some(origin.as_str()) {
+            continue;
+        }
+        for queue in lines {
+            match queue {
+                "*" => queues.all().iter().for_each(|q| q.do_send(Refresh)),
+                name => queues.changed(name),
+            }
+        }
+    }
+}
+
+/// The channel `schema.sql`'s trigger notifies when tasks become claimable.
+const TASK_CHANNEL: &str = "ikigai_task_queue";
+
+/// The slow safety sweep: releases leases that ran out under a daemon that died.
+async fn sweep_leases(queues: Queues, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = queues.sweep(every).await {
+            warn!(error = %e, "lease sweep failed");
+        }
+    }
 }
 
 async fn wait_for_signal() -> std::io::Result<&'static str> {

@@ -2,6 +2,7 @@
 //! place where internal failures become `{code, message, retriable}` and get logged.
 
 use ikigai_actors::mailbox::MailboxError;
+use ikigai_actors::queue::QueueError;
 use ikigai_actors::store::StoreError;
 use ikigai_protocol::{ErrorBody, ErrorCode};
 use thiserror::Error;
@@ -25,6 +26,8 @@ pub enum Error {
     #[error(transparent)]
     Mailbox(#[from] MailboxError),
     #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
     Internal(String),
@@ -45,6 +48,7 @@ impl Error {
                 (ErrorCode::Unavailable, true)
             }
             Error::Mailbox(MailboxError::Panicked { .. }) => (ErrorCode::Internal, true),
+            Error::Queue(e) => queue_code(e),
             Error::Internal(_) => (ErrorCode::Internal, false),
         }
     }
@@ -59,6 +63,17 @@ impl Error {
             _ => debug!(op, code = %code, error = %self, "request refused"),
         }
         ErrorBody::new(code, self.to_string(), retriable)
+    }
+}
+
+fn queue_code(e: &QueueError) -> (ErrorCode, bool) {
+    match e {
+        QueueError::Store(e) => store_code(e),
+        QueueError::NotLoaded(_) | QueueError::Restarted(_) => (ErrorCode::Unavailable, true),
+        QueueError::Panicked { .. } => (ErrorCode::Internal, true),
+        QueueError::NotFound(_) => (ErrorCode::NotFound, false),
+        QueueError::NotClaimer(_) => (ErrorCode::PermissionDenied, false),
+        QueueError::LeaseLost(_) | QueueError::Finished(_) => (ErrorCode::Conflict, false),
     }
 }
 

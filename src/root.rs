@@ -72,6 +72,20 @@ impl Root {
         self.ikigai().join("postgres")
     }
 
+    /// This root's daemon identity (`.ikigai/daemon.id`, created on first start): it names the
+    /// claims this daemon takes, so that its next life can release them.
+    pub fn daemon_id(&self) -> Result<String, RootError> {
+        let path = self.ikigai().join("daemon.id");
+        if let Ok(id) = fs::read_to_string(&path) {
+            if !id.trim().is_empty() {
+                return Ok(id.trim().to_owned());
+            }
+        }
+        let id = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple());
+        fs::write(&path, &id).map_err(io(&path))?;
+        Ok(id)
+    }
+
     /// Creates `.ikigai/` and takes the root's lock, or says which daemon holds it.
     pub fn lock(&self) -> Result<RootLock, RootError> {
         let dir = self.ikigai();
@@ -119,6 +133,14 @@ impl Root {
     pub fn unbind(&self) {
         let _ = fs::remove_file(self.socket());
     }
+}
+
+fn hostname() -> String {
+    fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into())
 }
 
 /// Held for the daemon's lifetime; the OS releases it if the process dies.

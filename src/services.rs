@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::identity::Identities;
 use ikigai_actors::mailbox::Mailboxes;
+use ikigai_actors::queue::Queues;
 use ikigai_actors::store::MailboxStore;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -16,6 +17,7 @@ pub struct Services {
     pub config: Rc<Config>,
     pub mailboxes: Mailboxes,
     pub mailbox_store: Arc<dyn MailboxStore>,
+    pub queues: Queues,
     pub identities: Identities,
     pub status: Rc<Status>,
     pub shutdown: Shutdown,

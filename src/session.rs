@@ -10,13 +10,14 @@
 use crate::cmd;
 use crate::services::{Services, Shutdown, ShutdownTrigger};
 use ikigai_actors::mailbox::SessionClosed;
+use ikigai_actors::queue;
 use ikigai_actors::SessionId;
 use ikigai_protocol::{
     decode_request, encode_err, pump_frames, DecodeError, ErrorBody, ErrorCode, FrameReader,
     ReadError, Request,
 };
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use tokio::net::unix::OwnedReadHalf;
@@ -24,12 +25,15 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::spawn_local;
 use tracing::{debug, info_span, Instrument};
+use uuid::Uuid;
 
 /// An authenticated session.
 pub struct Session {
     pub id: SessionId,
     pub agent: String,
     received_from: RefCell<HashSet<String>>,
+    /// Tasks claimed on this connection, and the queue each belongs to.
+    claimed: RefCell<HashMap<Uuid, String>>,
     closing: ShutdownTrigger,
     closed: Shutdown,
 }
@@ -41,6 +45,7 @@ impl Session {
             id: SessionId::new(),
             agent,
             received_from: RefCell::new(HashSet::new()),
+            claimed: RefCell::new(HashMap::new()),
             closing,
             closed,
         }
@@ -62,10 +67,33 @@ impl Session {
         }
     }
 
+    /// Remembers tasks claimed on this connection (to find their queue, and to release them on
+    /// close).
+    pub fn claimed(&self, queue: &str, ids: impl IntoIterator<Item = Uuid>) {
+        let mut claimed = self.claimed.borrow_mut();
+        claimed.extend(ids.into_iter().map(|id| (id, queue.to_owned())));
+    }
+
+    /// The queue of a task claimed on this connection.
+    pub fn queue_of(&self, id: &Uuid) -> Option<String> {
+        self.claimed.borrow().get(id).cloned()
+    }
+
+    /// Forgets a task that was settled.
+    pub fn settled(&self, id: &Uuid) {
+        self.claimed.borrow_mut().remove(id);
+    }
+
     fn release(&self, services: &Services) {
         for name in self.received_from.borrow().iter() {
             if let Some(addr) = services.mailboxes.running(name) {
                 addr.do_send(SessionClosed(self.id));
+            }
+        }
+        let queues: HashSet<String> = self.claimed.borrow().values().cloned().collect();
+        for name in queues {
+            if let Some(addr) = services.queues.running(&name) {
+                addr.do_send(queue::SessionClosed(self.id));
             }
         }
     }

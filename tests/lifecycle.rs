@@ -306,7 +306,7 @@ async fn a_panicking_mailbox_actor_restarts_from_storage_and_its_neighbours_neve
     let ids: Vec<&str> = rebuilt.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, [kept.as_str(), held.as_str()]);
     assert!(
-        d.log().contains("mailbox logic panicked; restarting"),
+        d.log().contains("actor logic panicked; restarting"),
         "{}",
         d.log()
     );

@@ -2,14 +2,18 @@
 //!
 //! Actors hold the logic of each service and stay thin: the rules live in plain structs
 //! (e.g. [`mailbox::MailboxState`]) that unit tests drive without an actix `System`. Durability is
-//! delegated to the [`persist::Persister`], which commits writes in groups through a store trait
-//! ([`store::MailboxStore`]); the engines implementing those traits live in the daemon crate.
+//! delegated to the [`persist::Persister`], which commits the writes of every service in groups
+//! through [`store::Journal`]; reads go through one store trait per service. The engines
+//! implementing those traits live in the daemon crate.
 //! Nothing here knows about sockets, frames or SQL.
 
 pub mod mailbox;
 pub mod message;
 pub mod persist;
+pub mod queue;
 pub mod store;
 pub mod supervise;
+pub mod task;
 
 pub use message::{NewMessage, SessionId, StoredMessage};
+pub use task::{Lease, NewTask, Task};

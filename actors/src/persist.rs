@@ -1,4 +1,4 @@
-//! The persistence actor: owns the writes of the mailbox service and commits them in groups.
+//! The persistence actor: owns the writes of every service and commits them in groups.
 //!
 //! While one commit is in flight, every write that arrives joins the next group, and the next
 //! group is committed in one transaction as soon as the current one finishes. Each writer's
@@ -6,8 +6,12 @@
 //! acknowledged after its commit and never before.
 
 use crate::message::{NewMessage, StoredMessage};
-use crate::store::{AckWrite, AttemptsWrite, Committed, MailboxBatch, MailboxStore, StoreError};
+use crate::store::{
+    AckWrite, AttemptsWrite, Batch, ClaimWrite, Committed, Journal, PushWrite, Pushed, Refusal,
+    SettleWrite, StoreError,
+};
 use crate::supervise::contain;
+use crate::task::Task;
 use actix::prelude::*;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -23,6 +27,9 @@ pub enum Write {
     Send(NewMessage),
     Ack(Vec<AckWrite>),
     Attempts(Vec<AttemptsWrite>),
+    Push(Vec<PushWrite>),
+    Claim(Vec<ClaimWrite>),
+    Settle(Vec<SettleWrite>),
 }
 
 /// What a write produced once its group committed.
@@ -32,6 +39,12 @@ pub enum Outcome {
     /// The ids of the `Ack` write that changed from unread to read.
     Acked(Vec<Uuid>),
     Recorded,
+    /// One per pushed task, in order.
+    Pushed(Vec<Pushed>),
+    /// The claims that took effect (the others were taken meanwhile).
+    Claimed(Vec<Task>),
+    /// One per settlement, in order.
+    Settled(Vec<(Uuid, Result<Task, Refusal>)>),
 }
 
 /// Called once with the write's outcome after its group committed or failed.
@@ -52,16 +65,16 @@ pub struct Flush(pub oneshot::Sender<()>);
 
 /// The group-commit actor.
 pub struct Persister {
-    store: Arc<dyn MailboxStore>,
+    journal: Arc<dyn Journal>,
     next: Vec<Persist>,
     committing: bool,
     flushes: Vec<oneshot::Sender<()>>,
 }
 
 impl Persister {
-    pub fn new(store: Arc<dyn MailboxStore>) -> Self {
+    pub fn new(journal: Arc<dyn Journal>) -> Self {
         Persister {
-            store,
+            journal,
             next: Vec::new(),
             committing: false,
             flushes: Vec::new(),
@@ -79,9 +92,9 @@ impl Persister {
         let group: Vec<Persist> = self.next.drain(..take).collect();
         let (batch, group) = split_group(group);
         self.committing = true;
-        let store = self.store.clone();
+        let journal = self.journal.clone();
         let commit = async move {
-            let result = store.commit(&batch).await;
+            let result = journal.commit(&batch).await;
             debug!(writes = batch.len(), ok = result.is_ok(), "group committed");
             result
         };
@@ -132,30 +145,52 @@ enum Kind {
     Send,
     Ack(Vec<Uuid>),
     Attempts,
+    Push(usize),
+    Claim(Vec<Uuid>),
+    Settle(Vec<Uuid>),
 }
 
-fn split_group(group: Vec<Persist>) -> (MailboxBatch, Callbacks) {
-    let mut batch = MailboxBatch::default();
+fn split_group(group: Vec<Persist>) -> (Batch, Callbacks) {
+    let mut batch = Batch::default();
     let mut callbacks = Vec::with_capacity(group.len());
     for Persist { write, done } in group {
-        let kind = match write {
-            Write::Send(m) => {
-                batch.sends.push(m);
-                Kind::Send
-            }
-            Write::Ack(acks) => {
-                let ids = acks.iter().map(|a| a.id).collect();
-                batch.acks.extend(acks);
-                Kind::Ack(ids)
-            }
-            Write::Attempts(a) => {
-                batch.attempts.extend(a);
-                Kind::Attempts
-            }
-        };
-        callbacks.push((kind, done));
+        callbacks.push((add(&mut batch, write), done));
     }
     (batch, callbacks)
+}
+
+/// Adds `write` to `batch`, returning what its callback will need to find its outcome.
+fn add(batch: &mut Batch, write: Write) -> Kind {
+    match write {
+        Write::Send(m) => {
+            batch.mailbox.sends.push(m);
+            Kind::Send
+        }
+        Write::Ack(acks) => {
+            let ids = acks.iter().map(|a| a.id).collect();
+            batch.mailbox.acks.extend(acks);
+            Kind::Ack(ids)
+        }
+        Write::Attempts(a) => {
+            batch.mailbox.attempts.extend(a);
+            Kind::Attempts
+        }
+        Write::Push(pushes) => {
+            let n = pushes.len();
+            batch.queue.pushes.extend(pushes);
+            Kind::Push(n)
+        }
+        Write::Claim(claims) => {
+            let ids = claims.iter().map(|c| c.id).collect();
+            batch.queue.claims.extend(claims);
+            Kind::Claim(ids)
+        }
+        Write::Settle(settles) => {
+            let ids = settles.iter().map(|s| s.id).collect();
+            batch.queue.settles.extend(settles);
+            Kind::Settle(ids)
+        }
+    }
 }
 
 fn distribute(callbacks: Callbacks, result: Result<Committed, StoreError>) {
@@ -168,7 +203,8 @@ fn distribute(callbacks: Callbacks, result: Result<Committed, StoreError>) {
             return;
         }
     };
-    let mut sent = std::mem::take(&mut committed.sent).into_iter();
+    let mut sent = std::mem::take(&mut committed.mailbox.sent).into_iter();
+    let mut pushed = std::mem::take(&mut committed.queue.pushed).into_iter();
     for (kind, done) in callbacks {
         let outcome = match kind {
             Kind::Send => match sent.next() {
@@ -180,10 +216,24 @@ fn distribute(callbacks: Callbacks, result: Result<Committed, StoreError>) {
             // An id acknowledged twice in one group counts for the first writer only.
             Kind::Ack(ids) => Ok(Outcome::Acked(
                 ids.into_iter()
-                    .filter(|id| committed.acked.remove(id))
+                    .filter(|id| committed.mailbox.acked.remove(id))
                     .collect(),
             )),
             Kind::Attempts => Ok(Outcome::Recorded),
+            Kind::Push(n) => Ok(Outcome::Pushed(pushed.by_ref().take(n).collect())),
+            Kind::Claim(ids) => Ok(Outcome::Claimed(
+                ids.iter()
+                    .filter_map(|id| committed.queue.claimed.remove(id))
+                    .collect(),
+            )),
+            Kind::Settle(ids) => Ok(Outcome::Settled(
+                ids.into_iter()
+                    .map(|id| {
+                        let r = committed.queue.settled.remove(&id);
+                        (id, r.unwrap_or(Err(Refusal::NotFound)))
+                    })
+                    .collect(),
+            )),
         };
         done(outcome);
     }

@@ -5,8 +5,11 @@
 //! service logic therefore goes through [`contain`]: a panic becomes an error for the caller, and
 //! the actor stops so that its supervisor restarts it with state rebuilt from storage.
 
+use actix::{Actor, ActorContext};
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+use tracing::error;
 
 /// The logic panicked; the message says where and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +18,30 @@ pub struct Panicked(pub String);
 /// Runs `f`, turning a panic into `Err(Panicked)`.
 pub fn contain<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|p| Panicked(panic_message(&p)))
+}
+
+/// Runs an actor's logic on its state with panics contained: a panic is logged, stops the actor
+/// (its supervisor restarts it, rebuilding the state) and becomes `Err`.
+pub fn guarded<A, S, T>(
+    ctx: &mut A::Context,
+    actor: &'static str,
+    name: &str,
+    state: &mut S,
+    f: impl FnOnce(&mut S) -> T,
+) -> Result<T, Panicked>
+where
+    A: Actor,
+    A::Context: ActorContext,
+{
+    contain(|| f(state)).inspect_err(|p| {
+        error!(actor, name, panic = %p.0, "actor logic panicked; restarting");
+        ctx.stop();
+    })
+}
+
+/// How long to wait before retrying a failed load: 200 ms doubling to 12.8 s.
+pub fn retry_delay(failures: u32) -> Duration {
+    Duration::from_millis(100 << failures.clamp(1, 7))
 }
 
 fn panic_message(payload: &Box<dyn Any + Send>) -> String {

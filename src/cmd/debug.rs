@@ -22,7 +22,7 @@ pub fn panic_mailbox(args: PanicArgs, s: &Services, session: &Session) -> Result
             "fault injection is disabled ([debug] fault_injection = false)".into(),
         ));
     }
-    super::mailbox::check_name(&args.mailbox)?;
+    super::check_name("mailbox", &args.mailbox)?;
     s.mailboxes.get(&args.mailbox).do_send(InjectPanic);
     Ok(Empty {})
 }

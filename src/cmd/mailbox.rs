@@ -3,16 +3,16 @@
 //! The mailbox named like an agent belongs to that agent: only its owner receives and acks
 //! (admin may also peek and read stats); any authenticated session may send.
 
+use super::{ask, check_max, check_name, check_wait, gone, parked};
 use crate::error::Error;
-use crate::services::{Services, Shutdown};
+use crate::services::Services;
 use crate::session::Session;
 use chrono::SecondsFormat;
-use ikigai_actors::mailbox::{Ack, Mailbox, MailboxError, Peek, Receive, Stats};
+use ikigai_actors::mailbox::{Ack, MailboxError, Peek, Receive, Stats};
 use ikigai_actors::{NewMessage, StoredMessage};
 use ikigai_protocol::Json;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 /// Most ids one `mailbox.ack` may carry.
@@ -31,7 +31,7 @@ pub struct Sent {
 }
 
 pub async fn send(args: SendArgs, s: &Services, session: &Session) -> Result<Sent, Error> {
-    check_name(&args.mailbox)?;
+    check_name("mailbox", &args.mailbox)?;
     let msg = NewMessage::new(args.mailbox, session.agent.clone(), args.payload.0);
     let stored = s.mailboxes.send(msg).await.map_err(|_| gone())??;
     Ok(Sent {
@@ -60,27 +60,16 @@ pub async fn receive(
 ) -> Result<Messages, Error> {
     check_owner(&args.mailbox, session, "receive from")?;
     let limits = &s.config.mailboxes;
-    let max = args.max.unwrap_or(1);
-    if max == 0 || max > limits.max_receive {
-        return Err(Error::BadRequest(format!(
-            "max must be 1 to {}",
-            limits.max_receive
-        )));
-    }
-    let wait = Duration::from_millis(args.wait_ms.unwrap_or(0));
-    if wait > limits.max_wait {
-        return Err(Error::BadRequest(format!(
-            "wait_ms must be at most {}",
-            limits.max_wait.as_millis()
-        )));
-    }
+    let max = check_max(args.max, limits.max_receive)?;
+    let wait = check_wait(args.wait_ms, limits.max_wait)?;
     let visibility = match args.visibility_ms {
         Some(0) => return Err(Error::BadRequest("visibility_ms must be at least 1".into())),
         Some(ms) => Duration::from_millis(ms),
         None => limits.visibility,
     };
     session.received_from(&args.mailbox);
-    let rx = ask(s, &args.mailbox, |reply| Receive {
+    let addr = s.mailboxes.get(&args.mailbox);
+    let rx = ask(addr, |reply| Receive {
         session: session.id,
         max,
         visibility,
@@ -88,40 +77,12 @@ pub async fn receive(
         reply,
     })
     .await?;
-    let received = if wait.is_zero() {
-        rx.await.map_err(|_| oneshot::error::TryRecvError::Closed)
-    } else {
-        until_woken(rx, wait, s.shutdown.clone(), session.closed()).await
-    };
-    let received = received.map_err(|_| MailboxError::Restarted(args.mailbox.clone()))??;
+    let received = parked(rx, wait, s, session)
+        .await
+        .ok_or_else(|| MailboxError::Restarted(args.mailbox.clone()))??;
     Ok(Messages {
         messages: received.iter().map(WireMessage::from).collect(),
     })
-}
-
-type Delivery = Result<Vec<StoredMessage>, MailboxError>;
-
-/// Waits for a parked receive until messages arrive, `wait` runs out, the session closes or the
-/// daemon shuts down. Messages handed over at the last moment are kept, never dropped with the
-/// channel (they would stay in flight until their visibility timeout).
-async fn until_woken(
-    mut rx: oneshot::Receiver<Delivery>,
-    wait: Duration,
-    mut shutdown: Shutdown,
-    mut closed: Shutdown,
-) -> Result<Delivery, oneshot::error::TryRecvError> {
-    tokio::select! {
-        biased;
-        delivered = &mut rx => return delivered.map_err(|_| oneshot::error::TryRecvError::Closed),
-        _ = tokio::time::sleep(wait) => {}
-        _ = shutdown.wait() => {}
-        _ = closed.wait() => {}
-    }
-    rx.close();
-    match rx.try_recv() {
-        Err(oneshot::error::TryRecvError::Closed) => Ok(Ok(Vec::new())),
-        other => other,
-    }
 }
 
 #[derive(Deserialize)]
@@ -153,7 +114,7 @@ pub async fn ack(args: AckArgs, s: &Services, session: &Session) -> Result<Acked
     if ids.is_empty() {
         return Ok(Acked { acked: 0 });
     }
-    let rx = ask(s, &args.mailbox, |reply| Ack {
+    let rx = ask(s.mailboxes.get(&args.mailbox), |reply| Ack {
         reader: session.agent.clone(),
         ids,
         reply,
@@ -174,7 +135,7 @@ pub struct PeekArgs {
 
 pub async fn peek(args: PeekArgs, s: &Services, session: &Session) -> Result<Messages, Error> {
     if session.is_admin() {
-        check_name(&args.mailbox)?;
+        check_name("mailbox", &args.mailbox)?;
     } else {
         check_owner(&args.mailbox, session, "peek into")?;
     }
@@ -267,17 +228,8 @@ impl From<&StoredMessage> for WireMessage {
     }
 }
 
-pub(crate) fn check_name(mailbox: &str) -> Result<(), Error> {
-    if mailbox.is_empty() || mailbox.len() > 255 || mailbox.contains('\0') {
-        return Err(Error::BadRequest(
-            "mailbox must be 1 to 255 bytes without U+0000".into(),
-        ));
-    }
-    Ok(())
-}
-
 fn check_owner(mailbox: &str, session: &Session, what: &str) -> Result<(), Error> {
-    check_name(mailbox)?;
+    check_name("mailbox", mailbox)?;
     if mailbox != session.agent {
         return Err(Error::PermissionDenied(format!(
             "mailbox {mailbox:?} belongs to agent {mailbox:?}; {:?} may not {what} it",
@@ -285,31 +237,4 @@ fn check_owner(mailbox: &str, session: &Session, what: &str) -> Result<(), Error
         )));
     }
     Ok(())
-}
-
-/// Sends the message `make` builds around a reply channel to `mailbox`'s actor; returns the
-/// channel its answer will come on.
-async fn ask<M, T>(
-    s: &Services,
-    mailbox: &str,
-    make: impl FnOnce(oneshot::Sender<T>) -> M,
-) -> Result<oneshot::Receiver<T>, Error>
-where
-    M: actix::Message<Result = ()> + Send + 'static,
-    Mailbox: actix::Handler<M>,
-{
-    let (reply, rx) = oneshot::channel();
-    s.mailboxes
-        .get(mailbox)
-        .send(make(reply))
-        .await
-        .map_err(|_| gone())?;
-    Ok(rx)
-}
-
-/// The actor or the persistence callback went away before answering (daemon shutting down).
-fn gone() -> Error {
-    Error::Unavailable(
-        "the mailbox service stopped before answering; the outcome is unknown".into(),
-    )
 }

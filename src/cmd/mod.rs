@@ -7,13 +7,17 @@ mod daemon;
 mod debug;
 pub mod hello;
 mod mailbox;
+mod queue;
 
 use crate::error::Error;
 use crate::services::Services;
 use crate::session::Session;
+use actix::{Actor, Addr, Context, Handler};
 use ikigai_protocol::{encode_err, encode_ok, from_value, Request, Value};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// Runs one request and returns the response frame.
 pub async fn dispatch(req: Request, services: &Services, session: &Session) -> Vec<u8> {
@@ -39,6 +43,15 @@ async fn route(
         "mailbox.ack" => reply(id, mailbox::ack(parse(op, a)?, s, session).await?),
         "mailbox.peek" => reply(id, mailbox::peek(parse(op, a)?, s, session).await?),
         "mailbox.stats" => reply(id, mailbox::stats(parse(op, a)?, s, session).await?),
+        "queue.push" => reply(id, queue::push(parse(op, a)?, s).await?),
+        "queue.push_many" => reply(id, queue::push_many(parse(op, a)?, s).await?),
+        "queue.claim" => reply(id, queue::claim(parse(op, a)?, s, session).await?),
+        "queue.extend" => reply(id, queue::extend(parse(op, a)?, s, session).await?),
+        "queue.complete" => reply(id, queue::complete(parse(op, a)?, s, session).await?),
+        "queue.fail" => reply(id, queue::fail(parse(op, a)?, s, session).await?),
+        "queue.release" => reply(id, queue::release(parse(op, a)?, s, session).await?),
+        "queue.stats" => reply(id, queue::stats(parse(op, a)?, s).await?),
+        "queue.list" => reply(id, queue::list(parse(op, a)?, s).await?),
         "agents.token" => reply(id, agents::token(parse(op, a)?, s, session).await?),
         "debug.panic_mailbox" => reply(id, debug::panic_mailbox(parse(op, a)?, s, session)?),
         "hello" => Err(Error::BadRequest(
@@ -64,6 +77,84 @@ fn require_admin(session: &Session, what: &str) -> Result<(), Error> {
     } else {
         Err(Error::PermissionDenied(format!("only admin may {what}")))
     }
+}
+
+/// Checks a mailbox or queue name: 1 to 255 bytes without U+0000.
+fn check_name(what: &str, name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.len() > 255 || name.contains('\0') {
+        return Err(Error::BadRequest(format!(
+            "{what} must be 1 to 255 bytes without U+0000"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a batch size (`max` of receive and claim): 1 by default, at most `limit`.
+fn check_max(max: Option<usize>, limit: usize) -> Result<usize, Error> {
+    match max.unwrap_or(1) {
+        n if (1..=limit).contains(&n) => Ok(n),
+        _ => Err(Error::BadRequest(format!("max must be 1 to {limit}"))),
+    }
+}
+
+/// Checks a `wait_ms`: 0 by default, at most `limit`.
+fn check_wait(wait_ms: Option<u64>, limit: Duration) -> Result<Duration, Error> {
+    let wait = Duration::from_millis(wait_ms.unwrap_or(0));
+    if wait > limit {
+        let max = limit.as_millis();
+        return Err(Error::BadRequest(format!("wait_ms must be at most {max}")));
+    }
+    Ok(wait)
+}
+
+/// Sends the message `make` builds around a reply channel to an actor; returns the channel its
+/// answer will come on.
+async fn ask<A, M, T>(
+    addr: Addr<A>,
+    make: impl FnOnce(oneshot::Sender<T>) -> M,
+) -> Result<oneshot::Receiver<T>, Error>
+where
+    A: Actor<Context = Context<A>> + Handler<M>,
+    M: actix::Message<Result = ()> + Send + 'static,
+{
+    let (reply, rx) = oneshot::channel();
+    addr.send(make(reply)).await.map_err(|_| gone())?;
+    Ok(rx)
+}
+
+/// Waits for the answer of a request that may park (receive, claim): at once when `wait` is
+/// zero, else until it arrives, `wait` runs out, the session closes or the daemon shuts down.
+/// An answer handed over at the last moment is kept, never dropped with the channel (what it
+/// carries would stay in flight until it timed out). `None` when the actor dropped the request
+/// (it restarted).
+async fn parked<T, E>(
+    mut rx: oneshot::Receiver<Result<Vec<T>, E>>,
+    wait: Duration,
+    s: &Services,
+    session: &Session,
+) -> Option<Result<Vec<T>, E>> {
+    if wait.is_zero() {
+        return rx.await.ok();
+    }
+    let (mut shutdown, mut closed) = (s.shutdown.clone(), session.closed());
+    tokio::select! {
+        biased;
+        answer = &mut rx => return answer.ok(),
+        _ = tokio::time::sleep(wait) => {}
+        _ = shutdown.wait() => {}
+        _ = closed.wait() => {}
+    }
+    rx.close();
+    match rx.try_recv() {
+        Ok(answer) => Some(answer),
+        Err(oneshot::error::TryRecvError::Closed) => Some(Ok(Vec::new())),
+        Err(oneshot::error::TryRecvError::Empty) => None,
+    }
+}
+
+/// The actor or the persistence callback went away before answering (daemon shutting down).
+fn gone() -> Error {
+    Error::Unavailable("the service stopped before answering; the outcome is unknown".into())
 }
 
 /// `{}`: the reply of ops that only succeed.

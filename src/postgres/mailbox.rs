@@ -1,15 +1,15 @@
-//! `MailboxStore` on Postgres: the seed's `mailbox` table, written a group at a time.
-//!
-//! A group commit is one transaction holding at most three statements (insert the sends, mark
-//! the acks read, record redelivery attempts), each taking its rows as arrays through `unnest`;
-//! the statements are pipelined on one connection.
+//! The mailbox service on Postgres: the seed's `mailbox` table. [`write`] applies the mailbox
+//! part of a group commit (at most three statements: insert the sends, mark the acks read,
+//! record redelivery attempts, each taking its rows as arrays through `unnest`, pipelined);
+//! [`PgMailboxStore`] serves the reads.
 
 use super::store_error;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Pool, Transaction};
 use ikigai_actors::store::{
-    AckWrite, AttemptsWrite, Committed, MailboxBatch, MailboxCounts, MailboxStore, StoreError,
+    AckWrite, AttemptsWrite, MailboxBatch, MailboxCommitted, MailboxCounts, MailboxStore,
+    StoreError,
 };
 use ikigai_actors::{NewMessage, StoredMessage};
 use std::collections::{HashMap, HashSet};
@@ -59,21 +59,21 @@ impl PgMailboxStore {
     }
 }
 
+/// Applies the mailbox writes of a group inside its transaction.
+pub async fn write(
+    tx: &Transaction<'_>,
+    batch: &MailboxBatch,
+) -> Result<MailboxCommitted, tokio_postgres::Error> {
+    let (sent, acked, ()) = futures::try_join!(
+        insert(tx, &batch.sends),
+        ack(tx, &batch.acks),
+        record_attempts(tx, &batch.attempts),
+    )?;
+    Ok(MailboxCommitted { sent, acked })
+}
+
 #[async_trait]
 impl MailboxStore for PgMailboxStore {
-    async fn commit(&self, batch: &MailboxBatch) -> Result<Committed, StoreError> {
-        let mut client = self.pool.get().await.map_err(store_error)?;
-        let tx = client.transaction().await.map_err(store_error)?;
-        let (sent, acked, ()) = futures::try_join!(
-            insert(&tx, &batch.sends),
-            ack(&tx, &batch.acks),
-            record_attempts(&tx, &batch.attempts),
-        )
-        .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)?;
-        Ok(Committed { sent, acked })
-    }
-
     async fn load_unread(
         &self,
         mailbox: &str,

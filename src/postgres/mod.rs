@@ -3,12 +3,16 @@
 
 mod cluster;
 pub mod identity;
+mod journal;
 pub mod listen;
 pub mod mailbox;
+pub mod queue;
 mod schema;
 
 pub use cluster::PrivateCluster;
+pub use journal::PgJournal;
 pub use mailbox::PgMailboxStore;
+pub use queue::PgQueueStore;
 pub use schema::SCHEMA_VERSION;
 
 use crate::config::{PostgresConfig, ServerMode};
@@ -190,11 +194,16 @@ pub fn redact(url: &str) -> String {
 pub fn store_error(e: impl Into<PgFailure>) -> StoreError {
     match e.into() {
         PgFailure::Pool(msg) => StoreError::Unavailable(msg),
-        PgFailure::Driver(e) => match e.code().map(|c| c.code()) {
-            None => StoreError::Unavailable(e.to_string()),
-            Some(code) if is_transient(code) => StoreError::Unavailable(e.to_string()),
-            Some(_) => StoreError::Rejected(e.to_string()),
-        },
+        PgFailure::Driver(e) => {
+            let message = match e.as_db_error() {
+                Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+                None => e.to_string(),
+            };
+            match e.code().map(|c| c.code()) {
+                Some(code) if !is_transient(code) => StoreError::Rejected(message),
+                _ => StoreError::Unavailable(message),
+            }
+        }
     }
 }
 

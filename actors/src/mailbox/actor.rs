@@ -5,12 +5,12 @@ use super::MailboxError;
 use crate::message::{SessionId, StoredMessage};
 use crate::persist::{Outcome, Persist, Persister, Write};
 use crate::store::{AttemptsWrite, MailboxStore, StoreError};
-use crate::supervise::contain;
+use crate::supervise::{guarded, retry_delay};
 use actix::prelude::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 use uuid::Uuid;
 
 /// Tunables of every mailbox actor (`[mailboxes]` in `ikigai.conf`).
@@ -119,12 +119,10 @@ impl Mailbox {
         ctx: &mut Context<Self>,
         f: impl FnOnce(&mut MailboxState) -> T,
     ) -> Result<T, MailboxError> {
-        contain(|| f(&mut self.state)).map_err(|p| {
-            let mailbox = self.state.name().to_owned();
-            error!(mailbox = %mailbox, panic = %p.0, "mailbox logic panicked; restarting");
-            ctx.stop();
+        let name = self.state.name().to_owned();
+        guarded::<Self, _, _>(ctx, "mailbox", &name, &mut self.state, f).map_err(|p| {
             MailboxError::Panicked {
-                mailbox,
+                mailbox: name,
                 reason: p.0,
             }
         })
@@ -156,7 +154,7 @@ impl Mailbox {
 
     fn retry_load(&mut self, ctx: &mut Context<Self>, e: StoreError) {
         self.load_failures += 1;
-        let delay = Duration::from_millis(100 << self.load_failures.min(6));
+        let delay = retry_delay(self.load_failures);
         warn!(mailbox = %self.state.name(), error = %e, retry_in_ms = delay.as_millis() as u64,
               "loading mailbox failed");
         ctx.run_later(delay, |act, ctx| act.load(ctx));

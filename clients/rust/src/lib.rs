@@ -13,7 +13,9 @@
 
 mod client;
 mod mailbox;
+mod queue;
 
 pub use client::{Client, ClientError, Hello, Pending, Push};
 pub use ikigai_protocol::{ErrorBody, ErrorCode};
 pub use mailbox::{Message, Receive};
+pub use queue::{ClaimArgs, Task};

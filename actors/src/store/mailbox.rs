@@ -1,28 +1,11 @@
-//! The storage trait of the mailbox service. One implementation per engine lives in the daemon
-//! crate (`src/postgres/mailbox.rs`); actors only ever see `Arc<dyn MailboxStore>`.
+//! The mailbox service's storage: the writes a group commit carries for it, and the reads of
+//! `MailboxStore`. The Postgres implementation is `src/postgres/mailbox.rs`.
 
+use super::StoreError;
 use crate::message::{NewMessage, StoredMessage};
 use async_trait::async_trait;
 use std::collections::HashSet;
-use thiserror::Error;
 use uuid::Uuid;
-
-/// A storage failure, as actors see it.
-#[derive(Debug, Clone, Error)]
-pub enum StoreError {
-    /// The engine cannot be reached or refused for a passing reason; the caller may retry.
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
-    /// The engine rejected the operation; retrying the same thing will fail again.
-    #[error("storage error: {0}")]
-    Rejected(String),
-}
-
-impl StoreError {
-    pub fn retriable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
-    }
-}
 
 /// Marks one delivered message read.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,9 +42,9 @@ impl MailboxBatch {
     }
 }
 
-/// What a committed batch produced.
+/// What the mailbox part of a committed batch produced.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Committed {
+pub struct MailboxCommitted {
     /// One per `sends` entry, in the same order.
     pub sent: Vec<StoredMessage>,
     /// The ids whose acknowledgement changed a row (unread before, read now).
@@ -77,12 +60,9 @@ pub struct MailboxCounts {
     pub oldest_unread: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// Durable storage of mailbox messages.
+/// Reads of the mailbox service (its writes go through the [`super::Journal`]).
 #[async_trait]
 pub trait MailboxStore: Send + Sync + 'static {
-    /// Applies a group of writes in one transaction and reports what it produced.
-    async fn commit(&self, batch: &MailboxBatch) -> Result<Committed, StoreError>;
-
     /// Up to `limit` unread messages of `mailbox` with `seq > after_seq`, oldest first.
     async fn load_unread(
         &self,

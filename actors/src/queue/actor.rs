@@ -1,0 +1,591 @@
+//! The queue actor: one per queue, supervised, its window rebuilt from storage on restart.
+//!
+//! Every state change that other agents could observe is a write through the persister
+//! (pushes, claims, settlements); the actor applies its effect in memory only after the commit.
+
+use super::state::{Held, LiveCounts, QueueState, Waiter};
+use super::QueueError;
+use crate::message::SessionId;
+use crate::persist::{Outcome, Persist, Persister, Write};
+use crate::store::{
+    ClaimWrite, PushWrite, Pushed, QueueStore, Refusal, Settle, SettleWrite, StoreError,
+};
+use crate::supervise::{guarded, retry_delay};
+use crate::task::{Lease, NewTask, Task};
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+/// Tunables of every queue actor (`[queues]` in `ikigai.conf`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueConfig {
+    /// Most claimable tasks kept in memory per queue.
+    pub window: usize,
+    /// How often lease deadlines are checked.
+    pub tick: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            window: 10_000,
+            tick: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Commits tasks; answers with one [`Pushed`] per task, after the commit.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Push {
+    pub tasks: Vec<NewTask>,
+    pub reply: oneshot::Sender<Result<Vec<Pushed>, QueueError>>,
+}
+
+/// Claims up to `max` tasks for `lease`; parks the caller when none is ready and `wait` is set.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Claim {
+    pub session: SessionId,
+    pub lease: Lease,
+    pub max: usize,
+    pub wait: bool,
+    pub reply: oneshot::Sender<Result<Vec<Task>, QueueError>>,
+}
+
+/// Completes, fails, extends or releases a claimed task on behalf of `agent`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SettleTask {
+    pub agent: String,
+    pub id: Uuid,
+    pub action: Settle,
+    pub reply: oneshot::Sender<Result<Task, QueueError>>,
+}
+
+/// A session ended: its claims are released with their attempt counted.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionClosed(pub SessionId);
+
+/// Storage changed behind the actor's back (another daemon, plain SQL, a sweep): reload.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Refresh;
+
+/// Live counters.
+#[derive(Message)]
+#[rtype(result = "LiveCounts")]
+pub struct Stats;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Pushes {
+    waiters: Vec<Option<Waiter>>,
+    result: Result<Outcome, StoreError>,
+    reply: oneshot::Sender<Result<Vec<Pushed>, QueueError>>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Claims {
+    waiter: Waiter,
+    candidates: Vec<Task>,
+    result: Result<Outcome, StoreError>,
+}
+
+type SettleReply = Option<oneshot::Sender<Result<Task, QueueError>>>;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Settled {
+    actions: Vec<Settle>,
+    result: Result<Outcome, StoreError>,
+    reply: SettleReply,
+}
+
+/// One queue.
+pub struct Queue {
+    state: QueueState,
+    store: Arc<dyn QueueStore>,
+    persister: Addr<Persister>,
+    config: QueueConfig,
+    loading: bool,
+    load_failures: u32,
+    wake: Option<(DateTime<Utc>, SpawnHandle)>,
+}
+
+impl Queue {
+    pub fn new(
+        name: String,
+        store: Arc<dyn QueueStore>,
+        persister: Addr<Persister>,
+        config: QueueConfig,
+    ) -> Self {
+        Queue {
+            state: QueueState::new(name, config.window),
+            store,
+            persister,
+            config,
+            loading: false,
+            load_failures: 0,
+            wake: None,
+        }
+    }
+
+    fn guarded<T>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        f: impl FnOnce(&mut QueueState) -> T,
+    ) -> Result<T, QueueError> {
+        let name = self.state.name().to_owned();
+        guarded::<Self, _, _>(ctx, "queue", &name, &mut self.state, f).map_err(|p| {
+            QueueError::Panicked {
+                queue: name,
+                reason: p.0,
+            }
+        })
+    }
+
+    fn persist(
+        &self,
+        write: Write,
+        done: impl FnOnce(Result<Outcome, StoreError>) + Send + 'static,
+    ) {
+        self.persister.do_send(Persist {
+            write,
+            done: Box::new(done),
+        });
+    }
+
+    /// Reloads the window of claimable tasks and the next due time; blocks other messages
+    /// until it is in.
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        if self.loading {
+            return;
+        }
+        self.loading = true;
+        let (store, name, limit) = (
+            self.store.clone(),
+            self.state.name().to_owned(),
+            self.state.capacity(),
+        );
+        let fut = async move {
+            let page = store.load_claimable(&name, limit).await?;
+            Ok::<_, StoreError>((page, store.next_due(&name).await?))
+        };
+        ctx.wait(fut.into_actor(self).map(move |result, act, ctx| {
+            act.loading = false;
+            match result {
+                Ok((page, next_due)) => {
+                    act.load_failures = 0;
+                    let more = page.len() >= limit;
+                    if act.guarded(ctx, |s| s.loaded(page, more)).is_ok() {
+                        act.wake_at(next_due, ctx);
+                        act.serve_waiters(ctx);
+                    }
+                }
+                Err(e) => {
+                    act.load_failures += 1;
+                    let delay = retry_delay(act.load_failures);
+                    warn!(queue = %act.state.name(), error = %e, "loading queue failed");
+                    ctx.run_later(delay, |act, ctx| act.load(ctx));
+                }
+            }
+        }));
+    }
+
+    /// Makes sure the actor reloads when `due` comes (scheduled tasks and retries).
+    fn wake_at(&mut self, due: Option<DateTime<Utc>>, ctx: &mut Context<Self>) {
+        let Some(due) = due else { return };
+        if matches!(&self.wake, Some((at, _)) if *at <= due) {
+            return;
+        }
+        if let Some((_, handle)) = self.wake.take() {
+            ctx.cancel_future(handle);
+        }
+        let delay = (due - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(1);
+        let handle = ctx.run_later(delay, |act, ctx| {
+            act.wake = None;
+            act.load(ctx);
+        });
+        self.wake = Some((due, handle));
+    }
+
+    /// Hands ready tasks to waiting consumers, oldest waiter first.
+    fn serve_waiters(&mut self, ctx: &mut Context<Self>) {
+        loop {
+            let next = self.guarded(ctx, |s| {
+                if !s.has_ready() {
+                    return None;
+                }
+                let waiter = s.next_waiter()?;
+                let candidates = s.take(waiter.max);
+                Some((waiter, candidates))
+            });
+            let Ok(Some((waiter, candidates))) = next else {
+                break;
+            };
+            self.claim(waiter, candidates, ctx);
+        }
+        if self.state.needs_page() {
+            self.load(ctx);
+        }
+    }
+
+    fn claim(&mut self, waiter: Waiter, candidates: Vec<Task>, ctx: &mut Context<Self>) {
+        let claims = candidates
+            .iter()
+            .map(|t| ClaimWrite {
+                id: t.id,
+                lease: waiter.lease.clone(),
+            })
+            .collect();
+        let me = ctx.address();
+        self.persist(Write::Claim(claims), move |result| {
+            me.do_send(Claims {
+                waiter,
+                candidates,
+                result,
+            })
+        });
+    }
+
+    fn settle(&mut self, writes: Vec<SettleWrite>, reply: SettleReply, ctx: &mut Context<Self>) {
+        if writes.is_empty() {
+            return;
+        }
+        let actions = writes.iter().map(|w| w.action.clone()).collect();
+        let me = ctx.address();
+        self.persist(Write::Settle(writes), move |result| {
+            me.do_send(Settled {
+                actions,
+                result,
+                reply,
+            })
+        });
+    }
+
+    /// Expires the given leases (deadline passed, or session gone).
+    fn expire(&mut self, leases: Vec<(Uuid, Held)>, ctx: &mut Context<Self>) {
+        if !leases.is_empty() {
+            info!(queue = %self.state.name(), count = leases.len(), "releasing expired claims");
+        }
+        let writes = leases
+            .into_iter()
+            .map(|(id, held)| SettleWrite {
+                id,
+                agent: held.agent,
+                lease_id: Some(held.lease_id),
+                action: Settle::Expire,
+            })
+            .collect();
+        self.settle(writes, None, ctx);
+    }
+
+    /// A task that is claimable again (released, retried, expired) re-enters the window.
+    fn reopened(&mut self, task: Task, ctx: &mut Context<Self>) {
+        if task.claimed_by.is_some() || !task.is_open() {
+            return;
+        }
+        if task.scheduled_for > Utc::now() {
+            self.wake_at(Some(task.scheduled_for), ctx);
+        } else if self.guarded(ctx, |s| s.offer(task)).is_ok() {
+            self.serve_waiters(ctx);
+        }
+    }
+
+    /// Tasks claimed for a consumer who is gone are given back untouched.
+    fn give_back(&mut self, tasks: Vec<Task>, lease: &Lease, ctx: &mut Context<Self>) {
+        let writes = tasks
+            .into_iter()
+            .map(|t| SettleWrite {
+                id: t.id,
+                agent: lease.agent.clone(),
+                lease_id: Some(lease.lease_id),
+                action: Settle::Release,
+            })
+            .collect();
+        self.settle(writes, None, ctx);
+    }
+}
+
+impl Actor for Queue {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(self.config.tick, |act, ctx| {
+            if let Ok(due) = act.guarded(ctx, |s| s.expired(Instant::now())) {
+                act.expire(due, ctx);
+            }
+        });
+        self.load(ctx);
+    }
+}
+
+impl Supervised for Queue {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        warn!(queue = %self.state.name(), "queue actor restarting; rebuilding from storage");
+        self.state.reset();
+        self.loading = false;
+        self.wake = None;
+    }
+}
+
+impl Handler<Push> for Queue {
+    type Result = ();
+
+    fn handle(&mut self, msg: Push, ctx: &mut Context<Self>) {
+        let now = Utc::now();
+        let paired = self.guarded(ctx, |s| {
+            msg.tasks
+                .into_iter()
+                .map(|task| {
+                    let due = task.run_at.is_none_or(|at| at <= now);
+                    let waiter = if due { s.next_waiter() } else { None };
+                    let claim = waiter.as_ref().map(|w| w.lease.clone());
+                    (PushWrite { task, claim }, waiter)
+                })
+                .unzip::<_, _, Vec<_>, Vec<_>>()
+        });
+        let (writes, waiters) = match paired {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = msg.reply.send(Err(e));
+                return;
+            }
+        };
+        let (me, reply) = (ctx.address(), msg.reply);
+        self.persist(Write::Push(writes), move |result| {
+            me.do_send(Pushes {
+                waiters,
+                result,
+                reply,
+            })
+        });
+    }
+}
+
+impl Handler<Pushes> for Queue {
+    type Result = ();
+
+    fn handle(&mut self, msg: Pushes, ctx: &mut Context<Self>) {
+        let pushed = match msg.result {
+            Ok(Outcome::Pushed(pushed)) => pushed,
+            other => {
+                for w in msg.waiters.into_iter().flatten() {
+                    let _ = self.guarded(ctx, |s| s.unpark(w));
+                }
+                let _ = msg.reply.send(Err(unexpected(other).into()));
+                return;
+            }
+        };
+        for (p, waiter) in pushed.iter().zip(msg.waiters) {
+            match waiter {
+                Some(w) if p.created => self.hand_over(w, vec![p.task.clone()], ctx),
+                Some(w) => {
+                    let _ = self.guarded(ctx, |s| s.unpark(w));
+                }
+                None if p.created => self.reopened(p.task.clone(), ctx),
+                None => {}
+            }
+        }
+        let _ = msg.reply.send(Ok(pushed));
+        self.serve_waiters(ctx);
+    }
+}
+
+impl Queue {
+    /// Gives claimed tasks to their consumer, or back to the queue when it has gone.
+    fn hand_over(&mut self, waiter: Waiter, tasks: Vec<Task>, ctx: &mut Context<Self>) {
+        let held = Held {
+            session: waiter.session,
+            agent: waiter.lease.agent.clone(),
+            lease_id: waiter.lease.lease_id,
+            deadline: Instant::now() + waiter.lease.duration,
+        };
+        let ids: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
+        let _ = self.guarded(ctx, |s| ids.iter().for_each(|id| s.hold(*id, held.clone())));
+        if let Err(Ok(tasks)) = waiter.reply.send(Ok(tasks)) {
+            let _ = self.guarded(ctx, |s| ids.iter().for_each(|id| drop(s.unhold(id))));
+            self.give_back(tasks, &waiter.lease, ctx);
+        }
+    }
+}
+
+impl Handler<Claim> for Queue {
+    type Result = ();
+
+    fn handle(&mut self, msg: Claim, ctx: &mut Context<Self>) {
+        if !self.state.is_loaded() {
+            let _ = msg
+                .reply
+                .send(Err(QueueError::NotLoaded(self.state.name().into())));
+            return;
+        }
+        let Claim {
+            session,
+            lease,
+            max,
+            wait,
+            reply,
+        } = msg;
+        let waiter = Waiter {
+            session,
+            lease,
+            max,
+            wait,
+            reply,
+        };
+        match self.guarded(ctx, |s| s.take(max)) {
+            Ok(candidates) if !candidates.is_empty() => self.claim(waiter, candidates, ctx),
+            Ok(_) if wait => {
+                let _ = self.guarded(ctx, |s| s.park(waiter));
+            }
+            Ok(_) => {
+                let _ = waiter.reply.send(Ok(Vec::new()));
+            }
+            Err(e) => {
+                let _ = waiter.reply.send(Err(e));
+            }
+        }
+        if self.state.needs_page() {
+            self.load(ctx);
+        }
+    }
+}
+
+impl Handler<Claims> for Queue {
+    type Result = ();
+
+    fn handle(&mut self, msg: Claims, ctx: &mut Context<Self>) {
+        let Claims {
+            waiter,
+            candidates,
+            result,
+        } = msg;
+        let ids: Vec<Uuid> = candidates.iter().map(|t| t.id).collect();
+        match result {
+            Ok(Outcome::Claimed(won)) if !won.is_empty() => {
+                let _ = self.guarded(ctx, |s| s.drop_candidates(&ids));
+                self.hand_over(waiter, won, ctx);
+            }
+            Ok(Outcome::Claimed(_)) => {
+                // Every candidate was taken elsewhere: the window is stale.
+                let _ = self.guarded(ctx, |s| {
+                    s.drop_candidates(&ids);
+                    s.unpark(waiter);
+                });
+                self.load(ctx);
+            }
+            other => {
+                let _ = self.guarded(ctx, |s| s.claim_failed(candidates));
+                let _ = waiter.reply.send(Err(unexpected(other).into()));
+            }
+        }
+    }
+}
+
+impl Handler<SettleTask> for Queue {
+    type Result = ();
+
+    fn handle(&mut self, msg: SettleTask, ctx: &mut Context<Self>) {
+        let lease_id = self
+            .state
+            .held(&msg.id)
+            .filter(|h| h.agent == msg.agent)
+            .map(|h| h.lease_id);
+        let write = SettleWrite {
+            id: msg.id,
+            agent: msg.agent,
+            lease_id,
+            action: msg.action,
+        };
+        self.settle(vec![write], Some(msg.reply), ctx);
+    }
+}
+
+impl Handler<Settled> for Queue {
+    type Result = ();
+
+    fn handle(&mut self, msg: Settled, ctx: &mut Context<Self>) {
+        let outcomes = match msg.result {
+            Ok(Outcome::Settled(outcomes)) => outcomes,
+            other => {
+                if let Some(reply) = msg.reply {
+                    let _ = reply.send(Err(unexpected(other).into()));
+                }
+                return;
+            }
+        };
+        let mut answer = None;
+        for ((id, outcome), action) in outcomes.into_iter().zip(msg.actions) {
+            answer = Some(match outcome {
+                Ok(task) => {
+                    self.applied(id, &task, &action, ctx);
+                    Ok(task)
+                }
+                Err(refusal) => {
+                    if matches!(refusal, Refusal::LeaseLost | Refusal::Finished) {
+                        let _ = self.guarded(ctx, |s| s.unhold(&id));
+                    }
+                    Err(QueueError::refused(id, refusal))
+                }
+            });
+        }
+        if let (Some(reply), Some(answer)) = (msg.reply, answer) {
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+impl Queue {
+    /// Applies a committed settlement to the in-memory state.
+    fn applied(&mut self, id: Uuid, task: &Task, action: &Settle, ctx: &mut Context<Self>) {
+        if let Settle::Extend(duration) = action {
+            let deadline = Instant::now() + *duration;
+            let _ = self.guarded(ctx, |s| s.extend(&id, deadline));
+            return;
+        }
+        let _ = self.guarded(ctx, |s| s.unhold(&id));
+        self.reopened(task.clone(), ctx);
+    }
+}
+
+impl Handler<SessionClosed> for Queue {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionClosed, ctx: &mut Context<Self>) {
+        if let Ok(held) = self.guarded(ctx, |s| s.held_by(msg.0)) {
+            self.expire(held, ctx);
+        }
+    }
+}
+
+impl Handler<Refresh> for Queue {
+    type Result = ();
+
+    fn handle(&mut self, _: Refresh, ctx: &mut Context<Self>) {
+        self.load(ctx);
+    }
+}
+
+impl Handler<Stats> for Queue {
+    type Result = MessageResult<Stats>;
+
+    fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.state.counts())
+    }
+}
+
+fn unexpected(result: Result<Outcome, StoreError>) -> StoreError {
+    match result {
+        Err(e) => e,
+        Ok(other) => StoreError::Rejected(format!("unexpected outcome {other:?}")),
+    }
+}

@@ -1,0 +1,385 @@
+//! The rules of one queue, as a plain struct: a window of claimable tasks in claim order,
+//! waiting consumers, and the leases of claims taken through this daemon.
+//!
+//! Postgres is the truth; this is a cache that makes claims cheap. Every claim is still a
+//! conditional write (`claimed_by IS NULL`), so a stale window costs a wasted candidate, never a
+//! double claim. The window holds the best `capacity` known claimable tasks; when a task is
+//! dropped or not admitted, `backlog` says Postgres holds more and the window is reloaded when
+//! it runs low.
+
+use crate::message::SessionId;
+use crate::task::{Lease, Rank, Task};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::Instant;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// Where a consumer's claimed tasks go.
+pub type ClaimReply = oneshot::Sender<Result<Vec<Task>, super::QueueError>>;
+
+/// A consumer waiting for a task.
+pub struct Waiter {
+    pub session: SessionId,
+    pub lease: Lease,
+    pub max: usize,
+    /// False for a claim that returns at once when nothing is claimable.
+    pub wait: bool,
+    pub reply: ClaimReply,
+}
+
+/// A claim taken through this daemon, until it is settled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    pub session: SessionId,
+    pub agent: String,
+    pub lease_id: Uuid,
+    pub deadline: Instant,
+}
+
+/// Live counters of one queue actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LiveCounts {
+    pub ready: usize,
+    pub held: usize,
+    pub waiting: usize,
+}
+
+pub struct QueueState {
+    name: String,
+    capacity: usize,
+    ready: BTreeMap<Rank, Task>,
+    ranks: HashMap<Uuid, Rank>,
+    /// Candidates whose claim write is in flight: never handed out twice.
+    claiming: HashSet<Uuid>,
+    held: HashMap<Uuid, Held>,
+    deadlines: BTreeSet<(Instant, Uuid)>,
+    waiters: VecDeque<Waiter>,
+    backlog: bool,
+    loaded: bool,
+}
+
+impl QueueState {
+    pub fn new(name: String, capacity: usize) -> Self {
+        QueueState {
+            name,
+            capacity: capacity.max(1),
+            ready: BTreeMap::new(),
+            ranks: HashMap::new(),
+            claiming: HashSet::new(),
+            held: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            waiters: VecDeque::new(),
+            backlog: false,
+            loaded: false,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.loaded
+    }
+
+    /// Forgets everything; the next load rebuilds the window from the store.
+    pub fn reset(&mut self) {
+        *self = QueueState::new(std::mem::take(&mut self.name), self.capacity);
+    }
+
+    /// Replaces the window with the store's best claimable tasks; `more` says the page was full.
+    pub fn loaded(&mut self, page: Vec<Task>, more: bool) {
+        self.ready.clear();
+        self.ranks.clear();
+        for task in page {
+            if !self.claiming.contains(&task.id) && !self.held.contains_key(&task.id) {
+                self.insert(task);
+            }
+        }
+        self.backlog = more;
+        self.loaded = true;
+    }
+
+    /// True when the window runs low and the store holds more.
+    pub fn needs_page(&self) -> bool {
+        self.loaded && self.backlog && self.ready.len() <= self.capacity / 2
+    }
+
+    /// Takes a claimable task (pushed, released or retried). Keeps the window the best
+    /// `capacity` tasks: a better task pushes out the worst, which stays in the store only.
+    pub fn offer(&mut self, task: Task) {
+        if !self.loaded || self.ranks.contains_key(&task.id) || self.claiming.contains(&task.id) {
+            return;
+        }
+        if self.ready.len() >= self.capacity {
+            self.backlog = true;
+            match self.ready.last_key_value() {
+                Some((worst, _)) if task.rank() < *worst => {
+                    let worst = *worst;
+                    if let Some(evicted) = self.ready.remove(&worst) {
+                        self.ranks.remove(&evicted.id);
+                    }
+                }
+                _ => return,
+            }
+        }
+        self.insert(task);
+    }
+
+    fn insert(&mut self, task: Task) {
+        let rank = task.rank();
+        self.ranks.insert(task.id, rank);
+        self.ready.insert(rank, task);
+    }
+
+    /// Takes up to `max` of the best tasks as claim candidates.
+    pub fn take(&mut self, max: usize) -> Vec<Task> {
+        let mut out = Vec::with_capacity(max.min(self.ready.len()));
+        while out.len() < max {
+            let Some((_, task)) = self.ready.pop_first() else {
+                break;
+            };
+            self.ranks.remove(&task.id);
+            self.claiming.insert(task.id);
+            out.push(task);
+        }
+        out
+    }
+
+    /// The claim write of these candidates committed (won or lost): they are no longer pending.
+    pub fn drop_candidates(&mut self, ids: &[Uuid]) {
+        for id in ids {
+            self.claiming.remove(id);
+        }
+    }
+
+    /// Records a claim taken through this daemon.
+    pub fn hold(&mut self, id: Uuid, held: Held) {
+        self.deadlines.insert((held.deadline, id));
+        self.held.insert(id, held);
+    }
+
+    /// The claim write failed: the candidates are claimable again.
+    pub fn claim_failed(&mut self, candidates: Vec<Task>) {
+        for task in candidates {
+            self.claiming.remove(&task.id);
+            self.offer(task);
+        }
+    }
+
+    pub fn held(&self, id: &Uuid) -> Option<&Held> {
+        self.held.get(id)
+    }
+
+    /// The claim ended (completed, failed, released, expired, or lost): forget its lease.
+    pub fn unhold(&mut self, id: &Uuid) -> Option<Held> {
+        let held = self.held.remove(id)?;
+        self.deadlines.remove(&(held.deadline, *id));
+        Some(held)
+    }
+
+    /// Moves a lease's deadline (after an extension committed).
+    pub fn extend(&mut self, id: &Uuid, deadline: Instant) {
+        if let Some(mut held) = self.unhold(id) {
+            held.deadline = deadline;
+            self.hold(*id, held);
+        }
+    }
+
+    /// Leases whose deadline passed; they stay held until their expiry commits.
+    pub fn expired(&mut self, now: Instant) -> Vec<(Uuid, Held)> {
+        let mut due = Vec::new();
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(held) = self.held.get(&id) {
+                due.push((id, held.clone()));
+            }
+        }
+        due
+    }
+
+    /// The leases held by a closed session.
+    pub fn held_by(&self, session: SessionId) -> Vec<(Uuid, Held)> {
+        let held = self.held.iter().filter(|(_, h)| h.session == session);
+        held.map(|(id, h)| (*id, h.clone())).collect()
+    }
+
+    pub fn park(&mut self, waiter: Waiter) {
+        self.waiters.retain(|w| !w.reply.is_closed());
+        self.waiters.push_back(waiter);
+    }
+
+    /// The oldest consumer still waiting, removed from the line.
+    pub fn next_waiter(&mut self) -> Option<Waiter> {
+        while let Some(w) = self.waiters.pop_front() {
+            if !w.reply.is_closed() {
+                return Some(w);
+            }
+        }
+        None
+    }
+
+    /// Puts a waiter back at the head of the line (its claim found nothing); one that does not
+    /// wait gets an empty answer instead.
+    pub fn unpark(&mut self, waiter: Waiter) {
+        if !waiter.wait {
+            let _ = waiter.reply.send(Ok(Vec::new()));
+        } else if !waiter.reply.is_closed() {
+            self.waiters.push_front(waiter);
+        }
+    }
+
+    pub fn has_waiters(&mut self) -> bool {
+        self.waiters.retain(|w| !w.reply.is_closed());
+        !self.waiters.is_empty()
+    }
+
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    pub fn counts(&self) -> LiveCounts {
+        LiveCounts {
+            ready: self.ready.len(),
+            held: self.held.len(),
+            waiting: self.waiters.iter().filter(|w| !w.reply.is_closed()).count(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn task(seq: i64, priority: i32) -> Task {
+        Task {
+            id: Uuid::from_u128(seq as u128),
+            seq,
+            queue: "q".into(),
+            payload: Arc::new(serde_json::json!(seq)),
+            priority,
+            scheduled_for: Utc.timestamp_opt(0, 0).unwrap(),
+            created_at: Utc.timestamp_opt(1_000 + seq, 0).unwrap(),
+            attempts: 0,
+            max_attempts: 3,
+            claimed_by: None,
+            claimed_at: None,
+            lease_until: None,
+            completed_at: None,
+            failed_at: None,
+            error: None,
+            result: None,
+            dedup_key: None,
+        }
+    }
+
+    fn seqs(tasks: &[Task]) -> Vec<i64> {
+        tasks.iter().map(|t| t.seq).collect()
+    }
+
+    fn loaded(capacity: usize) -> QueueState {
+        let mut q = QueueState::new("q".into(), capacity);
+        q.loaded(vec![], false);
+        q
+    }
+
+    fn held(session: SessionId) -> Held {
+        Held {
+            session,
+            agent: "a".into(),
+            lease_id: Uuid::new_v4(),
+            deadline: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn claims_go_by_priority_then_age() {
+        let mut q = loaded(10);
+        for (seq, prio) in [(1, 0), (2, 5), (3, 0), (4, 5)] {
+            q.offer(task(seq, prio));
+        }
+        assert_eq!(seqs(&q.take(10)), [2, 4, 1, 3]);
+    }
+
+    #[test]
+    fn a_candidate_is_never_handed_out_twice() {
+        let mut q = loaded(10);
+        q.offer(task(1, 0));
+        let first = q.take(1);
+        q.offer(task(1, 0)); // e.g. a reload that still sees it unclaimed
+        assert!(q.take(1).is_empty());
+        q.claim_failed(first);
+        assert_eq!(seqs(&q.take(1)), [1]);
+    }
+
+    #[test]
+    fn a_full_window_keeps_the_best_tasks_and_remembers_the_backlog() {
+        let mut q = loaded(2);
+        q.offer(task(1, 0));
+        q.offer(task(2, 0));
+        q.offer(task(3, 9));
+        q.offer(task(4, 0));
+        assert!(q.needs_page() || q.counts().ready == 2);
+        assert_eq!(seqs(&q.take(10)), [3, 1]);
+        assert!(q.needs_page());
+    }
+
+    #[test]
+    fn held_leases_expire_and_follow_their_session() {
+        let mut q = loaded(10);
+        let (a, b) = (SessionId::new(), SessionId::new());
+        let now = Instant::now();
+        q.hold(
+            Uuid::from_u128(1),
+            Held {
+                deadline: now,
+                ..held(a)
+            },
+        );
+        q.hold(
+            Uuid::from_u128(2),
+            Held {
+                deadline: now + Duration::from_secs(60),
+                ..held(b)
+            },
+        );
+        assert_eq!(q.expired(now).len(), 1);
+        assert_eq!(q.held_by(b).len(), 1);
+        assert!(q.unhold(&Uuid::from_u128(2)).is_some());
+        assert_eq!(
+            q.counts().held,
+            1,
+            "an expired lease stays held until its expiry commits"
+        );
+    }
+
+    #[tokio::test]
+    async fn waiters_line_up_and_closed_ones_are_skipped() {
+        let mut q = loaded(10);
+        let (gone, gone_rx) = oneshot::channel();
+        drop(gone_rx);
+        let (tx, _rx) = oneshot::channel();
+        let lease = Lease::new("a".into(), Duration::from_secs(1));
+        let waiter = |max, reply| Waiter {
+            session: SessionId::new(),
+            lease: lease.clone(),
+            max,
+            wait: true,
+            reply,
+        };
+        q.waiters.push_back(waiter(1, gone));
+        q.waiters.push_back(waiter(2, tx));
+        assert_eq!(q.next_waiter().map(|w| w.max), Some(2));
+        assert!(!q.has_waiters());
+    }
+}

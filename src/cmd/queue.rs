@@ -1,0 +1,446 @@
+//! `queue.push`, `queue.push_many`, `queue.claim`, `queue.extend`, `queue.complete`,
+//! `queue.fail`, `queue.release`, `queue.stats` and `queue.list`.
+//!
+//! Any authenticated agent may push to and claim from any queue; only the claimer may extend,
+//! complete, fail or release its task.
+
+use super::{ask, check_max, check_name, check_wait, gone, parked};
+use crate::error::Error;
+use crate::services::Services;
+use crate::session::Session;
+use chrono::{DateTime, SecondsFormat, Utc};
+use ikigai_actors::queue::{Claim, Push, QueueError, SettleTask, Stats};
+use ikigai_actors::store::{Pushed, Settle, TaskState};
+use ikigai_actors::{Lease, NewTask, Task};
+use ikigai_protocol::Json;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Most tasks one `queue.push_many` may carry.
+const MAX_PUSH_MANY: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushArgs {
+    queue: String,
+    payload: Json,
+    priority: Option<i32>,
+    scheduled_for: Option<String>,
+    delay_ms: Option<u64>,
+    max_attempts: Option<i32>,
+    dedup_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskArgs {
+    payload: Json,
+    priority: Option<i32>,
+    scheduled_for: Option<String>,
+    delay_ms: Option<u64>,
+    max_attempts: Option<i32>,
+    dedup_key: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct PushReply {
+    id: String,
+    /// False when a pending task with the same `dedup_key` was returned instead.
+    created: bool,
+}
+
+pub async fn push(args: PushArgs, s: &Services) -> Result<PushReply, Error> {
+    let spec = TaskArgs {
+        payload: args.payload,
+        priority: args.priority,
+        scheduled_for: args.scheduled_for,
+        delay_ms: args.delay_ms,
+        max_attempts: args.max_attempts,
+        dedup_key: args.dedup_key,
+    };
+    let task = new_task(&args.queue, spec, s)?;
+    let pushed = push_tasks(&args.queue, vec![task], s).await?;
+    let first = pushed.into_iter().next().ok_or_else(gone)?;
+    Ok(PushReply {
+        id: first.task.id.to_string(),
+        created: first.created,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushManyArgs {
+    queue: String,
+    tasks: Vec<TaskArgs>,
+}
+
+#[derive(Serialize)]
+pub struct PushManyReply {
+    tasks: Vec<PushReply>,
+}
+
+pub async fn push_many(args: PushManyArgs, s: &Services) -> Result<PushManyReply, Error> {
+    if args.tasks.len() > MAX_PUSH_MANY {
+        return Err(Error::BadRequest(format!(
+            "at most {MAX_PUSH_MANY} tasks per push_many"
+        )));
+    }
+    let tasks = args
+        .tasks
+        .into_iter()
+        .map(|t| new_task(&args.queue, t, s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pushed = push_tasks(&args.queue, tasks, s).await?;
+    let tasks = pushed
+        .into_iter()
+        .map(|p| PushReply {
+            id: p.task.id.to_string(),
+            created: p.created,
+        })
+        .collect();
+    Ok(PushManyReply { tasks })
+}
+
+async fn push_tasks(queue: &str, tasks: Vec<NewTask>, s: &Services) -> Result<Vec<Pushed>, Error> {
+    if tasks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rx = ask(s.queues.get(queue), |reply| Push { tasks, reply }).await?;
+    Ok(rx.await.map_err(|_| restarted(queue))??)
+}
+
+fn new_task(queue: &str, t: TaskArgs, s: &Services) -> Result<NewTask, Error> {
+    check_name("queue", queue)?;
+    let run_at = match (t.scheduled_for, t.delay_ms) {
+        (Some(_), Some(_)) => {
+            return Err(Error::BadRequest(
+                "give scheduled_for or delay_ms, not both".into(),
+            ))
+        }
+        (Some(at), None) => Some(parse_time(&at)?),
+        (None, Some(ms)) => {
+            Some(Utc::now() + chrono::Duration::milliseconds(ms.min(i64::MAX as u64) as i64))
+        }
+        (None, None) => None,
+    };
+    let max_attempts = t.max_attempts.unwrap_or(s.config.queues.max_attempts);
+    if max_attempts < 1 {
+        return Err(Error::BadRequest("max_attempts must be at least 1".into()));
+    }
+    if let Some(key) = &t.dedup_key {
+        check_name("dedup_key", key)?;
+    }
+    Ok(NewTask {
+        id: Uuid::now_v7(),
+        queue: queue.to_owned(),
+        payload: Arc::new(t.payload.0),
+        priority: t.priority.unwrap_or(0),
+        run_at,
+        max_attempts,
+        dedup_key: t.dedup_key,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimArgs {
+    queue: String,
+    max: Option<usize>,
+    wait_ms: Option<u64>,
+    lease_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct Tasks {
+    tasks: Vec<WireTask>,
+}
+
+pub async fn claim(args: ClaimArgs, s: &Services, session: &Session) -> Result<Tasks, Error> {
+    check_name("queue", &args.queue)?;
+    let limits = &s.config.queues;
+    let max = check_max(args.max, limits.max_claim)?;
+    let wait = check_wait(args.wait_ms, limits.max_wait)?;
+    let lease = Lease::new(session.agent.clone(), lease(args.lease_ms, s)?);
+    let rx = ask(s.queues.get(&args.queue), |reply| Claim {
+        session: session.id,
+        lease,
+        max,
+        wait: !wait.is_zero(),
+        reply,
+    })
+    .await?;
+    let tasks = parked(rx, wait, s, session)
+        .await
+        .ok_or_else(|| restarted(&args.queue))??;
+    session.claimed(&args.queue, tasks.iter().map(|t| t.id));
+    Ok(Tasks {
+        tasks: tasks.iter().map(WireTask::from).collect(),
+    })
+}
+
+fn lease(lease_ms: Option<u64>, s: &Services) -> Result<Duration, Error> {
+    let limits = &s.config.queues;
+    match lease_ms.map(Duration::from_millis) {
+        None => Ok(limits.lease),
+        Some(d) if d.is_zero() || d > limits.max_lease => Err(Error::BadRequest(format!(
+            "lease_ms must be 1 to {}",
+            limits.max_lease.as_millis()
+        ))),
+        Some(d) => Ok(d),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendArgs {
+    id: String,
+    lease_ms: u64,
+}
+
+#[derive(Serialize)]
+pub struct Extended {
+    lease_until: Option<String>,
+}
+
+pub async fn extend(args: ExtendArgs, s: &Services, session: &Session) -> Result<Extended, Error> {
+    let duration = lease(Some(args.lease_ms), s)?;
+    let task = settle(&args.id, Settle::Extend(duration), s, session).await?;
+    Ok(Extended {
+        lease_until: task.lease_until.map(time),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteArgs {
+    id: String,
+    result: Option<Json>,
+}
+
+pub async fn complete(
+    args: CompleteArgs,
+    s: &Services,
+    session: &Session,
+) -> Result<WireTask, Error> {
+    let action = Settle::Complete(args.result.map(|r| r.0));
+    let task = settle(&args.id, action, s, session).await?;
+    Ok(WireTask::from(&task))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailArgs {
+    id: String,
+    error: String,
+    retry_in_ms: Option<u64>,
+}
+
+pub async fn fail(args: FailArgs, s: &Services, session: &Session) -> Result<WireTask, Error> {
+    let retry_in = args.retry_in_ms.map(Duration::from_millis);
+    let action = Settle::Fail {
+        error: args.error,
+        retry_in,
+    };
+    let task = settle(&args.id, action, s, session).await?;
+    Ok(WireTask::from(&task))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseArgs {
+    id: String,
+}
+
+pub async fn release(
+    args: ReleaseArgs,
+    s: &Services,
+    session: &Session,
+) -> Result<WireTask, Error> {
+    let task = settle(&args.id, Settle::Release, s, session).await?;
+    Ok(WireTask::from(&task))
+}
+
+/// Sends a settlement to the task's queue actor; answers after its commit.
+async fn settle(id: &str, action: Settle, s: &Services, session: &Session) -> Result<Task, Error> {
+    let id = Uuid::parse_str(id).map_err(|_| Error::BadRequest(format!("{id:?} is not a UUID")))?;
+    let claimed_here = session.queue_of(&id);
+    let queue = match &claimed_here {
+        Some(q) => q.clone(),
+        None => s
+            .queues
+            .store()
+            .queue_of(id)
+            .await?
+            .ok_or(QueueError::NotFound(id))?,
+    };
+    let keeps_claim = matches!(action, Settle::Extend(_));
+    let agent = session.agent.clone();
+    let rx = ask(s.queues.get(&queue), |reply| SettleTask {
+        agent,
+        id,
+        action,
+        reply,
+    })
+    .await?;
+    match rx.await.map_err(|_| restarted(&queue))? {
+        Ok(task) => {
+            if !keeps_claim {
+                session.settled(&id);
+            }
+            Ok(task)
+        }
+        // This connection did claim it: its lease ran out and the task moved on.
+        Err(QueueError::NotClaimer(id)) if claimed_here.is_some() => {
+            session.settled(&id);
+            Err(QueueError::LeaseLost(id).into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsArgs {
+    queue: String,
+}
+
+#[derive(Serialize)]
+pub struct QueueStats {
+    queue: String,
+    pending: u64,
+    scheduled: u64,
+    claimed: u64,
+    completed: u64,
+    dead: u64,
+    ready_in_memory: usize,
+    waiting: usize,
+}
+
+pub async fn stats(args: StatsArgs, s: &Services) -> Result<QueueStats, Error> {
+    check_name("queue", &args.queue)?;
+    let c = s.queues.store().counts(&args.queue).await?;
+    let live = match s.queues.running(&args.queue) {
+        Some(addr) => addr.send(Stats).await.unwrap_or_default(),
+        None => Default::default(),
+    };
+    Ok(QueueStats {
+        queue: args.queue,
+        pending: c.pending,
+        scheduled: c.scheduled,
+        claimed: c.claimed,
+        completed: c.completed,
+        dead: c.dead,
+        ready_in_memory: live.ready,
+        waiting: live.waiting,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListArgs {
+    queue: String,
+    state: Option<String>,
+    after: Option<i64>,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct Listed {
+    tasks: Vec<WireTask>,
+    /// Pass as `after` for the next page; absent on the last page.
+    next: Option<i64>,
+}
+
+pub async fn list(args: ListArgs, s: &Services) -> Result<Listed, Error> {
+    check_name("queue", &args.queue)?;
+    let state = args.state.as_deref().map(parse_state).transpose()?;
+    let limit = args.limit.unwrap_or(100).clamp(1, 1000);
+    let tasks = s
+        .queues
+        .store()
+        .list(&args.queue, state, args.after.unwrap_or(0), limit)
+        .await?;
+    let next = (tasks.len() == limit)
+        .then(|| tasks.last().map(|t| t.seq))
+        .flatten();
+    Ok(Listed {
+        tasks: tasks.iter().map(WireTask::from).collect(),
+        next,
+    })
+}
+
+fn parse_state(state: &str) -> Result<TaskState, Error> {
+    Ok(match state {
+        "pending" => TaskState::Pending,
+        "scheduled" => TaskState::Scheduled,
+        "claimed" => TaskState::Claimed,
+        "completed" => TaskState::Completed,
+        "dead" => TaskState::Dead,
+        other => {
+            let known = "pending, scheduled, claimed, completed, dead";
+            return Err(Error::BadRequest(format!(
+                "unknown state {other:?} (known: {known})"
+            )));
+        }
+    })
+}
+
+/// A task as it travels: UUID and timestamps as strings.
+#[derive(Serialize)]
+pub struct WireTask {
+    id: String,
+    seq: i64,
+    queue: String,
+    payload: Arc<serde_json::Value>,
+    priority: i32,
+    scheduled_for: String,
+    created_at: String,
+    attempts: i32,
+    max_attempts: i32,
+    claimed_by: Option<String>,
+    lease_until: Option<String>,
+    completed_at: Option<String>,
+    failed_at: Option<String>,
+    error: Option<String>,
+    result: Option<Arc<serde_json::Value>>,
+    dedup_key: Option<String>,
+}
+
+impl From<&Task> for WireTask {
+    fn from(t: &Task) -> Self {
+        WireTask {
+            id: t.id.to_string(),
+            seq: t.seq,
+            queue: t.queue.clone(),
+            payload: t.payload.clone(),
+            priority: t.priority,
+            scheduled_for: time(t.scheduled_for),
+            created_at: time(t.created_at),
+            attempts: t.attempts,
+            max_attempts: t.max_attempts,
+            claimed_by: t.claimed_by.clone(),
+            lease_until: t.lease_until.map(time),
+            completed_at: t.completed_at.map(time),
+            failed_at: t.failed_at.map(time),
+            error: t.error.clone(),
+            result: t.result.clone(),
+            dedup_key: t.dedup_key.clone(),
+        }
+    }
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, Error> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Error::BadRequest(format!("scheduled_for {s:?} is not RFC 3339: {e}")))
+}
+
+fn restarted(queue: &str) -> Error {
+    QueueError::Restarted(queue.to_owned()).into()
+}

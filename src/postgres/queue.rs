@@ -1,0 +1,518 @@
+//! The queue service on Postgres: the seed's `task_queue` table. [`write`] applies the queue
+//! part of a group commit (pushes, claims, settlements, each kind one statement over arrays);
+//! [`PgQueueStore`] serves the reads. Claims are conditional (`claimed_by IS NULL`) and skip
+//! rows another transaction holds, so two daemons never claim one task and never deadlock.
+
+use super::store_error;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Pool, Transaction};
+use ikigai_actors::store::{
+    ClaimWrite, PushWrite, Pushed, QueueBatch, QueueCommitted, QueueCounts, QueueStore, Refusal,
+    Settle, SettleWrite, StoreError, TaskState,
+};
+use ikigai_actors::Task;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+/// The columns of a [`Task`], in `task_from_row` order, qualified by `t` (e.g. `"t."`).
+fn columns(t: &str) -> String {
+    format!(
+        "{t}id, {t}seq, {t}queue_name, {t}payload, COALESCE({t}priority, 0), \
+         COALESCE({t}scheduled_for, {t}created_at, now()), {t}created_at, {t}attempts, \
+         {t}max_attempts, {t}claimed_by, {t}claimed_at, {t}lease_until, {t}completed_at, \
+         {t}failed_at, {t}error, {t}result, {t}dedup_key"
+    )
+}
+
+/// Open (neither completed nor dead) and unclaimed.
+const CLAIMABLE: &str = "claimed_by IS NULL AND completed_at IS NULL AND failed_at IS NULL";
+
+/// Retry delay after the n-th failed attempt: 1 s doubling to 1 h, with ±25% jitter.
+const BACKOFF: &str = "LEAST(1000 * power(2, GREATEST(t.attempts - 1, 0)), 3600000) \
+    * (0.75 + random() * 0.5)";
+
+fn push_sql() -> String {
+    format!(
+        "INSERT INTO task_queue (id, queue_name, payload, priority, scheduled_for, max_attempts, \
+             dedup_key, claimed_by, claimed_at, lease_until, lease_id, claimed_via, attempts) \
+         SELECT p.id, p.queue_name, p.payload, p.priority, COALESCE(p.run_at, now()), \
+             p.max_attempts, p.dedup_key, p.agent, \
+             CASE WHEN p.agent IS NOT NULL THEN now() END, \
+             CASE WHEN p.agent IS NOT NULL THEN now() + p.lease_ms * interval '1 millisecond' END, \
+             p.lease_id, CASE WHEN p.agent IS NOT NULL THEN $11 END, \
+             CASE WHEN p.agent IS NOT NULL THEN 1 ELSE 0 END \
+         FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int4[], $5::timestamptz[], \
+             $6::int4[], $7::text[], $8::text[], $9::int8[], $10::uuid[]) WITH ORDINALITY \
+             AS p(id, queue_name, payload, priority, run_at, max_attempts, dedup_key, agent, \
+                  lease_ms, lease_id, ord) \
+         ORDER BY p.ord \
+         ON CONFLICT (queue_name, dedup_key) \
+             WHERE dedup_key IS NOT NULL AND completed_at IS NULL AND failed_at IS NULL DO NOTHING \
+         RETURNING {}",
+        columns("")
+    )
+}
+
+fn dedup_sql() -> String {
+    format!(
+        "SELECT {} FROM task_queue WHERE (queue_name, dedup_key) IN \
+             (SELECT * FROM unnest($1::text[], $2::text[])) \
+         AND completed_at IS NULL AND failed_at IS NULL",
+        columns("")
+    )
+}
+
+fn claim_sql() -> String {
+    format!(
+        "WITH c AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::uuid[]) \
+                    AS c(id, agent, lease_ms, lease_id)), \
+              free AS (SELECT t.id FROM task_queue t JOIN c ON t.id = c.id \
+                       WHERE t.{CLAIMABLE} FOR UPDATE OF t SKIP LOCKED) \
+         UPDATE task_queue AS t SET claimed_by = c.agent, claimed_at = now(), \
+             lease_until = now() + c.lease_ms * interval '1 millisecond', lease_id = c.lease_id, \
+             claimed_via = $5, attempts = t.attempts + 1 \
+         FROM c WHERE t.id = c.id AND t.id IN (SELECT id FROM free) \
+         RETURNING {}",
+        columns("t.")
+    )
+}
+
+/// One settlement statement: `set` applied where the claim is still this agent's.
+fn settle_sql(set: &str, live_lease: bool) -> String {
+    let lease = if live_lease {
+        "AND t.lease_until > now()"
+    } else {
+        ""
+    };
+    format!(
+        "UPDATE task_queue AS t SET {set} \
+         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[], $5::text[], $6::int8[]) \
+             AS s(id, agent, lease_id, result, error, ms) \
+         WHERE t.id = s.id AND t.claimed_by = s.agent \
+           AND (s.lease_id IS NULL OR t.lease_id = s.lease_id) {lease} \
+           AND t.completed_at IS NULL AND t.failed_at IS NULL \
+         RETURNING {}",
+        columns("t.")
+    )
+}
+
+const RELEASED: &str =
+    "claimed_by = NULL, claimed_at = NULL, lease_until = NULL, lease_id = NULL, \
+    claimed_via = NULL";
+
+fn settle_set(action: &Settle) -> String {
+    let exhausted = "t.attempts >= t.max_attempts";
+    match action {
+        Settle::Complete(_) => "completed_at = now(), result = s.result, lease_until = NULL".into(),
+        Settle::Extend(_) => "lease_until = now() + s.ms * interval '1 millisecond'".into(),
+        Settle::Release => format!("{RELEASED}, attempts = t.attempts - 1"),
+        Settle::Fail { .. } => format!(
+            "error = s.error, lease_until = NULL, lease_id = NULL, claimed_via = NULL, \
+             failed_at = CASE WHEN {exhausted} THEN now() END, \
+             claimed_by = CASE WHEN {exhausted} THEN t.claimed_by END, \
+             scheduled_for = CASE WHEN {exhausted} THEN t.scheduled_for \
+                 ELSE now() + COALESCE(s.ms, {BACKOFF}) * interval '1 millisecond' END"
+        ),
+        Settle::Expire => format!(
+            "lease_until = NULL, lease_id = NULL, claimed_via = NULL, \
+             failed_at = CASE WHEN {exhausted} THEN now() END, \
+             claimed_by = CASE WHEN {exhausted} THEN t.claimed_by END, \
+             error = CASE WHEN {exhausted} THEN 'lease expired on attempt ' || t.attempts \
+                 ELSE t.error END"
+        ),
+    }
+}
+
+/// Applies the queue writes of a group inside its transaction.
+pub async fn write(
+    tx: &Transaction<'_>,
+    batch: &QueueBatch,
+    origin: &str,
+) -> Result<QueueCommitted, tokio_postgres::Error> {
+    let pushed = push(tx, &batch.pushes, origin).await?;
+    let claimed = claim(tx, &batch.claims, origin).await?;
+    let settled = settle(tx, &batch.settles).await?;
+    Ok(QueueCommitted {
+        pushed,
+        claimed,
+        settled,
+    })
+}
+
+async fn push(
+    tx: &Transaction<'_>,
+    pushes: &[PushWrite],
+    origin: &str,
+) -> Result<Vec<Pushed>, tokio_postgres::Error> {
+    if pushes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tasks = pushes.iter().map(|p| &p.task);
+    let ids: Vec<Uuid> = tasks.clone().map(|t| t.id).collect();
+    let queues: Vec<&str> = tasks.clone().map(|t| t.queue.as_str()).collect();
+    let payloads: Vec<&serde_json::Value> = tasks.clone().map(|t| t.payload.as_ref()).collect();
+    let priorities: Vec<i32> = tasks.clone().map(|t| t.priority).collect();
+    let run_at: Vec<Option<DateTime<Utc>>> = tasks.clone().map(|t| t.run_at).collect();
+    let max_attempts: Vec<i32> = tasks.clone().map(|t| t.max_attempts).collect();
+    let dedup: Vec<Option<&str>> = tasks.map(|t| t.dedup_key.as_deref()).collect();
+    let claims = pushes.iter().map(|p| p.claim.as_ref());
+    let agents: Vec<Option<&str>> = claims
+        .clone()
+        .map(|c| c.map(|l| l.agent.as_str()))
+        .collect();
+    let lease_ms: Vec<Option<i64>> = claims
+        .clone()
+        .map(|c| c.map(|l| millis(l.duration)))
+        .collect();
+    let lease_ids: Vec<Option<Uuid>> = claims.map(|c| c.map(|l| l.lease_id)).collect();
+    let stmt = tx.prepare_cached(&push_sql()).await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
+        &ids,
+        &queues,
+        &payloads,
+        &priorities,
+        &run_at,
+        &max_attempts,
+        &dedup,
+        &agents,
+        &lease_ms,
+        &lease_ids,
+        &origin,
+    ];
+    let mut created: HashMap<Uuid, Task> = by_id(tx.query(&stmt, &params).await?);
+    let existing = existing_for_dedup(tx, pushes, &created).await?;
+    Ok(pushes
+        .iter()
+        .filter_map(|p| match created.remove(&p.task.id) {
+            Some(task) => Some(Pushed {
+                task,
+                created: true,
+            }),
+            None => {
+                let key = (p.task.queue.clone(), p.task.dedup_key.clone()?);
+                let task = existing.get(&key)?.clone();
+                Some(Pushed {
+                    task,
+                    created: false,
+                })
+            }
+        })
+        .collect())
+}
+
+/// The pending tasks that pushes not inserted (because of their dedup key) collided with.
+async fn existing_for_dedup(
+    tx: &Transaction<'_>,
+    pushes: &[PushWrite],
+    created: &HashMap<Uuid, Task>,
+) -> Result<HashMap<(String, String), Task>, tokio_postgres::Error> {
+    let (queues, keys): (Vec<&str>, Vec<&str>) = pushes
+        .iter()
+        .filter(|p| !created.contains_key(&p.task.id))
+        .filter_map(|p| Some((p.task.queue.as_str(), p.task.dedup_key.as_deref()?)))
+        .unzip();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = tx.query(&dedup_sql(), &[&queues, &keys]).await?;
+    Ok(rows
+        .iter()
+        .map(task_from_row)
+        .filter_map(|t| Some(((t.queue.clone(), t.dedup_key.clone()?), t)))
+        .collect())
+}
+
+async fn claim(
+    tx: &Transaction<'_>,
+    claims: &[ClaimWrite],
+    origin: &str,
+) -> Result<HashMap<Uuid, Task>, tokio_postgres::Error> {
+    if claims.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<Uuid> = claims.iter().map(|c| c.id).collect();
+    let agents: Vec<&str> = claims.iter().map(|c| c.lease.agent.as_str()).collect();
+    let lease_ms: Vec<i64> = claims.iter().map(|c| millis(c.lease.duration)).collect();
+    let lease_ids: Vec<Uuid> = claims.iter().map(|c| c.lease.lease_id).collect();
+    let stmt = tx.prepare_cached(&claim_sql()).await?;
+    let rows = tx
+        .query(&stmt, &[&ids, &agents, &lease_ms, &lease_ids, &origin])
+        .await?;
+    Ok(by_id(rows))
+}
+
+async fn settle(
+    tx: &Transaction<'_>,
+    settles: &[SettleWrite],
+) -> Result<HashMap<Uuid, Result<Task, Refusal>>, tokio_postgres::Error> {
+    let mut out = HashMap::new();
+    for kind in 0..5 {
+        let group: Vec<&SettleWrite> = settles
+            .iter()
+            .filter(|s| kind_of(&s.action) == kind)
+            .collect();
+        let Some(first) = group.first() else { continue };
+        let live = !matches!(first.action, Settle::Expire);
+        let stmt = tx
+            .prepare_cached(&settle_sql(&settle_set(&first.action), live))
+            .await?;
+        let ids: Vec<Uuid> = group.iter().map(|s| s.id).collect();
+        let agents: Vec<&str> = group.iter().map(|s| s.agent.as_str()).collect();
+        let lease_ids: Vec<Option<Uuid>> = group.iter().map(|s| s.lease_id).collect();
+        let (results, errors, ms) = settle_args(&group);
+        let rows = tx
+            .query(&stmt, &[&ids, &agents, &lease_ids, &results, &errors, &ms])
+            .await?;
+        out.extend(by_id(rows).into_iter().map(|(id, t)| (id, Ok(t))));
+    }
+    let refused: Vec<&SettleWrite> = settles
+        .iter()
+        .filter(|s| !out.contains_key(&s.id))
+        .collect();
+    out.extend(classify(tx, &refused).await?);
+    Ok(out)
+}
+
+fn kind_of(action: &Settle) -> usize {
+    match action {
+        Settle::Complete(_) => 0,
+        Settle::Fail { .. } => 1,
+        Settle::Extend(_) => 2,
+        Settle::Release => 3,
+        Settle::Expire => 4,
+    }
+}
+
+type SettleArgs<'a> = (
+    Vec<Option<&'a serde_json::Value>>,
+    Vec<Option<&'a str>>,
+    Vec<Option<i64>>,
+);
+
+fn settle_args<'a>(group: &[&'a SettleWrite]) -> SettleArgs<'a> {
+    let mut out = (Vec::new(), Vec::new(), Vec::new());
+    for s in group {
+        let (result, error, ms) = match &s.action {
+            Settle::Complete(result) => (result.as_ref(), None, None),
+            Settle::Fail { error, retry_in } => (None, Some(error.as_str()), retry_in.map(millis)),
+            Settle::Extend(d) => (None, None, Some(millis(*d))),
+            Settle::Release | Settle::Expire => (None, None, None),
+        };
+        out.0.push(result);
+        out.1.push(error);
+        out.2.push(ms);
+    }
+    out
+}
+
+/// Why settlements changed nothing.
+async fn classify(
+    tx: &Transaction<'_>,
+    refused: &[&SettleWrite],
+) -> Result<Vec<(Uuid, Result<Task, Refusal>)>, tokio_postgres::Error> {
+    if refused.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = refused.iter().map(|s| s.id).collect();
+    let sql = format!(
+        "SELECT {}, lease_id FROM task_queue WHERE id = ANY($1)",
+        columns("")
+    );
+    let rows = tx.query(&sql, &[&ids]).await?;
+    let found: HashMap<Uuid, (Task, Option<Uuid>)> = rows
+        .iter()
+        .map(|r| (r.get(0), (task_from_row(r), r.get(17))))
+        .collect();
+    Ok(refused
+        .iter()
+        .map(|s| (s.id, Err(refusal(s, found.get(&s.id)))))
+        .collect())
+}
+
+fn refusal(s: &SettleWrite, found: Option<&(Task, Option<Uuid>)>) -> Refusal {
+    let Some((task, lease_id)) = found else {
+        return Refusal::NotFound;
+    };
+    let mine = task.claimed_by.as_deref() == Some(s.agent.as_str());
+    let same_lease = s.lease_id.is_none() || s.lease_id == *lease_id;
+    match () {
+        _ if !task.is_open() => Refusal::Finished,
+        _ if mine && same_lease => Refusal::LeaseLost, // still ours, but the lease ran out
+        _ if s.lease_id.is_some() => Refusal::LeaseLost, // we held it once; someone took it over
+        _ => Refusal::NotClaimer,
+    }
+}
+
+fn by_id(rows: Vec<Row>) -> HashMap<Uuid, Task> {
+    rows.iter().map(|r| (r.get(0), task_from_row(r))).collect()
+}
+
+fn task_from_row(r: &Row) -> Task {
+    Task {
+        id: r.get(0),
+        seq: r.get(1),
+        queue: r.get(2),
+        payload: Arc::new(r.get(3)),
+        priority: r.get(4),
+        scheduled_for: r.get(5),
+        created_at: r
+            .get::<_, Option<DateTime<Utc>>>(6)
+            .unwrap_or_else(Utc::now),
+        attempts: r.get(7),
+        max_attempts: r.get(8),
+        claimed_by: r.get(9),
+        claimed_at: r.get(10),
+        lease_until: r.get(11),
+        completed_at: r.get(12),
+        failed_at: r.get(13),
+        error: r.get(14),
+        result: r.get::<_, Option<serde_json::Value>>(15).map(Arc::new),
+        dedup_key: r.get(16),
+    }
+}
+
+/// Due: its scheduled time has come (a missing one counts as due).
+const DUE: &str = "COALESCE(scheduled_for, created_at, now()) <= now()";
+
+pub struct PgQueueStore {
+    pool: Pool,
+}
+
+impl PgQueueStore {
+    pub fn new(pool: Pool) -> Self {
+        PgQueueStore { pool }
+    }
+
+    async fn rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let client = self.pool.get().await.map_err(store_error)?;
+        let stmt = client.prepare_cached(sql).await.map_err(store_error)?;
+        client.query(&stmt, params).await.map_err(store_error)
+    }
+
+    async fn names(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = self.rows(sql, params).await?;
+        let mut names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+}
+
+#[async_trait]
+impl QueueStore for PgQueueStore {
+    async fn load_claimable(&self, queue: &str, limit: usize) -> Result<Vec<Task>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM task_queue WHERE queue_name = $1 AND {CLAIMABLE} AND {DUE} \
+             ORDER BY priority DESC, created_at, seq LIMIT $2",
+            columns("")
+        );
+        let rows = self.rows(&sql, &[&queue, &(limit as i64)]).await?;
+        Ok(rows.iter().map(task_from_row).collect())
+    }
+
+    async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let sql = format!(
+            "SELECT min(scheduled_for) FROM task_queue WHERE queue_name = $1 AND {CLAIMABLE} \
+             AND scheduled_for > now()"
+        );
+        let rows = self.rows(&sql, &[&queue]).await?;
+        Ok(rows.first().and_then(|r| r.get(0)))
+    }
+
+    async fn queues_with_work(&self) -> Result<Vec<String>, StoreError> {
+        let sql = format!("SELECT DISTINCT queue_name FROM task_queue WHERE {CLAIMABLE}");
+        self.names(&sql, &[]).await
+    }
+
+    async fn release_claims_of(&self, origin: &str) -> Result<Vec<String>, StoreError> {
+        let sql = format!(
+            "UPDATE task_queue AS t SET {} FROM (SELECT id FROM task_queue WHERE claimed_via = $1 \
+                 AND completed_at IS NULL AND failed_at IS NULL FOR UPDATE SKIP LOCKED) AS gone \
+             WHERE t.id = gone.id RETURNING t.queue_name",
+            settle_set(&Settle::Expire)
+        );
+        self.names(&sql, &[&origin]).await
+    }
+
+    async fn release_expired(&self, grace: Duration) -> Result<Vec<String>, StoreError> {
+        let sql = format!(
+            "UPDATE task_queue AS t SET {} FROM (SELECT id FROM task_queue \
+                 WHERE claimed_by IS NOT NULL AND completed_at IS NULL AND failed_at IS NULL \
+                 AND lease_until < now() - $1 * interval '1 millisecond' \
+                 FOR UPDATE SKIP LOCKED) AS gone \
+             WHERE t.id = gone.id RETURNING t.queue_name",
+            settle_set(&Settle::Expire)
+        );
+        self.names(&sql, &[&millis(grace)]).await
+    }
+
+    async fn queue_of(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        let rows = self
+            .rows("SELECT queue_name FROM task_queue WHERE id = $1", &[&id])
+            .await?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    async fn counts(&self, queue: &str) -> Result<QueueCounts, StoreError> {
+        let sql = format!(
+            "SELECT count(*) FILTER (WHERE {CLAIMABLE} AND {DUE}), \
+                    count(*) FILTER (WHERE {CLAIMABLE} AND NOT {DUE}), \
+                    count(*) FILTER (WHERE claimed_by IS NOT NULL AND completed_at IS NULL \
+                                     AND failed_at IS NULL), \
+                    count(*) FILTER (WHERE completed_at IS NOT NULL), \
+                    count(*) FILTER (WHERE failed_at IS NOT NULL) \
+             FROM task_queue WHERE queue_name = $1"
+        );
+        let rows = self.rows(&sql, &[&queue]).await?;
+        let count = |i: usize| rows.first().map_or(0, |r| r.get::<_, i64>(i) as u64);
+        Ok(QueueCounts {
+            pending: count(0),
+            scheduled: count(1),
+            claimed: count(2),
+            completed: count(3),
+            dead: count(4),
+        })
+    }
+
+    async fn list(
+        &self,
+        queue: &str,
+        state: Option<TaskState>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        let filter = match state {
+            None => "TRUE".to_owned(),
+            Some(TaskState::Pending) => format!("{CLAIMABLE} AND {DUE}"),
+            Some(TaskState::Scheduled) => format!("{CLAIMABLE} AND NOT {DUE}"),
+            Some(TaskState::Claimed) => {
+                "claimed_by IS NOT NULL AND completed_at IS NULL AND failed_at IS NULL".to_owned()
+            }
+            Some(TaskState::Completed) => "completed_at IS NOT NULL".to_owned(),
+            Some(TaskState::Dead) => "failed_at IS NOT NULL".to_owned(),
+        };
+        let sql = format!(
+            "SELECT {} FROM task_queue WHERE queue_name = $1 AND {filter} AND seq > $2 \
+             ORDER BY seq LIMIT $3",
+            columns("")
+        );
+        let rows = self.rows(&sql, &[&queue, &after, &(limit as i64)]).await?;
+        Ok(rows.iter().map(task_from_row).collect())
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
