@@ -52,11 +52,10 @@ ALTER TABLE task_queue ADD COLUMN IF NOT EXISTS dedup_key TEXT;
 -- daemon: the claimable tasks of a queue in the seed's claim order; claimed rows leave it.
 CREATE INDEX IF NOT EXISTS task_queue_claimable ON task_queue (queue_name, priority DESC, created_at, seq)
     WHERE claimed_by IS NULL AND completed_at IS NULL AND failed_at IS NULL;
--- daemon: open claims by lease deadline (the safety sweep) and by daemon (start-up release).
+-- daemon: open claims by lease deadline (the safety sweep, and the start-up release of a
+-- daemon's claims, which filters this small set by claimed_via).
 CREATE INDEX IF NOT EXISTS task_queue_leases ON task_queue (lease_until)
     WHERE claimed_by IS NOT NULL AND completed_at IS NULL AND failed_at IS NULL;
-CREATE INDEX IF NOT EXISTS task_queue_claimed_via ON task_queue (claimed_via)
-    WHERE claimed_via IS NOT NULL AND completed_at IS NULL AND failed_at IS NULL;
 -- daemon: a dedup key is pending at most once per queue.
 CREATE UNIQUE INDEX IF NOT EXISTS task_queue_dedup ON task_queue (queue_name, dedup_key)
     WHERE dedup_key IS NOT NULL AND completed_at IS NULL AND failed_at IS NULL;

@@ -53,6 +53,39 @@ enum Command {
     /// Mailboxes.
     #[command(subcommand)]
     Mailbox(MailboxCommand),
+    /// Task queues.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum QueueCommand {
+    /// Pushes a task with a JSON payload; prints its id.
+    Push {
+        queue: String,
+        payload: String,
+        #[arg(long)]
+        priority: Option<i32>,
+        #[arg(long)]
+        delay_ms: Option<u64>,
+    },
+    /// Prints the counters of a queue.
+    Stats { queue: String },
+    /// Prints tasks of a queue, one JSON per line (all states, or one of pending, scheduled,
+    /// claimed, completed, dead).
+    List {
+        queue: String,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Prints the dead tasks of a queue (failed on their last attempt), one JSON per line.
+    Dead {
+        queue: String,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +167,7 @@ async fn operate(root: Root, command: Command) -> Result<()> {
                 println!("{m}");
             }
         }
+        Command::Queue(command) => queue(&client, command).await?,
         Command::Mailbox(MailboxCommand::Stats { mailbox }) => {
             let reply: Value = client
                 .call("mailbox.stats", &json!({ "mailbox": mailbox }))
@@ -142,6 +176,50 @@ async fn operate(root: Root, command: Command) -> Result<()> {
         }
     }
     Ok(())
+}
+
+async fn queue(client: &Client, command: QueueCommand) -> Result<()> {
+    let list =
+        |queue, state: Option<&str>, limit| json!({"queue": queue, "state": state, "limit": limit});
+    match command {
+        QueueCommand::Push {
+            queue,
+            payload,
+            priority,
+            delay_ms,
+        } => {
+            let payload: Value = serde_json::from_str(&payload).context("payload is not JSON")?;
+            let args = json!({"queue": queue, "payload": payload, "priority": priority, "delay_ms": delay_ms});
+            let reply: Value = client.call("queue.push", &args).await?;
+            println!("{}", reply["id"].as_str().unwrap_or_default());
+        }
+        QueueCommand::Stats { queue } => print_fields(
+            &client
+                .call("queue.stats", &json!({ "queue": queue }))
+                .await?,
+        ),
+        QueueCommand::List {
+            queue,
+            state,
+            limit,
+        } => print_tasks(
+            &client
+                .call("queue.list", &list(queue, state.as_deref(), limit))
+                .await?,
+        ),
+        QueueCommand::Dead { queue, limit } => print_tasks(
+            &client
+                .call("queue.list", &list(queue, Some("dead"), limit))
+                .await?,
+        ),
+    }
+    Ok(())
+}
+
+fn print_tasks(reply: &Value) {
+    for task in reply["tasks"].as_array().into_iter().flatten() {
+        println!("{task}");
+    }
 }
 
 async fn connect_admin(root: &Root) -> Result<Client> {

@@ -7,6 +7,12 @@ use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use ikigai_actors::store::{Batch, Committed, Journal, StoreError};
 
+/// Names this daemon for the notify triggers, and keeps the planner on the indexes: every
+/// statement of a group reaches its rows by key, and a fresh table without statistics would
+/// otherwise be scanned whole for each group (the seed's 29 claims/s until `ANALYZE`).
+const SETUP: &str =
+    "SELECT set_config('ikigai.origin', $1, true), set_config('enable_seqscan', 'off', true)";
+
 pub struct PgJournal {
     pool: Pool,
     origin: String,
@@ -23,7 +29,7 @@ impl Journal for PgJournal {
     async fn commit(&self, batch: &Batch) -> Result<Committed, StoreError> {
         let mut client = self.pool.get().await.map_err(store_error)?;
         let tx = client.transaction().await.map_err(store_error)?;
-        let origin = tx.prepare_cached("SELECT set_config('ikigai.origin', $1, true)");
+        let origin = tx.prepare_cached(SETUP);
         let origin = origin.await.map_err(store_error)?;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&self.origin];
         let (_, mailbox, queue) = futures::try_join!(

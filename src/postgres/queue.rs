@@ -11,7 +11,9 @@ use ikigai_actors::store::{
     ClaimWrite, PushWrite, Pushed, QueueBatch, QueueCommitted, QueueCounts, QueueStore, Refusal,
     Settle, SettleWrite, StoreError, TaskState,
 };
+use ikigai_actors::task::Rank;
 use ikigai_actors::Task;
+use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,15 +69,18 @@ fn dedup_sql() -> String {
 }
 
 fn claim_sql() -> String {
+    // `free` drives the update (claims joined to the rows they lock), so each row is reached
+    // once through the primary key, whatever the planner guesses about the arrays' length.
     format!(
-        "WITH c AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::uuid[]) \
-                    AS c(id, agent, lease_ms, lease_id)), \
-              free AS (SELECT t.id FROM task_queue t JOIN c ON t.id = c.id \
+        "WITH free AS (SELECT t.id, c.agent, c.lease_ms, c.lease_id \
+                       FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::uuid[]) \
+                            AS c(id, agent, lease_ms, lease_id) \
+                       JOIN task_queue t ON t.id = c.id \
                        WHERE t.{CLAIMABLE} FOR UPDATE OF t SKIP LOCKED) \
-         UPDATE task_queue AS t SET claimed_by = c.agent, claimed_at = now(), \
-             lease_until = now() + c.lease_ms * interval '1 millisecond', lease_id = c.lease_id, \
-             claimed_via = $5, attempts = t.attempts + 1 \
-         FROM c WHERE t.id = c.id AND t.id IN (SELECT id FROM free) \
+         UPDATE task_queue AS t SET claimed_by = free.agent, claimed_at = now(), \
+             lease_until = now() + free.lease_ms * interval '1 millisecond', \
+             lease_id = free.lease_id, claimed_via = $5, attempts = t.attempts + 1 \
+         FROM free WHERE t.id = free.id \
          RETURNING {}",
         columns("t.")
     )
@@ -412,13 +417,32 @@ impl PgQueueStore {
 
 #[async_trait]
 impl QueueStore for PgQueueStore {
-    async fn load_claimable(&self, queue: &str, limit: usize) -> Result<Vec<Task>, StoreError> {
+    async fn load_claimable(
+        &self,
+        queue: &str,
+        after: Option<Rank>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        let (filter, params) = match &after {
+            None => ("", vec![]),
+            Some(Rank(Reverse(priority), created_at, seq)) => (
+                "AND (priority < $3 OR (priority = $3 AND (created_at, seq) > ($4, $5)))",
+                vec![
+                    priority as &(dyn tokio_postgres::types::ToSql + Sync),
+                    created_at,
+                    seq,
+                ],
+            ),
+        };
         let sql = format!(
-            "SELECT {} FROM task_queue WHERE queue_name = $1 AND {CLAIMABLE} AND {DUE} \
+            "SELECT {} FROM task_queue WHERE queue_name = $1 AND {CLAIMABLE} AND {DUE} {filter} \
              ORDER BY priority DESC, created_at, seq LIMIT $2",
             columns("")
         );
-        let rows = self.rows(&sql, &[&queue, &(limit as i64)]).await?;
+        let limit = limit as i64;
+        let mut all: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&queue, &limit];
+        all.extend(params);
+        let rows = self.rows(&sql, &all).await?;
         Ok(rows.iter().map(task_from_row).collect())
     }
 
@@ -438,7 +462,8 @@ impl QueueStore for PgQueueStore {
 
     async fn release_claims_of(&self, origin: &str) -> Result<Vec<String>, StoreError> {
         let sql = format!(
-            "UPDATE task_queue AS t SET {} FROM (SELECT id FROM task_queue WHERE claimed_via = $1 \
+            "UPDATE task_queue AS t SET {} FROM (SELECT id FROM task_queue WHERE claimed_by IS NOT NULL \
+                 AND claimed_via = $1 \
                  AND completed_at IS NULL AND failed_at IS NULL FOR UPDATE SKIP LOCKED) AS gone \
              WHERE t.id = gone.id RETURNING t.queue_name",
             settle_set(&Settle::Expire)
@@ -450,7 +475,7 @@ impl QueueStore for PgQueueStore {
         let sql = format!(
             "UPDATE task_queue AS t SET {} FROM (SELECT id FROM task_queue \
                  WHERE claimed_by IS NOT NULL AND completed_at IS NULL AND failed_at IS NULL \
-                 AND lease_until < now() - $1 * interval '1 millisecond' \
+                 AND lease_until < now() - $1::int8 * interval '1 millisecond' \
                  FOR UPDATE SKIP LOCKED) AS gone \
              WHERE t.id = gone.id RETURNING t.queue_name",
             settle_set(&Settle::Expire)

@@ -11,7 +11,7 @@ use crate::store::{
     ClaimWrite, PushWrite, Pushed, QueueStore, Refusal, Settle, SettleWrite, StoreError,
 };
 use crate::supervise::{guarded, retry_delay};
-use crate::task::{Lease, NewTask, Task};
+use crate::task::{Lease, NewTask, Rank, Task};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -165,26 +165,48 @@ impl Queue {
     /// Reloads the window of claimable tasks and the next due time; blocks other messages
     /// until it is in.
     fn load(&mut self, ctx: &mut Context<Self>) {
+        self.read(None, ctx);
+    }
+
+    /// Reads the next page after the window's last task (the window ran low, the store holds
+    /// more).
+    fn page_in(&mut self, ctx: &mut Context<Self>) {
+        if self.state.needs_page() {
+            let after = self.state.worst();
+            self.read(Some(after), ctx);
+        }
+    }
+
+    /// `None`: reload the whole window; `Some(after)`: add the page ranked after `after`.
+    fn read(&mut self, page: Option<Option<Rank>>, ctx: &mut Context<Self>) {
         if self.loading {
             return;
         }
         self.loading = true;
-        let (store, name, limit) = (
-            self.store.clone(),
-            self.state.name().to_owned(),
-            self.state.capacity(),
-        );
+        let store = self.store.clone();
+        let name = self.state.name().to_owned();
+        let limit = match page {
+            None => self.state.capacity(),
+            Some(_) => {
+                self.state.capacity() - self.state.counts().ready.min(self.state.capacity() - 1)
+            }
+        };
+        let after = page.flatten();
         let fut = async move {
-            let page = store.load_claimable(&name, limit).await?;
-            Ok::<_, StoreError>((page, store.next_due(&name).await?))
+            let tasks = store.load_claimable(&name, after, limit).await?;
+            Ok::<_, StoreError>((tasks, store.next_due(&name).await?))
         };
         ctx.wait(fut.into_actor(self).map(move |result, act, ctx| {
             act.loading = false;
             match result {
-                Ok((page, next_due)) => {
+                Ok((tasks, next_due)) => {
                     act.load_failures = 0;
-                    let more = page.len() >= limit;
-                    if act.guarded(ctx, |s| s.loaded(page, more)).is_ok() {
+                    let more = tasks.len() >= limit;
+                    let applied = act.guarded(ctx, |s| match page {
+                        None => s.loaded(tasks, more),
+                        Some(_) => s.paged(tasks, more),
+                    });
+                    if applied.is_ok() {
                         act.wake_at(next_due, ctx);
                         act.serve_waiters(ctx);
                     }
@@ -232,9 +254,7 @@ impl Queue {
             };
             self.claim(waiter, candidates, ctx);
         }
-        if self.state.needs_page() {
-            self.load(ctx);
-        }
+        self.page_in(ctx);
     }
 
     fn claim(&mut self, waiter: Waiter, candidates: Vec<Task>, ctx: &mut Context<Self>) {
@@ -454,9 +474,7 @@ impl Handler<Claim> for Queue {
                 let _ = waiter.reply.send(Err(e));
             }
         }
-        if self.state.needs_page() {
-            self.load(ctx);
-        }
+        self.page_in(ctx);
     }
 }
 

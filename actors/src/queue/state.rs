@@ -104,28 +104,48 @@ impl QueueState {
         self.loaded = true;
     }
 
+    /// Adds the next page read from the store (tasks ranked after [`QueueState::worst`]).
+    pub fn paged(&mut self, page: Vec<Task>, more: bool) {
+        for task in page {
+            let known = self.ranks.contains_key(&task.id) || self.claiming.contains(&task.id);
+            if !known && !self.held.contains_key(&task.id) {
+                self.insert(task);
+            }
+        }
+        self.backlog = more;
+    }
+
+    /// The rank of the last task in the window: the store's next page starts after it.
+    pub fn worst(&self) -> Option<Rank> {
+        self.ready.last_key_value().map(|(rank, _)| *rank)
+    }
+
     /// True when the window runs low and the store holds more.
     pub fn needs_page(&self) -> bool {
         self.loaded && self.backlog && self.ready.len() <= self.capacity / 2
     }
 
-    /// Takes a claimable task (pushed, released or retried). Keeps the window the best
-    /// `capacity` tasks: a better task pushes out the worst, which stays in the store only.
+    /// Takes a claimable task (pushed, released or retried). Keeps the invariant of the window:
+    /// while `backlog` is set, every claimable task outside it ranks after its worst task. So a
+    /// task that ranks after the worst stays in the store, and a better one pushes out the worst
+    /// when the window is full.
     pub fn offer(&mut self, task: Task) {
         if !self.loaded || self.ranks.contains_key(&task.id) || self.claiming.contains(&task.id) {
             return;
         }
+        let beats_worst = self.worst().is_some_and(|worst| task.rank() < worst);
+        if self.backlog && !beats_worst {
+            return;
+        }
         if self.ready.len() >= self.capacity {
-            self.backlog = true;
-            match self.ready.last_key_value() {
-                Some((worst, _)) if task.rank() < *worst => {
-                    let worst = *worst;
-                    if let Some(evicted) = self.ready.remove(&worst) {
-                        self.ranks.remove(&evicted.id);
-                    }
-                }
-                _ => return,
+            if !beats_worst {
+                self.backlog = true;
+                return;
             }
+            if let Some((_, evicted)) = self.ready.pop_last() {
+                self.ranks.remove(&evicted.id);
+            }
+            self.backlog = true;
         }
         self.insert(task);
     }
@@ -332,6 +352,22 @@ mod tests {
         assert!(q.needs_page() || q.counts().ready == 2);
         assert_eq!(seqs(&q.take(10)), [3, 1]);
         assert!(q.needs_page());
+    }
+
+    #[test]
+    fn with_a_backlog_a_later_task_waits_in_the_store_behind_older_ones() {
+        let mut q = loaded(2);
+        for seq in 1..=3 {
+            q.offer(task(seq, 0)); // the third is turned away: backlog
+        }
+        q.offer(task(5, 9)); // a more urgent task is admitted at once, pushing out task 2
+        assert_eq!(seqs(&q.take(2)), [5, 1]);
+        q.offer(task(4, 0)); // ranks after tasks 2 and 3, which are only in the store
+        assert_eq!(q.counts().ready, 0);
+        assert!(
+            q.needs_page(),
+            "the window pages in tasks 2 and 3 before task 4"
+        );
     }
 
     #[test]

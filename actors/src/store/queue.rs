@@ -3,7 +3,7 @@
 //! is `src/postgres/queue.rs`.
 
 use super::StoreError;
-use crate::task::{Lease, NewTask, Task};
+use crate::task::{Lease, NewTask, Rank, Task};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -123,8 +123,14 @@ pub enum TaskState {
 /// Reads of the queue service (its writes go through the [`super::Journal`]).
 #[async_trait]
 pub trait QueueStore: Send + Sync + 'static {
-    /// Up to `limit` claimable tasks of `queue` (due, unclaimed, open), in claim order.
-    async fn load_claimable(&self, queue: &str, limit: usize) -> Result<Vec<Task>, StoreError>;
+    /// Up to `limit` claimable tasks of `queue` (due, unclaimed, open), in claim order, ranked
+    /// after `after` when given.
+    async fn load_claimable(
+        &self,
+        queue: &str,
+        after: Option<Rank>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError>;
 
     /// When the next scheduled (not yet due) task of `queue` becomes due.
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError>;

@@ -1,0 +1,261 @@
+//! `cargo bench --bench queue_throughput`: push -> claim -> complete through the daemon's
+//! socket, against the seed's plain SQL path on the same Postgres, same run.
+//!
+//! Throughput: P producer connections pipeline `queue.push`; C consumer connections loop
+//! `queue.claim {max: 100, wait_ms: 50}` and complete each task (pipelined). Wake-up latency:
+//! C consumers wait in `queue.claim`, and one producer pushes one task at a time; the time from
+//! the push being sent to the task arriving at a consumer is measured. Baseline: one `INSERT`
+//! per task, the seed's claim `UPDATE ... FOR UPDATE SKIP LOCKED LIMIT 1`, one `UPDATE` to
+//! complete, with the same concurrency. Sizes: `BENCH_TASKS` (200000), `BENCH_PRODUCERS` (4),
+//! `BENCH_CONSUMERS` (8), `BENCH_WINDOW` (1024), `BENCH_SEED_TASKS` (20000),
+//! `BENCH_WAKES` (2000).
+
+mod support;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use ikigai_client::{ClaimArgs, Client};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::{env, now_us, pipelined, sql, Daemon, Db, Run};
+
+struct Params {
+    tasks: usize,
+    producers: usize,
+    consumers: usize,
+    window: usize,
+    seed_tasks: usize,
+    wakes: usize,
+}
+
+/// Claims and completes until `total` tasks are done (by all consumers together).
+async fn consume(client: Client, done: Arc<AtomicUsize>, total: usize) -> Vec<u64> {
+    let mut latencies = Vec::new();
+    let args = ClaimArgs {
+        queue: "bench",
+        max: Some(100),
+        wait_ms: Some(50),
+        lease_ms: None,
+    };
+    while done.load(Ordering::Relaxed) < total {
+        let tasks = client.queue_claim(&args).await.unwrap();
+        let now = now_us();
+        latencies.extend(
+            tasks
+                .iter()
+                .map(|t| now.saturating_sub(t.payload["t"].as_u64().unwrap())),
+        );
+        let mut completing = FuturesUnordered::new();
+        for t in &tasks {
+            completing.push(
+                client
+                    .submit("queue.complete", &json!({"id": t.id}))
+                    .await
+                    .unwrap()
+                    .value(),
+            );
+        }
+        while let Some(r) = completing.next().await {
+            r.unwrap();
+        }
+        done.fetch_add(tasks.len(), Ordering::Relaxed);
+    }
+    latencies
+}
+
+async fn bench_daemon(p: &Params, daemon: &Daemon) -> Run {
+    let done = Arc::new(AtomicUsize::new(0));
+    let per_producer = p.tasks / p.producers;
+    let total = per_producer * p.producers;
+    let mut consumers = Vec::new();
+    for c in 0..p.consumers {
+        let client = daemon.client(&format!("worker{c}")).await;
+        consumers.push(tokio::spawn(consume(client, done.clone(), total)));
+    }
+    let started = Instant::now();
+    let mut producers = Vec::new();
+    for i in 0..p.producers {
+        let client = daemon.client(&format!("producer{i}")).await;
+        producers.push(tokio::spawn(pipelined(per_producer, p.window, move |n| {
+            let client = client.clone();
+            async move {
+                let args = json!({"queue": "bench", "payload": {"t": now_us(), "n": n}});
+                let _: Value = client.call("queue.push", &args).await.unwrap();
+            }
+        })));
+    }
+    for t in producers {
+        t.await.unwrap();
+    }
+    let mut latencies_us = Vec::new();
+    for c in consumers {
+        latencies_us.extend(c.await.unwrap());
+    }
+    Run {
+        name: "daemon",
+        messages: total,
+        elapsed: started.elapsed(),
+        latencies_us,
+    }
+}
+
+/// One task at a time to consumers already waiting: push sent -> task received.
+async fn bench_wake(p: &Params, daemon: &Daemon) -> Run {
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let received = Arc::new(AtomicUsize::new(0));
+    let mut consumers = Vec::new();
+    for c in 0..p.consumers {
+        let client = daemon.client(&format!("waiter{c}")).await;
+        let (latencies, received, total) = (latencies.clone(), received.clone(), p.wakes);
+        consumers.push(tokio::spawn(async move {
+            let args = ClaimArgs {
+                queue: "wake",
+                max: Some(1),
+                wait_ms: Some(200),
+                lease_ms: None,
+            };
+            while received.load(Ordering::Relaxed) < total {
+                for t in client.queue_claim(&args).await.unwrap() {
+                    let sent = t.payload["t"].as_u64().unwrap();
+                    latencies
+                        .lock()
+                        .unwrap()
+                        .push(now_us().saturating_sub(sent));
+                    received.fetch_add(1, Ordering::Relaxed);
+                    client.queue_complete(&t.id, None).await.unwrap();
+                }
+            }
+        }));
+    }
+    let producer = daemon.client("waker").await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // everyone is waiting
+    let started = Instant::now();
+    for n in 0..p.wakes {
+        let args = json!({"queue": "wake", "payload": {"t": now_us(), "n": n}});
+        let _: Value = producer.call("queue.push", &args).await.unwrap();
+        while received.load(Ordering::Relaxed) <= n {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+    for c in consumers {
+        c.await.unwrap();
+    }
+    let latencies_us = std::mem::take(&mut *latencies.lock().unwrap());
+    Run {
+        name: "wake",
+        messages: p.wakes,
+        elapsed: started.elapsed(),
+        latencies_us,
+    }
+}
+
+async fn bench_seed_sql(p: &Params) -> Run {
+    let db = Db::create("queue_seed").await;
+    sql(&db.url())
+        .await
+        .batch_execute(include_str!("../schema.sql"))
+        .await
+        .unwrap();
+    let per_producer = p.seed_tasks / p.producers;
+    let total = per_producer * p.producers;
+    let done = Arc::new(AtomicUsize::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..p.consumers {
+        let client = sql(&db.url()).await;
+        let (done, latencies) = (done.clone(), latencies.clone());
+        tasks.push(tokio::spawn(async move {
+            while done.load(Ordering::Relaxed) < total {
+                let row = client
+                    .query_opt(
+                        "UPDATE task_queue SET claimed_by = 'worker', claimed_at = now() \
+                         WHERE id = (SELECT id FROM task_queue WHERE queue_name = 'bench' \
+                           AND claimed_by IS NULL AND scheduled_for <= now() \
+                           ORDER BY priority DESC, created_at FOR UPDATE SKIP LOCKED LIMIT 1) \
+                         RETURNING id, payload",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                let Some(row) = row else {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                };
+                let (id, payload): (uuid::Uuid, Value) = (row.get(0), row.get(1));
+                latencies
+                    .lock()
+                    .unwrap()
+                    .push(now_us().saturating_sub(payload["t"].as_u64().unwrap()));
+                client
+                    .execute(
+                        "UPDATE task_queue SET completed_at = now() WHERE id = $1",
+                        &[&id],
+                    )
+                    .await
+                    .unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for _ in 0..p.producers {
+        let client = sql(&db.url()).await;
+        tasks.push(tokio::spawn(async move {
+            for n in 0..per_producer {
+                let payload = json!({"t": now_us(), "n": n});
+                client
+                    .execute(
+                        "INSERT INTO task_queue (queue_name, payload) VALUES ('bench', $1)",
+                        &[&payload],
+                    )
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    db.drop_now().await;
+    let latencies_us = std::mem::take(&mut *latencies.lock().unwrap());
+    Run {
+        name: "seed SQL",
+        messages: total,
+        elapsed,
+        latencies_us,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let p = Params {
+        tasks: env("BENCH_TASKS", 200_000),
+        producers: env("BENCH_PRODUCERS", 4),
+        consumers: env("BENCH_CONSUMERS", 8),
+        window: env("BENCH_WINDOW", 1024),
+        seed_tasks: env("BENCH_SEED_TASKS", 20_000),
+        wakes: env("BENCH_WAKES", 2_000),
+    };
+    println!(
+        "queue_throughput: {} producers (window {}), {} consumers",
+        p.producers, p.window, p.consumers
+    );
+    let db = Db::create("queue").await;
+    let daemon = Daemon::start(&db).await;
+    let mut throughput = bench_daemon(&p, &daemon).await;
+    throughput.report("tasks", "push->claim");
+    let mut wake = bench_wake(&p, &daemon).await;
+    wake.report("tasks", "push->claim (consumers waiting)");
+    drop(daemon);
+    db.drop_now().await;
+    let mut seed = bench_seed_sql(&p).await;
+    seed.report("tasks", "push->claim");
+    println!(
+        "queue_throughput tasks_per_s={:.0} vs_seed_sql={:.1} p99_wake_ms={:.2}",
+        throughput.rate(),
+        throughput.rate() / seed.rate(),
+        wake.percentile(0.99) as f64 / 1000.0
+    );
+}
