@@ -83,4 +83,11 @@ CREATE TABLE IF NOT EXISTS agent_token (
 );
 CREATE INDEX IF NOT EXISTS agent_token_agent ON agent_token (agent_name);
 
+-- daemon: telemetry.query: full-text search over the payload's strings, and its filters.
+ALTER TABLE telemetry ADD COLUMN IF NOT EXISTS search tsvector
+    GENERATED ALWAYS AS (jsonb_to_tsvector('english', payload, '["string"]')) STORED;
+CREATE INDEX IF NOT EXISTS telemetry_search ON telemetry USING gin (search);
+CREATE INDEX IF NOT EXISTS telemetry_created ON telemetry (created_at);
+CREATE INDEX IF NOT EXISTS telemetry_agent_created ON telemetry (agent_name, created_at);
+
 INSERT INTO ikigai_schema (version) VALUES (1) ON CONFLICT (version) DO NOTHING;

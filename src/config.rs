@@ -76,6 +76,24 @@ pub struct MailboxSettings {
     pub max_buffered: usize,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheSettings {
+    pub max_bytes: usize,
+    pub sweep_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PubSubSettings {
+    pub subscriber_buffer: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetrySettings {
+    /// 0 keeps events forever.
+    pub retention_days: u64,
+    pub max_buffered: usize,
+}
+
 /// The whole configuration, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -84,6 +102,9 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub postgres: PostgresConfig,
     pub mailboxes: MailboxSettings,
+    pub cache: CacheSettings,
+    pub pubsub: PubSubSettings,
+    pub telemetry: TelemetrySettings,
     pub fault_injection: bool,
 }
 
@@ -178,6 +199,17 @@ impl Config {
                 max_wait: doc.millis("mailboxes", "max_wait_ms", 300_000, 0)?,
                 max_buffered: doc.number("mailboxes", "max_buffered", 10_000, 16)?,
             },
+            cache: CacheSettings {
+                max_bytes: doc.number("cache", "max_bytes", 256 << 20, 1024)?,
+                sweep_interval: doc.millis("cache", "sweep_interval_ms", 1000, 10)?,
+            },
+            pubsub: PubSubSettings {
+                subscriber_buffer: doc.number("pubsub", "subscriber_buffer", 1024, 1)?,
+            },
+            telemetry: TelemetrySettings {
+                retention_days: doc.number("telemetry", "retention_days", 30, 0)?,
+                max_buffered: doc.number("telemetry", "max_buffered", 100_000, 1)?,
+            },
             fault_injection: doc.boolean("debug", "fault_injection")?,
         })
     }
@@ -215,6 +247,9 @@ const KNOWN: &[(&str, &[&str])] = &[
             "max_buffered",
         ],
     ),
+    ("cache", &["max_bytes", "sweep_interval_ms"]),
+    ("pubsub", &["subscriber_buffer"]),
+    ("telemetry", &["retention_days", "max_buffered"]),
     ("debug", &["fault_injection"]),
 ];
 

@@ -4,19 +4,20 @@
 
 use crate::config::{Config, ConfigError};
 use crate::identity::{Identities, IdentityError};
-use crate::postgres::{Database, DbError, PgMailboxStore};
+use crate::postgres::{Database, DbError, PgMailboxStore, PgTelemetrySink};
 use crate::root::{Root, RootError, RootLock};
 use crate::server;
 use crate::services::{Services, Shutdown, Status};
 use actix::Actor;
 use ikigai_actors::mailbox::{MailboxConfig, Mailboxes};
 use ikigai_actors::persist::{Flush, Persister};
-use ikigai_actors::store::{MailboxStore, StoreError};
+use ikigai_actors::store::{MailboxStore, StoreError, TelemetrySink};
+use ikigai_actors::telemetry::{Telemetry, TelemetryConfig, DAEMON_AGENT};
 use std::cell::Cell;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::oneshot;
@@ -70,13 +71,23 @@ async fn serve(
 ) -> Result<(), StartError> {
     let identities = Identities::new(db.pool.clone(), root.clone());
     identities.ensure_admin().await?;
+    let telemetry_sink: Arc<dyn TelemetrySink> = Arc::new(PgTelemetrySink::new(db.pool.clone()));
+    let telemetry = Telemetry::start(telemetry_sink.clone(), telemetry_config(&config));
+    let loaded =
+        serde_json::json!({"config": config.source, "root": root.dir().display().to_string()});
+    telemetry.record(DAEMON_AGENT, "config_loaded", loaded);
     let store: Arc<dyn MailboxStore> = Arc::new(PgMailboxStore::new(db.pool.clone()));
     let persister = Persister::new(store.clone()).start();
     let mailbox_config = MailboxConfig {
         max_buffered: config.mailboxes.max_buffered,
         ..MailboxConfig::default()
     };
-    let mailboxes = Mailboxes::new(store.clone(), persister.clone(), mailbox_config);
+    let mailboxes = Mailboxes::new(
+        store.clone(),
+        persister.clone(),
+        mailbox_config,
+        telemetry.clone(),
+    );
     let replayed = mailboxes.replay().await?;
     let (trigger, shutdown) = Shutdown::new();
     let grace = config.daemon.shutdown_grace;
@@ -85,6 +96,8 @@ async fn serve(
         mailboxes,
         mailbox_store: store,
         identities,
+        telemetry: telemetry.clone(),
+        telemetry_sink,
         status: Rc::new(Status {
             started: Instant::now(),
             root: root.dir().display().to_string(),
@@ -110,9 +123,20 @@ async fn serve(
     let (flushed, done) = oneshot::channel();
     persister.do_send(Flush(flushed));
     let _ = done.await;
+    telemetry.flush().await;
     root.unbind();
     info!("stopped");
     Ok(())
+}
+
+fn telemetry_config(config: &Config) -> TelemetryConfig {
+    let days = config.telemetry.retention_days;
+    TelemetryConfig {
+        max_buffered: config.telemetry.max_buffered,
+        batch_max: 4096,
+        retention: (days > 0).then(|| Duration::from_secs(days * 86_400)),
+        purge_every: Duration::from_secs(3600),
+    }
 }
 
 async fn wait_for_signal() -> std::io::Result<&'static str> {

@@ -3,6 +3,7 @@
 
 use ikigai_actors::mailbox::MailboxError;
 use ikigai_actors::store::StoreError;
+use ikigai_actors::telemetry::TelemetryError;
 use ikigai_protocol::{ErrorBody, ErrorCode};
 use thiserror::Error;
 use tracing::{debug, warn};
@@ -21,11 +22,15 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
     Mailbox(#[from] MailboxError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
     #[error("{0}")]
     Internal(String),
 }
@@ -38,7 +43,9 @@ impl Error {
             Error::Unauthenticated(_) => (ErrorCode::Unauthenticated, false),
             Error::PermissionDenied(_) => (ErrorCode::PermissionDenied, false),
             Error::NotFound(_) => (ErrorCode::NotFound, false),
+            Error::Conflict(_) => (ErrorCode::Conflict, false),
             Error::Unavailable(_) => (ErrorCode::Unavailable, true),
+            Error::Telemetry(TelemetryError::Full(_)) => (ErrorCode::Unavailable, true),
             Error::Store(e) => store_code(e),
             Error::Mailbox(MailboxError::Store(e)) => store_code(e),
             Error::Mailbox(MailboxError::NotLoaded(_) | MailboxError::Restarted(_)) => {

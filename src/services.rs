@@ -4,7 +4,8 @@
 use crate::config::Config;
 use crate::identity::Identities;
 use ikigai_actors::mailbox::Mailboxes;
-use ikigai_actors::store::MailboxStore;
+use ikigai_actors::store::{MailboxStore, TelemetrySink};
+use ikigai_actors::telemetry::Telemetry;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,6 +18,9 @@ pub struct Services {
     pub mailboxes: Mailboxes,
     pub mailbox_store: Arc<dyn MailboxStore>,
     pub identities: Identities,
+    /// Where any service emits telemetry events (batched, never blocking).
+    pub telemetry: Telemetry,
+    pub telemetry_sink: Arc<dyn TelemetrySink>,
     pub status: Rc<Status>,
     pub shutdown: Shutdown,
 }

@@ -11,5 +11,6 @@ pub mod message;
 pub mod persist;
 pub mod store;
 pub mod supervise;
+pub mod telemetry;
 
 pub use message::{NewMessage, SessionId, StoredMessage};

@@ -7,10 +7,12 @@ mod daemon;
 mod debug;
 pub mod hello;
 mod mailbox;
+mod telemetry;
 
 use crate::error::Error;
 use crate::services::Services;
 use crate::session::Session;
+use chrono::{DateTime, SecondsFormat, Utc};
 use ikigai_protocol::{encode_err, encode_ok, from_value, Request, Value};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -39,6 +41,8 @@ async fn route(
         "mailbox.ack" => reply(id, mailbox::ack(parse(op, a)?, s, session).await?),
         "mailbox.peek" => reply(id, mailbox::peek(parse(op, a)?, s, session).await?),
         "mailbox.stats" => reply(id, mailbox::stats(parse(op, a)?, s, session).await?),
+        "telemetry.emit" => reply(id, telemetry::emit(parse(op, a)?, s, session)?),
+        "telemetry.query" => reply(id, telemetry::query(parse(op, a)?, s, session).await?),
         "agents.token" => reply(id, agents::token(parse(op, a)?, s, session).await?),
         "debug.panic_mailbox" => reply(id, debug::panic_mailbox(parse(op, a)?, s, session)?),
         "hello" => Err(Error::BadRequest(
@@ -64,6 +68,28 @@ fn require_admin(session: &Session, what: &str) -> Result<(), Error> {
     } else {
         Err(Error::PermissionDenied(format!("only admin may {what}")))
     }
+}
+
+/// Checks a name-like string argument: 1 to `max` bytes, no U+0000.
+fn check_text(what: &str, value: &str, max: usize) -> Result<(), Error> {
+    if value.is_empty() || value.len() > max || value.contains('\0') {
+        return Err(Error::BadRequest(format!(
+            "{what} must be 1 to {max} bytes without U+0000"
+        )));
+    }
+    Ok(())
+}
+
+/// A timestamp as it travels: RFC 3339, UTC, microseconds.
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Parses an RFC 3339 timestamp argument.
+fn parse_time(s: &str) -> Result<DateTime<Utc>, Error> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Error::BadRequest(format!("{s:?} is not an RFC 3339 timestamp: {e}")))
 }
 
 /// `{}`: the reply of ops that only succeed.

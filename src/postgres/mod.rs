@@ -1,15 +1,17 @@
 //! The Postgres engine: finding or starting a server, the schema, and the store implementations
-//! of each service (`MailboxStore` ...). Nothing outside this folder writes SQL.
+//! of each service (`MailboxStore`, `TelemetrySink` ...). Nothing outside this folder writes SQL.
 
 mod cluster;
 pub mod identity;
 pub mod listen;
 pub mod mailbox;
 mod schema;
+pub mod telemetry;
 
 pub use cluster::PrivateCluster;
 pub use mailbox::PgMailboxStore;
 pub use schema::SCHEMA_VERSION;
+pub use telemetry::PgTelemetrySink;
 
 use crate::config::{PostgresConfig, ServerMode};
 use crate::root::Root;
