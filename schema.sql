@@ -90,4 +90,16 @@ CREATE INDEX IF NOT EXISTS telemetry_search ON telemetry USING gin (search);
 CREATE INDEX IF NOT EXISTS telemetry_created ON telemetry (created_at);
 CREATE INDEX IF NOT EXISTS telemetry_agent_created ON telemetry (agent_name, created_at);
 
+-- daemon: storage: durable JSON documents per agent namespace, versioned for optimistic
+-- concurrency. Keys compare bytewise (COLLATE "C"), so prefix listings use the primary key.
+CREATE TABLE IF NOT EXISTS document (
+    namespace       TEXT NOT NULL,  -- agent name
+    key             TEXT COLLATE "C" NOT NULL,
+    value           JSONB NOT NULL,
+    version         BIGINT NOT NULL,
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (namespace, key)
+);
+
 INSERT INTO ikigai_schema (version) VALUES (1) ON CONFLICT (version) DO NOTHING;

@@ -4,7 +4,7 @@
 
 use crate::config::{Config, ConfigError};
 use crate::identity::{Identities, IdentityError};
-use crate::postgres::{Database, DbError, PgMailboxStore, PgTelemetrySink};
+use crate::postgres::{Database, DbError, PgDocumentStore, PgMailboxStore, PgTelemetrySink};
 use crate::root::{Root, RootError, RootLock};
 use crate::server;
 use crate::services::{Services, Shutdown, Status};
@@ -98,6 +98,7 @@ async fn serve(
         identities,
         telemetry: telemetry.clone(),
         telemetry_sink,
+        documents: Arc::new(PgDocumentStore::new(db.pool.clone())),
         status: Rc::new(Status {
             started: Instant::now(),
             root: root.dir().display().to_string(),

@@ -2,6 +2,7 @@
 //! place where internal failures become `{code, message, retriable}` and get logged.
 
 use ikigai_actors::mailbox::MailboxError;
+use ikigai_actors::storage::DocumentError;
 use ikigai_actors::store::StoreError;
 use ikigai_actors::telemetry::TelemetryError;
 use ikigai_protocol::{ErrorBody, ErrorCode};
@@ -31,6 +32,8 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
+    #[error(transparent)]
+    Document(#[from] DocumentError),
     #[error("{0}")]
     Internal(String),
 }
@@ -46,6 +49,8 @@ impl Error {
             Error::Conflict(_) => (ErrorCode::Conflict, false),
             Error::Unavailable(_) => (ErrorCode::Unavailable, true),
             Error::Telemetry(TelemetryError::Full(_)) => (ErrorCode::Unavailable, true),
+            Error::Document(DocumentError::Conflict { .. }) => (ErrorCode::Conflict, false),
+            Error::Document(DocumentError::Store(e)) => store_code(e),
             Error::Store(e) => store_code(e),
             Error::Mailbox(MailboxError::Store(e)) => store_code(e),
             Error::Mailbox(MailboxError::NotLoaded(_) | MailboxError::Restarted(_)) => {

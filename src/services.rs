@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::identity::Identities;
 use ikigai_actors::mailbox::Mailboxes;
-use ikigai_actors::store::{MailboxStore, TelemetrySink};
+use ikigai_actors::store::{DocumentStore, MailboxStore, TelemetrySink};
 use ikigai_actors::telemetry::Telemetry;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -21,6 +21,7 @@ pub struct Services {
     /// Where any service emits telemetry events (batched, never blocking).
     pub telemetry: Telemetry,
     pub telemetry_sink: Arc<dyn TelemetrySink>,
+    pub documents: Arc<dyn DocumentStore>,
     pub status: Rc<Status>,
     pub shutdown: Shutdown,
 }

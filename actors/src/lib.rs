@@ -9,6 +9,7 @@
 pub mod mailbox;
 pub mod message;
 pub mod persist;
+pub mod storage;
 pub mod store;
 pub mod supervise;
 pub mod telemetry;

@@ -7,6 +7,7 @@ mod daemon;
 mod debug;
 pub mod hello;
 mod mailbox;
+mod storage;
 mod telemetry;
 
 use crate::error::Error;
@@ -41,6 +42,10 @@ async fn route(
         "mailbox.ack" => reply(id, mailbox::ack(parse(op, a)?, s, session).await?),
         "mailbox.peek" => reply(id, mailbox::peek(parse(op, a)?, s, session).await?),
         "mailbox.stats" => reply(id, mailbox::stats(parse(op, a)?, s, session).await?),
+        "storage.put" => reply(id, storage::put(parse(op, a)?, s, session).await?),
+        "storage.get" => reply(id, storage::get(parse(op, a)?, s, session).await?),
+        "storage.delete" => reply(id, storage::delete(parse(op, a)?, s, session).await?),
+        "storage.list" => reply(id, storage::list(parse(op, a)?, s, session).await?),
         "telemetry.emit" => reply(id, telemetry::emit(parse(op, a)?, s, session)?),
         "telemetry.query" => reply(id, telemetry::query(parse(op, a)?, s, session).await?),
         "agents.token" => reply(id, agents::token(parse(op, a)?, s, session).await?),

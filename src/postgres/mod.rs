@@ -6,11 +6,13 @@ pub mod identity;
 pub mod listen;
 pub mod mailbox;
 mod schema;
+pub mod storage;
 pub mod telemetry;
 
 pub use cluster::PrivateCluster;
 pub use mailbox::PgMailboxStore;
 pub use schema::SCHEMA_VERSION;
+pub use storage::PgDocumentStore;
 pub use telemetry::PgTelemetrySink;
 
 use crate::config::{PostgresConfig, ServerMode};
