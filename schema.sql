@@ -102,4 +102,13 @@ CREATE TABLE IF NOT EXISTS document (
     PRIMARY KEY (namespace, key)
 );
 
+-- daemon: cache entries, written behind from the daemon's memory. UNLOGGED: a daemon restart
+-- keeps them; a Postgres crash empties the table, as it empties every unlogged table.
+CREATE UNLOGGED TABLE IF NOT EXISTS cache (
+    key             TEXT PRIMARY KEY,   -- <agent>/<key>, or /<key> for a shared key
+    value           JSONB NOT NULL,
+    expires_at      TIMESTAMPTZ
+);
+CREATE INDEX IF NOT EXISTS cache_expires ON cache (expires_at) WHERE expires_at IS NOT NULL;
+
 INSERT INTO ikigai_schema (version) VALUES (1) ON CONFLICT (version) DO NOTHING;

@@ -4,11 +4,14 @@
 
 use crate::config::{Config, ConfigError};
 use crate::identity::{Identities, IdentityError};
-use crate::postgres::{Database, DbError, PgDocumentStore, PgMailboxStore, PgTelemetrySink};
+use crate::postgres::{
+    Database, DbError, PgCacheStore, PgDocumentStore, PgMailboxStore, PgTelemetrySink,
+};
 use crate::root::{Root, RootError, RootLock};
 use crate::server;
 use crate::services::{Services, Shutdown, Status};
 use actix::Actor;
+use ikigai_actors::cache::{Cache, CacheConfig};
 use ikigai_actors::mailbox::{MailboxConfig, Mailboxes};
 use ikigai_actors::persist::{Flush, Persister};
 use ikigai_actors::store::{MailboxStore, StoreError, TelemetrySink};
@@ -89,6 +92,12 @@ async fn serve(
         telemetry.clone(),
     );
     let replayed = mailboxes.replay().await?;
+    let cache_config = CacheConfig {
+        max_bytes: config.cache.max_bytes,
+        sweep_interval: config.cache.sweep_interval,
+    };
+    let cache_store = Arc::new(PgCacheStore::new(db.pool.clone()));
+    let cache = Cache::start(cache_store, cache_config, telemetry.clone());
     let (trigger, shutdown) = Shutdown::new();
     let grace = config.daemon.shutdown_grace;
     let services = Services {
@@ -99,6 +108,7 @@ async fn serve(
         telemetry: telemetry.clone(),
         telemetry_sink,
         documents: Arc::new(PgDocumentStore::new(db.pool.clone())),
+        cache: cache.clone(),
         status: Rc::new(Status {
             started: Instant::now(),
             root: root.dir().display().to_string(),
@@ -123,6 +133,9 @@ async fn serve(
     }
     let (flushed, done) = oneshot::channel();
     persister.do_send(Flush(flushed));
+    let _ = done.await;
+    let (flushed, done) = oneshot::channel();
+    cache.do_send(Flush(flushed));
     let _ = done.await;
     telemetry.flush().await;
     root.unbind();

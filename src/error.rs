@@ -1,6 +1,7 @@
 //! The daemon's request error, and its mapping to the protocol's stable error codes: the one
 //! place where internal failures become `{code, message, retriable}` and get logged.
 
+use ikigai_actors::cache::CacheError;
 use ikigai_actors::mailbox::MailboxError;
 use ikigai_actors::storage::DocumentError;
 use ikigai_actors::store::StoreError;
@@ -34,6 +35,8 @@ pub enum Error {
     Telemetry(#[from] TelemetryError),
     #[error(transparent)]
     Document(#[from] DocumentError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
     #[error("{0}")]
     Internal(String),
 }
@@ -51,6 +54,11 @@ impl Error {
             Error::Telemetry(TelemetryError::Full(_)) => (ErrorCode::Unavailable, true),
             Error::Document(DocumentError::Conflict { .. }) => (ErrorCode::Conflict, false),
             Error::Document(DocumentError::Store(e)) => store_code(e),
+            Error::Cache(CacheError::TooLarge { .. }) => (ErrorCode::BadRequest, false),
+            Error::Cache(CacheError::NotInteger(_) | CacheError::Overflow(_)) => {
+                (ErrorCode::Conflict, false)
+            }
+            Error::Cache(CacheError::Panicked(_)) => (ErrorCode::Internal, true),
             Error::Store(e) => store_code(e),
             Error::Mailbox(MailboxError::Store(e)) => store_code(e),
             Error::Mailbox(MailboxError::NotLoaded(_) | MailboxError::Restarted(_)) => {

@@ -3,6 +3,8 @@
 
 use crate::config::Config;
 use crate::identity::Identities;
+use actix::Addr;
+use ikigai_actors::cache::Cache;
 use ikigai_actors::mailbox::Mailboxes;
 use ikigai_actors::store::{DocumentStore, MailboxStore, TelemetrySink};
 use ikigai_actors::telemetry::Telemetry;
@@ -22,6 +24,7 @@ pub struct Services {
     pub telemetry: Telemetry,
     pub telemetry_sink: Arc<dyn TelemetrySink>,
     pub documents: Arc<dyn DocumentStore>,
+    pub cache: Addr<Cache>,
     pub status: Rc<Status>,
     pub shutdown: Shutdown,
 }

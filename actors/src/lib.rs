@@ -6,6 +6,7 @@
 //! ([`store::MailboxStore`]); the engines implementing those traits live in the daemon crate.
 //! Nothing here knows about sockets, frames or SQL.
 
+pub mod cache;
 pub mod mailbox;
 pub mod message;
 pub mod persist;

@@ -1,6 +1,7 @@
 //! The storage trait of the mailbox service (the other services' traits are re-exported here). One implementation per engine lives in the daemon
 //! crate (`src/postgres/mailbox.rs`); actors only ever see `Arc<dyn MailboxStore>`.
 
+pub use crate::cache::CacheStore;
 pub use crate::storage::DocumentStore;
 pub use crate::telemetry::TelemetrySink;
 

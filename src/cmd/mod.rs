@@ -3,6 +3,7 @@
 //! a serializable reply; errors become error frames in [`dispatch`].
 
 mod agents;
+mod cache;
 mod daemon;
 mod debug;
 pub mod hello;
@@ -42,6 +43,11 @@ async fn route(
         "mailbox.ack" => reply(id, mailbox::ack(parse(op, a)?, s, session).await?),
         "mailbox.peek" => reply(id, mailbox::peek(parse(op, a)?, s, session).await?),
         "mailbox.stats" => reply(id, mailbox::stats(parse(op, a)?, s, session).await?),
+        "cache.get" => reply(id, cache::get(parse(op, a)?, s, session).await?),
+        "cache.get_many" => reply(id, cache::get_many(parse(op, a)?, s, session).await?),
+        "cache.set" => reply(id, cache::set(parse(op, a)?, s, session).await?),
+        "cache.delete" => reply(id, cache::delete(parse(op, a)?, s, session).await?),
+        "cache.incr" => reply(id, cache::incr(parse(op, a)?, s, session).await?),
         "storage.put" => reply(id, storage::put(parse(op, a)?, s, session).await?),
         "storage.get" => reply(id, storage::get(parse(op, a)?, s, session).await?),
         "storage.delete" => reply(id, storage::delete(parse(op, a)?, s, session).await?),

@@ -1,6 +1,7 @@
 //! The Postgres engine: finding or starting a server, the schema, and the store implementations
 //! of each service (`MailboxStore`, `TelemetrySink` ...). Nothing outside this folder writes SQL.
 
+pub mod cache;
 mod cluster;
 pub mod identity;
 pub mod listen;
@@ -9,6 +10,7 @@ mod schema;
 pub mod storage;
 pub mod telemetry;
 
+pub use cache::PgCacheStore;
 pub use cluster::PrivateCluster;
 pub use mailbox::PgMailboxStore;
 pub use schema::SCHEMA_VERSION;
