@@ -111,4 +111,15 @@ CREATE UNLOGGED TABLE IF NOT EXISTS cache (
 );
 CREATE INDEX IF NOT EXISTS cache_expires ON cache (expires_at) WHERE expires_at IS NOT NULL;
 
+-- daemon: pub/sub messages too large for a NOTIFY payload; the notification carries the id.
+-- Read within moments by the other daemons, removed after five minutes. UNLOGGED: delivery is
+-- at most once anyway.
+CREATE UNLOGGED TABLE IF NOT EXISTS pubsub_message (
+    id              UUID PRIMARY KEY,
+    topic           TEXT NOT NULL,
+    message         JSONB NOT NULL,
+    published_at    TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pubsub_message_published ON pubsub_message (published_at);
+
 INSERT INTO ikigai_schema (version) VALUES (1) ON CONFLICT (version) DO NOTHING;

@@ -5,7 +5,7 @@
 use crate::config::{Config, ConfigError};
 use crate::identity::{Identities, IdentityError};
 use crate::postgres::{
-    Database, DbError, PgCacheStore, PgDocumentStore, PgMailboxStore, PgTelemetrySink,
+    Database, DbError, PgCacheStore, PgDocumentStore, PgMailboxStore, PgPubSub, PgTelemetrySink,
 };
 use crate::root::{Root, RootError, RootLock};
 use crate::server;
@@ -14,6 +14,7 @@ use actix::Actor;
 use ikigai_actors::cache::{Cache, CacheConfig};
 use ikigai_actors::mailbox::{MailboxConfig, Mailboxes};
 use ikigai_actors::persist::{Flush, Persister};
+use ikigai_actors::pubsub::Hub;
 use ikigai_actors::store::{MailboxStore, StoreError, TelemetrySink};
 use ikigai_actors::telemetry::{Telemetry, TelemetryConfig, DAEMON_AGENT};
 use std::cell::Cell;
@@ -98,6 +99,8 @@ async fn serve(
     };
     let cache_store = Arc::new(PgCacheStore::new(db.pool.clone()));
     let cache = Cache::start(cache_store, cache_config, telemetry.clone());
+    let listener = crate::postgres::listen::Listener::start(db.config.clone());
+    let pubsub = Hub::start(Arc::new(PgPubSub::new(db.pool.clone(), listener)));
     let (trigger, shutdown) = Shutdown::new();
     let grace = config.daemon.shutdown_grace;
     let services = Services {
@@ -109,6 +112,7 @@ async fn serve(
         telemetry_sink,
         documents: Arc::new(PgDocumentStore::new(db.pool.clone())),
         cache: cache.clone(),
+        pubsub,
         status: Rc::new(Status {
             started: Instant::now(),
             root: root.dir().display().to_string(),

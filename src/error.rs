@@ -3,6 +3,7 @@
 
 use ikigai_actors::cache::CacheError;
 use ikigai_actors::mailbox::MailboxError;
+use ikigai_actors::pubsub::PubSubError;
 use ikigai_actors::storage::DocumentError;
 use ikigai_actors::store::StoreError;
 use ikigai_actors::telemetry::TelemetryError;
@@ -37,6 +38,8 @@ pub enum Error {
     Document(#[from] DocumentError),
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error(transparent)]
+    PubSub(#[from] PubSubError),
     #[error("{0}")]
     Internal(String),
 }
@@ -59,6 +62,8 @@ impl Error {
                 (ErrorCode::Conflict, false)
             }
             Error::Cache(CacheError::Panicked(_)) => (ErrorCode::Internal, true),
+            Error::PubSub(PubSubError::Store(e)) => store_code(e),
+            Error::PubSub(PubSubError::Stopped) => (ErrorCode::Unavailable, true),
             Error::Store(e) => store_code(e),
             Error::Mailbox(MailboxError::Store(e)) => store_code(e),
             Error::Mailbox(MailboxError::NotLoaded(_) | MailboxError::Restarted(_)) => {

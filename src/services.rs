@@ -6,6 +6,7 @@ use crate::identity::Identities;
 use actix::Addr;
 use ikigai_actors::cache::Cache;
 use ikigai_actors::mailbox::Mailboxes;
+use ikigai_actors::pubsub::Hub;
 use ikigai_actors::store::{DocumentStore, MailboxStore, TelemetrySink};
 use ikigai_actors::telemetry::Telemetry;
 use std::cell::Cell;
@@ -25,6 +26,7 @@ pub struct Services {
     pub telemetry_sink: Arc<dyn TelemetrySink>,
     pub documents: Arc<dyn DocumentStore>,
     pub cache: Addr<Cache>,
+    pub pubsub: Addr<Hub>,
     pub status: Rc<Status>,
     pub shutdown: Shutdown,
 }

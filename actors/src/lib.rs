@@ -10,6 +10,7 @@ pub mod cache;
 pub mod mailbox;
 pub mod message;
 pub mod persist;
+pub mod pubsub;
 pub mod storage;
 pub mod store;
 pub mod supervise;

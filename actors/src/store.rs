@@ -2,6 +2,7 @@
 //! crate (`src/postgres/mailbox.rs`); actors only ever see `Arc<dyn MailboxStore>`.
 
 pub use crate::cache::CacheStore;
+pub use crate::pubsub::PubSub;
 pub use crate::storage::DocumentStore;
 pub use crate::telemetry::TelemetrySink;
 

@@ -8,6 +8,7 @@ mod daemon;
 mod debug;
 pub mod hello;
 mod mailbox;
+mod pubsub;
 mod storage;
 mod telemetry;
 
@@ -48,6 +49,9 @@ async fn route(
         "cache.set" => reply(id, cache::set(parse(op, a)?, s, session).await?),
         "cache.delete" => reply(id, cache::delete(parse(op, a)?, s, session).await?),
         "cache.incr" => reply(id, cache::incr(parse(op, a)?, s, session).await?),
+        "pubsub.publish" => reply(id, pubsub::publish(parse(op, a)?, s).await?),
+        "pubsub.subscribe" => reply(id, pubsub::subscribe(parse(op, a)?, s, session).await?),
+        "pubsub.unsubscribe" => reply(id, pubsub::unsubscribe(parse(op, a)?, s, session).await?),
         "storage.put" => reply(id, storage::put(parse(op, a)?, s, session).await?),
         "storage.get" => reply(id, storage::get(parse(op, a)?, s, session).await?),
         "storage.delete" => reply(id, storage::delete(parse(op, a)?, s, session).await?),

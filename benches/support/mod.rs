@@ -1,0 +1,146 @@
+//! What the benchmarks share: sizes from the environment, scratch databases, a daemon on a
+//! temporary root, pipelining with a window, and percentiles.
+#![allow(dead_code)]
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use ikigai_client::Client;
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio_postgres::NoTls;
+
+pub fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs `make(0..n)` with at most `window` of them in flight at once, on the calling task.
+pub async fn pipelined<F, Fut>(n: usize, window: usize, mut make: F)
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut in_flight = FuturesUnordered::new();
+    for i in 0..n {
+        if in_flight.len() >= window {
+            in_flight.next().await;
+        }
+        in_flight.push(make(i));
+    }
+    while in_flight.next().await.is_some() {}
+}
+
+pub fn server_url() -> String {
+    std::env::var("IKIGAI_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        format!("host=/var/run/postgresql user={user} dbname=postgres")
+    })
+}
+
+pub async fn sql(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect to Postgres");
+    tokio::spawn(conn);
+    client
+}
+
+/// A scratch database, dropped at the end of the run.
+pub struct Db {
+    pub name: String,
+}
+
+impl Db {
+    pub async fn create(tag: &str) -> Db {
+        let name = format!("ikigai_bench_{tag}_{}", std::process::id());
+        let admin = sql(&server_url()).await;
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        Db { name }
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "{} dbname={}",
+            server_url().replace("dbname=postgres", ""),
+            self.name
+        )
+    }
+
+    pub async fn drop_now(self) {
+        let admin = sql(&server_url()).await;
+        let _ = admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await;
+    }
+}
+
+pub struct Daemon {
+    child: Child,
+    root: tempfile::TempDir,
+}
+
+impl Daemon {
+    pub async fn start(db: &Db) -> Daemon {
+        let root = tempfile::Builder::new()
+            .prefix("ikb")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ikigai-daemon"))
+            .arg("--root")
+            .arg(root.path())
+            .env("IKIGAI_DATABASE_URL", db.url())
+            .env(
+                "IKIGAI_LOG",
+                std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start ikigai-daemon");
+        let socket = root.path().join(".ikigai/daemon.sock");
+        while tokio::net::UnixStream::connect(&socket).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Daemon { child, root }
+    }
+
+    pub async fn client(&self, agent: &str) -> Client {
+        let socket = self.root.path().join(".ikigai/daemon.sock");
+        let token = std::fs::read_to_string(self.root.path().join(".ikigai/admin.token")).unwrap();
+        let admin = Client::connect_as(&socket, "admin", token.trim())
+            .await
+            .unwrap();
+        let reply: serde_json::Value = admin
+            .call("agents.token", &json!({"name": agent}))
+            .await
+            .unwrap();
+        Client::connect_as(&socket, agent, reply["token"].as_str().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// The value at quantile `p` (0 to 1) of `values`, which it sorts.
+pub fn percentile(values: &mut [u64], p: f64) -> u64 {
+    values.sort_unstable();
+    let i = ((values.len() as f64 - 1.0) * p).round() as usize;
+    values.get(i).copied().unwrap_or(0)
+}
