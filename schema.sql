@@ -126,4 +126,43 @@ CREATE TABLE IF NOT EXISTS agent_token (
 );
 CREATE INDEX IF NOT EXISTS agent_token_agent ON agent_token (agent_name);
 
+-- daemon: telemetry.query: full-text search over the payload's strings, and its filters.
+ALTER TABLE telemetry ADD COLUMN IF NOT EXISTS search tsvector
+    GENERATED ALWAYS AS (jsonb_to_tsvector('english', payload, '["string"]')) STORED;
+CREATE INDEX IF NOT EXISTS telemetry_search ON telemetry USING gin (search);
+CREATE INDEX IF NOT EXISTS telemetry_created ON telemetry (created_at);
+CREATE INDEX IF NOT EXISTS telemetry_agent_created ON telemetry (agent_name, created_at);
+
+-- daemon: storage: durable JSON documents per agent namespace, versioned for optimistic
+-- concurrency. Keys compare bytewise (COLLATE "C"), so prefix listings use the primary key.
+CREATE TABLE IF NOT EXISTS document (
+    namespace       TEXT NOT NULL,  -- agent name
+    key             TEXT COLLATE "C" NOT NULL,
+    value           JSONB NOT NULL,
+    version         BIGINT NOT NULL,
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (namespace, key)
+);
+
+-- daemon: cache entries, written behind from the daemon's memory. UNLOGGED: a daemon restart
+-- keeps them; a Postgres crash empties the table, as it empties every unlogged table.
+CREATE UNLOGGED TABLE IF NOT EXISTS cache (
+    key             TEXT PRIMARY KEY,   -- <agent>/<key>, or /<key> for a shared key
+    value           JSONB NOT NULL,
+    expires_at      TIMESTAMPTZ
+);
+CREATE INDEX IF NOT EXISTS cache_expires ON cache (expires_at) WHERE expires_at IS NOT NULL;
+
+-- daemon: pub/sub messages too large for a NOTIFY payload; the notification carries the id.
+-- Read within moments by the other daemons, removed after five minutes. UNLOGGED: delivery is
+-- at most once anyway.
+CREATE UNLOGGED TABLE IF NOT EXISTS pubsub_message (
+    id              UUID PRIMARY KEY,
+    topic           TEXT NOT NULL,
+    message         JSONB NOT NULL,
+    published_at    TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pubsub_message_published ON pubsub_message (published_at);
+
 INSERT INTO ikigai_schema (version) VALUES (1) ON CONFLICT (version) DO NOTHING;

@@ -1,6 +1,8 @@
 //! The operator's `ikigai` command: runs the daemon, or talks to a running one over its socket
 //! as the `admin` identity (token in `<root>/.ikigai/admin.token`).
 
+mod telemetry;
+
 use crate::daemon::{self, Options};
 use crate::root::Root;
 use anyhow::{bail, Context, Result};
@@ -56,6 +58,9 @@ enum Command {
     /// Task queues.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Telemetry events.
+    #[command(subcommand)]
+    Telemetry(TelemetryCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +88,25 @@ enum QueueCommand {
     /// Prints the dead tasks of a queue (failed on their last attempt), one JSON per line.
     Dead {
         queue: String,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TelemetryCommand {
+    /// Follows new events live, one JSON object per line, until interrupted.
+    Tail {
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long = "type")]
+        event_type: Option<String>,
+    },
+    /// Prints the newest events whose payload matches TEXT (full-text search), one per line.
+    Search {
+        text: String,
+        #[arg(long)]
+        agent: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
@@ -173,6 +197,15 @@ async fn operate(root: Root, command: Command) -> Result<()> {
                 .call("mailbox.stats", &json!({ "mailbox": mailbox }))
                 .await?;
             print_stats(&reply);
+        }
+        Command::Telemetry(TelemetryCommand::Tail { agent, event_type }) => {
+            telemetry::tail(&client, agent, event_type).await?;
+        }
+        Command::Telemetry(TelemetryCommand::Search { text, agent, limit }) => {
+            let args = json!({ "text": text, "agent": agent, "limit": limit });
+            for event in telemetry::query(&client, &args).await? {
+                println!("{event}");
+            }
         }
     }
     Ok(())

@@ -91,6 +91,24 @@ pub struct QueueSettings {
     pub sweep: Duration,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheSettings {
+    pub max_bytes: usize,
+    pub sweep_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PubSubSettings {
+    pub subscriber_buffer: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetrySettings {
+    /// 0 keeps events forever.
+    pub retention_days: u64,
+    pub max_buffered: usize,
+}
+
 /// The whole configuration, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -100,6 +118,9 @@ pub struct Config {
     pub postgres: PostgresConfig,
     pub mailboxes: MailboxSettings,
     pub queues: QueueSettings,
+    pub cache: CacheSettings,
+    pub pubsub: PubSubSettings,
+    pub telemetry: TelemetrySettings,
     pub fault_injection: bool,
 }
 
@@ -203,6 +224,17 @@ impl Config {
                 window: doc.number("queues", "window", 10_000, 16)?,
                 sweep: doc.millis("queues", "sweep_ms", 5_000, 100)?,
             },
+            cache: CacheSettings {
+                max_bytes: doc.number("cache", "max_bytes", 256 << 20, 1024)?,
+                sweep_interval: doc.millis("cache", "sweep_interval_ms", 1000, 10)?,
+            },
+            pubsub: PubSubSettings {
+                subscriber_buffer: doc.number("pubsub", "subscriber_buffer", 1024, 1)?,
+            },
+            telemetry: TelemetrySettings {
+                retention_days: doc.number("telemetry", "retention_days", 30, 0)?,
+                max_buffered: doc.number("telemetry", "max_buffered", 100_000, 1)?,
+            },
             fault_injection: doc.boolean("debug", "fault_injection")?,
         })
     }
@@ -252,6 +284,9 @@ const KNOWN: &[(&str, &[&str])] = &[
             "sweep_ms",
         ],
     ),
+    ("cache", &["max_bytes", "sweep_interval_ms"]),
+    ("pubsub", &["subscriber_buffer"]),
+    ("telemetry", &["retention_days", "max_buffered"]),
     ("debug", &["fault_injection"]),
 ];
 

@@ -5,15 +5,21 @@
 use crate::config::{Config, ConfigError};
 use crate::identity::{Identities, IdentityError};
 use crate::postgres::listen::{Event, Listener};
-use crate::postgres::{Database, DbError, PgJournal, PgMailboxStore, PgQueueStore};
+use crate::postgres::{
+    Database, DbError, PgCacheStore, PgDocumentStore, PgJournal, PgMailboxStore, PgPubSub,
+    PgQueueStore, PgTelemetrySink,
+};
 use crate::root::{Root, RootError, RootLock};
 use crate::server;
 use crate::services::{Services, Shutdown, Status};
 use actix::Actor;
+use ikigai_actors::cache::{Cache, CacheConfig};
 use ikigai_actors::mailbox::{MailboxConfig, Mailboxes};
 use ikigai_actors::persist::{Flush, Persister};
+use ikigai_actors::pubsub::Hub;
 use ikigai_actors::queue::{QueueConfig, Queues, Refresh};
-use ikigai_actors::store::{MailboxStore, StoreError};
+use ikigai_actors::store::{MailboxStore, StoreError, TelemetrySink};
+use ikigai_actors::telemetry::{Telemetry, TelemetryConfig, DAEMON_AGENT};
 use std::cell::Cell;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -75,12 +81,22 @@ async fn serve(
     let origin = root.daemon_id()?;
     let journal = PgJournal::new(db.pool.clone(), origin.clone());
     let persister = Persister::new(Arc::new(journal)).start();
+    let telemetry_sink: Arc<dyn TelemetrySink> = Arc::new(PgTelemetrySink::new(db.pool.clone()));
+    let telemetry = Telemetry::start(telemetry_sink.clone(), telemetry_config(&config));
+    let loaded =
+        serde_json::json!({"config": config.source, "root": root.dir().display().to_string()});
+    telemetry.record(DAEMON_AGENT, "config_loaded", loaded);
     let store: Arc<dyn MailboxStore> = Arc::new(PgMailboxStore::new(db.pool.clone()));
     let mailbox_config = MailboxConfig {
         max_buffered: config.mailboxes.max_buffered,
         ..MailboxConfig::default()
     };
-    let mailboxes = Mailboxes::new(store.clone(), persister.clone(), mailbox_config);
+    let mailboxes = Mailboxes::new(
+        store.clone(),
+        persister.clone(),
+        mailbox_config,
+        telemetry.clone(),
+    );
     let replayed = mailboxes.replay().await?;
     let queue_config = QueueConfig {
         window: config.queues.window,
@@ -99,6 +115,13 @@ async fn serve(
         origin,
     ));
     tokio::task::spawn_local(sweep_leases(queues.clone(), config.queues.sweep));
+    let cache_config = CacheConfig {
+        max_bytes: config.cache.max_bytes,
+        sweep_interval: config.cache.sweep_interval,
+    };
+    let cache_store = Arc::new(PgCacheStore::new(db.pool.clone()));
+    let cache = Cache::start(cache_store, cache_config, telemetry.clone());
+    let pubsub = Hub::start(Arc::new(PgPubSub::new(db.pool.clone(), listener)));
     let (trigger, shutdown) = Shutdown::new();
     let grace = config.daemon.shutdown_grace;
     let services = Services {
@@ -107,6 +130,11 @@ async fn serve(
         mailbox_store: store,
         queues,
         identities,
+        telemetry: telemetry.clone(),
+        telemetry_sink,
+        documents: Arc::new(PgDocumentStore::new(db.pool.clone())),
+        cache: cache.clone(),
+        pubsub,
         status: Rc::new(Status {
             started: Instant::now(),
             root: root.dir().display().to_string(),
@@ -137,6 +165,10 @@ async fn serve(
     let (flushed, done) = oneshot::channel();
     persister.do_send(Flush(flushed));
     let _ = done.await;
+    let (flushed, done) = oneshot::channel();
+    cache.do_send(Flush(flushed));
+    let _ = done.await;
+    telemetry.flush().await;
     root.unbind();
     info!("stopped");
     Ok(())
@@ -174,6 +206,16 @@ async fn sweep_leases(queues: Queues, every: Duration) {
         if let Err(e) = queues.sweep(every).await {
             warn!(error = %e, "lease sweep failed");
         }
+    }
+}
+
+fn telemetry_config(config: &Config) -> TelemetryConfig {
+    let days = config.telemetry.retention_days;
+    TelemetryConfig {
+        max_buffered: config.telemetry.max_buffered,
+        batch_max: 4096,
+        retention: (days > 0).then(|| Duration::from_secs(days * 86_400)),
+        purge_every: Duration::from_secs(3600),
     }
 }
 

@@ -1,9 +1,13 @@
 //! The daemon's request error, and its mapping to the protocol's stable error codes: the one
 //! place where internal failures become `{code, message, retriable}` and get logged.
 
+use ikigai_actors::cache::CacheError;
 use ikigai_actors::mailbox::MailboxError;
+use ikigai_actors::pubsub::PubSubError;
 use ikigai_actors::queue::QueueError;
+use ikigai_actors::storage::DocumentError;
 use ikigai_actors::store::StoreError;
+use ikigai_actors::telemetry::TelemetryError;
 use ikigai_protocol::{ErrorBody, ErrorCode};
 use thiserror::Error;
 use tracing::{debug, warn};
@@ -22,6 +26,8 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
     Mailbox(#[from] MailboxError),
@@ -29,6 +35,14 @@ pub enum Error {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    PubSub(#[from] PubSubError),
     #[error("{0}")]
     Internal(String),
 }
@@ -41,7 +55,18 @@ impl Error {
             Error::Unauthenticated(_) => (ErrorCode::Unauthenticated, false),
             Error::PermissionDenied(_) => (ErrorCode::PermissionDenied, false),
             Error::NotFound(_) => (ErrorCode::NotFound, false),
+            Error::Conflict(_) => (ErrorCode::Conflict, false),
             Error::Unavailable(_) => (ErrorCode::Unavailable, true),
+            Error::Telemetry(TelemetryError::Full(_)) => (ErrorCode::Unavailable, true),
+            Error::Document(DocumentError::Conflict { .. }) => (ErrorCode::Conflict, false),
+            Error::Document(DocumentError::Store(e)) => store_code(e),
+            Error::Cache(CacheError::TooLarge { .. }) => (ErrorCode::BadRequest, false),
+            Error::Cache(CacheError::NotInteger(_) | CacheError::Overflow(_)) => {
+                (ErrorCode::Conflict, false)
+            }
+            Error::Cache(CacheError::Panicked(_)) => (ErrorCode::Internal, true),
+            Error::PubSub(PubSubError::Store(e)) => store_code(e),
+            Error::PubSub(PubSubError::Stopped) => (ErrorCode::Unavailable, true),
             Error::Store(e) => store_code(e),
             Error::Mailbox(MailboxError::Store(e)) => store_code(e),
             Error::Mailbox(MailboxError::NotLoaded(_) | MailboxError::Restarted(_)) => {

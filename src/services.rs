@@ -3,9 +3,13 @@
 
 use crate::config::Config;
 use crate::identity::Identities;
+use actix::Addr;
+use ikigai_actors::cache::Cache;
 use ikigai_actors::mailbox::Mailboxes;
+use ikigai_actors::pubsub::Hub;
 use ikigai_actors::queue::Queues;
-use ikigai_actors::store::MailboxStore;
+use ikigai_actors::store::{DocumentStore, MailboxStore, TelemetrySink};
+use ikigai_actors::telemetry::Telemetry;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -19,6 +23,12 @@ pub struct Services {
     pub mailbox_store: Arc<dyn MailboxStore>,
     pub queues: Queues,
     pub identities: Identities,
+    /// Where any service emits telemetry events (batched, never blocking).
+    pub telemetry: Telemetry,
+    pub telemetry_sink: Arc<dyn TelemetrySink>,
+    pub documents: Arc<dyn DocumentStore>,
+    pub cache: Addr<Cache>,
+    pub pubsub: Addr<Hub>,
     pub status: Rc<Status>,
     pub shutdown: Shutdown,
 }

@@ -4,19 +4,20 @@
 //! read. After that every request runs as its own task (at most `max_in_flight` at once) and its
 //! response is written as soon as it is ready, so responses may leave out of order. A bad frame
 //! is answered with `bad_frame` (id 0) and ends the connection; on close or shutdown the
-//! in-flight requests finish, and the mailboxes this session received from get their
-//! deliveries back.
+//! in-flight requests finish, the mailboxes this session received from get their deliveries
+//! back, and its subscriptions end. Pushes share the bounded response queue.
 
 use crate::cmd;
 use crate::services::{Services, Shutdown, ShutdownTrigger};
 use ikigai_actors::mailbox::SessionClosed;
+use ikigai_actors::pubsub;
 use ikigai_actors::queue;
 use ikigai_actors::SessionId;
 use ikigai_protocol::{
     decode_request, encode_err, pump_frames, DecodeError, ErrorBody, ErrorCode, FrameReader,
     ReadError, Request,
 };
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub struct Session {
     claimed: RefCell<HashMap<Uuid, String>>,
     closing: ShutdownTrigger,
     closed: Shutdown,
+    /// The connection's response queue, for server pushes (set once authenticated).
+    pushes: OnceCell<Out>,
 }
 
 impl Session {
@@ -48,7 +51,14 @@ impl Session {
             claimed: RefCell::new(HashMap::new()),
             closing,
             closed,
+            pushes: OnceCell::new(),
         }
+    }
+
+    /// Where pushes to this connection go: the same bounded queue as responses, so a client
+    /// that stops reading stops receiving (its subscriptions then overflow).
+    pub fn pushes(&self) -> Option<Out> {
+        self.pushes.get().cloned()
     }
 
     /// Raised when the connection stops reading: waiting requests end early.
@@ -85,6 +95,7 @@ impl Session {
     }
 
     fn release(&self, services: &Services) {
+        services.pubsub.do_send(pubsub::SessionClosed(self.id));
         for name in self.received_from.borrow().iter() {
             if let Some(addr) = services.mailboxes.running(name) {
                 addr.do_send(SessionClosed(self.id));
@@ -101,7 +112,7 @@ impl Session {
 
 /// Response frames on their way to the writer. Bounded: a client that stops reading stops
 /// its own requests (their tasks wait here, holding their in-flight permits).
-type Out = mpsc::Sender<Vec<u8>>;
+pub type Out = mpsc::Sender<Vec<u8>>;
 
 /// Serves one connection until the peer closes, a frame is bad, or the daemon shuts down.
 pub async fn serve(stream: UnixStream, services: Services) {
@@ -111,6 +122,7 @@ pub async fn serve(stream: UnixStream, services: Services) {
     let mut reader = FrameReader::new(read, services.config.daemon.max_frame_bytes);
     if let Some(session) = authenticate(&mut reader, &out, &services).await {
         let span = info_span!("session", agent = %session.agent, session = %session.id);
+        let _ = session.pushes.set(out.clone());
         let session = Rc::new(session);
         serve_requests(&mut reader, &out, &services, &session)
             .instrument(span)

@@ -7,13 +7,17 @@
 //! implementing those traits live in the daemon crate.
 //! Nothing here knows about sockets, frames or SQL.
 
+pub mod cache;
 pub mod mailbox;
 pub mod message;
 pub mod persist;
+pub mod pubsub;
 pub mod queue;
+pub mod storage;
 pub mod store;
 pub mod supervise;
 pub mod task;
+pub mod telemetry;
 
 pub use message::{NewMessage, SessionId, StoredMessage};
 pub use task::{Lease, NewTask, Task};

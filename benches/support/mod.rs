@@ -30,9 +30,7 @@ impl Run {
     }
 
     pub fn percentile(&mut self, p: f64) -> u64 {
-        self.latencies_us.sort_unstable();
-        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us.get(i).copied().unwrap_or(0)
+        percentile(&mut self.latencies_us, p)
     }
 
     /// Prints one line: `unit` counts what moved (msgs, tasks), `latency` names what the
@@ -178,4 +176,11 @@ impl Drop for Daemon {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
     }
+}
+
+/// The value at quantile `p` (0 to 1) of `values`, which it sorts.
+pub fn percentile(values: &mut [u64], p: f64) -> u64 {
+    values.sort_unstable();
+    let i = ((values.len() as f64 - 1.0) * p).round() as usize;
+    values.get(i).copied().unwrap_or(0)
 }

@@ -3,16 +3,21 @@
 //! a serializable reply; errors become error frames in [`dispatch`].
 
 mod agents;
+mod cache;
 mod daemon;
 mod debug;
 pub mod hello;
 mod mailbox;
+mod pubsub;
 mod queue;
+mod storage;
+mod telemetry;
 
 use crate::error::Error;
 use crate::services::Services;
 use crate::session::Session;
 use actix::{Actor, Addr, Context, Handler};
+use chrono::{DateTime, SecondsFormat, Utc};
 use ikigai_protocol::{encode_err, encode_ok, from_value, Request, Value};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -52,6 +57,20 @@ async fn route(
         "queue.release" => reply(id, queue::release(parse(op, a)?, s, session).await?),
         "queue.stats" => reply(id, queue::stats(parse(op, a)?, s).await?),
         "queue.list" => reply(id, queue::list(parse(op, a)?, s).await?),
+        "cache.get" => reply(id, cache::get(parse(op, a)?, s, session).await?),
+        "cache.get_many" => reply(id, cache::get_many(parse(op, a)?, s, session).await?),
+        "cache.set" => reply(id, cache::set(parse(op, a)?, s, session).await?),
+        "cache.delete" => reply(id, cache::delete(parse(op, a)?, s, session).await?),
+        "cache.incr" => reply(id, cache::incr(parse(op, a)?, s, session).await?),
+        "pubsub.publish" => reply(id, pubsub::publish(parse(op, a)?, s).await?),
+        "pubsub.subscribe" => reply(id, pubsub::subscribe(parse(op, a)?, s, session).await?),
+        "pubsub.unsubscribe" => reply(id, pubsub::unsubscribe(parse(op, a)?, s, session).await?),
+        "storage.put" => reply(id, storage::put(parse(op, a)?, s, session).await?),
+        "storage.get" => reply(id, storage::get(parse(op, a)?, s, session).await?),
+        "storage.delete" => reply(id, storage::delete(parse(op, a)?, s, session).await?),
+        "storage.list" => reply(id, storage::list(parse(op, a)?, s, session).await?),
+        "telemetry.emit" => reply(id, telemetry::emit(parse(op, a)?, s, session)?),
+        "telemetry.query" => reply(id, telemetry::query(parse(op, a)?, s, session).await?),
         "agents.token" => reply(id, agents::token(parse(op, a)?, s, session).await?),
         "debug.panic_mailbox" => reply(id, debug::panic_mailbox(parse(op, a)?, s, session)?),
         "hello" => Err(Error::BadRequest(
@@ -81,9 +100,14 @@ fn require_admin(session: &Session, what: &str) -> Result<(), Error> {
 
 /// Checks a mailbox or queue name: 1 to 255 bytes without U+0000.
 fn check_name(what: &str, name: &str) -> Result<(), Error> {
-    if name.is_empty() || name.len() > 255 || name.contains('\0') {
+    check_text(what, name, 255)
+}
+
+/// Checks a name-like string argument: 1 to `max` bytes, no U+0000.
+fn check_text(what: &str, value: &str, max: usize) -> Result<(), Error> {
+    if value.is_empty() || value.len() > max || value.contains('\0') {
         return Err(Error::BadRequest(format!(
-            "{what} must be 1 to 255 bytes without U+0000"
+            "{what} must be 1 to {max} bytes without U+0000"
         )));
     }
     Ok(())
@@ -155,6 +179,18 @@ async fn parked<T, E>(
 /// The actor or the persistence callback went away before answering (daemon shutting down).
 fn gone() -> Error {
     Error::Unavailable("the service stopped before answering; the outcome is unknown".into())
+}
+
+/// A timestamp as it travels: RFC 3339, UTC, microseconds.
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Parses an RFC 3339 timestamp argument.
+fn parse_time(s: &str) -> Result<DateTime<Utc>, Error> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Error::BadRequest(format!("{s:?} is not an RFC 3339 timestamp: {e}")))
 }
 
 /// `{}`: the reply of ops that only succeed.

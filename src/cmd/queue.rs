@@ -4,11 +4,11 @@
 //! Any authenticated agent may push to and claim from any queue; only the claimer may extend,
 //! complete, fail or release its task.
 
-use super::{ask, check_max, check_name, check_wait, gone, parked};
+use super::{ask, check_max, check_name, check_wait, gone, parked, parse_time, timestamp};
 use crate::error::Error;
 use crate::services::Services;
 use crate::session::Session;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::Utc;
 use ikigai_actors::queue::{Claim, Push, QueueError, SettleTask, Stats};
 use ikigai_actors::store::{Pushed, Settle, TaskState};
 use ikigai_actors::{Lease, NewTask, Task};
@@ -208,7 +208,7 @@ pub async fn extend(args: ExtendArgs, s: &Services, session: &Session) -> Result
     let duration = lease(Some(args.lease_ms), s)?;
     let task = settle(&args.id, Settle::Extend(duration), s, session).await?;
     Ok(Extended {
-        lease_until: task.lease_until.map(time),
+        lease_until: task.lease_until.map(timestamp),
     })
 }
 
@@ -416,29 +416,19 @@ impl From<&Task> for WireTask {
             queue: t.queue.clone(),
             payload: t.payload.clone(),
             priority: t.priority,
-            scheduled_for: time(t.scheduled_for),
-            created_at: time(t.created_at),
+            scheduled_for: timestamp(t.scheduled_for),
+            created_at: timestamp(t.created_at),
             attempts: t.attempts,
             max_attempts: t.max_attempts,
             claimed_by: t.claimed_by.clone(),
-            lease_until: t.lease_until.map(time),
-            completed_at: t.completed_at.map(time),
-            failed_at: t.failed_at.map(time),
+            lease_until: t.lease_until.map(timestamp),
+            completed_at: t.completed_at.map(timestamp),
+            failed_at: t.failed_at.map(timestamp),
             error: t.error.clone(),
             result: t.result.clone(),
             dedup_key: t.dedup_key.clone(),
         }
     }
-}
-
-fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-fn parse_time(s: &str) -> Result<DateTime<Utc>, Error> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| Error::BadRequest(format!("scheduled_for {s:?} is not RFC 3339: {e}")))
 }
 
 fn restarted(queue: &str) -> Error {

@@ -1,19 +1,27 @@
 //! The Postgres engine: finding or starting a server, the schema, and the store implementations
-//! of each service (`MailboxStore` ...). Nothing outside this folder writes SQL.
+//! of each service (`MailboxStore`, `TelemetrySink` ...). Nothing outside this folder writes SQL.
 
+pub mod cache;
 mod cluster;
 pub mod identity;
 mod journal;
 pub mod listen;
 pub mod mailbox;
+pub mod pubsub;
 pub mod queue;
 mod schema;
+pub mod storage;
+pub mod telemetry;
 
+pub use cache::PgCacheStore;
 pub use cluster::PrivateCluster;
 pub use journal::PgJournal;
 pub use mailbox::PgMailboxStore;
+pub use pubsub::PgPubSub;
 pub use queue::PgQueueStore;
 pub use schema::SCHEMA_VERSION;
+pub use storage::PgDocumentStore;
+pub use telemetry::PgTelemetrySink;
 
 use crate::config::{PostgresConfig, ServerMode};
 use crate::root::Root;

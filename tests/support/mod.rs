@@ -21,13 +21,23 @@ pub fn server_url() -> String {
 /// A database created for one test and dropped after it.
 pub struct TestDb {
     pub name: String,
+    /// Dropped with this handle (false for a handle from [`TestDb::share`]).
+    owner: bool,
 }
 
 impl TestDb {
     pub async fn create() -> TestDb {
         let name = format!("ikigai_t_{}", uuid::Uuid::new_v4().simple());
         admin_sql(&format!("CREATE DATABASE {name}")).await;
-        TestDb { name }
+        TestDb { name, owner: true }
+    }
+
+    /// Another handle on the same database, which leaves the database in place when dropped.
+    pub fn share(&self) -> TestDb {
+        TestDb {
+            name: self.name.clone(),
+            owner: false,
+        }
     }
 
     /// A URL (key=value form) that reaches this database.
@@ -50,6 +60,9 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if !self.owner {
+            return;
+        }
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -88,7 +101,16 @@ impl Daemon {
 
     /// Starts a daemon whose `.ikigai/ikigai.conf` is `config`.
     pub async fn start_with(config: &str) -> Daemon {
-        let db = TestDb::create().await;
+        Daemon::start_on(TestDb::create().await, config).await
+    }
+
+    /// Starts another daemon, on its own root, on this daemon's database.
+    pub async fn beside(&self) -> Daemon {
+        Daemon::start_on(self.db.share(), "").await
+    }
+
+    /// Starts a daemon on `db` whose `.ikigai/ikigai.conf` is `config`.
+    pub async fn start_on(db: TestDb, config: &str) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("ik")
             .tempdir_in("/tmp")

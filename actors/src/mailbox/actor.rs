@@ -6,6 +6,8 @@ use crate::message::{SessionId, StoredMessage};
 use crate::persist::{Outcome, Persist, Persister, Write};
 use crate::store::{AttemptsWrite, MailboxStore, StoreError};
 use crate::supervise::{guarded, retry_delay};
+
+use crate::telemetry::Telemetry;
 use actix::prelude::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,6 +96,7 @@ pub struct Mailbox {
     config: MailboxConfig,
     loading: bool,
     load_failures: u32,
+    telemetry: Option<Telemetry>,
 }
 
 impl Mailbox {
@@ -110,6 +113,29 @@ impl Mailbox {
             config,
             loading: false,
             load_failures: 0,
+            telemetry: None,
+        }
+    }
+
+    /// Reports redeliveries and restarts as telemetry events of the mailbox's agent.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
+        self
+    }
+
+    fn record(&self, event_type: &str, payload: serde_json::Value) {
+        if let Some(t) = &self.telemetry {
+            t.record(self.state.name(), event_type, payload);
+        }
+    }
+
+    /// Telemetry for messages handed back for redelivery, and why.
+    fn record_redelivery(&self, writes: &[AttemptsWrite], reason: &str) {
+        if !writes.is_empty() {
+            let payload = serde_json::json!({
+                "mailbox": self.state.name(), "count": writes.len(), "reason": reason,
+            });
+            self.record("mailbox_redelivery", payload);
         }
     }
 
@@ -193,6 +219,7 @@ impl Mailbox {
             if !writes.is_empty() {
                 info!(mailbox = %self.state.name(), count = writes.len(), "redelivering after visibility timeout");
             }
+            self.record_redelivery(&writes, "visibility_timeout");
             self.record_attempts(writes);
         }
     }
@@ -211,6 +238,8 @@ impl Actor for Mailbox {
 impl Supervised for Mailbox {
     fn restarting(&mut self, _: &mut Context<Self>) {
         warn!(mailbox = %self.state.name(), "mailbox actor restarting; rebuilding from storage");
+        let payload = serde_json::json!({"actor": "mailbox", "mailbox": self.state.name()});
+        self.record("actor_restarted", payload);
         self.state.reset();
         self.loading = false;
     }
@@ -341,6 +370,7 @@ impl Handler<SessionClosed> for Mailbox {
             s.serve_waiters(Instant::now());
             writes
         }) {
+            self.record_redelivery(&writes, "connection_closed");
             self.record_attempts(writes);
         }
     }

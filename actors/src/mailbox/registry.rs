@@ -5,6 +5,7 @@ use super::MailboxError;
 use crate::message::{NewMessage, StoredMessage};
 use crate::persist::{Outcome, Persist, Persister, Write};
 use crate::store::{MailboxStore, StoreError};
+use crate::telemetry::Telemetry;
 use actix::{Addr, Supervisor};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ struct Inner {
     store: Arc<dyn MailboxStore>,
     persister: Addr<Persister>,
     config: MailboxConfig,
+    telemetry: Telemetry,
 }
 
 impl Mailboxes {
@@ -30,6 +32,7 @@ impl Mailboxes {
         store: Arc<dyn MailboxStore>,
         persister: Addr<Persister>,
         config: MailboxConfig,
+        telemetry: Telemetry,
     ) -> Self {
         Mailboxes {
             inner: Rc::new(Inner {
@@ -37,6 +40,7 @@ impl Mailboxes {
                 store,
                 persister,
                 config,
+                telemetry,
             }),
         }
     }
@@ -49,7 +53,10 @@ impl Mailboxes {
         let inner = &self.inner;
         let (store, persister) = (inner.store.clone(), inner.persister.clone());
         let (owned, config) = (name.to_owned(), inner.config.clone());
-        let addr = Supervisor::start(move |_| Mailbox::new(owned, store, persister, config));
+        let telemetry = inner.telemetry.clone();
+        let addr = Supervisor::start(move |_| {
+            Mailbox::new(owned, store, persister, config).with_telemetry(telemetry)
+        });
         inner
             .actors
             .borrow_mut()

@@ -6,6 +6,10 @@
 mod mailbox;
 mod queue;
 
+pub use crate::cache::CacheStore;
+pub use crate::pubsub::PubSub;
+pub use crate::storage::DocumentStore;
+pub use crate::telemetry::TelemetrySink;
 pub use mailbox::*;
 pub use queue::*;
 

@@ -1,0 +1,58 @@
+//! Cache: keys and JSON values served from memory, written behind to storage.
+//!
+//! [`CacheState`] holds the rules (expiry, the least-recently-used bound, atomic counters, the
+//! coalesced writes still to be stored); [`Cache`] is the supervised actor around it, which
+//! loads the stored entries at start, writes changes behind in batches and sweeps expired keys.
+
+mod actor;
+mod state;
+
+pub use actor::{Cache, CacheConfig, Delete, Get, GetMany, Incr, Set};
+pub use state::CacheState;
+
+use crate::store::StoreError;
+use async_trait::async_trait;
+use serde_json::Value;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// A stored entry. `key` is the full key (`<namespace>/<key>`); expiry in Unix milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheRow {
+    pub key: String,
+    pub value: Arc<Value>,
+    pub expires_ms: Option<i64>,
+}
+
+/// A change to store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CacheWrite {
+    Put(CacheRow),
+    Remove(String),
+}
+
+/// Why a cache request failed.
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum CacheError {
+    #[error("entry of {bytes} bytes exceeds the cache's max_bytes ({max})")]
+    TooLarge { bytes: usize, max: usize },
+    #[error("the value of {0:?} is not an integer")]
+    NotInteger(String),
+    #[error("incrementing {0:?} overflows a 64-bit integer")]
+    Overflow(String),
+    #[error("the cache failed: {0}; it is reloading from storage")]
+    Panicked(String),
+}
+
+/// Durable storage of cache entries (an UNLOGGED table on Postgres).
+#[async_trait]
+pub trait CacheStore: Send + Sync + 'static {
+    /// Every entry that has not expired.
+    async fn load(&self) -> Result<Vec<CacheRow>, StoreError>;
+
+    /// Applies a batch of changes (at most one per key), all or nothing.
+    async fn write(&self, writes: &[CacheWrite]) -> Result<(), StoreError>;
+
+    /// Deletes expired entries; returns how many.
+    async fn sweep(&self, now_ms: i64) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,304 @@
+//! The rules of the cache, without actix: lookups that skip expired entries, a byte bound kept by
+//! evicting the least recently used entries, counters, and the writes still to be stored.
+
+use super::{CacheError, CacheRow, CacheWrite};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Bytes counted per entry beyond its key and JSON value (maps, timestamps, bookkeeping).
+const OVERHEAD: usize = 64;
+
+struct Entry {
+    value: Arc<Value>,
+    bytes: usize,
+    expires_ms: Option<i64>,
+    /// Position in the recency order (larger: used more recently).
+    tick: u64,
+}
+
+/// Every live entry, in memory.
+pub struct CacheState {
+    entries: HashMap<String, Entry>,
+    recency: BTreeMap<u64, String>,
+    next_tick: u64,
+    bytes: usize,
+    max_bytes: usize,
+    /// Changes not yet stored, one per key (the last one wins).
+    unstored: HashMap<String, Option<CacheRow>>,
+}
+
+impl CacheState {
+    pub fn new(max_bytes: usize) -> Self {
+        CacheState {
+            entries: HashMap::new(),
+            recency: BTreeMap::new(),
+            next_tick: 0,
+            bytes: 0,
+            max_bytes,
+            unstored: HashMap::new(),
+        }
+    }
+
+    /// Forgets everything (before a reload from storage).
+    pub fn reset(&mut self) {
+        *self = CacheState::new(self.max_bytes);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Installs stored entries (not written back), evicting if they exceed the bound.
+    pub fn load(&mut self, rows: Vec<CacheRow>, now_ms: i64) {
+        for row in rows.into_iter().filter(|r| live(r.expires_ms, now_ms)) {
+            let bytes = entry_bytes(&row.key, &row.value);
+            self.insert(row.key, row.value, row.expires_ms, bytes);
+        }
+        self.evict(None);
+    }
+
+    /// The value of a live key; marks it recently used.
+    pub fn get(&mut self, key: &str, now_ms: i64) -> Option<Arc<Value>> {
+        let tick = self.next_tick;
+        let entry = self.entries.get_mut(key)?;
+        if !live(entry.expires_ms, now_ms) {
+            return None;
+        }
+        self.recency.remove(&entry.tick);
+        entry.tick = tick;
+        self.recency.insert(tick, key.to_owned());
+        self.next_tick += 1;
+        Some(entry.value.clone())
+    }
+
+    pub fn set(
+        &mut self,
+        key: String,
+        value: Arc<Value>,
+        expires_ms: Option<i64>,
+    ) -> Result<(), CacheError> {
+        let bytes = entry_bytes(&key, &value);
+        if bytes > self.max_bytes {
+            let max = self.max_bytes;
+            return Err(CacheError::TooLarge { bytes, max });
+        }
+        let row = CacheRow {
+            key: key.clone(),
+            value: value.clone(),
+            expires_ms,
+        };
+        self.unstored.insert(key.clone(), Some(row));
+        self.insert(key.clone(), value, expires_ms, bytes);
+        self.evict(Some(&key));
+        Ok(())
+    }
+
+    /// Removes a key; `true` if it was live.
+    pub fn delete(&mut self, key: &str, now_ms: i64) -> bool {
+        let was_live = self
+            .entries
+            .get(key)
+            .is_some_and(|e| live(e.expires_ms, now_ms));
+        if self.remove(key) {
+            self.unstored.insert(key.to_owned(), None);
+        }
+        was_live
+    }
+
+    /// Adds `by` to the integer at `key` (absent or expired counts as 0), keeping its expiry.
+    pub fn incr(&mut self, key: &str, by: i64, now_ms: i64) -> Result<i64, CacheError> {
+        let (current, expires_ms) = match self.entries.get(key) {
+            Some(e) if live(e.expires_ms, now_ms) => match e.value.as_i64() {
+                Some(n) => (n, e.expires_ms),
+                None => return Err(CacheError::NotInteger(key.to_owned())),
+            },
+            _ => (0, None),
+        };
+        let next = current
+            .checked_add(by)
+            .ok_or_else(|| CacheError::Overflow(key.to_owned()))?;
+        self.set(key.to_owned(), Arc::new(Value::from(next)), expires_ms)?;
+        Ok(next)
+    }
+
+    /// Drops expired entries from memory (storage sweeps its own); returns how many.
+    pub fn sweep(&mut self, now_ms: i64) -> usize {
+        let expired: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !live(e.expires_ms, now_ms))
+            .map(|(k, _)| k.clone())
+            .collect();
+        expired.iter().for_each(|k| {
+            self.remove(k);
+        });
+        expired.len()
+    }
+
+    /// The changes to store next, at most one per key.
+    pub fn take_unstored(&mut self) -> Vec<CacheWrite> {
+        self.unstored
+            .drain()
+            .map(|(key, row)| row.map_or(CacheWrite::Remove(key), CacheWrite::Put))
+            .collect()
+    }
+
+    pub fn has_unstored(&self) -> bool {
+        !self.unstored.is_empty()
+    }
+
+    /// Takes back writes whose storing failed, unless their key changed again meanwhile.
+    pub fn unstored_again(&mut self, writes: Vec<CacheWrite>) {
+        for write in writes {
+            let (key, row) = match write {
+                CacheWrite::Put(row) => (row.key.clone(), Some(row)),
+                CacheWrite::Remove(key) => (key, None),
+            };
+            self.unstored.entry(key).or_insert(row);
+        }
+    }
+
+    fn insert(&mut self, key: String, value: Arc<Value>, expires_ms: Option<i64>, bytes: usize) {
+        self.remove(&key);
+        let tick = self.next_tick;
+        self.next_tick += 1;
+        self.recency.insert(tick, key.clone());
+        self.bytes += bytes;
+        let entry = Entry {
+            value,
+            bytes,
+            expires_ms,
+            tick,
+        };
+        self.entries.insert(key, entry);
+    }
+
+    fn remove(&mut self, key: &str) -> bool {
+        let Some(entry) = self.entries.remove(key) else {
+            return false;
+        };
+        self.recency.remove(&entry.tick);
+        self.bytes -= entry.bytes;
+        true
+    }
+
+    /// Evicts least recently used entries until the bound holds (never `keep`).
+    fn evict(&mut self, keep: Option<&str>) {
+        while self.bytes > self.max_bytes {
+            let Some((_, oldest)) = self.recency.first_key_value() else {
+                return;
+            };
+            if Some(oldest.as_str()) == keep {
+                return;
+            }
+            let oldest = oldest.clone();
+            self.remove(&oldest);
+            self.unstored.insert(oldest, None);
+        }
+    }
+}
+
+fn live(expires_ms: Option<i64>, now_ms: i64) -> bool {
+    expires_ms.is_none_or(|t| t > now_ms)
+}
+
+fn entry_bytes(key: &str, value: &Value) -> usize {
+    let json = serde_json::to_vec(value).map_or(0, |v| v.len());
+    key.len() + json + OVERHEAD
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn v(x: Value) -> Arc<Value> {
+        Arc::new(x)
+    }
+
+    #[test]
+    fn expired_keys_are_never_returned_and_are_swept() {
+        let mut c = CacheState::new(1 << 20);
+        c.set("a/k".into(), v(json!(1)), Some(1000)).unwrap();
+        c.set("a/forever".into(), v(json!(2)), None).unwrap();
+        assert_eq!(c.get("a/k", 999), Some(v(json!(1))));
+        assert_eq!(c.get("a/k", 1000), None);
+        assert!(
+            !c.delete("a/k", 1000),
+            "an expired key does not count as deleted"
+        );
+        c.set("a/k2".into(), v(json!(1)), Some(1000)).unwrap();
+        assert_eq!(c.sweep(1000), 1);
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn the_byte_bound_evicts_the_least_recently_used() {
+        let one = entry_bytes("a/0", &json!("x"));
+        let mut c = CacheState::new(one * 3);
+        for k in ["a/0", "a/1", "a/2"] {
+            c.set(k.into(), v(json!("x")), None).unwrap();
+        }
+        c.get("a/0", 0);
+        c.take_unstored();
+        c.set("a/3".into(), v(json!("x")), None).unwrap();
+        assert_eq!(c.get("a/1", 0), None, "a/1 was the least recently used");
+        assert!(c.get("a/0", 0).is_some());
+        assert!(c.bytes() <= one * 3);
+        let writes = c.take_unstored();
+        assert!(
+            writes.contains(&CacheWrite::Remove("a/1".into())),
+            "{writes:?}"
+        );
+        let huge = c.set("a/big".into(), v(json!("x".repeat(one * 3))), None);
+        assert!(matches!(huge, Err(CacheError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn counters_start_at_zero_keep_their_expiry_and_refuse_non_integers() {
+        let mut c = CacheState::new(1 << 20);
+        assert_eq!(c.incr("a/n", 5, 0), Ok(5));
+        assert_eq!(c.incr("a/n", -2, 0), Ok(3));
+        c.set("a/t".into(), v(json!(1)), Some(100)).unwrap();
+        assert_eq!(c.incr("a/t", 1, 50), Ok(2));
+        assert_eq!(c.get("a/t", 100), None, "incr keeps the expiry");
+        c.set("a/s".into(), v(json!("x")), None).unwrap();
+        assert_eq!(
+            c.incr("a/s", 1, 0),
+            Err(CacheError::NotInteger("a/s".into()))
+        );
+        c.set("a/m".into(), v(json!(i64::MAX)), None).unwrap();
+        assert_eq!(c.incr("a/m", 1, 0), Err(CacheError::Overflow("a/m".into())));
+    }
+
+    #[test]
+    fn unstored_writes_coalesce_and_failed_ones_come_back_unless_superseded() {
+        let mut c = CacheState::new(1 << 20);
+        c.set("a/k".into(), v(json!(1)), None).unwrap();
+        c.set("a/k".into(), v(json!(2)), None).unwrap();
+        c.set("a/gone".into(), v(json!(1)), None).unwrap();
+        c.delete("a/gone", 0);
+        let mut writes = c.take_unstored();
+        writes.sort_by_key(|w| format!("{w:?}"));
+        assert_eq!(writes.len(), 2);
+        assert!(writes.contains(&CacheWrite::Remove("a/gone".into())));
+        c.set("a/k".into(), v(json!(3)), None).unwrap();
+        c.unstored_again(writes);
+        let again = c.take_unstored();
+        let put_k = again.iter().find_map(|w| match w {
+            CacheWrite::Put(r) if r.key == "a/k" => Some(r.value.clone()),
+            _ => None,
+        });
+        assert_eq!(put_k, Some(v(json!(3))), "the newer write wins");
+        assert_eq!(again.len(), 2);
+    }
+}

@@ -1,0 +1,212 @@
+//! `cargo bench --bench cache`: `cache.get`/`cache.set` through the daemon's socket against
+//! Redis `GET`/`SET` on the same machine, same run, at equal client concurrency.
+//!
+//! C client connections each run `BENCH_OPS / C` operations, at most `BENCH_WINDOW` in flight,
+//! `BENCH_SET_PERCENT`% sets and the rest gets over `BENCH_KEYS` keys (filled beforehand) with
+//! values of about 100 bytes. Reports ops/s and p50/p99 latency (submit to reply) for each.
+//! Sizes: `BENCH_OPS` (200000), `BENCH_CLIENTS` (8), `BENCH_WINDOW` (64), `BENCH_KEYS` (10000),
+//! `BENCH_SET_PERCENT` (20).
+
+mod support;
+
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::{env, percentile, pipelined, Daemon, Db};
+
+struct Params {
+    ops: usize,
+    clients: usize,
+    window: usize,
+    keys: usize,
+    set_percent: usize,
+}
+
+impl Params {
+    fn key(&self, client: usize, n: usize) -> String {
+        format!("k{}", (n * 7919 + client * 104_729) % self.keys)
+    }
+
+    fn is_set(&self, n: usize) -> bool {
+        n % 100 < self.set_percent
+    }
+}
+
+fn value() -> Value {
+    json!({"user": 42, "name": "x".repeat(72)})
+}
+
+struct Run {
+    name: &'static str,
+    ops: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn report(&mut self) -> u64 {
+        let p50 = percentile(&mut self.latencies_us, 0.5);
+        let p99 = percentile(&mut self.latencies_us, 0.99);
+        println!(
+            "{:<7} {:>8} ops in {:>6.2} s = {:>9.0} ops/s   p50 {:>6} us  p99 {:>6} us",
+            self.name,
+            self.ops,
+            self.elapsed.as_secs_f64(),
+            self.rate(),
+            p50,
+            p99
+        );
+        p50
+    }
+}
+
+/// Runs every client's operations through `op(client, n)`, timing each.
+async fn drive<C, F, Fut>(name: &'static str, p: &Arc<Params>, conns: Vec<C>, op: F) -> Run
+where
+    C: Clone + Send + Sync + 'static,
+    F: Fn(C, Arc<Params>, usize, usize) -> Fut + Copy + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(p.ops)));
+    let per_client = p.ops / p.clients;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (c, conn) in conns.into_iter().enumerate() {
+        let (p, latencies) = (p.clone(), latencies.clone());
+        tasks.push(tokio::spawn(async move {
+            let mine = Arc::new(Mutex::new(Vec::with_capacity(per_client)));
+            let window = p.window;
+            pipelined(per_client, window, |n| {
+                let (conn, p, mine) = (conn.clone(), p.clone(), mine.clone());
+                async move {
+                    let t = Instant::now();
+                    op(conn, p, c, n).await;
+                    mine.lock().unwrap().push(t.elapsed().as_micros() as u64);
+                }
+            })
+            .await;
+            latencies
+                .lock()
+                .unwrap()
+                .extend(mine.lock().unwrap().drain(..));
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let latencies_us = std::mem::take(&mut *latencies.lock().unwrap());
+    Run {
+        name,
+        ops: per_client * p.clients,
+        elapsed,
+        latencies_us,
+    }
+}
+
+async fn bench_daemon(p: &Arc<Params>) -> Run {
+    let db = Db::create("cache").await;
+    let daemon = Daemon::start(&db).await;
+    let mut clients = Vec::new();
+    for c in 0..p.clients {
+        clients.push(daemon.client(&format!("bench{c}")).await);
+    }
+    for (c, client) in clients.iter().enumerate() {
+        for k in 0..p.keys {
+            let args = json!({"key": p.key(c, k), "value": value()});
+            client.submit("cache.set", &args).await.unwrap();
+        }
+        let last = json!({"key": "k0"});
+        client.call_value("cache.get", &last).await.unwrap();
+    }
+    let run = drive("daemon", p, clients, |client, p, c, n| async move {
+        let key = p.key(c, n);
+        let (op, args) = if p.is_set(n) {
+            ("cache.set", json!({"key": key, "value": value()}))
+        } else {
+            ("cache.get", json!({ "key": key }))
+        };
+        client.call_value(op, &args).await.unwrap();
+    })
+    .await;
+    drop(daemon);
+    db.drop_now().await;
+    run
+}
+
+async fn bench_redis(p: &Arc<Params>) -> Option<Run> {
+    let redis = redis::Client::open("redis://127.0.0.1:6379/").ok()?;
+    let mut conns = Vec::new();
+    for _ in 0..p.clients {
+        conns.push(redis.get_multiplexed_async_connection().await.ok()?);
+    }
+    let body = value().to_string();
+    for (c, conn) in conns.iter_mut().enumerate() {
+        for k in 0..p.keys {
+            let key = format!("ikigai-bench-{c}-{}", p.key(c, k));
+            let _: () = redis::cmd("SET")
+                .arg(key)
+                .arg(&body)
+                .query_async(conn)
+                .await
+                .ok()?;
+        }
+    }
+    let run = drive("redis", p, conns, |mut conn, p, c, n| async move {
+        let key = format!("ikigai-bench-{c}-{}", p.key(c, n));
+        if p.is_set(n) {
+            let body = value().to_string();
+            let _: () = redis::cmd("SET")
+                .arg(key)
+                .arg(body)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        } else {
+            let _: Option<String> = redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    Some(run)
+}
+
+#[tokio::main]
+async fn main() {
+    let p = Arc::new(Params {
+        ops: env("BENCH_OPS", 200_000),
+        clients: env("BENCH_CLIENTS", 8),
+        window: env("BENCH_WINDOW", 64),
+        keys: env("BENCH_KEYS", 10_000).max(1),
+        set_percent: env("BENCH_SET_PERCENT", 20),
+    });
+    println!(
+        "cache: {} clients, window {}, {} keys, {}% sets, ~100-byte values",
+        p.clients, p.window, p.keys, p.set_percent
+    );
+    let mut daemon = bench_daemon(&p).await;
+    let daemon_p50 = daemon.report();
+    let mut redis = bench_redis(&p).await;
+    let vs_redis = match redis.as_mut() {
+        Some(r) => {
+            let redis_p50 = r.report();
+            println!(
+                "p50 daemon/redis = {:.2}",
+                daemon_p50 as f64 / redis_p50.max(1) as f64
+            );
+            format!("{:.2}", daemon.rate() / r.rate())
+        }
+        None => {
+            println!("redis   not reachable on 127.0.0.1:6379; skipped");
+            "na".to_owned()
+        }
+    };
+    println!("cache ops_per_s={:.0} vs_redis={vs_redis}", daemon.rate());
+}

@@ -1,0 +1,143 @@
+//! `cache.get`, `cache.get_many`, `cache.set`, `cache.delete` and `cache.incr`.
+//!
+//! Keys belong to the caller's namespace (its agent name) unless `shared: true` names the
+//! platform-wide namespace. Keys are 1 to 1024 bytes without U+0000.
+
+use super::check_text;
+use crate::error::Error;
+use crate::services::Services;
+use crate::session::Session;
+use ikigai_actors::cache::{Delete, Get, GetMany, Incr, Set};
+use ikigai_protocol::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const MAX_KEY: usize = 1024;
+/// Most keys one `cache.get_many` may name.
+const MAX_KEYS: usize = 1000;
+
+/// The stored key: `<agent>/<key>`, or `/<key>` when shared (agent names never hold `/`).
+fn full_key(key: &str, shared: bool, session: &Session) -> Result<String, Error> {
+    check_text("key", key, MAX_KEY)?;
+    let namespace = if shared { "" } else { &session.agent };
+    Ok(format!("{namespace}/{key}"))
+}
+
+/// An actor that is gone (daemon stopping) or restarting.
+fn gone(_: actix::MailboxError) -> Error {
+    Error::Unavailable("the cache stopped before answering; the outcome is unknown".into())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyArgs {
+    key: String,
+    #[serde(default)]
+    shared: bool,
+}
+
+#[derive(Serialize)]
+pub struct Found {
+    found: bool,
+    value: Option<Arc<Value>>,
+}
+
+pub async fn get(args: KeyArgs, s: &Services, session: &Session) -> Result<Found, Error> {
+    let key = full_key(&args.key, args.shared, session)?;
+    let value = s.cache.send(Get(key)).await.map_err(gone)??;
+    Ok(Found {
+        found: value.is_some(),
+        value,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManyArgs {
+    keys: Vec<String>,
+    #[serde(default)]
+    shared: bool,
+}
+
+#[derive(Serialize)]
+pub struct Values {
+    values: HashMap<String, Arc<Value>>,
+}
+
+pub async fn get_many(args: ManyArgs, s: &Services, session: &Session) -> Result<Values, Error> {
+    if args.keys.len() > MAX_KEYS {
+        return Err(Error::BadRequest(format!("at most {MAX_KEYS} keys")));
+    }
+    let keys = args
+        .keys
+        .iter()
+        .map(|k| full_key(k, args.shared, session))
+        .collect::<Result<Vec<_>, _>>()?;
+    let found = s.cache.send(GetMany(keys)).await.map_err(gone)??;
+    let values = args
+        .keys
+        .into_iter()
+        .zip(found)
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect();
+    Ok(Values { values })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetArgs {
+    key: String,
+    value: Json,
+    ttl_ms: Option<u64>,
+    #[serde(default)]
+    shared: bool,
+}
+
+pub async fn set(args: SetArgs, s: &Services, session: &Session) -> Result<super::Empty, Error> {
+    let key = full_key(&args.key, args.shared, session)?;
+    if args.ttl_ms == Some(0) {
+        return Err(Error::BadRequest("ttl_ms must be at least 1".into()));
+    }
+    let set = Set {
+        key,
+        value: args.value.0,
+        ttl: args.ttl_ms.map(Duration::from_millis),
+    };
+    s.cache.send(set).await.map_err(gone)??;
+    Ok(super::Empty {})
+}
+
+#[derive(Serialize)]
+pub struct Deleted {
+    deleted: bool,
+}
+
+pub async fn delete(args: KeyArgs, s: &Services, session: &Session) -> Result<Deleted, Error> {
+    let key = full_key(&args.key, args.shared, session)?;
+    let deleted = s.cache.send(Delete(key)).await.map_err(gone)??;
+    Ok(Deleted { deleted })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncrArgs {
+    key: String,
+    by: Option<i64>,
+    #[serde(default)]
+    shared: bool,
+}
+
+#[derive(Serialize)]
+pub struct Counter {
+    value: i64,
+}
+
+pub async fn incr(args: IncrArgs, s: &Services, session: &Session) -> Result<Counter, Error> {
+    let key = full_key(&args.key, args.shared, session)?;
+    let by = args.by.unwrap_or(1);
+    let value = s.cache.send(Incr { key, by }).await.map_err(gone)??;
+    Ok(Counter { value })
+}

@@ -1,0 +1,97 @@
+//! `telemetry.emit` and `telemetry.query`.
+//!
+//! Any agent emits events under its own name; an agent queries its own events, `admin` anyone's.
+
+use super::{check_text, parse_time, timestamp, Empty};
+use crate::error::Error;
+use crate::services::Services;
+use crate::session::Session;
+use ikigai_actors::telemetry::{TelemetryEvent, TelemetryQuery};
+use ikigai_protocol::Json;
+use serde::{Deserialize, Serialize};
+
+/// Default and largest `limit` of `telemetry.query`.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmitArgs {
+    event_type: String,
+    payload: Json,
+}
+
+pub fn emit(args: EmitArgs, s: &Services, session: &Session) -> Result<Empty, Error> {
+    check_text("event_type", &args.event_type, 64)?;
+    s.telemetry
+        .emit(&session.agent, &args.event_type, args.payload.0)?;
+    Ok(Empty {})
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryArgs {
+    agent: Option<String>,
+    event_type: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    text: Option<String>,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct Events {
+    events: Vec<WireEvent>,
+}
+
+#[derive(Serialize)]
+struct WireEvent {
+    id: String,
+    agent: String,
+    event_type: String,
+    payload: serde_json::Value,
+    created_at: String,
+}
+
+pub async fn query(args: QueryArgs, s: &Services, session: &Session) -> Result<Events, Error> {
+    let agent = match (args.agent, session.is_admin()) {
+        (agent, true) => agent,
+        (Some(a), false) if a != session.agent => {
+            return Err(Error::PermissionDenied(format!(
+                "{:?} may query only its own telemetry, not {a:?}'s",
+                session.agent
+            )))
+        }
+        (_, false) => Some(session.agent.clone()),
+    };
+    let limit = args.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit > MAX_LIMIT {
+        return Err(Error::BadRequest(format!(
+            "limit must be at most {MAX_LIMIT}"
+        )));
+    }
+    let query = TelemetryQuery {
+        agent,
+        event_type: args.event_type,
+        since: args.since.as_deref().map(parse_time).transpose()?,
+        until: args.until.as_deref().map(parse_time).transpose()?,
+        text: args.text.filter(|t| !t.trim().is_empty()),
+        limit,
+    };
+    let events = s.telemetry_sink.query(&query).await?;
+    Ok(Events {
+        events: events.into_iter().map(WireEvent::from).collect(),
+    })
+}
+
+impl From<TelemetryEvent> for WireEvent {
+    fn from(e: TelemetryEvent) -> Self {
+        WireEvent {
+            id: e.id.to_string(),
+            agent: e.agent,
+            event_type: e.event_type,
+            payload: e.payload,
+            created_at: timestamp(e.created_at),
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! `DocumentStore` on Postgres: the `document` table.
+//!
+//! The SQL of each write is a function over any [`GenericClient`], so that a transaction op can
+//! run it inside its own transaction; [`PgDocumentStore`] runs it on a pooled connection.
+
+use super::store_error;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use ikigai_actors::storage::{Document, DocumentError, DocumentStore, ListQuery};
+use ikigai_actors::store::StoreError;
+use serde_json::Value;
+use tokio_postgres::{GenericClient, Row};
+
+const UPSERT: &str = "\
+    INSERT INTO document (namespace, key, value, version) VALUES ($1, $2, $3, 1) \
+    ON CONFLICT (namespace, key) DO UPDATE \
+    SET value = EXCLUDED.value, version = document.version + 1, updated_at = now() \
+    RETURNING version";
+
+const CREATE: &str = "\
+    INSERT INTO document (namespace, key, value, version) VALUES ($1, $2, $3, 1) \
+    ON CONFLICT (namespace, key) DO NOTHING RETURNING version";
+
+const UPDATE: &str = "\
+    UPDATE document SET value = $3, version = version + 1, updated_at = now() \
+    WHERE namespace = $1 AND key = $2 AND version = $4 RETURNING version";
+
+const DELETE: &str = "\
+    DELETE FROM document WHERE namespace = $1 AND key = $2 \
+    AND ($3::bigint IS NULL OR version = $3) RETURNING version";
+
+const GET: &str = "\
+    SELECT key, value, version, updated_at FROM document WHERE namespace = $1 AND key = $2";
+
+const LIST: &str = "\
+    SELECT key, value, version, updated_at FROM document \
+    WHERE namespace = $1 AND key LIKE $2 AND ($3::text IS NULL OR key > $3) \
+    ORDER BY key LIMIT $4";
+
+/// Writes a document (see [`DocumentStore::put`]); `None` when `if_version` did not match.
+pub async fn put_in(
+    client: &impl GenericClient,
+    namespace: &str,
+    key: &str,
+    value: &Value,
+    if_version: Option<i64>,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    let row = match if_version {
+        None => client.query_opt(UPSERT, &[&namespace, &key, value]).await?,
+        Some(0) => client.query_opt(CREATE, &[&namespace, &key, value]).await?,
+        Some(v) => {
+            let args: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                [&namespace, &key, value, &v];
+            client.query_opt(UPDATE, &args).await?
+        }
+    };
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Deletes a document; `Some(true)` deleted, `Some(false)` absent, `None` version mismatch.
+pub async fn delete_in(
+    client: &impl GenericClient,
+    namespace: &str,
+    key: &str,
+    if_version: Option<i64>,
+) -> Result<Option<bool>, tokio_postgres::Error> {
+    let deleted = client
+        .query_opt(DELETE, &[&namespace, &key, &if_version])
+        .await?
+        .is_some();
+    Ok(match (deleted, if_version) {
+        (false, Some(v)) if v > 0 => None,
+        (deleted, _) => Some(deleted),
+    })
+}
+
+pub struct PgDocumentStore {
+    pool: Pool,
+}
+
+impl PgDocumentStore {
+    pub fn new(pool: Pool) -> Self {
+        PgDocumentStore { pool }
+    }
+}
+
+fn conflict(key: &str, expected: Option<i64>) -> DocumentError {
+    DocumentError::Conflict {
+        key: key.to_owned(),
+        expected: expected.unwrap_or_default(),
+    }
+}
+
+#[async_trait]
+impl DocumentStore for PgDocumentStore {
+    async fn put(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &Value,
+        if_version: Option<i64>,
+    ) -> Result<i64, DocumentError> {
+        let client = self.pool.get().await.map_err(store_error)?;
+        let written = put_in(&**client, namespace, key, value, if_version)
+            .await
+            .map_err(store_error)?;
+        written.ok_or_else(|| conflict(key, if_version))
+    }
+
+    async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>, StoreError> {
+        let client = self.pool.get().await.map_err(store_error)?;
+        let row = client
+            .query_opt(GET, &[&namespace, &key])
+            .await
+            .map_err(store_error)?;
+        Ok(row.as_ref().map(document))
+    }
+
+    async fn delete(
+        &self,
+        namespace: &str,
+        key: &str,
+        if_version: Option<i64>,
+    ) -> Result<bool, DocumentError> {
+        let client = self.pool.get().await.map_err(store_error)?;
+        let deleted = delete_in(&**client, namespace, key, if_version)
+            .await
+            .map_err(store_error)?;
+        deleted.ok_or_else(|| conflict(key, if_version))
+    }
+
+    async fn list(&self, namespace: &str, q: &ListQuery) -> Result<Vec<Document>, StoreError> {
+        let client = self.pool.get().await.map_err(store_error)?;
+        let pattern = format!("{}%", like_escape(&q.prefix));
+        let limit = q.limit as i64 + 1;
+        let rows = client
+            .query(LIST, &[&namespace, &pattern, &q.after, &limit])
+            .await
+            .map_err(store_error)?;
+        Ok(rows.iter().map(document).collect())
+    }
+}
+
+fn document(r: &Row) -> Document {
+    Document {
+        key: r.get(0),
+        value: r.get(1),
+        version: r.get(2),
+        updated_at: r.get::<_, DateTime<Utc>>(3),
+    }
+}
+
+/// `s` as a literal inside a LIKE pattern (default escape character `\`).
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_escape;
+
+    #[test]
+    fn like_wildcards_in_prefixes_are_literal() {
+        assert_eq!(like_escape(r"a_b%c\d"), r"a\_b\%c\\d");
+    }
+}

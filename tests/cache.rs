@@ -1,0 +1,162 @@
+//! The cache against the real daemon and Postgres: namespaces, TTL expiry, counters, the LRU
+//! bound, and surviving a daemon restart.
+
+mod support;
+
+use ikigai_client::{Client, ErrorCode};
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::{assert_code, Daemon};
+
+async fn set(client: &Client, args: Value) {
+    client.call_value("cache.set", &args).await.unwrap();
+}
+
+async fn get(client: &Client, key: &str) -> Option<Value> {
+    let reply: Value = client
+        .call("cache.get", &json!({ "key": key }))
+        .await
+        .unwrap();
+    reply["found"]
+        .as_bool()
+        .unwrap()
+        .then(|| reply["value"].clone())
+}
+
+#[tokio::test]
+async fn keys_are_per_agent_unless_shared() {
+    let d = Daemon::start().await;
+    let (a, b) = (d.agent("alice").await, d.agent("bob").await);
+    set(&a, json!({"key": "k", "value": {"mine": "alice"}})).await;
+    assert_eq!(get(&a, "k").await, Some(json!({"mine": "alice"})));
+    assert_eq!(get(&b, "k").await, None);
+    set(&a, json!({"key": "k", "value": null, "shared": true})).await;
+    let shared: Value = b
+        .call("cache.get", &json!({"key": "k", "shared": true}))
+        .await
+        .unwrap();
+    assert_eq!(shared, json!({"found": true, "value": null}));
+    set(&a, json!({"key": "j", "value": [1, 2]})).await;
+    let many: Value = a
+        .call("cache.get_many", &json!({"keys": ["k", "j", "absent"]}))
+        .await
+        .unwrap();
+    assert_eq!(
+        many,
+        json!({"values": {"k": {"mine": "alice"}, "j": [1, 2]}})
+    );
+    let deleted: Value = a.call("cache.delete", &json!({"key": "k"})).await.unwrap();
+    assert_eq!(deleted, json!({"deleted": true}));
+    assert_eq!(get(&a, "k").await, None);
+    let bad = a
+        .call_value("cache.set", &json!({"key": "", "value": 1}))
+        .await;
+    assert_code(bad, ErrorCode::BadRequest);
+}
+
+#[tokio::test]
+async fn expired_keys_are_never_returned_and_are_swept_from_the_table() {
+    let d = Daemon::start_with("[cache]\nsweep_interval_ms = 50\n").await;
+    let a = d.agent("alice").await;
+    set(&a, json!({"key": "short", "value": 1, "ttl_ms": 150})).await;
+    set(&a, json!({"key": "long", "value": 2, "ttl_ms": 60000})).await;
+    assert_eq!(get(&a, "short").await, Some(json!(1)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get(&a, "short").await, None);
+    assert_eq!(get(&a, "long").await, Some(json!(2)));
+    let db = d.db.client().await;
+    let mut left = i64::MAX;
+    for _ in 0..100 {
+        let sql = "SELECT count(*) FROM cache WHERE key = 'alice/short'";
+        left = db.query_one(sql, &[]).await.unwrap().get(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, 0, "the expired row is swept from the table");
+    let ttl = a
+        .call_value("cache.set", &json!({"key": "k", "value": 1, "ttl_ms": 0}))
+        .await;
+    assert_code(ttl, ErrorCode::BadRequest);
+}
+
+#[tokio::test]
+async fn incr_is_atomic_under_concurrency() {
+    let d = Daemon::start().await;
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let c = d.agent("counter").await;
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..250 {
+                let args = json!({"key": "hits", "shared": true});
+                c.call_value("cache.incr", &args).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let c = d.agent("counter").await;
+    let reply: Value = c
+        .call(
+            "cache.incr",
+            &json!({"key": "hits", "shared": true, "by": -1000}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply, json!({"value": 0}));
+    set(&c, json!({"key": "word", "value": "x"})).await;
+    let not_int = c.call_value("cache.incr", &json!({"key": "word"})).await;
+    assert_code(not_int, ErrorCode::Conflict);
+}
+
+#[tokio::test]
+async fn the_size_bound_evicts_the_least_recently_used_entries() {
+    let d = Daemon::start_with("[cache]\nmax_bytes = 10000\n").await;
+    let a = d.agent("alice").await;
+    let value = "x".repeat(900);
+    // Each entry counts about 975 bytes (key, JSON value, overhead): 12 exceed the bound.
+    for i in 0..12 {
+        set(&a, json!({"key": format!("k{i}"), "value": value})).await;
+        if i >= 1 {
+            assert!(get(&a, "k0").await.is_some(), "k0 is kept in use");
+        }
+    }
+    assert!(get(&a, "k0").await.is_some());
+    assert_eq!(get(&a, "k1").await, None, "k1 was least recently used");
+    assert_eq!(get(&a, "k2").await, None);
+    assert!(get(&a, "k3").await.is_some());
+    assert!(get(&a, "k11").await.is_some());
+    let too_big = json!({"key": "huge", "value": "x".repeat(20000)});
+    assert_code(
+        a.call_value("cache.set", &too_big).await,
+        ErrorCode::BadRequest,
+    );
+}
+
+#[tokio::test]
+async fn the_cache_survives_a_daemon_restart() {
+    let mut d = Daemon::start().await;
+    let a = d.agent("alice").await;
+    set(&a, json!({"key": "session", "value": {"user": 7}})).await;
+    set(&a, json!({"key": "brief", "value": 1, "ttl_ms": 100})).await;
+    a.call_value("cache.incr", &json!({"key": "n", "by": 41}))
+        .await
+        .unwrap();
+    a.call_value("cache.delete", &json!({"key": "nothing"}))
+        .await
+        .unwrap();
+    assert_eq!(d.terminate(), 0);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    d.restart().await;
+    let a = d.agent("alice").await;
+    assert_eq!(get(&a, "session").await, Some(json!({"user": 7})));
+    assert_eq!(
+        get(&a, "brief").await,
+        None,
+        "expired while the daemon was down"
+    );
+    let n: Value = a.call("cache.incr", &json!({"key": "n"})).await.unwrap();
+    assert_eq!(n, json!({"value": 42}));
+}

@@ -1,0 +1,216 @@
+//! Telemetry against the real daemon and Postgres: emit and query, full-text search, events of
+//! the daemon itself, flushing on SIGTERM, retention, and the CLI.
+
+mod support;
+
+use ikigai_client::{Client, ErrorCode, Receive};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{assert_code, Daemon};
+
+async fn events(client: &Client, args: Value) -> Vec<Value> {
+    let reply: Value = client.call("telemetry.query", &args).await.unwrap();
+    reply["events"].as_array().unwrap().clone()
+}
+
+/// Queries until `args` matches at least `n` events (writes are batched, not instant).
+async fn eventually(client: &Client, args: Value, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = events(client, args.clone()).await;
+        if found.len() >= n || Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn emit(client: &Client, event_type: &str, payload: Value) {
+    let args = json!({ "event_type": event_type, "payload": payload });
+    client.call_value("telemetry.emit", &args).await.unwrap();
+}
+
+#[tokio::test]
+async fn emitted_events_are_queried_by_agent_type_and_time() {
+    let d = Daemon::start().await;
+    let alice = d.agent("alice").await;
+    let before = chrono::Utc::now().to_rfc3339();
+    emit(&alice, "metric", json!({"latency_ms": 12})).await;
+    emit(&alice, "task_completed", json!({"task": "t1"})).await;
+    emit(&d.agent("bob").await, "metric", json!({"latency_ms": 99})).await;
+    let mine = eventually(&alice, json!({}), 2).await;
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    assert_eq!(mine[0]["event_type"], "task_completed", "newest first");
+    assert_eq!(mine[1]["payload"], json!({"latency_ms": 12}));
+    assert_eq!(mine[1]["agent"], "alice");
+    let metrics = events(&alice, json!({"event_type": "metric", "since": before})).await;
+    assert_eq!(metrics.len(), 1);
+    let later = events(&alice, json!({"until": before})).await;
+    assert!(later.is_empty(), "{later:?}");
+    let admin = d.admin().await;
+    let all_metrics = eventually(&admin, json!({"event_type": "metric"}), 2).await;
+    assert_eq!(all_metrics.len(), 2);
+    let denied = alice
+        .call_value("telemetry.query", &json!({"agent": "bob"}))
+        .await;
+    assert_code(denied, ErrorCode::PermissionDenied);
+    let bad = alice
+        .call_value("telemetry.query", &json!({"since": "yesterday"}))
+        .await;
+    assert_code(bad, ErrorCode::BadRequest);
+    let empty_type = json!({"event_type": "", "payload": 1});
+    assert_code(
+        alice.call_value("telemetry.emit", &empty_type).await,
+        ErrorCode::BadRequest,
+    );
+}
+
+#[tokio::test]
+async fn full_text_search_finds_a_logged_phrase() {
+    let d = Daemon::start().await;
+    let agent = d.agent("worker").await;
+    emit(
+        &agent,
+        "log",
+        json!({"message": "The disk is full on volume seven"}),
+    )
+    .await;
+    emit(&agent, "log", json!({"message": "a full moon tonight"})).await;
+    emit(
+        &agent,
+        "error",
+        json!({"detail": {"message": "disk quota exceeded"}}),
+    )
+    .await;
+    eventually(&agent, json!({}), 3).await;
+    let phrase = events(&agent, json!({"text": "\"disk is full\""})).await;
+    assert_eq!(phrase.len(), 1, "{phrase:?}");
+    assert_eq!(
+        phrase[0]["payload"]["message"],
+        "The disk is full on volume seven"
+    );
+    let word = events(&agent, json!({"text": "disk"})).await;
+    assert_eq!(word.len(), 2, "nested strings are searched too: {word:?}");
+    let out = d.cli(&["telemetry", "search", "moon"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("a full moon tonight"), "{stdout}");
+}
+
+#[tokio::test]
+async fn every_accepted_event_is_written_before_sigterm_exits() {
+    let mut d = Daemon::start().await;
+    let agent = d.agent("busy").await;
+    let mut pending = Vec::new();
+    for i in 0..5000 {
+        let args = json!({"event_type": "metric", "payload": {"i": i}});
+        pending.push(agent.submit("telemetry.emit", &args).await.unwrap());
+    }
+    for p in pending {
+        p.value().await.unwrap();
+    }
+    assert_eq!(d.terminate(), 0);
+    let db = d.db.client().await;
+    let row = db
+        .query_one(
+            "SELECT count(*) FROM telemetry WHERE agent_name = 'busy'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 5000);
+}
+
+#[tokio::test]
+async fn retention_deletes_only_events_older_than_its_days() {
+    let mut d = Daemon::start_with("[telemetry]\nretention_days = 7\n").await;
+    let db = d.db.client().await;
+    db.batch_execute(
+        "INSERT INTO telemetry (agent_name, event_type, payload, created_at) \
+         SELECT 'old', 'log', '{}', now() - interval '8 days' FROM generate_series(1, 25000); \
+         INSERT INTO telemetry (agent_name, event_type, payload, created_at) \
+         SELECT 'recent', 'log', '{}', now() - interval '6 days' FROM generate_series(1, 10)",
+    )
+    .await
+    .unwrap();
+    d.terminate();
+    d.restart().await; // retention runs at start, then hourly
+    let count = |agent: &'static str| {
+        let db = &db;
+        async move {
+            let sql = "SELECT count(*) FROM telemetry WHERE agent_name = $1";
+            db.query_one(sql, &[&agent]).await.unwrap().get::<_, i64>(0)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count("old").await > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(count("old").await, 0, "{}", d.log());
+    assert_eq!(count("recent").await, 10);
+}
+
+#[tokio::test]
+async fn the_daemon_reports_config_loads_redeliveries_and_actor_restarts() {
+    let d = Daemon::start_with("[debug]\nfault_injection = true\n").await;
+    let admin = d.admin().await;
+    let loaded = eventually(
+        &admin,
+        json!({"agent": "daemon", "event_type": "config_loaded"}),
+        1,
+    )
+    .await;
+    assert_eq!(loaded.len(), 1, "{loaded:?}");
+    let carol = d.agent("carol").await;
+    carol.mailbox_send("carol", &json!("hi")).await.unwrap();
+    let receive = Receive {
+        mailbox: "carol",
+        max: Some(1),
+        wait_ms: None,
+        visibility_ms: Some(50),
+    };
+    assert_eq!(carol.mailbox_receive(&receive).await.unwrap().len(), 1);
+    let redelivered = eventually(&carol, json!({"event_type": "mailbox_redelivery"}), 1).await;
+    assert_eq!(redelivered[0]["payload"]["reason"], "visibility_timeout");
+    assert_eq!(redelivered[0]["payload"]["count"], 1);
+    admin
+        .call_value("debug.panic_mailbox", &json!({"mailbox": "carol"}))
+        .await
+        .unwrap();
+    let restarted = eventually(&carol, json!({"event_type": "actor_restarted"}), 1).await;
+    assert_eq!(restarted[0]["payload"]["mailbox"], "carol");
+}
+
+#[tokio::test]
+async fn the_cli_tails_new_events_live() {
+    let d = Daemon::start().await;
+    let agent = d.agent("chatty").await;
+    emit(&agent, "log", json!({"message": "before the tail"})).await;
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_ikigai"))
+        .arg("--root")
+        .arg(d.root())
+        .args(["telemetry", "tail", "--agent", "chatty", "--type", "log"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    emit(&agent, "metric", json!({"message": "not a log"})).await;
+    emit(&agent, "log", json!({"message": "live line"})).await;
+    let stdout = tail.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    });
+    let line = tokio::time::timeout(Duration::from_secs(10), line)
+        .await
+        .expect("tail printed within 10 s")
+        .unwrap();
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+    let event: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["payload"]["message"], "live line");
+}
