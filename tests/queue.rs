@@ -411,3 +411,114 @@ async fn kill_9_loses_no_acknowledged_push_or_completion_and_releases_dead_sessi
         "claims of the dead daemon's sessions are released"
     );
 }
+
+#[tokio::test]
+async fn two_daemons_on_one_database_complete_ten_thousand_tasks_exactly_once() {
+    let d1 = Daemon::start().await;
+    let d2 = d1.beside().await;
+    for (i, d) in [&d1, &d2, &d1, &d2, &d1, &d2, &d1, &d2, &d1, &d2]
+        .iter()
+        .enumerate()
+    {
+        let tasks: Vec<Value> = (0..1000)
+            .map(|n| json!({"payload": i * 1000 + n}))
+            .collect();
+        let producer = d.agent("producer").await;
+        let _: Value = producer
+            .call(
+                "queue.push_many",
+                &json!({"queue": "shared", "tasks": tasks}),
+            )
+            .await
+            .unwrap();
+    }
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let c = if w % 2 == 0 {
+            d1.agent(&format!("w{w}")).await
+        } else {
+            d2.agent(&format!("w{w}")).await
+        };
+        let done = done.clone();
+        workers.push(tokio::spawn(async move {
+            loop {
+                let got = c.queue_claim(&claim("shared", 50, 1_000)).await.unwrap();
+                if got.is_empty() {
+                    return;
+                }
+                for t in got {
+                    c.queue_complete(&t.id, None).await.unwrap();
+                    done.lock().unwrap().push(t.id);
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    let done = done.lock().unwrap().clone();
+    let unique: HashSet<&String> = done.iter().collect();
+    assert_eq!(
+        (done.len(), unique.len()),
+        (10_000, 10_000),
+        "each task completed exactly once"
+    );
+}
+
+#[tokio::test]
+async fn a_task_pushed_through_one_daemon_wakes_a_consumer_waiting_on_another() {
+    let d1 = Daemon::start().await;
+    let d2 = d1.beside().await;
+    let waiter = d2.agent("w").await;
+    let waiting = tokio::spawn(async move {
+        let started = Instant::now();
+        (
+            waiter
+                .queue_claim(&claim("cross", 1, 10_000))
+                .await
+                .unwrap(),
+            started.elapsed(),
+        )
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = push(&d1.agent("p").await, "cross", json!({"payload": "hop"})).await;
+    let (got, waited) = waiting.await.unwrap();
+    assert_eq!(got[0].id, id);
+    assert!(
+        waited < Duration::from_secs(2),
+        "woken by the other daemon's NOTIFY: {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn completing_and_failing_tasks_are_telemetry_events() {
+    let d = Daemon::start().await;
+    let c = d.agent("w").await;
+    push(&c, "q", json!({"payload": 1})).await;
+    push(&c, "q", json!({"payload": 2})).await;
+    let tasks = c.queue_claim(&claim("q", 2, 0)).await.unwrap();
+    c.queue_complete(&tasks[0].id, None).await.unwrap();
+    c.queue_fail(&tasks[1].id, "nope", None).await.unwrap();
+    let mut found = Value::Null;
+    for _ in 0..200 {
+        found = c
+            .call("telemetry.query", &json!({"agent": "w"}))
+            .await
+            .unwrap();
+        if found["events"].as_array().is_some_and(|e| e.len() >= 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let types: HashSet<&str> = found["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event_type"].as_str())
+        .collect();
+    assert!(
+        types.contains("task_completed") && types.contains("task_failed"),
+        "{found}"
+    );
+}

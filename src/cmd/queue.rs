@@ -226,7 +226,20 @@ pub async fn complete(
 ) -> Result<WireTask, Error> {
     let action = Settle::Complete(args.result.map(|r| r.0));
     let task = settle(&args.id, action, s, session).await?;
+    report(s, session, "task_completed", &task);
     Ok(WireTask::from(&task))
+}
+
+/// Records a task's outcome as a telemetry event of the agent that settled it.
+fn report(s: &Services, session: &Session, event_type: &str, task: &Task) {
+    let payload = serde_json::json!({
+        "task_id": task.id.to_string(),
+        "queue": task.queue,
+        "attempts": task.attempts,
+        "error": task.error,
+        "dead": task.failed_at.is_some(),
+    });
+    s.telemetry.record(&session.agent, event_type, payload);
 }
 
 #[derive(Deserialize)]
@@ -244,6 +257,7 @@ pub async fn fail(args: FailArgs, s: &Services, session: &Session) -> Result<Wir
         retry_in,
     };
     let task = settle(&args.id, action, s, session).await?;
+    report(s, session, "task_failed", &task);
     Ok(WireTask::from(&task))
 }
 
