@@ -49,6 +49,10 @@ ALTER TABLE task_queue ADD COLUMN IF NOT EXISTS lease_id UUID;         -- fencin
 ALTER TABLE task_queue ADD COLUMN IF NOT EXISTS claimed_via TEXT;      -- the daemon that took it
 ALTER TABLE task_queue ADD COLUMN IF NOT EXISTS result JSONB;
 ALTER TABLE task_queue ADD COLUMN IF NOT EXISTS dedup_key TEXT;
+-- daemon: a hot queue table leaves dead rows and dead index entries behind every claim and
+-- completion; vacuum and analyze it far more often than the server's defaults.
+ALTER TABLE task_queue SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000,
+    autovacuum_analyze_scale_factor = 0.02, autovacuum_analyze_threshold = 1000);
 -- daemon: the claimable tasks of a queue in the seed's claim order; claimed rows leave it.
 CREATE INDEX IF NOT EXISTS task_queue_claimable ON task_queue (queue_name, priority DESC, created_at, seq)
     WHERE claimed_by IS NULL AND completed_at IS NULL AND failed_at IS NULL;

@@ -423,26 +423,30 @@ impl QueueStore for PgQueueStore {
         after: Option<Rank>,
         limit: usize,
     ) -> Result<Vec<Task>, StoreError> {
-        let (filter, params) = match &after {
-            None => ("", vec![]),
-            Some(Rank(Reverse(priority), created_at, seq)) => (
-                "AND (priority < $3 OR (priority = $3 AND (created_at, seq) > ($4, $5)))",
-                vec![
-                    priority as &(dyn tokio_postgres::types::ToSql + Sync),
-                    created_at,
-                    seq,
-                ],
-            ),
-        };
-        let sql = format!(
-            "SELECT {} FROM task_queue WHERE queue_name = $1 AND {CLAIMABLE} AND {DUE} {filter} \
-             ORDER BY priority DESC, created_at, seq LIMIT $2",
+        let limit = limit as i64;
+        let select = format!(
+            "SELECT {} FROM task_queue WHERE queue_name = $1 AND {CLAIMABLE} AND {DUE}",
             columns("")
         );
-        let limit = limit as i64;
-        let mut all: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&queue, &limit];
-        all.extend(params);
-        let rows = self.rows(&sql, &all).await?;
+        let rows = match &after {
+            None => {
+                let sql = format!("{select} ORDER BY priority DESC, created_at, seq LIMIT $2");
+                self.rows(&sql, &[&queue, &limit]).await?
+            }
+            // Two index range scans (the rest of this priority, then lower priorities): one
+            // condition with OR would walk the index from its start.
+            Some(Rank(Reverse(priority), created_at, seq)) => {
+                let sql = format!(
+                    "({select} AND priority = $3 AND (created_at, seq) > ($4, $5) \
+                       ORDER BY created_at, seq LIMIT $2) \
+                     UNION ALL \
+                     ({select} AND priority < $3 ORDER BY priority DESC, created_at, seq LIMIT $2) \
+                     LIMIT $2"
+                );
+                self.rows(&sql, &[&queue, &limit, priority, created_at, seq])
+                    .await?
+            }
+        };
         Ok(rows.iter().map(task_from_row).collect())
     }
 
