@@ -105,12 +105,7 @@ async fn bench_daemon(p: &Params) -> Run {
 /// The seed's path: one INSERT per message; consumers claim with FOR UPDATE SKIP LOCKED and
 /// update read_at, one message per transaction.
 async fn bench_seed_sql(p: &Params) -> Run {
-    let db = Db::create("seed").await;
-    sql(&db.url())
-        .await
-        .batch_execute(include_str!("../schema.sql"))
-        .await
-        .unwrap();
+    let db = Db::with_schema("seed").await;
     let total = p.seed_messages;
     let received = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::new()));

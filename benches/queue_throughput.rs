@@ -151,12 +151,7 @@ async fn bench_wake(p: &Params, daemon: &Daemon) -> Run {
 }
 
 async fn bench_seed_sql(p: &Params) -> Run {
-    let db = Db::create("queue_seed").await;
-    sql(&db.url())
-        .await
-        .batch_execute(include_str!("../schema.sql"))
-        .await
-        .unwrap();
+    let db = Db::with_schema("queue_seed").await;
     let per_producer = p.seed_tasks / p.producers;
     let total = per_producer * p.producers;
     let done = Arc::new(AtomicUsize::new(0));

@@ -522,3 +522,44 @@ async fn completing_and_failing_tasks_are_telemetry_events() {
         "{found}"
     );
 }
+
+#[tokio::test]
+async fn push_arguments_are_checked_and_bad_ones_store_nothing() {
+    let d = Daemon::start().await;
+    let c = d.agent("w").await;
+    let bad = [
+        json!({"queue": "q", "payload": 1, "delay": 5}),
+        json!({"queue": "q", "payload": 1, "delay_ms": 5, "scheduled_for": "2030-01-01T00:00:00Z"}),
+        json!({"queue": "q", "payload": {"s": "a\u{0}b"}}),
+        json!({"queue": "q", "payload": 1, "max_attempts": 0}),
+        json!({"queue": 7, "payload": 1}),
+        json!({"payload": 1}),
+    ];
+    for args in bad {
+        assert_code(
+            c.call_value("queue.push", &args).await,
+            ErrorCode::BadRequest,
+        );
+    }
+    #[derive(serde::Serialize)]
+    struct NanPush {
+        queue: &'static str,
+        payload: f64,
+    }
+    let nan = NanPush {
+        queue: "q",
+        payload: f64::NAN,
+    };
+    assert_code(
+        c.call_value("queue.push", &nan).await,
+        ErrorCode::BadRequest,
+    );
+    let stored: i64 =
+        d.db.client()
+            .await
+            .query_one("SELECT count(*) FROM task_queue", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(stored, 0);
+}

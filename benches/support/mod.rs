@@ -107,6 +107,17 @@ impl Db {
         Db { name }
     }
 
+    /// A scratch database with `schema.sql` applied, for the seed's plain SQL paths.
+    pub async fn with_schema(tag: &str) -> Db {
+        let db = Db::create(tag).await;
+        let client = sql(&db.url()).await;
+        client
+            .batch_execute(include_str!("../../schema.sql"))
+            .await
+            .unwrap();
+        db
+    }
+
     pub fn url(&self) -> String {
         format!(
             "{} dbname={}",

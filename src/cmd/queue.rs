@@ -12,7 +12,7 @@ use chrono::Utc;
 use ikigai_actors::queue::{Claim, Push, QueueError, SettleTask, Stats};
 use ikigai_actors::store::{Pushed, Settle, TaskState};
 use ikigai_actors::{Lease, NewTask, Task};
-use ikigai_protocol::Json;
+use ikigai_protocol::{from_value, Json, Value};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,16 +21,32 @@ use uuid::Uuid;
 /// Most tasks one `queue.push_many` may carry.
 const MAX_PUSH_MANY: usize = 10_000;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `queue.push` args: `queue` plus the fields of one task.
 pub struct PushArgs {
     queue: String,
-    payload: Json,
-    priority: Option<i32>,
-    scheduled_for: Option<String>,
-    delay_ms: Option<u64>,
-    max_attempts: Option<i32>,
-    dedup_key: Option<String>,
+    task: TaskArgs,
+}
+
+impl<'de> Deserialize<'de> for PushArgs {
+    /// Takes `queue` out of the map and reads the rest as [`TaskArgs`] (still msgpack, so the
+    /// payload keeps its strict JSON checks).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Value::Map(mut entries) = Value::deserialize(d)? else {
+            return Err(serde::de::Error::custom("args must be a map"));
+        };
+        let at = entries
+            .iter()
+            .position(|(k, _)| k.as_str() == Some("queue"));
+        let queue = match at.map(|i| entries.remove(i).1) {
+            Some(Value::String(q)) => q
+                .into_str()
+                .ok_or_else(|| serde::de::Error::custom("queue must be UTF-8"))?,
+            Some(_) => return Err(serde::de::Error::custom("queue must be a string")),
+            None => return Err(serde::de::Error::missing_field("queue")),
+        };
+        let task = from_value(Value::Map(entries)).map_err(serde::de::Error::custom)?;
+        Ok(PushArgs { queue, task })
+    }
 }
 
 #[derive(Deserialize)]
@@ -52,15 +68,7 @@ pub struct PushReply {
 }
 
 pub async fn push(args: PushArgs, s: &Services) -> Result<PushReply, Error> {
-    let spec = TaskArgs {
-        payload: args.payload,
-        priority: args.priority,
-        scheduled_for: args.scheduled_for,
-        delay_ms: args.delay_ms,
-        max_attempts: args.max_attempts,
-        dedup_key: args.dedup_key,
-    };
-    let task = new_task(&args.queue, spec, s)?;
+    let task = new_task(&args.queue, args.task, s)?;
     let pushed = push_tasks(&args.queue, vec![task], s).await?;
     let first = pushed.into_iter().next().ok_or_else(gone)?;
     Ok(PushReply {
