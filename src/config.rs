@@ -193,6 +193,10 @@ impl Config {
         };
         doc.check_known()?;
         doc.check_services()?;
+        doc.check_order(
+            ("queues", "lease_ms", 30_000),
+            ("queues", "max_lease_ms", 3_600_000),
+        )?;
         Ok(Config {
             source: file.into(),
             daemon: DaemonConfig {
@@ -370,6 +374,21 @@ impl Doc<'_> {
             .map(Duration::from_millis)
     }
 
+    /// Checks that one whole-number key (its default if absent) is at most another.
+    fn check_order(
+        &self,
+        low: (&str, &str, u64),
+        high: (&str, &str, u64),
+    ) -> Result<(), ConfigError> {
+        let l = self.number(low.0, low.1, low.2, 0)?;
+        let h = self.number(high.0, high.1, high.2, 0)?;
+        if l > h {
+            let message = format!("{l} is more than [{}] {} ({h})", high.0, high.1);
+            return Err(self.error(low.0, low.1, message));
+        }
+        Ok(())
+    }
+
     fn boolean(&self, section: &str, key: &str) -> Result<bool, ConfigError> {
         match self.get(section, key) {
             None | Some("false") => Ok(false),
@@ -459,6 +478,15 @@ mod tests {
         );
         assert!(err("[services]\nqueues = postgres\ncache = redis\n")
             .starts_with("t.conf:3: [services] cache: backend \"redis\" is not implemented yet"));
+    }
+
+    #[test]
+    fn a_default_lease_longer_than_the_longest_is_refused() {
+        let e = err("[queues]\nlease_ms = 5000\nmax_lease_ms = 1000\n");
+        assert!(
+            e.starts_with("t.conf:2: [queues] lease_ms: 5000 is more than"),
+            "{e}"
+        );
     }
 
     #[test]

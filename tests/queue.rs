@@ -262,6 +262,23 @@ async fn only_the_claimer_settles_its_task_and_never_twice() {
 }
 
 #[tokio::test]
+async fn a_failure_that_cannot_be_stored_is_refused_without_harming_other_writes() {
+    let d = Daemon::start().await;
+    let c = d.agent("w").await;
+    let id = push(&c, "q", json!({"payload": 1})).await;
+    c.queue_claim(&claim("q", 1, 0)).await.unwrap();
+    assert_code(
+        c.queue_fail(&id, "bad\u{0}text", None).await,
+        ErrorCode::BadRequest,
+    );
+    assert_code(
+        c.queue_fail(&id, "later", Some(u64::MAX)).await,
+        ErrorCode::BadRequest,
+    );
+    c.queue_fail(&id, "fine", Some(10)).await.unwrap();
+}
+
+#[tokio::test]
 async fn release_gives_the_task_back_untouched_and_extend_keeps_it() {
     let d = Daemon::start().await;
     let (a, b) = (d.agent("a").await, d.agent("b").await);
@@ -532,6 +549,7 @@ async fn push_arguments_are_checked_and_bad_ones_store_nothing() {
         json!({"queue": "q", "payload": 1, "delay_ms": 5, "scheduled_for": "2030-01-01T00:00:00Z"}),
         json!({"queue": "q", "payload": {"s": "a\u{0}b"}}),
         json!({"queue": "q", "payload": 1, "max_attempts": 0}),
+        json!({"queue": "q", "payload": 1, "delay_ms": u64::MAX}),
         json!({"queue": 7, "payload": 1}),
         json!({"payload": 1}),
     ];

@@ -21,6 +21,22 @@ use uuid::Uuid;
 /// Most tasks one `queue.push_many` may carry.
 const MAX_PUSH_MANY: usize = 10_000;
 
+/// Longest `delay_ms` or `retry_in_ms`: about ten years.
+const MAX_DELAY_MS: u64 = 10 * 366 * 24 * 3600 * 1000;
+
+/// Longest `error` text a failure may record.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+/// Checks a delay argument (values beyond any real schedule would overflow timestamps).
+fn check_delay(what: &str, ms: u64) -> Result<Duration, Error> {
+    if ms > MAX_DELAY_MS {
+        return Err(Error::BadRequest(format!(
+            "{what} must be at most {MAX_DELAY_MS}"
+        )));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
 /// `queue.push` args: `queue` plus the fields of one task.
 pub struct PushArgs {
     queue: String,
@@ -128,9 +144,10 @@ fn new_task(queue: &str, t: TaskArgs, s: &Services) -> Result<NewTask, Error> {
             ))
         }
         (Some(at), None) => Some(parse_time(&at)?),
-        (None, Some(ms)) => {
-            Some(Utc::now() + chrono::Duration::milliseconds(ms.min(i64::MAX as u64) as i64))
-        }
+        (None, Some(ms)) => Some(
+            Utc::now()
+                + chrono::Duration::from_std(check_delay("delay_ms", ms)?).unwrap_or_default(),
+        ),
         (None, None) => None,
     };
     let max_attempts = t.max_attempts.unwrap_or(s.config.queues.max_attempts);
@@ -259,7 +276,14 @@ pub struct FailArgs {
 }
 
 pub async fn fail(args: FailArgs, s: &Services, session: &Session) -> Result<WireTask, Error> {
-    let retry_in = args.retry_in_ms.map(Duration::from_millis);
+    if args.error.len() > MAX_ERROR_BYTES || args.error.contains('\0') {
+        let message = format!("error must be at most {MAX_ERROR_BYTES} bytes without U+0000");
+        return Err(Error::BadRequest(message));
+    }
+    let retry_in = args
+        .retry_in_ms
+        .map(|ms| check_delay("retry_in_ms", ms))
+        .transpose()?;
     let action = Settle::Fail {
         error: args.error,
         retry_in,
