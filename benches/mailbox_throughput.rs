@@ -14,7 +14,7 @@ use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{env, now_us, pipelined, sql, Daemon, Db, Run};
+use support::{env, finish, now_us, pipelined, sql, Daemon, Db, Run};
 
 struct Params {
     messages: usize,
@@ -160,18 +160,15 @@ async fn bench_seed_sql(p: &Params) -> Run {
             }
         }));
     }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let elapsed = started.elapsed();
-    db.drop_now().await;
-    let latencies_us = std::mem::take(&mut *latencies.lock().unwrap());
-    Run {
-        name: "seed SQL",
-        messages: per_producer * p.producers,
-        elapsed,
-        latencies_us,
-    }
+    finish(
+        "seed SQL",
+        per_producer * p.producers,
+        started,
+        tasks,
+        &latencies,
+        db,
+    )
+    .await
 }
 
 /// Redis LPUSH/BRPOP at the same concurrency (not durable: the comparison flatters Redis).

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{env, now_us, pipelined, sql, Daemon, Db, Run};
+use support::{env, finish, now_us, pipelined, sql, Daemon, Db, Run};
 
 struct Params {
     tasks: usize,
@@ -209,18 +209,7 @@ async fn bench_seed_sql(p: &Params) -> Run {
             }
         }));
     }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let elapsed = started.elapsed();
-    db.drop_now().await;
-    let latencies_us = std::mem::take(&mut *latencies.lock().unwrap());
-    Run {
-        name: "seed SQL",
-        messages: total,
-        elapsed,
-        latencies_us,
-    }
+    finish("seed SQL", total, started, tasks, &latencies, db).await
 }
 
 #[tokio::main]

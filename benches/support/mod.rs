@@ -189,6 +189,29 @@ impl Drop for Daemon {
     }
 }
 
+/// Waits for a baseline's `tasks`, drops its database, and returns its run, begun at `started`.
+pub async fn finish(
+    name: &'static str,
+    messages: usize,
+    started: std::time::Instant,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    latencies: &std::sync::Mutex<Vec<u64>>,
+    db: Db,
+) -> Run {
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    db.drop_now().await;
+    let latencies_us = std::mem::take(&mut *latencies.lock().unwrap());
+    Run {
+        name,
+        messages,
+        elapsed,
+        latencies_us,
+    }
+}
+
 /// The value at quantile `p` (0 to 1) of `values`, which it sorts.
 pub fn percentile(values: &mut [u64], p: f64) -> u64 {
     values.sort_unstable();
