@@ -59,6 +59,8 @@ pub struct DaemonConfig {
     pub max_connections: usize,
     pub max_in_flight: usize,
     pub shutdown_grace: Duration,
+    /// Longest a transaction may stay open before it is rolled back.
+    pub tx_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -204,6 +206,7 @@ impl Config {
                 max_connections: doc.number("daemon", "max_connections", 1024, 1)?,
                 max_in_flight: doc.number("daemon", "max_in_flight", 1024, 1)?,
                 shutdown_grace: doc.millis("daemon", "shutdown_grace_ms", 10_000, 0)?,
+                tx_timeout: doc.millis("daemon", "tx_timeout_ms", 30_000, 1)?,
             },
             postgres: PostgresConfig {
                 url: doc
@@ -253,6 +256,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "max_connections",
             "max_in_flight",
             "shutdown_grace_ms",
+            "tx_timeout_ms",
         ],
     ),
     ("postgres", &["url", "server", "pool_size"]),
@@ -465,7 +469,7 @@ mod tests {
     fn unknown_keys_and_sections_name_file_line_and_key() {
         assert_eq!(
             err("[daemon]\nmax_frame_bytes = 100\nmax_frames = 3\n"),
-            "t.conf:3: [daemon] max_frames: unknown key (known: max_frame_bytes, max_connections, max_in_flight, shutdown_grace_ms)"
+            "t.conf:3: [daemon] max_frames: unknown key (known: max_frame_bytes, max_connections, max_in_flight, shutdown_grace_ms, tx_timeout_ms)"
         );
         assert!(err("\n[dameon]\n").starts_with("t.conf:2: [dameon]: unknown section"));
     }

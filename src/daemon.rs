@@ -112,7 +112,7 @@ async fn serve(
     tokio::task::spawn_local(follow_task_notifications(
         listener.clone(),
         queues.clone(),
-        origin,
+        origin.clone(),
     ));
     tokio::task::spawn_local(sweep_leases(queues.clone(), config.queues.sweep));
     let cache_config = CacheConfig {
@@ -125,6 +125,8 @@ async fn serve(
     let (trigger, shutdown) = Shutdown::new();
     let grace = config.daemon.shutdown_grace;
     let services = Services {
+        pool: db.pool.clone(),
+        origin: Rc::from(origin.as_str()),
         config: Rc::new(config),
         mailboxes,
         mailbox_store: store,

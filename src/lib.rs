@@ -17,6 +17,7 @@ pub mod root;
 pub mod server;
 pub mod services;
 pub mod session;
+pub mod tx;
 
 /// Starts `tracing` output on stderr, filtered by `$IKIGAI_LOG` (default `info`).
 pub fn init_logging() {

@@ -19,6 +19,10 @@ use tokio::sync::watch;
 #[derive(Clone)]
 pub struct Services {
     pub config: Rc<Config>,
+    /// For transactions, which hold a connection of their own.
+    pub pool: deadpool_postgres::Pool,
+    /// This daemon's identity, written with its transactions (see `Root::daemon_id`).
+    pub origin: Rc<str>,
     pub mailboxes: Mailboxes,
     pub mailbox_store: Arc<dyn MailboxStore>,
     pub queues: Queues,

@@ -9,6 +9,7 @@
 
 use crate::cmd;
 use crate::services::{Services, Shutdown, ShutdownTrigger};
+use crate::tx::Transactions;
 use ikigai_actors::mailbox::SessionClosed;
 use ikigai_actors::pubsub;
 use ikigai_actors::queue;
@@ -33,6 +34,8 @@ pub struct Session {
     pub id: SessionId,
     pub agent: String,
     received_from: RefCell<HashSet<String>>,
+    /// Transactions opened on this connection.
+    pub txs: Rc<Transactions>,
     /// Tasks claimed on this connection, and the queue each belongs to.
     claimed: RefCell<HashMap<Uuid, String>>,
     closing: ShutdownTrigger,
@@ -49,6 +52,7 @@ impl Session {
             agent,
             received_from: RefCell::new(HashSet::new()),
             claimed: RefCell::new(HashMap::new()),
+            txs: Rc::default(),
             closing,
             closed,
             pushes: OnceCell::new(),
@@ -95,6 +99,7 @@ impl Session {
     }
 
     fn release(&self, services: &Services) {
+        self.txs.abandon_all();
         services.pubsub.do_send(pubsub::SessionClosed(self.id));
         for name in self.received_from.borrow().iter() {
             if let Some(addr) = services.mailboxes.running(name) {

@@ -5,8 +5,10 @@
 
 use super::{ask, check_max, check_name, check_wait, gone, parked};
 use crate::error::Error;
+use crate::postgres::{self, store_error};
 use crate::services::Services;
 use crate::session::Session;
+use crate::tx::Effect;
 use chrono::SecondsFormat;
 use ikigai_actors::mailbox::{Ack, MailboxError, Peek, Receive, Stats};
 use ikigai_actors::{NewMessage, StoredMessage};
@@ -23,6 +25,7 @@ const MAX_ACK_IDS: usize = 10_000;
 pub struct SendArgs {
     mailbox: String,
     payload: Json,
+    tx: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -33,10 +36,28 @@ pub struct Sent {
 pub async fn send(args: SendArgs, s: &Services, session: &Session) -> Result<Sent, Error> {
     check_name("mailbox", &args.mailbox)?;
     let msg = NewMessage::new(args.mailbox, session.agent.clone(), args.payload.0);
-    let stored = s.mailboxes.send(msg).await.map_err(|_| gone())??;
+    let stored = match args.tx {
+        None => s.mailboxes.send(msg).await.map_err(|_| gone())??,
+        Some(tx) => send_within(&tx, msg, session).await?,
+    };
     Ok(Sent {
         id: stored.id.to_string(),
     })
+}
+
+/// Inserts the message inside a transaction; its mailbox learns of it at commit.
+async fn send_within(tx: &str, msg: NewMessage, session: &Session) -> Result<StoredMessage, Error> {
+    let id = super::tx::parse(tx)?;
+    session
+        .txs
+        .within(id, async |conn| {
+            let stored = postgres::mailbox::insert(conn, &[msg])
+                .await
+                .map_err(store_error)?;
+            let stored = stored.into_iter().next().ok_or_else(gone)?;
+            Ok((stored.clone(), Some(Effect::Sent(stored))))
+        })
+        .await
 }
 
 #[derive(Deserialize)]

@@ -12,6 +12,7 @@ mod pubsub;
 mod queue;
 mod storage;
 mod telemetry;
+mod tx;
 
 use crate::error::Error;
 use crate::services::Services;
@@ -48,8 +49,8 @@ async fn route(
         "mailbox.ack" => reply(id, mailbox::ack(parse(op, a)?, s, session).await?),
         "mailbox.peek" => reply(id, mailbox::peek(parse(op, a)?, s, session).await?),
         "mailbox.stats" => reply(id, mailbox::stats(parse(op, a)?, s, session).await?),
-        "queue.push" => reply(id, queue::push(parse(op, a)?, s).await?),
-        "queue.push_many" => reply(id, queue::push_many(parse(op, a)?, s).await?),
+        "queue.push" => reply(id, queue::push(parse(op, a)?, s, session).await?),
+        "queue.push_many" => reply(id, queue::push_many(parse(op, a)?, s, session).await?),
         "queue.claim" => reply(id, queue::claim(parse(op, a)?, s, session).await?),
         "queue.extend" => reply(id, queue::extend(parse(op, a)?, s, session).await?),
         "queue.complete" => reply(id, queue::complete(parse(op, a)?, s, session).await?),
@@ -71,6 +72,9 @@ async fn route(
         "storage.list" => reply(id, storage::list(parse(op, a)?, s, session).await?),
         "telemetry.emit" => reply(id, telemetry::emit(parse(op, a)?, s, session)?),
         "telemetry.query" => reply(id, telemetry::query(parse(op, a)?, s, session).await?),
+        "tx.begin" => reply(id, tx::begin(s, session).await?),
+        "tx.commit" => reply(id, tx::commit(parse(op, a)?, s, session).await?),
+        "tx.rollback" => reply(id, tx::rollback(parse(op, a)?, session).await?),
         "agents.token" => reply(id, agents::token(parse(op, a)?, s, session).await?),
         "debug.panic_mailbox" => reply(id, debug::panic_mailbox(parse(op, a)?, s, session)?),
         "hello" => Err(Error::BadRequest(

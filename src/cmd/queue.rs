@@ -6,11 +6,13 @@
 
 use super::{ask, check_max, check_name, check_wait, gone, parked, parse_time, timestamp};
 use crate::error::Error;
+use crate::postgres::{self, store_error};
 use crate::services::Services;
 use crate::session::Session;
+use crate::tx::Effect;
 use chrono::Utc;
 use ikigai_actors::queue::{Claim, Push, QueueError, SettleTask, Stats};
-use ikigai_actors::store::{Pushed, Settle, TaskState};
+use ikigai_actors::store::{PushWrite, Pushed, Refusal, Settle, SettleWrite, TaskState};
 use ikigai_actors::{Lease, NewTask, Task};
 use ikigai_protocol::{from_value, Json, Value};
 use serde::{Deserialize, Serialize};
@@ -40,6 +42,7 @@ fn check_delay(what: &str, ms: u64) -> Result<Duration, Error> {
 /// `queue.push` args: `queue` plus the fields of one task.
 pub struct PushArgs {
     queue: String,
+    tx: Option<String>,
     task: TaskArgs,
 }
 
@@ -60,8 +63,13 @@ impl<'de> Deserialize<'de> for PushArgs {
             Some(_) => return Err(serde::de::Error::custom("queue must be a string")),
             None => return Err(serde::de::Error::missing_field("queue")),
         };
+        let at = entries.iter().position(|(k, _)| k.as_str() == Some("tx"));
+        let tx = match at.map(|i| entries.remove(i).1) {
+            Some(v) => Some(from_value(v).map_err(serde::de::Error::custom)?),
+            None => None,
+        };
         let task = from_value(Value::Map(entries)).map_err(serde::de::Error::custom)?;
-        Ok(PushArgs { queue, task })
+        Ok(PushArgs { queue, tx, task })
     }
 }
 
@@ -83,9 +91,9 @@ pub struct PushReply {
     created: bool,
 }
 
-pub async fn push(args: PushArgs, s: &Services) -> Result<PushReply, Error> {
+pub async fn push(args: PushArgs, s: &Services, session: &Session) -> Result<PushReply, Error> {
     let task = new_task(&args.queue, args.task, s)?;
-    let pushed = push_tasks(&args.queue, vec![task], s).await?;
+    let pushed = push_tasks(&args.queue, vec![task], args.tx.as_deref(), s, session).await?;
     let first = pushed.into_iter().next().ok_or_else(gone)?;
     Ok(PushReply {
         id: first.task.id.to_string(),
@@ -98,6 +106,7 @@ pub async fn push(args: PushArgs, s: &Services) -> Result<PushReply, Error> {
 pub struct PushManyArgs {
     queue: String,
     tasks: Vec<TaskArgs>,
+    tx: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -105,7 +114,11 @@ pub struct PushManyReply {
     tasks: Vec<PushReply>,
 }
 
-pub async fn push_many(args: PushManyArgs, s: &Services) -> Result<PushManyReply, Error> {
+pub async fn push_many(
+    args: PushManyArgs,
+    s: &Services,
+    session: &Session,
+) -> Result<PushManyReply, Error> {
     if args.tasks.len() > MAX_PUSH_MANY {
         return Err(Error::BadRequest(format!(
             "at most {MAX_PUSH_MANY} tasks per push_many"
@@ -116,7 +129,7 @@ pub async fn push_many(args: PushManyArgs, s: &Services) -> Result<PushManyReply
         .into_iter()
         .map(|t| new_task(&args.queue, t, s))
         .collect::<Result<Vec<_>, _>>()?;
-    let pushed = push_tasks(&args.queue, tasks, s).await?;
+    let pushed = push_tasks(&args.queue, tasks, args.tx.as_deref(), s, session).await?;
     let tasks = pushed
         .into_iter()
         .map(|p| PushReply {
@@ -127,12 +140,35 @@ pub async fn push_many(args: PushManyArgs, s: &Services) -> Result<PushManyReply
     Ok(PushManyReply { tasks })
 }
 
-async fn push_tasks(queue: &str, tasks: Vec<NewTask>, s: &Services) -> Result<Vec<Pushed>, Error> {
+async fn push_tasks(
+    queue: &str,
+    tasks: Vec<NewTask>,
+    tx: Option<&str>,
+    s: &Services,
+    session: &Session,
+) -> Result<Vec<Pushed>, Error> {
     if tasks.is_empty() {
         return Ok(Vec::new());
     }
-    let rx = ask(s.queues.get(queue), |reply| Push { tasks, reply }).await?;
-    Ok(rx.await.map_err(|_| restarted(queue))??)
+    let Some(tx) = tx else {
+        let rx = ask(s.queues.get(queue), |reply| Push { tasks, reply }).await?;
+        return Ok(rx.await.map_err(|_| restarted(queue))??);
+    };
+    let writes: Vec<PushWrite> = tasks
+        .into_iter()
+        .map(|task| PushWrite { task, claim: None })
+        .collect();
+    let origin = s.origin.clone();
+    let id = super::tx::parse(tx)?;
+    session
+        .txs
+        .within(id, async |conn| {
+            let pushed = postgres::queue::push(conn, &writes, &origin)
+                .await
+                .map_err(store_error)?;
+            Ok((pushed, Some(Effect::Queue(queue.to_owned()))))
+        })
+        .await
 }
 
 fn new_task(queue: &str, t: TaskArgs, s: &Services) -> Result<NewTask, Error> {
@@ -175,6 +211,7 @@ pub struct ClaimArgs {
     max: Option<usize>,
     wait_ms: Option<u64>,
     lease_ms: Option<u64>,
+    tx: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -188,21 +225,47 @@ pub async fn claim(args: ClaimArgs, s: &Services, session: &Session) -> Result<T
     let max = check_max(args.max, limits.max_claim)?;
     let wait = check_wait(args.wait_ms, limits.max_wait)?;
     let lease = Lease::new(session.agent.clone(), lease(args.lease_ms, s)?);
-    let rx = ask(s.queues.get(&args.queue), |reply| Claim {
-        session: session.id,
-        lease,
-        max,
-        wait: !wait.is_zero(),
-        reply,
-    })
-    .await?;
-    let tasks = parked(rx, wait, s, session)
-        .await
-        .ok_or_else(|| restarted(&args.queue))??;
+    let tasks = match &args.tx {
+        Some(_) if !wait.is_zero() => {
+            return Err(Error::BadRequest(
+                "a claim inside a transaction cannot wait".into(),
+            ))
+        }
+        Some(tx) => claim_within(tx, &args.queue, max, lease, s, session).await?,
+        None => {
+            let rx = ask(s.queues.get(&args.queue), |reply| Claim {
+                session: session.id,
+                lease,
+                max,
+                wait: !wait.is_zero(),
+                reply,
+            })
+            .await?;
+            let tasks = parked(rx, wait, s, session).await;
+            tasks.ok_or_else(|| restarted(&args.queue))??
+        }
+    };
     session.claimed(&args.queue, tasks.iter().map(|t| t.id));
     Ok(Tasks {
         tasks: tasks.iter().map(WireTask::from).collect(),
     })
+}
+
+/// Claims inside a transaction: the tasks stay claimed only if it commits.
+async fn claim_within(
+    tx: &str,
+    queue: &str,
+    max: usize,
+    lease: Lease,
+    s: &Services,
+    session: &Session,
+) -> Result<Vec<Task>, Error> {
+    let (id, origin) = (super::tx::parse(tx)?, s.origin.clone());
+    let claim = async |conn: &deadpool_postgres::Object| {
+        let tasks = postgres::queue::claim_next(conn, queue, max, &lease, &origin).await;
+        Ok((tasks.map_err(store_error)?, None))
+    };
+    session.txs.within(id, claim).await
 }
 
 fn lease(lease_ms: Option<u64>, s: &Services) -> Result<Duration, Error> {
@@ -242,6 +305,7 @@ pub async fn extend(args: ExtendArgs, s: &Services, session: &Session) -> Result
 pub struct CompleteArgs {
     id: String,
     result: Option<Json>,
+    tx: Option<String>,
 }
 
 pub async fn complete(
@@ -250,7 +314,10 @@ pub async fn complete(
     session: &Session,
 ) -> Result<WireTask, Error> {
     let action = Settle::Complete(args.result.map(|r| r.0));
-    let task = settle(&args.id, action, s, session).await?;
+    let task = match &args.tx {
+        None => settle(&args.id, action, s, session).await?,
+        Some(tx) => settle_within(tx, &args.id, action, session).await?,
+    };
     report(s, session, "task_completed", &task);
     Ok(WireTask::from(&task))
 }
@@ -308,9 +375,39 @@ pub async fn release(
     Ok(WireTask::from(&task))
 }
 
+/// Settles inside a transaction (fenced by the claimer and its live lease).
+async fn settle_within(
+    tx: &str,
+    id: &str,
+    action: Settle,
+    session: &Session,
+) -> Result<Task, Error> {
+    let (tx, id) = (super::tx::parse(tx)?, parse_id(id)?);
+    let agent = session.agent.clone();
+    let write = [SettleWrite {
+        id,
+        agent,
+        lease_id: None,
+        action,
+    }];
+    let settle = async |conn: &deadpool_postgres::Object| {
+        let mut outcomes = postgres::queue::settle(conn, &write)
+            .await
+            .map_err(store_error)?;
+        let outcome = outcomes.remove(&id).unwrap_or(Err(Refusal::NotFound));
+        let task = outcome.map_err(|r| QueueError::refused(id, r))?;
+        Ok((task, None))
+    };
+    session.txs.within(tx, settle).await
+}
+
+fn parse_id(id: &str) -> Result<Uuid, Error> {
+    Uuid::parse_str(id).map_err(|_| Error::BadRequest(format!("{id:?} is not a UUID")))
+}
+
 /// Sends a settlement to the task's queue actor; answers after its commit.
 async fn settle(id: &str, action: Settle, s: &Services, session: &Session) -> Result<Task, Error> {
-    let id = Uuid::parse_str(id).map_err(|_| Error::BadRequest(format!("{id:?} is not a UUID")))?;
+    let id = parse_id(id)?;
     let claimed_here = session.queue_of(&id);
     let queue = match &claimed_here {
         Some(q) => q.clone(),

@@ -4,8 +4,10 @@
 
 use super::{check_text, timestamp};
 use crate::error::Error;
+use crate::postgres::{storage, store_error};
 use crate::services::Services;
 use crate::session::Session;
+use ikigai_actors::storage::DocumentError;
 use ikigai_actors::storage::{Document, ListQuery, Page};
 use ikigai_protocol::Json;
 use serde::{Deserialize, Serialize};
@@ -20,6 +22,7 @@ pub struct PutArgs {
     key: String,
     value: Json,
     if_version: Option<i64>,
+    tx: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -30,10 +33,20 @@ pub struct Version {
 pub async fn put(args: PutArgs, s: &Services, session: &Session) -> Result<Version, Error> {
     check_text("key", &args.key, MAX_KEY)?;
     check_version(args.if_version)?;
-    let version = s
-        .documents
-        .put(&session.agent, &args.key, &args.value.0, args.if_version)
-        .await?;
+    let (agent, key, value, expected) = (&session.agent, &args.key, &args.value.0, args.if_version);
+    let version = match &args.tx {
+        None => s.documents.put(agent, key, value, expected).await?,
+        Some(tx) => {
+            let id = super::tx::parse(tx)?;
+            let written = session.txs.within(id, async |conn| {
+                let v = storage::put_in(&***conn, agent, key, value, expected)
+                    .await
+                    .map_err(store_error)?;
+                Ok((v, None))
+            });
+            written.await?.ok_or_else(|| conflict(key, expected))?
+        }
+    };
     Ok(Version { version })
 }
 
@@ -61,6 +74,7 @@ pub async fn get(args: KeyArgs, s: &Services, session: &Session) -> Result<Got, 
 pub struct DeleteArgs {
     key: String,
     if_version: Option<i64>,
+    tx: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -71,11 +85,30 @@ pub struct Deleted {
 pub async fn delete(args: DeleteArgs, s: &Services, session: &Session) -> Result<Deleted, Error> {
     check_text("key", &args.key, MAX_KEY)?;
     check_version(args.if_version)?;
-    let deleted = s
-        .documents
-        .delete(&session.agent, &args.key, args.if_version)
-        .await?;
+    let (agent, key, expected) = (&session.agent, &args.key, args.if_version);
+    let deleted = match &args.tx {
+        None => s.documents.delete(agent, key, expected).await?,
+        Some(tx) => {
+            let id = super::tx::parse(tx)?;
+            let deleted = session.txs.within(id, async |conn| {
+                let d = storage::delete_in(&***conn, agent, key, expected)
+                    .await
+                    .map_err(store_error)?;
+                Ok((d, None))
+            });
+            deleted.await?.ok_or_else(|| conflict(key, expected))?
+        }
+    };
     Ok(Deleted { deleted })
+}
+
+/// A stale `if_version` inside a transaction (outside one, the store reports it).
+fn conflict(key: &str, expected: Option<i64>) -> Error {
+    let key = key.to_owned();
+    Error::Document(DocumentError::Conflict {
+        key,
+        expected: expected.unwrap_or_default(),
+    })
 }
 
 #[derive(Deserialize)]

@@ -6,7 +6,7 @@
 use super::store_error;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Pool, Transaction};
+use deadpool_postgres::{GenericClient, Pool};
 use ikigai_actors::store::{
     AckWrite, AttemptsWrite, MailboxBatch, MailboxCommitted, MailboxCounts, MailboxStore,
     StoreError,
@@ -61,7 +61,7 @@ impl PgMailboxStore {
 
 /// Applies the mailbox writes of a group inside its transaction.
 pub async fn write(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     batch: &MailboxBatch,
 ) -> Result<MailboxCommitted, tokio_postgres::Error> {
     let (sent, acked, ()) = futures::try_join!(
@@ -120,8 +120,8 @@ impl MailboxStore for PgMailboxStore {
     }
 }
 
-async fn insert(
-    tx: &Transaction<'_>,
+pub(crate) async fn insert(
+    tx: &impl GenericClient,
     sends: &[NewMessage],
 ) -> Result<Vec<StoredMessage>, tokio_postgres::Error> {
     if sends.is_empty() {
@@ -157,7 +157,7 @@ async fn insert(
 }
 
 async fn ack(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     acks: &[AckWrite],
 ) -> Result<HashSet<Uuid>, tokio_postgres::Error> {
     if acks.is_empty() {
@@ -175,7 +175,7 @@ async fn ack(
 }
 
 async fn record_attempts(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     writes: &[AttemptsWrite],
 ) -> Result<(), tokio_postgres::Error> {
     if writes.is_empty() {

@@ -6,13 +6,13 @@
 use super::store_error;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Pool, Transaction};
+use deadpool_postgres::{GenericClient, Pool};
 use ikigai_actors::store::{
     ClaimWrite, PushWrite, Pushed, QueueBatch, QueueCommitted, QueueCounts, QueueStore, Refusal,
     Settle, SettleWrite, StoreError, TaskState,
 };
 use ikigai_actors::task::Rank;
-use ikigai_actors::Task;
+use ikigai_actors::{Lease, Task};
 use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -134,7 +134,7 @@ fn settle_set(action: &Settle) -> String {
 
 /// Applies the queue writes of a group inside its transaction.
 pub async fn write(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     batch: &QueueBatch,
     origin: &str,
 ) -> Result<QueueCommitted, tokio_postgres::Error> {
@@ -148,8 +148,8 @@ pub async fn write(
     })
 }
 
-async fn push(
-    tx: &Transaction<'_>,
+pub(crate) async fn push(
+    tx: &impl GenericClient,
     pushes: &[PushWrite],
     origin: &str,
 ) -> Result<Vec<Pushed>, tokio_postgres::Error> {
@@ -211,7 +211,7 @@ async fn push(
 
 /// The pending tasks that pushes not inserted (because of their dedup key) collided with.
 async fn existing_for_dedup(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     pushes: &[PushWrite],
     created: &HashMap<Uuid, Task>,
 ) -> Result<HashMap<(String, String), Task>, tokio_postgres::Error> {
@@ -231,8 +231,8 @@ async fn existing_for_dedup(
         .collect())
 }
 
-async fn claim(
-    tx: &Transaction<'_>,
+pub(crate) async fn claim(
+    tx: &impl GenericClient,
     claims: &[ClaimWrite],
     origin: &str,
 ) -> Result<HashMap<Uuid, Task>, tokio_postgres::Error> {
@@ -250,8 +250,34 @@ async fn claim(
     Ok(by_id(rows))
 }
 
-async fn settle(
-    tx: &Transaction<'_>,
+/// Claims up to `max` of the best claimable tasks of `queue` for `lease` (inside a transaction:
+/// the rows stay locked, and claimed, until it ends).
+pub(crate) async fn claim_next(
+    tx: &impl GenericClient,
+    queue: &str,
+    max: usize,
+    lease: &Lease,
+    origin: &str,
+) -> Result<Vec<Task>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT id FROM task_queue WHERE queue_name = $1 AND {CLAIMABLE} AND {DUE} \
+         ORDER BY priority DESC, created_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED"
+    );
+    let rows = tx.query(&sql, &[&queue, &(max as i64)]).await?;
+    let claims: Vec<ClaimWrite> = rows
+        .iter()
+        .map(|r| ClaimWrite {
+            id: r.get(0),
+            lease: lease.clone(),
+        })
+        .collect();
+    let mut tasks: Vec<Task> = claim(tx, &claims, origin).await?.into_values().collect();
+    tasks.sort_by_key(Task::rank);
+    Ok(tasks)
+}
+
+pub(crate) async fn settle(
+    tx: &impl GenericClient,
     settles: &[SettleWrite],
 ) -> Result<HashMap<Uuid, Result<Task, Refusal>>, tokio_postgres::Error> {
     let mut out = HashMap::new();
@@ -316,7 +342,7 @@ fn settle_args<'a>(group: &[&'a SettleWrite]) -> SettleArgs<'a> {
 
 /// Why settlements changed nothing.
 async fn classify(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     refused: &[&SettleWrite],
 ) -> Result<Vec<(Uuid, Result<Task, Refusal>)>, tokio_postgres::Error> {
     if refused.is_empty() {

@@ -84,6 +84,11 @@ impl Mailboxes {
         Ok(names.len())
     }
 
+    /// Hands a message committed elsewhere (inside a transaction) to its mailbox.
+    pub fn committed(&self, msg: StoredMessage) {
+        self.get(&msg.mailbox).do_send(Appended(msg));
+    }
+
     /// Commits `msg` and hands it to its mailbox; resolves after the commit.
     pub fn send(&self, msg: NewMessage) -> oneshot::Receiver<Result<StoredMessage, MailboxError>> {
         let mailbox = self.get(&msg.mailbox);

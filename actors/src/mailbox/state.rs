@@ -106,10 +106,20 @@ impl MailboxState {
         self.loaded && self.backlog && self.ready.len() <= self.capacity / 2
     }
 
-    /// Takes a freshly committed message. Returns false when it stays in the store only.
+    /// Takes a freshly committed message. Returns false when it stays in the store only (or
+    /// is known already). A message at or below `max_seq` was committed after later ones
+    /// (inside a transaction): it joins the window whatever its size, since pages only read
+    /// above `max_seq`.
     pub fn append(&mut self, msg: StoredMessage) -> bool {
-        if !self.loaded || msg.seq <= self.max_seq {
+        if !self.loaded {
             return false;
+        }
+        if msg.seq <= self.max_seq {
+            let known = self.ready.contains_key(&msg.seq) || self.inflight.contains_key(&msg.id);
+            if !known {
+                self.ready.insert(msg.seq, msg);
+            }
+            return !known;
         }
         if self.backlog || self.ready.len() >= self.capacity {
             self.backlog = true;
@@ -339,6 +349,16 @@ mod tests {
         let now = Instant::now();
         assert_eq!(seqs(&s.take(SessionId::new(), 2, VIS, now)), [1, 2]);
         assert_eq!(seqs(&s.take(SessionId::new(), 5, VIS, now)), [3]);
+    }
+
+    #[test]
+    fn a_message_committed_late_takes_its_place_in_line() {
+        let mut s = loaded(10, [1, 3]);
+        assert!(s.append(msg(2)));
+        assert_eq!(
+            seqs(&s.take(SessionId::new(), 10, VIS, Instant::now())),
+            [1, 2, 3]
+        );
     }
 
     #[test]

@@ -1,0 +1,271 @@
+//! Transactions across services: queue, mailbox and storage writes inside one Postgres
+//! transaction, visible to no one before commit, undone by rollback, by an error inside, by the
+//! connection closing, or by the time limit.
+
+mod support;
+
+use ikigai_client::{ClaimArgs, Client, ErrorCode, Receive};
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::{assert_code, Daemon};
+
+async fn begin(c: &Client) -> String {
+    let reply: Value = c.call("tx.begin", &json!({})).await.unwrap();
+    reply["tx"].as_str().unwrap().to_owned()
+}
+
+fn inbox(mailbox: &str) -> Receive<'_> {
+    Receive {
+        mailbox,
+        max: Some(10),
+        wait_ms: None,
+        visibility_ms: None,
+    }
+}
+
+fn now(queue: &str) -> ClaimArgs<'_> {
+    ClaimArgs {
+        queue,
+        max: Some(10),
+        wait_ms: None,
+        lease_ms: None,
+    }
+}
+
+async fn tasks_in_db(d: &Daemon) -> i64 {
+    d.db.client()
+        .await
+        .query_one("SELECT count(*) FROM task_queue", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_commit_makes_every_write_visible_at_once_and_not_before() {
+    let d = Daemon::start().await;
+    let (alice, bob) = (d.agent("alice").await, d.agent("bob").await);
+    let tx = begin(&alice).await;
+    let _: Value = alice
+        .call(
+            "queue.push",
+            &json!({"queue": "jobs", "payload": 1, "tx": tx}),
+        )
+        .await
+        .unwrap();
+    let _: Value = alice
+        .call(
+            "mailbox.send",
+            &json!({"mailbox": "bob", "payload": "hi", "tx": tx}),
+        )
+        .await
+        .unwrap();
+    let _: Value = alice
+        .call(
+            "storage.put",
+            &json!({"key": "k", "value": {"v": 1}, "tx": tx}),
+        )
+        .await
+        .unwrap();
+
+    assert!(
+        bob.queue_claim(&now("jobs")).await.unwrap().is_empty(),
+        "the task is invisible before commit"
+    );
+    assert!(
+        bob.mailbox_receive(&inbox("bob")).await.unwrap().is_empty(),
+        "so is the message"
+    );
+    assert_eq!(
+        tasks_in_db(&d).await,
+        0,
+        "and Postgres readers see nothing either"
+    );
+
+    let _: Value = alice.call("tx.commit", &json!({"tx": tx})).await.unwrap();
+    assert_eq!(bob.queue_claim(&now("jobs")).await.unwrap().len(), 1);
+    assert_eq!(
+        bob.mailbox_receive(&inbox("bob")).await.unwrap()[0].payload,
+        json!("hi")
+    );
+    let doc: Value = alice
+        .call("storage.get", &json!({"key": "k"}))
+        .await
+        .unwrap();
+    assert_eq!(doc["document"]["value"], json!({"v": 1}));
+}
+
+#[tokio::test]
+async fn a_rollback_undoes_a_claim_a_send_and_a_storage_write() {
+    let d = Daemon::start().await;
+    let (alice, bob) = (d.agent("alice").await, d.agent("bob").await);
+    let id = alice.queue_push("jobs", &json!(1)).await.unwrap();
+    let tx = begin(&alice).await;
+    let claimed: Value = alice
+        .call("queue.claim", &json!({"queue": "jobs", "tx": tx}))
+        .await
+        .unwrap();
+    assert_eq!(claimed["tasks"][0]["id"], json!(id));
+    assert!(
+        bob.queue_claim(&now("jobs")).await.unwrap().is_empty(),
+        "claimed inside the transaction"
+    );
+    let _: Value = alice
+        .call(
+            "mailbox.send",
+            &json!({"mailbox": "bob", "payload": "x", "tx": tx}),
+        )
+        .await
+        .unwrap();
+    let _: Value = alice
+        .call("storage.put", &json!({"key": "k", "value": 1, "tx": tx}))
+        .await
+        .unwrap();
+
+    let _: Value = alice.call("tx.rollback", &json!({"tx": tx})).await.unwrap();
+    assert_eq!(
+        bob.queue_claim(&now("jobs")).await.unwrap()[0].id,
+        id,
+        "claimable again"
+    );
+    assert!(
+        bob.mailbox_receive(&inbox("bob")).await.unwrap().is_empty(),
+        "the message was never sent"
+    );
+    let doc: Value = alice
+        .call("storage.get", &json!({"key": "k"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        doc["document"],
+        Value::Null,
+        "the storage write was rolled back"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_dies_mid_transaction_leaves_the_task_claimable_and_the_message_unsent() {
+    let d = Daemon::start().await;
+    let bob = d.agent("bob").await;
+    let id = bob.queue_push("jobs", &json!(1)).await.unwrap();
+    {
+        let doomed = d.agent("alice").await;
+        let tx = begin(&doomed).await;
+        let _: Value = doomed
+            .call("queue.claim", &json!({"queue": "jobs", "tx": tx}))
+            .await
+            .unwrap();
+        let _: Value = doomed
+            .call(
+                "mailbox.send",
+                &json!({"mailbox": "bob", "payload": "x", "tx": tx}),
+            )
+            .await
+            .unwrap();
+    } // the connection closes, as when the process is killed
+    let mut again = Vec::new();
+    for _ in 0..50 {
+        again = bob.queue_claim(&now("jobs")).await.unwrap();
+        if !again.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(again[0].id, id);
+    assert!(bob.mailbox_receive(&inbox("bob")).await.unwrap().is_empty());
+    let sent: i64 =
+        d.db.client()
+            .await
+            .query_one("SELECT count(*) FROM mailbox", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(sent, 0);
+}
+
+#[tokio::test]
+async fn an_error_inside_the_transaction_undoes_all_of_it() {
+    let d = Daemon::start().await;
+    let alice = d.agent("alice").await;
+    let tx = begin(&alice).await;
+    let _: Value = alice
+        .call(
+            "queue.push",
+            &json!({"queue": "jobs", "payload": 1, "tx": tx}),
+        )
+        .await
+        .unwrap();
+    let missing = uuid::Uuid::new_v4().to_string();
+    let failed = alice
+        .call_value("queue.complete", &json!({"id": missing, "tx": tx}))
+        .await;
+    assert_code(failed, ErrorCode::NotFound);
+    assert_code(
+        alice.call_value("tx.commit", &json!({"tx": tx})).await,
+        ErrorCode::NotFound,
+    );
+    assert_eq!(tasks_in_db(&d).await, 0);
+}
+
+#[tokio::test]
+async fn a_transaction_left_open_past_its_limit_is_rolled_back() {
+    let d = Daemon::start_with("[daemon]\ntx_timeout_ms = 300\n").await;
+    let alice = d.agent("alice").await;
+    let tx = begin(&alice).await;
+    let _: Value = alice
+        .call(
+            "queue.push",
+            &json!({"queue": "jobs", "payload": 1, "tx": tx}),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_code(
+        alice.call_value("tx.commit", &json!({"tx": tx})).await,
+        ErrorCode::NotFound,
+    );
+    assert_eq!(tasks_in_db(&d).await, 0);
+}
+
+#[tokio::test]
+async fn a_task_claimed_and_completed_in_one_transaction_is_done_once_committed() {
+    let d = Daemon::start().await;
+    let alice = d.agent("alice").await;
+    let id = alice.queue_push("jobs", &json!(1)).await.unwrap();
+    let tx = begin(&alice).await;
+    let _: Value = alice
+        .call("queue.claim", &json!({"queue": "jobs", "tx": tx}))
+        .await
+        .unwrap();
+    let _: Value = alice
+        .call(
+            "queue.complete",
+            &json!({"id": id, "result": "ok", "tx": tx}),
+        )
+        .await
+        .unwrap();
+    let _: Value = alice
+        .call(
+            "mailbox.send",
+            &json!({"mailbox": "bob", "payload": {"done": id}, "tx": tx}),
+        )
+        .await
+        .unwrap();
+    let _: Value = alice.call("tx.commit", &json!({"tx": tx})).await.unwrap();
+    let row =
+        d.db.client()
+            .await
+            .query_one(
+                "SELECT completed_at IS NOT NULL, result FROM task_queue WHERE id = $1::text::uuid",
+                &[&id],
+            )
+            .await
+            .unwrap();
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, Value>(1), json!("ok"));
+    let bob = d.agent("bob").await;
+    assert_eq!(
+        bob.mailbox_receive(&inbox("bob")).await.unwrap()[0].payload,
+        json!({"done": id})
+    );
+}
