@@ -8,7 +8,6 @@ use crate::error::Error;
 use crate::postgres::store_error;
 use crate::services::Services;
 use deadpool_postgres::{GenericClient, Object};
-use ikigai_actors::StoredMessage;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -16,13 +15,9 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-/// What a committed transaction does to the in-memory actors.
-pub enum Effect {
-    /// A message sent inside the transaction reaches its mailbox.
-    Sent(StoredMessage),
-    /// A queue's claimable tasks changed inside the transaction: its window reloads.
-    Queue(String),
-}
+/// What a committed transaction then does to the in-memory actors (a message reaches its
+/// mailbox, a queue reloads, a cache entry is set...).
+pub type Effect = Box<dyn FnOnce(&Services)>;
 
 struct Open {
     conn: Object,
@@ -82,6 +77,11 @@ impl Transactions {
                 Err(e)
             }
         }
+    }
+
+    /// Records an effect that needs no SQL (it happens at commit, or never).
+    pub async fn defer(&self, id: Uuid, effect: Effect) -> Result<(), Error> {
+        self.within(id, async |_| Ok(((), Some(effect)))).await
     }
 
     /// Commits transaction `id`; returns what the actors must now learn.

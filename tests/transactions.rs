@@ -269,3 +269,83 @@ async fn a_task_claimed_and_completed_in_one_transaction_is_done_once_committed(
         json!({"done": id})
     );
 }
+
+#[tokio::test]
+async fn acks_failures_and_cache_writes_join_the_transaction_too() {
+    let d = Daemon::start().await;
+    let (alice, bob) = (d.agent("alice").await, d.agent("bob").await);
+    alice.mailbox_send("bob", &json!("read me")).await.unwrap();
+    let msg = bob.mailbox_receive(&inbox("bob")).await.unwrap().remove(0);
+    let task = bob.queue_push("jobs", &json!(1)).await.unwrap();
+    bob.queue_claim(&now("jobs")).await.unwrap();
+
+    let tx = begin(&bob).await;
+    let acked: Value = bob
+        .call(
+            "mailbox.ack",
+            &json!({"mailbox": "bob", "ids": [msg.id], "tx": tx}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(acked["acked"], json!(1));
+    let _: Value = bob
+        .call(
+            "queue.fail",
+            &json!({"id": task, "error": "later", "retry_in_ms": 10, "tx": tx}),
+        )
+        .await
+        .unwrap();
+    let _: Value = bob
+        .call(
+            "cache.set",
+            &json!({"key": "seen", "value": msg.id, "tx": tx}),
+        )
+        .await
+        .unwrap();
+    let before: Value = bob
+        .call("cache.get", &json!({"key": "seen"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        before["value"],
+        Value::Null,
+        "the cache write waits for the commit"
+    );
+    let _: Value = bob.call("tx.commit", &json!({"tx": tx})).await.unwrap();
+
+    let after: Value = bob
+        .call("cache.get", &json!({"key": "seen"}))
+        .await
+        .unwrap();
+    assert_eq!(after["value"], json!(msg.id));
+    let row =
+        d.db.client()
+            .await
+            .query_one(
+                "SELECT read_by FROM mailbox WHERE id = $1::text::uuid",
+                &[&msg.id],
+            )
+            .await
+            .unwrap();
+    assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some("bob"));
+    let retried = bob
+        .queue_claim(&ClaimArgs {
+            queue: "jobs",
+            max: Some(1),
+            wait_ms: Some(3_000),
+            lease_ms: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(retried[0].error.as_deref(), Some("later"));
+    let short = Receive {
+        mailbox: "bob",
+        max: Some(10),
+        wait_ms: None,
+        visibility_ms: Some(1),
+    };
+    assert!(
+        bob.mailbox_receive(&short).await.unwrap().is_empty(),
+        "an acked message never comes back"
+    );
+}

@@ -94,6 +94,8 @@ pub struct SetArgs {
     ttl_ms: Option<u64>,
     #[serde(default)]
     shared: bool,
+    /// Inside a transaction the entry is set when (and only if) it commits.
+    tx: Option<String>,
 }
 
 pub async fn set(args: SetArgs, s: &Services, session: &Session) -> Result<super::Empty, Error> {
@@ -106,7 +108,13 @@ pub async fn set(args: SetArgs, s: &Services, session: &Session) -> Result<super
         value: args.value.0,
         ttl: args.ttl_ms.map(Duration::from_millis),
     };
-    s.cache.send(set).await.map_err(gone)??;
+    match &args.tx {
+        None => s.cache.send(set).await.map_err(gone)??,
+        Some(tx) => {
+            let effect: crate::tx::Effect = Box::new(move |s| s.cache.do_send(set));
+            session.txs.defer(super::tx::parse(tx)?, effect).await?
+        }
+    }
     Ok(super::Empty {})
 }
 

@@ -11,6 +11,7 @@ use crate::session::Session;
 use crate::tx::Effect;
 use chrono::SecondsFormat;
 use ikigai_actors::mailbox::{Ack, MailboxError, Peek, Receive, Stats};
+use ikigai_actors::store::AckWrite;
 use ikigai_actors::{NewMessage, StoredMessage};
 use ikigai_protocol::Json;
 use serde::{Deserialize, Serialize};
@@ -55,7 +56,9 @@ async fn send_within(tx: &str, msg: NewMessage, session: &Session) -> Result<Sto
                 .await
                 .map_err(store_error)?;
             let stored = stored.into_iter().next().ok_or_else(gone)?;
-            Ok((stored.clone(), Some(Effect::Sent(stored))))
+            let reaches = stored.clone();
+            let effect: Effect = Box::new(move |s| s.mailboxes.committed(reaches));
+            Ok((stored, Some(effect)))
         })
         .await
 }
@@ -111,6 +114,7 @@ pub async fn receive(
 pub struct AckArgs {
     mailbox: String,
     ids: Vec<String>,
+    tx: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -135,6 +139,9 @@ pub async fn ack(args: AckArgs, s: &Services, session: &Session) -> Result<Acked
     if ids.is_empty() {
         return Ok(Acked { acked: 0 });
     }
+    if let Some(tx) = &args.tx {
+        return ack_within(tx, args.mailbox, ids, session).await;
+    }
     let rx = ask(s.mailboxes.get(&args.mailbox), |reply| Ack {
         reader: session.agent.clone(),
         ids,
@@ -145,6 +152,38 @@ pub async fn ack(args: AckArgs, s: &Services, session: &Session) -> Result<Acked
         .await
         .map_err(|_| MailboxError::Restarted(args.mailbox.clone()))??;
     Ok(Acked { acked })
+}
+
+/// Marks messages read inside a transaction; the mailbox forgets them at commit.
+async fn ack_within(
+    tx: &str,
+    mailbox: String,
+    ids: Vec<Uuid>,
+    session: &Session,
+) -> Result<Acked, Error> {
+    let writes: Vec<AckWrite> = ids
+        .iter()
+        .map(|&id| AckWrite {
+            id,
+            mailbox: mailbox.clone(),
+            reader: session.agent.clone(),
+            attempts: 0,
+        })
+        .collect();
+    let tx = super::tx::parse(tx)?;
+    let ack = async |conn: &deadpool_postgres::Object| {
+        let acked = postgres::mailbox::ack(conn, &writes)
+            .await
+            .map_err(store_error)?;
+        let effect: Effect = Box::new(move |s| s.mailboxes.forget(&mailbox, ids));
+        Ok((
+            Acked {
+                acked: acked.len() as u64,
+            },
+            Some(effect),
+        ))
+    };
+    session.txs.within(tx, ack).await
 }
 
 #[derive(Deserialize)]

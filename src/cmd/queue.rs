@@ -166,7 +166,9 @@ async fn push_tasks(
             let pushed = postgres::queue::push(conn, &writes, &origin)
                 .await
                 .map_err(store_error)?;
-            Ok((pushed, Some(Effect::Queue(queue.to_owned()))))
+            let queue = queue.to_owned();
+            let effect: Effect = Box::new(move |s| s.queues.changed(&queue));
+            Ok((pushed, Some(effect)))
         })
         .await
 }
@@ -285,6 +287,7 @@ fn lease(lease_ms: Option<u64>, s: &Services) -> Result<Duration, Error> {
 pub struct ExtendArgs {
     id: String,
     lease_ms: u64,
+    tx: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -294,7 +297,14 @@ pub struct Extended {
 
 pub async fn extend(args: ExtendArgs, s: &Services, session: &Session) -> Result<Extended, Error> {
     let duration = lease(Some(args.lease_ms), s)?;
-    let task = settle(&args.id, Settle::Extend(duration), s, session).await?;
+    let task = settle(
+        &args.id,
+        Settle::Extend(duration),
+        args.tx.as_deref(),
+        s,
+        session,
+    )
+    .await?;
     Ok(Extended {
         lease_until: task.lease_until.map(timestamp),
     })
@@ -314,10 +324,7 @@ pub async fn complete(
     session: &Session,
 ) -> Result<WireTask, Error> {
     let action = Settle::Complete(args.result.map(|r| r.0));
-    let task = match &args.tx {
-        None => settle(&args.id, action, s, session).await?,
-        Some(tx) => settle_within(tx, &args.id, action, session).await?,
-    };
+    let task = settle(&args.id, action, args.tx.as_deref(), s, session).await?;
     report(s, session, "task_completed", &task);
     Ok(WireTask::from(&task))
 }
@@ -340,6 +347,7 @@ pub struct FailArgs {
     id: String,
     error: String,
     retry_in_ms: Option<u64>,
+    tx: Option<String>,
 }
 
 pub async fn fail(args: FailArgs, s: &Services, session: &Session) -> Result<WireTask, Error> {
@@ -355,7 +363,7 @@ pub async fn fail(args: FailArgs, s: &Services, session: &Session) -> Result<Wir
         error: args.error,
         retry_in,
     };
-    let task = settle(&args.id, action, s, session).await?;
+    let task = settle(&args.id, action, args.tx.as_deref(), s, session).await?;
     report(s, session, "task_failed", &task);
     Ok(WireTask::from(&task))
 }
@@ -364,6 +372,7 @@ pub async fn fail(args: FailArgs, s: &Services, session: &Session) -> Result<Wir
 #[serde(deny_unknown_fields)]
 pub struct ReleaseArgs {
     id: String,
+    tx: Option<String>,
 }
 
 pub async fn release(
@@ -371,7 +380,7 @@ pub async fn release(
     s: &Services,
     session: &Session,
 ) -> Result<WireTask, Error> {
-    let task = settle(&args.id, Settle::Release, s, session).await?;
+    let task = settle(&args.id, Settle::Release, args.tx.as_deref(), s, session).await?;
     Ok(WireTask::from(&task))
 }
 
@@ -396,7 +405,10 @@ async fn settle_within(
             .map_err(store_error)?;
         let outcome = outcomes.remove(&id).unwrap_or(Err(Refusal::NotFound));
         let task = outcome.map_err(|r| QueueError::refused(id, r))?;
-        Ok((task, None))
+        // The queue forgets any lease it held on the task and reloads (it may be claimable).
+        let queue = task.queue.clone();
+        let effect: Effect = Box::new(move |s| s.queues.settled_elsewhere(&queue, id));
+        Ok((task, Some(effect)))
     };
     session.txs.within(tx, settle).await
 }
@@ -405,8 +417,27 @@ fn parse_id(id: &str) -> Result<Uuid, Error> {
     Uuid::parse_str(id).map_err(|_| Error::BadRequest(format!("{id:?} is not a UUID")))
 }
 
+/// Settles a task: inside transaction `tx` when given, else through its queue actor.
+async fn settle(
+    id: &str,
+    action: Settle,
+    tx: Option<&str>,
+    s: &Services,
+    session: &Session,
+) -> Result<Task, Error> {
+    match tx {
+        Some(tx) => settle_within(tx, id, action, session).await,
+        None => settle_now(id, action, s, session).await,
+    }
+}
+
 /// Sends a settlement to the task's queue actor; answers after its commit.
-async fn settle(id: &str, action: Settle, s: &Services, session: &Session) -> Result<Task, Error> {
+async fn settle_now(
+    id: &str,
+    action: Settle,
+    s: &Services,
+    session: &Session,
+) -> Result<Task, Error> {
     let id = parse_id(id)?;
     let claimed_here = session.queue_of(&id);
     let queue = match &claimed_here {

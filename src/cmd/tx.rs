@@ -5,7 +5,6 @@ use super::Empty;
 use crate::error::Error;
 use crate::services::Services;
 use crate::session::Session;
-use crate::tx::Effect;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -33,10 +32,7 @@ pub struct TxArgs {
 
 pub async fn commit(args: TxArgs, s: &Services, session: &Session) -> Result<Empty, Error> {
     for effect in session.txs.commit(parse(&args.tx)?).await? {
-        match effect {
-            Effect::Sent(msg) => s.mailboxes.committed(msg),
-            Effect::Queue(queue) => s.queues.changed(&queue),
-        }
+        effect(s);
     }
     Ok(Empty {})
 }

@@ -156,7 +156,7 @@ pub(crate) async fn insert(
         .collect())
 }
 
-async fn ack(
+pub(crate) async fn ack(
     tx: &impl GenericClient,
     acks: &[AckWrite],
 ) -> Result<HashSet<Uuid>, tokio_postgres::Error> {

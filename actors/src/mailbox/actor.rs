@@ -70,6 +70,11 @@ pub struct Stats;
 #[rtype(result = "()")]
 pub struct SessionClosed(pub SessionId);
 
+/// Messages acknowledged elsewhere (a committed transaction): never deliver them again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Forget(pub Vec<Uuid>);
+
 /// Makes the actor's logic panic (operators' fault injection, enabled by config).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -373,6 +378,14 @@ impl Handler<SessionClosed> for Mailbox {
             self.record_redelivery(&writes, "connection_closed");
             self.record_attempts(writes);
         }
+    }
+}
+
+impl Handler<Forget> for Mailbox {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forget, ctx: &mut Context<Self>) {
+        let _ = self.guarded(ctx, |s| s.forget(&msg.0));
     }
 }
 

@@ -8,7 +8,9 @@ mod actor;
 mod registry;
 mod state;
 
-pub use actor::{Ack, InjectPanic, Mailbox, MailboxConfig, Peek, Receive, SessionClosed, Stats};
+pub use actor::{
+    Ack, Forget, InjectPanic, Mailbox, MailboxConfig, Peek, Receive, SessionClosed, Stats,
+};
 pub use registry::Mailboxes;
 pub use state::{LiveCounts, MailboxState, ReceiveReply, Waiter};
 

@@ -1,6 +1,6 @@
 //! The directory of mailbox actors: one supervised actor per mailbox, started on first use.
 
-use super::actor::{Appended, Mailbox, MailboxConfig};
+use super::actor::{Appended, Forget, Mailbox, MailboxConfig};
 use super::MailboxError;
 use crate::message::{NewMessage, StoredMessage};
 use crate::persist::{Outcome, Persist, Persister, Write};
@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 /// Starts and finds mailbox actors. Lives on the daemon's actor thread (cheap to clone).
 #[derive(Clone)]
@@ -87,6 +88,13 @@ impl Mailboxes {
     /// Hands a message committed elsewhere (inside a transaction) to its mailbox.
     pub fn committed(&self, msg: StoredMessage) {
         self.get(&msg.mailbox).do_send(Appended(msg));
+    }
+
+    /// Tells a mailbox that `ids` were acknowledged elsewhere (inside a transaction).
+    pub fn forget(&self, mailbox: &str, ids: Vec<Uuid>) {
+        if let Some(addr) = self.running(mailbox) {
+            addr.do_send(Forget(ids));
+        }
     }
 
     /// Commits `msg` and hands it to its mailbox; resolves after the commit.

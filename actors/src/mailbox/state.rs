@@ -284,6 +284,13 @@ impl MailboxState {
         }
     }
 
+    /// `ids` were acknowledged elsewhere (inside a transaction that committed): forget them,
+    /// whether they are in flight or still waiting.
+    pub fn forget(&mut self, ids: &[Uuid]) {
+        self.ack_committed(ids);
+        self.ready.retain(|_, m| !ids.contains(&m.id));
+    }
+
     /// The acknowledgement of `ids` failed: they become deliverable again.
     pub fn ack_failed(&mut self, ids: &[Uuid]) {
         for id in ids {
@@ -410,6 +417,15 @@ mod tests {
         assert!(s.expire(now + VIS * 2).is_empty());
         s.ack_committed(&[got[0].id]);
         assert_eq!(s.counts(), LiveCounts::default());
+    }
+
+    #[test]
+    fn messages_acknowledged_elsewhere_are_forgotten_wherever_they_are() {
+        let mut s = loaded(10, [1, 2, 3]);
+        let got = s.take(SessionId::new(), 1, VIS, Instant::now());
+        s.forget(&[got[0].id, msg(3).id]);
+        assert_eq!(seqs(&s.peek(10)), [2]);
+        assert_eq!(s.counts().in_flight, 0);
     }
 
     #[test]

@@ -77,6 +77,11 @@ pub struct SessionClosed(pub SessionId);
 #[rtype(result = "()")]
 pub struct Refresh;
 
+/// A task was settled elsewhere (inside a committed transaction): forget its lease, reload.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SettledElsewhere(pub Uuid);
+
 /// Live counters.
 #[derive(Message)]
 #[rtype(result = "LiveCounts")]
@@ -589,6 +594,15 @@ impl Handler<Refresh> for Queue {
     type Result = ();
 
     fn handle(&mut self, _: Refresh, ctx: &mut Context<Self>) {
+        self.load(ctx);
+    }
+}
+
+impl Handler<SettledElsewhere> for Queue {
+    type Result = ();
+
+    fn handle(&mut self, msg: SettledElsewhere, ctx: &mut Context<Self>) {
+        let _ = self.guarded(ctx, |s| s.unhold(&msg.0));
         self.load(ctx);
     }
 }

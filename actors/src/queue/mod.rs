@@ -7,7 +7,9 @@ mod actor;
 mod registry;
 mod state;
 
-pub use actor::{Claim, Push, Queue, QueueConfig, Refresh, SessionClosed, SettleTask, Stats};
+pub use actor::{
+    Claim, Push, Queue, QueueConfig, Refresh, SessionClosed, SettleTask, SettledElsewhere, Stats,
+};
 pub use registry::Queues;
 pub use state::{ClaimReply, Held, LiveCounts, QueueState, Waiter};
 

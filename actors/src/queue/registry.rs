@@ -1,6 +1,6 @@
 //! The directory of queue actors: one supervised actor per queue, started on first use.
 
-use super::actor::{Queue, QueueConfig, Refresh};
+use super::actor::{Queue, QueueConfig, Refresh, SettledElsewhere};
 use crate::persist::Persister;
 use crate::store::{QueueStore, StoreError};
 use actix::{Addr, Supervisor};
@@ -68,6 +68,13 @@ impl Queues {
     pub fn changed(&self, queue: &str) {
         if let Some(addr) = self.running(queue) {
             addr.do_send(Refresh);
+        }
+    }
+
+    /// A task of `queue` was settled inside a committed transaction.
+    pub fn settled_elsewhere(&self, queue: &str, id: uuid::Uuid) {
+        if let Some(addr) = self.running(queue) {
+            addr.do_send(SettledElsewhere(id));
         }
     }
 
