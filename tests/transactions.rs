@@ -14,6 +14,14 @@ async fn begin(c: &Client) -> String {
     reply["tx"].as_str().unwrap().to_owned()
 }
 
+/// Runs `op` inside transaction `tx`; it must succeed.
+async fn inside(c: &Client, tx: &str, op: &str, mut args: Value) -> Value {
+    args["tx"] = json!(tx);
+    c.call(op, &args)
+        .await
+        .unwrap_or_else(|e| panic!("{op} inside {tx}: {e}"))
+}
+
 fn inbox(mailbox: &str) -> Receive<'_> {
     Receive {
         mailbox,
@@ -46,27 +54,27 @@ async fn a_commit_makes_every_write_visible_at_once_and_not_before() {
     let d = Daemon::start().await;
     let (alice, bob) = (d.agent("alice").await, d.agent("bob").await);
     let tx = begin(&alice).await;
-    let _: Value = alice
-        .call(
-            "queue.push",
-            &json!({"queue": "jobs", "payload": 1, "tx": tx}),
-        )
-        .await
-        .unwrap();
-    let _: Value = alice
-        .call(
-            "mailbox.send",
-            &json!({"mailbox": "bob", "payload": "hi", "tx": tx}),
-        )
-        .await
-        .unwrap();
-    let _: Value = alice
-        .call(
-            "storage.put",
-            &json!({"key": "k", "value": {"v": 1}, "tx": tx}),
-        )
-        .await
-        .unwrap();
+    let _ = inside(
+        &alice,
+        &tx,
+        "queue.push",
+        json!({"queue": "jobs", "payload": 1}),
+    )
+    .await;
+    let _ = inside(
+        &alice,
+        &tx,
+        "mailbox.send",
+        json!({"mailbox": "bob", "payload": "hi"}),
+    )
+    .await;
+    let _ = inside(
+        &alice,
+        &tx,
+        "storage.put",
+        json!({"key": "k", "value": {"v": 1}}),
+    )
+    .await;
 
     assert!(
         bob.queue_claim(&now("jobs")).await.unwrap().is_empty(),
@@ -82,7 +90,7 @@ async fn a_commit_makes_every_write_visible_at_once_and_not_before() {
         "and Postgres readers see nothing either"
     );
 
-    let _: Value = alice.call("tx.commit", &json!({"tx": tx})).await.unwrap();
+    let _ = inside(&alice, &tx, "tx.commit", json!({})).await;
     assert_eq!(bob.queue_claim(&now("jobs")).await.unwrap().len(), 1);
     assert_eq!(
         bob.mailbox_receive(&inbox("bob")).await.unwrap()[0].payload,
@@ -101,28 +109,22 @@ async fn a_rollback_undoes_a_claim_a_send_and_a_storage_write() {
     let (alice, bob) = (d.agent("alice").await, d.agent("bob").await);
     let id = alice.queue_push("jobs", &json!(1)).await.unwrap();
     let tx = begin(&alice).await;
-    let claimed: Value = alice
-        .call("queue.claim", &json!({"queue": "jobs", "tx": tx}))
-        .await
-        .unwrap();
+    let claimed = inside(&alice, &tx, "queue.claim", json!({"queue": "jobs"})).await;
     assert_eq!(claimed["tasks"][0]["id"], json!(id));
     assert!(
         bob.queue_claim(&now("jobs")).await.unwrap().is_empty(),
         "claimed inside the transaction"
     );
-    let _: Value = alice
-        .call(
-            "mailbox.send",
-            &json!({"mailbox": "bob", "payload": "x", "tx": tx}),
-        )
-        .await
-        .unwrap();
-    let _: Value = alice
-        .call("storage.put", &json!({"key": "k", "value": 1, "tx": tx}))
-        .await
-        .unwrap();
+    let _ = inside(
+        &alice,
+        &tx,
+        "mailbox.send",
+        json!({"mailbox": "bob", "payload": "x"}),
+    )
+    .await;
+    let _ = inside(&alice, &tx, "storage.put", json!({"key": "k", "value": 1})).await;
 
-    let _: Value = alice.call("tx.rollback", &json!({"tx": tx})).await.unwrap();
+    let _ = inside(&alice, &tx, "tx.rollback", json!({})).await;
     assert_eq!(
         bob.queue_claim(&now("jobs")).await.unwrap()[0].id,
         id,
@@ -151,17 +153,14 @@ async fn a_client_that_dies_mid_transaction_leaves_the_task_claimable_and_the_me
     {
         let doomed = d.agent("alice").await;
         let tx = begin(&doomed).await;
-        let _: Value = doomed
-            .call("queue.claim", &json!({"queue": "jobs", "tx": tx}))
-            .await
-            .unwrap();
-        let _: Value = doomed
-            .call(
-                "mailbox.send",
-                &json!({"mailbox": "bob", "payload": "x", "tx": tx}),
-            )
-            .await
-            .unwrap();
+        let _ = inside(&doomed, &tx, "queue.claim", json!({"queue": "jobs"})).await;
+        let _ = inside(
+            &doomed,
+            &tx,
+            "mailbox.send",
+            json!({"mailbox": "bob", "payload": "x"}),
+        )
+        .await;
     } // the connection closes, as when the process is killed
     let mut again = Vec::new();
     for _ in 0..50 {
@@ -188,13 +187,13 @@ async fn an_error_inside_the_transaction_undoes_all_of_it() {
     let d = Daemon::start().await;
     let alice = d.agent("alice").await;
     let tx = begin(&alice).await;
-    let _: Value = alice
-        .call(
-            "queue.push",
-            &json!({"queue": "jobs", "payload": 1, "tx": tx}),
-        )
-        .await
-        .unwrap();
+    let _ = inside(
+        &alice,
+        &tx,
+        "queue.push",
+        json!({"queue": "jobs", "payload": 1}),
+    )
+    .await;
     let missing = uuid::Uuid::new_v4().to_string();
     let failed = alice
         .call_value("queue.complete", &json!({"id": missing, "tx": tx}))
@@ -212,13 +211,13 @@ async fn a_transaction_left_open_past_its_limit_is_rolled_back() {
     let d = Daemon::start_with("[daemon]\ntx_timeout_ms = 300\n").await;
     let alice = d.agent("alice").await;
     let tx = begin(&alice).await;
-    let _: Value = alice
-        .call(
-            "queue.push",
-            &json!({"queue": "jobs", "payload": 1, "tx": tx}),
-        )
-        .await
-        .unwrap();
+    let _ = inside(
+        &alice,
+        &tx,
+        "queue.push",
+        json!({"queue": "jobs", "payload": 1}),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_code(
         alice.call_value("tx.commit", &json!({"tx": tx})).await,
@@ -233,25 +232,22 @@ async fn a_task_claimed_and_completed_in_one_transaction_is_done_once_committed(
     let alice = d.agent("alice").await;
     let id = alice.queue_push("jobs", &json!(1)).await.unwrap();
     let tx = begin(&alice).await;
-    let _: Value = alice
-        .call("queue.claim", &json!({"queue": "jobs", "tx": tx}))
-        .await
-        .unwrap();
-    let _: Value = alice
-        .call(
-            "queue.complete",
-            &json!({"id": id, "result": "ok", "tx": tx}),
-        )
-        .await
-        .unwrap();
-    let _: Value = alice
-        .call(
-            "mailbox.send",
-            &json!({"mailbox": "bob", "payload": {"done": id}, "tx": tx}),
-        )
-        .await
-        .unwrap();
-    let _: Value = alice.call("tx.commit", &json!({"tx": tx})).await.unwrap();
+    let _ = inside(&alice, &tx, "queue.claim", json!({"queue": "jobs"})).await;
+    let _ = inside(
+        &alice,
+        &tx,
+        "queue.complete",
+        json!({"id": id, "result": "ok"}),
+    )
+    .await;
+    let _ = inside(
+        &alice,
+        &tx,
+        "mailbox.send",
+        json!({"mailbox": "bob", "payload": {"done": id}}),
+    )
+    .await;
+    let _ = inside(&alice, &tx, "tx.commit", json!({})).await;
     let row =
         d.db.client()
             .await
@@ -280,28 +276,28 @@ async fn acks_failures_and_cache_writes_join_the_transaction_too() {
     bob.queue_claim(&now("jobs")).await.unwrap();
 
     let tx = begin(&bob).await;
-    let acked: Value = bob
-        .call(
-            "mailbox.ack",
-            &json!({"mailbox": "bob", "ids": [msg.id], "tx": tx}),
-        )
-        .await
-        .unwrap();
+    let acked = inside(
+        &bob,
+        &tx,
+        "mailbox.ack",
+        json!({"mailbox": "bob", "ids": [msg.id]}),
+    )
+    .await;
     assert_eq!(acked["acked"], json!(1));
-    let _: Value = bob
-        .call(
-            "queue.fail",
-            &json!({"id": task, "error": "later", "retry_in_ms": 10, "tx": tx}),
-        )
-        .await
-        .unwrap();
-    let _: Value = bob
-        .call(
-            "cache.set",
-            &json!({"key": "seen", "value": msg.id, "tx": tx}),
-        )
-        .await
-        .unwrap();
+    let _ = inside(
+        &bob,
+        &tx,
+        "queue.fail",
+        json!({"id": task, "error": "later", "retry_in_ms": 10}),
+    )
+    .await;
+    let _ = inside(
+        &bob,
+        &tx,
+        "cache.set",
+        json!({"key": "seen", "value": msg.id}),
+    )
+    .await;
     let before: Value = bob
         .call("cache.get", &json!({"key": "seen"}))
         .await
@@ -311,7 +307,7 @@ async fn acks_failures_and_cache_writes_join_the_transaction_too() {
         Value::Null,
         "the cache write waits for the commit"
     );
-    let _: Value = bob.call("tx.commit", &json!({"tx": tx})).await.unwrap();
+    let _ = inside(&bob, &tx, "tx.commit", json!({})).await;
 
     let after: Value = bob
         .call("cache.get", &json!({"key": "seen"}))
