@@ -15,6 +15,9 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+/// Open transactions per connection: each holds a pooled connection.
+const MAX_OPEN: usize = 2;
+
 /// What a committed transaction then does to the in-memory actors (a message reaches its
 /// mailbox, a queue reloads, a cache entry is set...).
 pub type Effect = Box<dyn FnOnce(&Services)>;
@@ -35,6 +38,10 @@ pub struct Transactions {
 impl Transactions {
     /// Opens a transaction that is rolled back if still open after `limit`.
     pub async fn begin(self: &Rc<Self>, s: &Services, limit: Duration) -> Result<Uuid, Error> {
+        if self.open.borrow().len() >= MAX_OPEN {
+            let message = format!("at most {MAX_OPEN} transactions may be open per connection");
+            return Err(Error::BadRequest(message));
+        }
         let conn = s.pool.get().await.map_err(store_error)?;
         let begin = format!(
             "BEGIN; SELECT set_config('ikigai.origin', '{}', true)",

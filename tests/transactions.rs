@@ -345,3 +345,58 @@ async fn acks_failures_and_cache_writes_join_the_transaction_too() {
         "an acked message never comes back"
     );
 }
+
+#[tokio::test]
+async fn a_transaction_is_its_connections_own_and_limits_are_enforced() {
+    let d = Daemon::start().await;
+    let (alice, mallory) = (d.agent("alice").await, d.agent("mallory").await);
+    let tx = begin(&alice).await;
+    let stolen = mallory.call_value("tx.commit", &json!({"tx": tx})).await;
+    assert_code(stolen, ErrorCode::NotFound);
+    let waiting = json!({"queue": "jobs", "wait_ms": 100, "tx": tx});
+    assert_code(
+        alice.call_value("queue.claim", &waiting).await,
+        ErrorCode::BadRequest,
+    );
+    let _second = begin(&alice).await;
+    assert_code(
+        alice.call_value("tx.begin", &json!({})).await,
+        ErrorCode::BadRequest,
+    );
+    let _ = inside(&alice, &tx, "cache.set", json!({"key": "k", "value": 1})).await;
+    let _ = inside(&alice, &tx, "tx.rollback", json!({})).await;
+    let got: Value = alice.call("cache.get", &json!({"key": "k"})).await.unwrap();
+    assert_eq!(
+        got["value"],
+        Value::Null,
+        "a rolled-back cache.set never happens"
+    );
+}
+
+#[tokio::test]
+async fn a_storage_conflict_inside_a_transaction_undoes_all_of_it() {
+    let d = Daemon::start().await;
+    let alice = d.agent("alice").await;
+    let _: Value = alice
+        .call("storage.put", &json!({"key": "k", "value": 1}))
+        .await
+        .unwrap();
+    let tx = begin(&alice).await;
+    let _ = inside(
+        &alice,
+        &tx,
+        "queue.push",
+        json!({"queue": "jobs", "payload": 1}),
+    )
+    .await;
+    let stale = json!({"key": "k", "value": 2, "if_version": 7, "tx": tx});
+    assert_code(
+        alice.call_value("storage.put", &stale).await,
+        ErrorCode::Conflict,
+    );
+    assert_code(
+        alice.call_value("tx.commit", &json!({"tx": tx})).await,
+        ErrorCode::NotFound,
+    );
+    assert_eq!(tasks_in_db(&d).await, 0);
+}

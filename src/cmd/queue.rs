@@ -325,12 +325,19 @@ pub async fn complete(
 ) -> Result<WireTask, Error> {
     let action = Settle::Complete(args.result.map(|r| r.0));
     let task = settle(&args.id, action, args.tx.as_deref(), s, session).await?;
-    report(s, session, "task_completed", &task);
+    report(s, session, args.tx.as_deref(), "task_completed", &task).await?;
     Ok(WireTask::from(&task))
 }
 
-/// Records a task's outcome as a telemetry event of the agent that settled it.
-fn report(s: &Services, session: &Session, event_type: &str, task: &Task) {
+/// Records a task's outcome as a telemetry event of the agent that settled it (inside a
+/// transaction: when it commits).
+async fn report(
+    s: &Services,
+    session: &Session,
+    tx: Option<&str>,
+    event_type: &'static str,
+    task: &Task,
+) -> Result<(), Error> {
     let payload = serde_json::json!({
         "task_id": task.id.to_string(),
         "queue": task.queue,
@@ -338,7 +345,15 @@ fn report(s: &Services, session: &Session, event_type: &str, task: &Task) {
         "error": task.error,
         "dead": task.failed_at.is_some(),
     });
-    s.telemetry.record(&session.agent, event_type, payload);
+    let agent = session.agent.clone();
+    match tx {
+        None => s.telemetry.record(&agent, event_type, payload),
+        Some(tx) => {
+            let effect: Effect = Box::new(move |s| s.telemetry.record(&agent, event_type, payload));
+            session.txs.defer(super::tx::parse(tx)?, effect).await?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -364,7 +379,7 @@ pub async fn fail(args: FailArgs, s: &Services, session: &Session) -> Result<Wir
         retry_in,
     };
     let task = settle(&args.id, action, args.tx.as_deref(), s, session).await?;
-    report(s, session, "task_failed", &task);
+    report(s, session, args.tx.as_deref(), "task_failed", &task).await?;
     Ok(WireTask::from(&task))
 }
 

@@ -42,9 +42,10 @@ pub async fn put(args: PutArgs, s: &Services, session: &Session) -> Result<Versi
                 let v = storage::put_in(&***conn, agent, key, value, expected)
                     .await
                     .map_err(store_error)?;
-                Ok((v, None))
+                // A conflict is an error inside the transaction: it undoes all of it.
+                Ok((v.ok_or_else(|| conflict(key, expected))?, None))
             });
-            written.await?.ok_or_else(|| conflict(key, expected))?
+            written.await?
         }
     };
     Ok(Version { version })
@@ -94,9 +95,9 @@ pub async fn delete(args: DeleteArgs, s: &Services, session: &Session) -> Result
                 let d = storage::delete_in(&***conn, agent, key, expected)
                     .await
                     .map_err(store_error)?;
-                Ok((d, None))
+                Ok((d.ok_or_else(|| conflict(key, expected))?, None))
             });
-            deleted.await?.ok_or_else(|| conflict(key, expected))?
+            deleted.await?
         }
     };
     Ok(Deleted { deleted })
