@@ -289,13 +289,7 @@ async fn payloads_without_a_json_form_are_refused_and_nothing_is_stored() {
     assert_code(binary, ErrorCode::BadRequest);
     let nul = alice.mailbox_send("bob", &json!({"s": "a\u{0}b"})).await;
     assert_code(nul, ErrorCode::BadRequest);
-    let count: i64 =
-        d.db.client()
-            .await
-            .query_one("SELECT count(*) FROM mailbox", &[])
-            .await
-            .unwrap()
-            .get(0);
+    let count: i64 = d.db.count("SELECT count(*) FROM mailbox").await;
     assert_eq!(count, 0);
     // The connection is still usable.
     alice.mailbox_send("bob", &json!("fine")).await.unwrap();

@@ -572,12 +572,6 @@ async fn push_arguments_are_checked_and_bad_ones_store_nothing() {
         c.call_value("queue.push", &nan).await,
         ErrorCode::BadRequest,
     );
-    let stored: i64 =
-        d.db.client()
-            .await
-            .query_one("SELECT count(*) FROM task_queue", &[])
-            .await
-            .unwrap()
-            .get(0);
+    let stored: i64 = d.db.count("SELECT count(*) FROM task_queue").await;
     assert_eq!(stored, 0);
 }

@@ -41,12 +41,7 @@ fn now(queue: &str) -> ClaimArgs<'_> {
 }
 
 async fn tasks_in_db(d: &Daemon) -> i64 {
-    d.db.client()
-        .await
-        .query_one("SELECT count(*) FROM task_queue", &[])
-        .await
-        .unwrap()
-        .get(0)
+    d.db.count("SELECT count(*) FROM task_queue").await
 }
 
 #[tokio::test]
@@ -172,13 +167,7 @@ async fn a_client_that_dies_mid_transaction_leaves_the_task_claimable_and_the_me
     }
     assert_eq!(again[0].id, id);
     assert!(bob.mailbox_receive(&inbox("bob")).await.unwrap().is_empty());
-    let sent: i64 =
-        d.db.client()
-            .await
-            .query_one("SELECT count(*) FROM mailbox", &[])
-            .await
-            .unwrap()
-            .get(0);
+    let sent: i64 = d.db.count("SELECT count(*) FROM mailbox").await;
     assert_eq!(sent, 0);
 }
 

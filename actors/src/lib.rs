@@ -8,6 +8,7 @@
 //! Nothing here knows about sockets, frames or SQL.
 
 pub mod cache;
+pub mod directory;
 pub mod mailbox;
 pub mod message;
 pub mod persist;

@@ -56,6 +56,12 @@ impl TestDb {
         tokio::spawn(conn);
         client
     }
+
+    /// The single number a query returns (a `count(*)`, mostly).
+    pub async fn count(&self, sql: &str) -> i64 {
+        let row = self.client().await.query_one(sql, &[]).await;
+        row.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+    }
 }
 
 impl Drop for TestDb {

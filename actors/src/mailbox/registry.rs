@@ -2,13 +2,12 @@
 
 use super::actor::{Appended, Forget, Mailbox, MailboxConfig};
 use super::MailboxError;
+use crate::directory::Directory;
 use crate::message::{NewMessage, StoredMessage};
 use crate::persist::{Outcome, Persist, Persister, Write};
 use crate::store::{MailboxStore, StoreError};
 use crate::telemetry::Telemetry;
-use actix::{Addr, Supervisor};
-use std::cell::RefCell;
-use std::collections::HashMap;
+use actix::Addr;
 use std::rc::Rc;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -21,11 +20,9 @@ pub struct Mailboxes {
 }
 
 struct Inner {
-    actors: RefCell<HashMap<String, Addr<Mailbox>>>,
+    actors: Directory<Mailbox>,
     store: Arc<dyn MailboxStore>,
     persister: Addr<Persister>,
-    config: MailboxConfig,
-    telemetry: Telemetry,
 }
 
 impl Mailboxes {
@@ -35,45 +32,35 @@ impl Mailboxes {
         config: MailboxConfig,
         telemetry: Telemetry,
     ) -> Self {
+        let make = {
+            let (store, persister) = (store.clone(), persister.clone());
+            move |name| {
+                let mailbox = Mailbox::new(name, store.clone(), persister.clone(), config.clone());
+                mailbox.with_telemetry(telemetry.clone())
+            }
+        };
         Mailboxes {
             inner: Rc::new(Inner {
-                actors: RefCell::new(HashMap::new()),
+                actors: Directory::new(make),
                 store,
                 persister,
-                config,
-                telemetry,
             }),
         }
     }
 
     /// The actor of `name`, started (and loading from storage) if it was not running.
     pub fn get(&self, name: &str) -> Addr<Mailbox> {
-        if let Some(addr) = self.inner.actors.borrow().get(name) {
-            return addr.clone();
-        }
-        let inner = &self.inner;
-        let (store, persister) = (inner.store.clone(), inner.persister.clone());
-        let (owned, config) = (name.to_owned(), inner.config.clone());
-        let telemetry = inner.telemetry.clone();
-        let addr = Supervisor::start(move |_| {
-            Mailbox::new(owned, store, persister, config).with_telemetry(telemetry)
-        });
-        inner
-            .actors
-            .borrow_mut()
-            .insert(name.to_owned(), addr.clone());
-        addr
+        self.inner.actors.get(name)
     }
 
     /// The actor of `name` if it is running.
     pub fn running(&self, name: &str) -> Option<Addr<Mailbox>> {
-        self.inner.actors.borrow().get(name).cloned()
+        self.inner.actors.running(name)
     }
 
     /// Every running mailbox actor.
     pub fn all(&self) -> Vec<(String, Addr<Mailbox>)> {
-        let actors = self.inner.actors.borrow();
-        actors.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.inner.actors.all()
     }
 
     /// Starts an actor for every mailbox that holds unread messages (daemon start-up replay).

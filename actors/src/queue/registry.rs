@@ -1,11 +1,10 @@
 //! The directory of queue actors: one supervised actor per queue, started on first use.
 
 use super::actor::{Queue, QueueConfig, Refresh, SettledElsewhere};
+use crate::directory::Directory;
 use crate::persist::Persister;
 use crate::store::{QueueStore, StoreError};
-use actix::{Addr, Supervisor};
-use std::cell::RefCell;
-use std::collections::HashMap;
+use actix::Addr;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -16,10 +15,8 @@ pub struct Queues {
 }
 
 struct Inner {
-    actors: RefCell<HashMap<String, Addr<Queue>>>,
+    actors: Directory<Queue>,
     store: Arc<dyn QueueStore>,
-    persister: Addr<Persister>,
-    config: QueueConfig,
 }
 
 impl Queues {
@@ -28,40 +25,36 @@ impl Queues {
         persister: Addr<Persister>,
         config: QueueConfig,
     ) -> Self {
+        let make = {
+            let store = store.clone();
+            move |name| Queue::new(name, store.clone(), persister.clone(), config.clone())
+        };
         Queues {
             inner: Rc::new(Inner {
-                actors: RefCell::new(HashMap::new()),
+                actors: Directory::new(make),
                 store,
-                persister,
-                config,
             }),
         }
     }
 
     /// The actor of `name`, started (and loading from storage) if it was not running.
     pub fn get(&self, name: &str) -> Addr<Queue> {
-        if let Some(addr) = self.inner.actors.borrow().get(name) {
-            return addr.clone();
-        }
-        let inner = &self.inner;
-        let (store, persister) = (inner.store.clone(), inner.persister.clone());
-        let (owned, config) = (name.to_owned(), inner.config.clone());
-        let addr = Supervisor::start(move |_| Queue::new(owned, store, persister, config));
-        inner
-            .actors
-            .borrow_mut()
-            .insert(name.to_owned(), addr.clone());
-        addr
+        self.inner.actors.get(name)
     }
 
     /// The actor of `name` if it is running.
     pub fn running(&self, name: &str) -> Option<Addr<Queue>> {
-        self.inner.actors.borrow().get(name).cloned()
+        self.inner.actors.running(name)
     }
 
     /// Every running queue actor.
     pub fn all(&self) -> Vec<Addr<Queue>> {
-        self.inner.actors.borrow().values().cloned().collect()
+        self.inner
+            .actors
+            .all()
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect()
     }
 
     /// Storage changed for `queue` behind our back: its actor (if running) reloads.
