@@ -29,6 +29,7 @@ use thiserror::Error;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
+use uuid::Uuid;
 
 /// Where the daemon runs and which configuration file it was told to use.
 #[derive(Debug, Clone)]
@@ -48,7 +49,7 @@ pub enum StartError {
     Db(#[from] DbError),
     #[error("identities: {0}")]
     Identity(#[from] IdentityError),
-    #[error("replaying mailboxes: {0}")]
+    #[error("replaying queues: {0}")]
     Replay(#[from] StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -86,9 +87,11 @@ async fn serve(
     let loaded =
         serde_json::json!({"config": config.source, "root": root.dir().display().to_string()});
     telemetry.record(DAEMON_AGENT, "config_loaded", loaded);
-    let store: Arc<dyn MailboxStore> = Arc::new(PgMailboxStore::new(db.pool.clone()));
+    let store: Arc<dyn MailboxStore> =
+        Arc::new(PgMailboxStore::new(db.pool.clone(), origin.clone()));
     let mailbox_config = MailboxConfig {
         max_buffered: config.mailboxes.max_buffered,
+        lease: config.mailboxes.lease,
         ..MailboxConfig::default()
     };
     let mailboxes = Mailboxes::new(
@@ -97,7 +100,6 @@ async fn serve(
         mailbox_config,
         telemetry.clone(),
     );
-    let replayed = mailboxes.replay().await?;
     let queue_config = QueueConfig {
         window: config.queues.window,
         ..QueueConfig::default()
@@ -114,6 +116,10 @@ async fn serve(
         queues.clone(),
         origin.clone(),
     ));
+    tokio::task::spawn_local(follow_mailbox_notifications(
+        listener.clone(),
+        mailboxes.clone(),
+    ));
     tokio::task::spawn_local(sweep_leases(queues.clone(), config.queues.sweep));
     let cache_config = CacheConfig {
         max_bytes: config.cache.max_bytes,
@@ -128,7 +134,7 @@ async fn serve(
         pool: db.pool.clone(),
         origin: Rc::from(origin.as_str()),
         config: Rc::new(config),
-        mailboxes,
+        mailboxes: mailboxes.clone(),
         mailbox_store: store,
         queues,
         identities,
@@ -150,7 +156,6 @@ async fn serve(
     let listener = tokio::net::UnixListener::from_std(listener)?;
     info!(
         socket = %root.socket().display(),
-        mailboxes_replayed = replayed,
         queues_replayed,
         "listening"
     );
@@ -164,6 +169,7 @@ async fn serve(
             "in-flight requests did not finish in time"
         );
     }
+    mailboxes.release_all().await;
     let (flushed, done) = oneshot::channel();
     persister.do_send(Flush(flushed));
     let _ = done.await;
@@ -197,6 +203,33 @@ async fn follow_task_notifications(listener: Listener, queues: Queues, origin: S
         }
     }
 }
+
+/// Hands a mailbox served here the messages other writers committed for it, and lets
+/// receivers waiting here take a mailbox another daemon gave up (see `schema.sql`).
+async fn follow_mailbox_notifications(listener: Listener, mailboxes: Mailboxes) {
+    let mut events = listener.subscribe(MAILBOX_CHANNEL);
+    while let Some(event) = events.recv().await {
+        let payload = match event {
+            Event::Notify(payload) => payload,
+            Event::Resync => {
+                mailboxes.resync();
+                continue;
+            }
+        };
+        let mut lines = payload.lines();
+        match (lines.next(), lines.next()) {
+            (Some("released"), Some(mailbox)) => mailboxes.released(mailbox),
+            (Some("sent"), Some(mailbox)) => {
+                let ids: Option<Vec<Uuid>> = lines.map(|l| l.parse().ok()).collect();
+                mailboxes.foreign(mailbox, ids);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The channel `schema.sql`'s mailbox trigger (and a daemon giving up a mailbox) notifies.
+const MAILBOX_CHANNEL: &str = "ikigai_mailbox";
 
 /// The channel `schema.sql`'s trigger notifies when tasks become claimable.
 const TASK_CHANNEL: &str = "ikigai_task_queue";
