@@ -1,13 +1,15 @@
 //! Start-up and shutdown of `ikigai-daemon`: lock the root, load the configuration, open the
-//! database, start the actors and replay what is pending, serve the socket, and on SIGTERM or
-//! SIGINT stop accepting, finish in-flight requests, flush persistence and remove the socket.
+//! database, start the actors and replay what is pending, serve the socket, start the deployed
+//! agents, and on SIGTERM or SIGINT stop accepting, finish in-flight requests, stop the agents
+//! (TERM, then KILL after each one's grace), flush persistence and remove the socket.
 
+use crate::agents::Agents;
 use crate::config::{Config, ConfigError};
 use crate::identity::{Identities, IdentityError};
 use crate::postgres::listen::{Event, Listener};
 use crate::postgres::{
     Database, DbError, PgCacheStore, PgDocumentStore, PgJournal, PgMailboxStore, PgPubSub,
-    PgQueueStore, PgTelemetrySink,
+    PgQueueStore, PgRegistryStore, PgTelemetrySink,
 };
 use crate::root::{Root, RootError, RootLock};
 use crate::server;
@@ -122,6 +124,13 @@ async fn serve(
     let cache_store = Arc::new(PgCacheStore::new(db.pool.clone()));
     let cache = Cache::start(cache_store, cache_config, telemetry.clone());
     let pubsub = Hub::start(Arc::new(PgPubSub::new(db.pool.clone(), listener)));
+    let agents = Agents::new(
+        Arc::new(PgRegistryStore::new(db.pool.clone())),
+        identities.clone(),
+        telemetry.clone(),
+        root,
+        origin.clone(),
+    );
     let (trigger, shutdown) = Shutdown::new();
     let grace = config.daemon.shutdown_grace;
     let services = Services {
@@ -132,6 +141,7 @@ async fn serve(
         mailbox_store: store,
         queues,
         identities,
+        agents: agents.clone(),
         telemetry: telemetry.clone(),
         telemetry_sink,
         documents: Arc::new(PgDocumentStore::new(db.pool.clone())),
@@ -155,6 +165,9 @@ async fn serve(
         "listening"
     );
     let server = tokio::task::spawn_local(server::run(listener, services));
+    // Agents start once the socket they connect to is served.
+    let agents_replayed = agents.replay().await?;
+    info!(agents_replayed, "agents replayed");
     let signal = wait_for_signal().await?;
     info!(signal, "shutting down: finishing in-flight requests");
     trigger.trigger();
@@ -164,6 +177,8 @@ async fn serve(
             "in-flight requests did not finish in time"
         );
     }
+    info!("stopping agents");
+    agents.shutdown().await;
     let (flushed, done) = oneshot::channel();
     persister.do_send(Flush(flushed));
     let _ = done.await;
