@@ -11,16 +11,18 @@
 use super::deploy::{self, Staged};
 use super::process::{self, Ended, Launch, Running};
 use super::state::{Decision, Exit, Supervision};
-use super::store::{Entry, Status};
+use super::store::{Entry, ProcessId, Status};
 use super::{AgentError, Shared};
 use crate::manifest::Manifest;
 use actix::prelude::*;
+use futures::future::LocalBoxFuture;
+use ikigai_actors::store::StoreError;
 use ikigai_actors::supervise::{contain, retry_delay};
 use serde_json::json;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 /// What an operator (or another agent) asks of an agent.
@@ -87,6 +89,9 @@ pub struct AgentActor {
     /// The daemon is shutting down: nothing is started any more.
     down: bool,
     load_failures: u32,
+    /// This agent's registry writes, applied one at a time in order (`ctx.wait` would not do:
+    /// it runs the most recently added future first).
+    writes: Writes,
 }
 
 impl AgentActor {
@@ -105,6 +110,7 @@ impl AgentActor {
             hung: false,
             down: false,
             load_failures: 0,
+            writes: writer(),
         }
     }
 
@@ -234,7 +240,7 @@ impl AgentActor {
             watcher,
         });
         self.arm_hang_timer(ctx);
-        self.save_process(Some(id), ctx);
+        self.save_process(Some(id));
     }
 
     fn exited(&mut self, generation: u64, end: Ended, ctx: &mut Context<Self>) {
@@ -264,7 +270,7 @@ impl AgentActor {
 
     /// Applies the restart rules to an exit (or a failed start).
     fn after_exit(&mut self, end: Ended, ctx: &mut Context<Self>) {
-        self.save_process(None, ctx);
+        self.save_process(None);
         if self.down || self.status != Status::Running {
             return;
         }
@@ -282,7 +288,7 @@ impl AgentActor {
                 );
                 self.pending = Some(ctx.run_later(delay, |act, ctx| act.launch(ctx)));
             }
-            Decision::Stop => self.set_status(Status::Stopped, ctx),
+            Decision::Stop => self.set_status(Status::Stopped),
             Decision::Fail => {
                 warn!(agent = %self.name, max, window, "agent restarted too often; marked failed");
                 let message = format!(
@@ -290,7 +296,7 @@ impl AgentActor {
                     self.name
                 );
                 self.record("error", json!({"message": message, "kind": "crash_loop"}));
-                self.set_status(Status::Failed, ctx);
+                self.set_status(Status::Failed);
             }
         }
     }
@@ -353,7 +359,7 @@ impl AgentActor {
             if let Some(end) = end {
                 act.hung = false;
                 act.record_exit(end);
-                act.save_process(None, ctx);
+                act.save_process(None);
             }
             then(act, ctx, out);
         }));
@@ -366,27 +372,27 @@ impl AgentActor {
         ctx: &mut Context<Self>,
     ) {
         if self.deployed.is_none() && !matches!(op, Op::Deploy(_) | Op::Shutdown) {
-            let _ = reply.send(Err(AgentError::NotDeployed(self.name.clone())));
+            self.answer(reply, Err(AgentError::NotDeployed(self.name.clone())));
             return;
         }
         match op {
             Op::Start => {
                 self.run(ctx);
-                let _ = reply.send(Ok(()));
+                self.answer(reply, Ok(()));
             }
             Op::Stop => {
-                self.set_status(Status::Stopped, ctx);
-                self.after_stopping(ctx, async {}, |_, _, ()| drop(reply.send(Ok(()))));
+                self.set_status(Status::Stopped);
+                self.after_stopping(ctx, async {}, |act, _, ()| act.answer(reply, Ok(())));
             }
             Op::Restart => self.after_stopping(ctx, async {}, |act, ctx, ()| {
                 act.run(ctx);
-                let _ = reply.send(Ok(()));
+                act.answer(reply, Ok(()));
             }),
             Op::Deploy(deployment) => self.deploy(deployment, reply, ctx),
             Op::Undeploy => self.undeploy(reply, ctx),
             Op::Shutdown => {
                 self.down = true;
-                self.after_stopping(ctx, async {}, |_, _, ()| drop(reply.send(Ok(()))));
+                self.after_stopping(ctx, async {}, |act, _, ()| act.answer(reply, Ok(())));
             }
         }
     }
@@ -396,7 +402,7 @@ impl AgentActor {
         if let Some((_, supervision)) = &mut self.deployed {
             supervision.reset();
         }
-        self.set_status(Status::Running, ctx);
+        self.set_status(Status::Running);
         if self.process.is_none() && self.pending.is_none() {
             self.launch(ctx);
         }
@@ -412,7 +418,7 @@ impl AgentActor {
         let (store, owner) = (self.shared.store.clone(), self.shared.owner.clone());
         let services = self.shared.services.clone();
         let value = serde_json::to_value(&manifest).expect("a manifest serializes");
-        let m = manifest.clone();
+        let (m, writes) = (manifest.clone(), self.writes.clone());
         let work = async move {
             let installed = match staged {
                 Some(staged) => Some(deploy::install(&services, &m.name, staged)?),
@@ -421,14 +427,17 @@ impl AgentActor {
                     None
                 }
             };
-            let recorded = store.deploy(&m.name, &m.version, &value, &owner).await;
+            let recorded = queued(&writes, async move {
+                store.deploy(&m.name, &m.version, &value, &owner).await
+            })
+            .await;
             if let Some(installed) = installed {
                 match recorded {
                     Ok(()) => installed.commit(),
                     Err(_) => installed.rollback(),
                 }
             }
-            Ok(recorded?)
+            recorded
         };
         self.after_stopping(
             ctx,
@@ -445,7 +454,7 @@ impl AgentActor {
                 if act.status == Status::Running {
                     act.launch(ctx);
                 }
-                let _ = reply.send(result);
+                act.answer(reply, result);
             },
         );
     }
@@ -458,8 +467,10 @@ impl AgentActor {
         self.status = Status::Stopped;
         let (store, identities) = (self.shared.store.clone(), self.shared.identities.clone());
         let (name, dir) = (self.name.clone(), self.shared.services.join(&self.name));
+        let writes = self.writes.clone();
         let work = async move {
-            store.remove(&name).await?;
+            let removed = name.clone();
+            queued(&writes, async move { store.remove(&removed).await }).await?;
             identities.revoke(&name).await?;
             let _ = std::fs::remove_dir_all(&dir);
             Ok(())
@@ -471,32 +482,41 @@ impl AgentActor {
                 act.deployed = None;
                 act.token = None;
             }
+            act.answer(reply, result);
+        });
+    }
+
+    /// Answers a command once the registry writes it made are done, so that a reader who got
+    /// the answer sees them.
+    fn answer(
+        &self,
+        reply: oneshot::Sender<Result<(), AgentError>>,
+        result: Result<(), AgentError>,
+    ) {
+        let written = queued(&self.writes, async { Ok(()) });
+        tokio::task::spawn_local(async move {
+            let _ = written.await;
             let _ = reply.send(result);
         });
     }
 
-    fn set_status(&mut self, status: Status, ctx: &mut Context<Self>) {
+    fn set_status(&mut self, status: Status) {
         self.status = status;
         let (store, name) = (self.shared.store.clone(), self.name.clone());
-        self.save(ctx, async move { store.set_status(&name, status).await });
+        self.save(async move { store.set_status(&name, status).await });
     }
 
-    fn save_process(&mut self, process: Option<super::store::ProcessId>, ctx: &mut Context<Self>) {
+    fn save_process(&self, process: Option<ProcessId>) {
         let (store, name, restarts) = (self.shared.store.clone(), self.name.clone(), self.restarts);
-        self.save(ctx, async move {
-            store.set_process(&name, process, restarts).await
-        });
+        self.save(async move { store.set_process(&name, process, restarts).await });
     }
 
-    /// Runs a registry write before the actor's next message, so writes land in order.
-    fn save(
-        &mut self,
-        ctx: &mut Context<Self>,
-        write: impl Future<Output = Result<(), ikigai_actors::store::StoreError>> + 'static,
-    ) {
-        ctx.wait(write.into_actor(self).map(|result, act, _| {
-            if let Err(e) = result {
-                warn!(agent = %act.name, error = %e, "registry write failed");
+    /// Queues a registry write; it runs after every write queued before it.
+    fn save(&self, write: impl Future<Output = Result<(), StoreError>> + 'static) {
+        let name = self.name.clone();
+        let _ = self.writes.send(Box::pin(async move {
+            if let Err(e) = write.await {
+                warn!(agent = %name, error = %e, "registry write failed");
             }
         }));
     }
@@ -563,4 +583,35 @@ fn cancel(handle: Option<SpawnHandle>, ctx: &mut Context<AgentActor>) {
     if let Some(handle) = handle {
         ctx.cancel_future(handle);
     }
+}
+
+/// One agent's queue of registry writes.
+type Writes = mpsc::UnboundedSender<LocalBoxFuture<'static, ()>>;
+
+/// Queues a registry write on `writes` and returns its outcome.
+fn queued<T: 'static>(
+    writes: &Writes,
+    write: impl Future<Output = Result<T, StoreError>> + 'static,
+) -> impl Future<Output = Result<T, AgentError>> {
+    let (done, outcome) = oneshot::channel();
+    let _ = writes.send(Box::pin(async move {
+        let _ = done.send(write.await);
+    }));
+    async move {
+        outcome
+            .await
+            .map_err(|_| AgentError::Gone)?
+            .map_err(Into::into)
+    }
+}
+
+/// Starts the task that applies one agent's registry writes in order.
+fn writer() -> Writes {
+    let (writes, mut queue) = mpsc::unbounded_channel::<LocalBoxFuture<'static, ()>>();
+    tokio::task::spawn_local(async move {
+        while let Some(write) = queue.recv().await {
+            write.await;
+        }
+    });
+    writes
 }
