@@ -493,3 +493,80 @@ async fn a_heartbeat_needs_a_deployed_agent() {
         ErrorCode::NotFound,
     );
 }
+
+#[tokio::test]
+async fn a_daemon_supervises_only_the_agents_deployed_in_its_root() {
+    let mut d = Daemon::start().await;
+    d.deploy(&AgentDir::script("mine", SLEEPER, json!({})));
+    let pid = d.agent_pid("mine", None).await;
+    let mut other = d.beside().await;
+    let admin = other.admin().await;
+
+    let listed: Value = admin.call("agents.list", &json!({})).await.unwrap();
+    assert_eq!(
+        listed["agents"][0]["name"], "mine",
+        "the registry is shared"
+    );
+    let stop = admin
+        .call_value("agents.stop", &json!({"name": "mine"}))
+        .await;
+    assert_code(stop, ErrorCode::Conflict);
+    let out = other.cli(&[
+        "deploy",
+        AgentDir::script("mine", SLEEPER, json!({}))
+            .path()
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(
+        !out.status.success(),
+        "a name supervised elsewhere is not taken over"
+    );
+
+    other.kill9();
+    other.restart().await;
+    d.kill9();
+    d.restart().await;
+    wait_until("mine is adopted by its own daemon", LONG, || async {
+        count(&d, "mine", "agent_adopted").await == 1
+    })
+    .await;
+    assert_eq!(processes_in(&d.service_dir("mine")), vec![pid]);
+    assert!(!other.service_dir("mine").exists());
+}
+
+#[tokio::test]
+async fn operators_list_stop_start_and_read_the_logs_of_agents_from_the_cli() {
+    let d = Daemon::start().await;
+    let script = "echo hello from talker\necho oops >&2\nexec sleep 1000";
+    d.deploy(&AgentDir::script("talker", script, json!({})));
+    d.agent_pid("talker", None).await;
+    let stdout = |args: &[&str]| {
+        let out = d.cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    let list = stdout(&["agents", "list"]);
+    let row = list.lines().find(|l| l.starts_with("talker")).expect(&list);
+    assert!(row.contains(" 1 ") && row.contains("running"), "{row}");
+    wait_until("both lines are logged", LONG, || async {
+        count(&d, "talker", "log").await == 2
+    })
+    .await;
+    let logs = stdout(&["agents", "logs", "talker"]);
+    assert!(logs.contains("stdout: hello from talker"), "{logs}");
+    assert!(logs.contains("stderr: oops"), "{logs}");
+
+    stdout(&["agents", "stop", "talker"]);
+    assert_eq!(d.entry("talker").await["status"], "stopped");
+    assert!(processes_in(&d.service_dir("talker")).is_empty());
+    stdout(&["agents", "start", "talker"]);
+    d.agent_pid("talker", None).await;
+    stdout(&["agents", "undeploy", "talker"]);
+    assert!(!stdout(&["agents", "list"]).contains("talker"));
+}

@@ -178,6 +178,32 @@ impl Installed {
     }
 }
 
+/// At start, finishes what a crash interrupted: a staging directory is removed; a previous
+/// directory kept aside is put back if its agent's directory is missing, else removed.
+pub fn recover(services: &Path) {
+    let Ok(entries) = fs::read_dir(services) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let (path, file_name) = (entry.path(), entry.file_name());
+        let file_name = file_name.to_string_lossy();
+        if file_name.starts_with(".staging-") {
+            let _ = fs::remove_dir_all(&path);
+        } else if let Some(rest) = file_name.strip_prefix(".old-") {
+            // `.old-<name>-<32 hex digits>`
+            let name = rest
+                .get(..rest.len().saturating_sub(33))
+                .unwrap_or_default();
+            let target = services.join(name);
+            if name.is_empty() || target.exists() {
+                let _ = fs::remove_dir_all(&path);
+            } else {
+                let _ = fs::rename(&path, &target);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +265,23 @@ mod tests {
             1,
             "nothing left aside"
         );
+    }
+
+    #[test]
+    fn recovery_removes_staging_and_puts_back_an_interrupted_replacement() {
+        let services = tempfile::tempdir().unwrap();
+        let first = stage(services.path(), &manifest("1"), &[file("run", "one")]).unwrap();
+        install(services.path(), "a", first).unwrap().commit();
+        let second = stage(services.path(), &manifest("2"), &[file("run", "two")]).unwrap();
+        std::mem::forget(install(services.path(), "a", second).unwrap());
+        // A crash between moving the old directory aside and moving the new one in:
+        fs::remove_dir_all(services.path().join("a")).unwrap();
+        std::mem::forget(stage(services.path(), &manifest("3"), &[file("run", "x")]).unwrap());
+
+        recover(services.path());
+        let run = services.path().join("a/run");
+        assert_eq!(fs::read_to_string(run).unwrap(), "one");
+        assert_eq!(fs::read_dir(services.path()).unwrap().count(), 1);
     }
 
     #[test]

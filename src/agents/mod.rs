@@ -101,9 +101,11 @@ impl Agents {
         &self.inner.shared.services
     }
 
-    /// At start: an actor for every entry this daemon owns whose directory is in place; each
-    /// adopts its surviving process or starts a new one if the entry should run.
+    /// At start: finishes deployments a crash interrupted, then starts an actor for every entry
+    /// this daemon owns whose directory is in place; each adopts its surviving process or starts
+    /// a new one if the entry should run.
     pub async fn replay(&self) -> Result<usize, StoreError> {
+        deploy::recover(self.services());
         let mut replayed = 0;
         for entry in self.list().await? {
             if !self.owns(&entry) {
