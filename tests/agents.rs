@@ -101,12 +101,7 @@ async fn a_deployed_agent_runs_in_its_directory_with_its_identity_and_answers_ma
             .any(|e| e["payload"]["line"] == "echo agent echo connected")
     })
     .await;
-    let listed: Value = d
-        .admin()
-        .await
-        .call("agents.list", &json!({}))
-        .await
-        .unwrap();
+    let listed = d.call("agents.list", json!({})).await;
     assert_eq!(listed["agents"][0]["name"], "echo");
 }
 
@@ -258,12 +253,7 @@ async fn a_daemon_killed_with_sigkill_adopts_its_agents_without_duplicating_them
             "{name} runs once"
         );
     }
-    let listed: Value = d
-        .admin()
-        .await
-        .call("agents.list", &json!({}))
-        .await
-        .unwrap();
+    let listed = d.call("agents.list", json!({})).await;
     assert_eq!(listed["agents"].as_array().unwrap().len(), 2);
 
     // An adopted process is still supervised.
@@ -366,12 +356,9 @@ async fn an_agents_token_proves_only_that_agent() {
     assert_refused(&d, "a", &"0".repeat(64)).await;
     // Agent a sends as itself: the sender is its identity.
     a.mailbox_send("b", &json!({"from": "a"})).await.unwrap();
-    let peek: Value = d
-        .admin()
-        .await
-        .call("mailbox.peek", &json!({"mailbox": "b", "limit": 10}))
-        .await
-        .unwrap();
+    let peek = d
+        .call("mailbox.peek", json!({"mailbox": "b", "limit": 10}))
+        .await;
     assert_eq!(peek["messages"][1]["sender"], "a");
 }
 

@@ -486,10 +486,16 @@ impl Daemon {
         );
     }
 
+    /// The answer to `op` with `args` as admin; panics on an error.
+    pub async fn call(&self, op: &str, args: serde_json::Value) -> serde_json::Value {
+        let reply = self.admin().await.call(op, &args).await;
+        reply.unwrap_or_else(|e| panic!("{op} {args}: {e}"))
+    }
+
     /// The registry entry of `agent` (`agents.get` as admin).
     pub async fn entry(&self, agent: &str) -> serde_json::Value {
-        let args = serde_json::json!({ "name": agent });
-        self.admin().await.call("agents.get", &args).await.unwrap()
+        self.call("agents.get", serde_json::json!({ "name": agent }))
+            .await
     }
 
     /// The pid of `agent`'s process once it runs one other than `not`.
@@ -509,12 +515,7 @@ impl Daemon {
     /// The telemetry events of `agent` of type `event_type`, newest first.
     pub async fn events(&self, agent: &str, event_type: &str) -> Vec<serde_json::Value> {
         let args = serde_json::json!({"agent": agent, "event_type": event_type, "limit": 1000});
-        let mut reply: serde_json::Value = self
-            .admin()
-            .await
-            .call("telemetry.query", &args)
-            .await
-            .unwrap();
+        let mut reply = self.call("telemetry.query", args).await;
         match reply["events"].take() {
             serde_json::Value::Array(events) => events,
             _ => Vec::new(),
