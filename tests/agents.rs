@@ -557,3 +557,28 @@ async fn operators_list_stop_start_and_read_the_logs_of_agents_from_the_cli() {
     stdout(&["agents", "undeploy", "talker"]);
     assert!(!stdout(&["agents", "list"]).contains("talker"));
 }
+
+#[tokio::test]
+async fn what_an_agent_leaves_running_in_its_process_group_ends_with_it() {
+    let d = Daemon::start().await;
+    let script = "sleep 1000 &\necho $! > child.pid\nexit 0";
+    d.deploy(&AgentDir::script(
+        "forker",
+        script,
+        json!({"restart": "temporary"}),
+    ));
+    wait_until("forker is stopped", LONG, || async {
+        d.entry("forker").await["status"] == "stopped"
+    })
+    .await;
+    let pid_file = d.service_dir("forker").join("child.pid");
+    let child: i32 = std::fs::read_to_string(pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_until("the left-behind child is killed", LONG, || async {
+        !alive(child)
+    })
+    .await;
+}

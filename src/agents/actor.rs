@@ -216,7 +216,7 @@ impl AgentActor {
             }
             Err(e) => {
                 warn!(agent = %self.name, error = %e, "starting the agent failed");
-                let payload = json!({"message": format!("cannot start: {e}"), "stream": "daemon"});
+                let payload = json!({"stream": "daemon", "line": format!("cannot start: {e}")});
                 self.record("log", payload);
                 self.after_exit(Ended::UNKNOWN, ctx);
             }

@@ -1,7 +1,7 @@
 //! An agent's OS process: started in its service directory, in a process group of its own, with
 //! its identity in the environment; named by pid and start time; signalled as a group; watched
 //! until it ends (as our child, or adopted after a daemon restart); its output lines forwarded
-//! as `log` telemetry events.
+//! as `log` telemetry events. When a started process ends, what is left of its group is killed.
 //!
 //! An agent does not die with the daemon: it has its own process group (a signal to the
 //! daemon's group misses it) and no parent-death signal. A restarted daemon finds it by pid and
@@ -87,6 +87,9 @@ pub fn spawn(launch: &Launch<'_>, telemetry: &Telemetry) -> std::io::Result<Runn
     let (tx, ended) = watch::channel(None);
     spawn_local(async move {
         let end = child.wait().await.map_or(Ended::UNKNOWN, Ended::of);
+        // What the agent left behind in its group goes with it (as systemd's control-group
+        // kill mode). While a member lives the kernel does not reuse the group's id.
+        signal_group(pid, libc::SIGKILL);
         let _ = tx.send(Some(end));
     });
     Ok(Running { id, ended })
@@ -151,12 +154,16 @@ impl Running {
         self.ended().await
     }
 
-    /// Sends `signal` to the process's group (its children too).
     fn signal(&self, signal: i32) {
-        if self.id.pid > 0 {
-            // SAFETY: kill(2) has no memory effects; a group that is gone yields ESRCH.
-            unsafe { libc::kill(-self.id.pid, signal) };
-        }
+        signal_group(self.id.pid, signal);
+    }
+}
+
+/// Sends `signal` to the process group `pgid` (the agent and its children).
+fn signal_group(pgid: i32, signal: i32) {
+    if pgid > 0 {
+        // SAFETY: kill(2) has no memory effects; a group that is gone yields ESRCH.
+        unsafe { libc::kill(-pgid, signal) };
     }
 }
 

@@ -100,10 +100,7 @@ pub async fn logs(client: &Client, name: &str, limit: usize) -> Result<()> {
         .rev()
     {
         let payload = &event["payload"];
-        let line = payload["line"]
-            .as_str()
-            .or(payload["message"].as_str())
-            .unwrap_or_default();
+        let line = payload["line"].as_str().unwrap_or_default();
         println!(
             "{} {}: {line}",
             event["created_at"].as_str().unwrap_or_default(),
