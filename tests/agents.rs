@@ -582,3 +582,28 @@ async fn what_an_agent_leaves_running_in_its_process_group_ends_with_it() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_panicking_supervisor_restarts_and_adopts_its_agent_without_a_second_process() {
+    let d = Daemon::start_with("[debug]\nfault_injection = true\n").await;
+    d.deploy(&AgentDir::script("calm", SLEEPER, json!({})));
+    let pid = d.agent_pid("calm", None).await;
+
+    d.call("debug.panic_agent", json!({"name": "calm"})).await;
+    wait_until(
+        "the actor restarted and adopted the agent",
+        LONG,
+        || async { count(&d, "calm", "agent_adopted").await == 1 },
+    )
+    .await;
+    assert_eq!(processes_in(&d.service_dir("calm")), vec![pid]);
+    d.assert_serving().await;
+
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let again = d.agent_pid("calm", Some(pid)).await;
+    assert_eq!(
+        processes_in(&d.service_dir("calm")),
+        vec![again],
+        "still supervised"
+    );
+}

@@ -61,6 +61,11 @@ pub struct Command {
 #[rtype(result = "()")]
 pub struct Heartbeat;
 
+/// Fault injection (`debug.panic_agent`): the actor's logic panics.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InjectPanic;
+
 /// The running process, as this actor watches it.
 struct Proc {
     running: Rc<Running>,
@@ -564,6 +569,16 @@ impl Handler<Command> for AgentActor {
 
     fn handle(&mut self, msg: Command, ctx: &mut Context<Self>) {
         self.contained(ctx, |act, ctx| act.command(msg.op, msg.reply, ctx));
+    }
+}
+
+impl Handler<InjectPanic> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
+        self.contained(ctx, |act, _| {
+            panic!("fault injected into agent {}", act.name)
+        });
     }
 }
 

@@ -15,7 +15,7 @@ pub mod store;
 use crate::identity::Identities;
 use crate::root::Root;
 use actix::Addr;
-use actor::{AgentActor, Command, Heartbeat, Op};
+use actor::{AgentActor, Command, Heartbeat, InjectPanic, Op};
 use deploy::DeployError;
 use ikigai_actors::directory::Directory;
 use ikigai_actors::store::StoreError;
@@ -148,6 +148,12 @@ impl Agents {
             addr.do_send(Heartbeat);
         }
         Ok(found)
+    }
+
+    /// Makes the logic of `name`'s actor panic (fault injection); false when it does not run.
+    pub fn inject_panic(&self, name: &str) -> bool {
+        let addr = self.inner.actors.running(name);
+        addr.map(|a| a.do_send(InjectPanic)).is_some()
     }
 
     /// At daemon shutdown: stops every agent's process (TERM, KILL after its grace), all at

@@ -84,6 +84,7 @@ async fn route(
         }
         "agents.heartbeat" => reply(id, agents::heartbeat(parse(op, a)?, s, session).await?),
         "debug.panic_mailbox" => reply(id, debug::panic_mailbox(parse(op, a)?, s, session)?),
+        "debug.panic_agent" => reply(id, debug::panic_agent(parse(op, a)?, s, session)?),
         "hello" => Err(Error::BadRequest(
             "this connection is already authenticated".into(),
         )),
