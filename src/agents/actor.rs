@@ -2,59 +2,29 @@
 //! process. It starts the process, learns of its end from the task that reaps it (or, for a
 //! process adopted after a daemon restart, from polling `/proc`), applies the restart rules of
 //! [`Supervision`] with their backoff, kills a process whose heartbeats stop, and carries out
-//! the operators' commands (start, stop, restart, deploy, undeploy, shutdown) one at a time:
-//! while a command stops a process, the actor's other messages wait.
+//! the operators' commands (`commands.rs`).
 //!
 //! On start (and after a panic) it reloads its entry: an entry that should run either adopts the
 //! process recorded for it, if that process still lives, or starts a new one.
 
-use super::deploy::{self, Staged};
+mod commands;
+
+pub use commands::{Command, Deployment, Op};
+
 use super::process::{self, Ended, Launch, Running};
 use super::state::{Decision, Exit, Supervision};
 use super::store::{Entry, ProcessId, Status};
-use super::{AgentError, Shared};
+use super::writes::Writes;
+use super::Shared;
 use crate::manifest::Manifest;
 use actix::prelude::*;
-use futures::future::LocalBoxFuture;
 use ikigai_actors::store::StoreError;
 use ikigai_actors::supervise::{contain, retry_delay};
 use serde_json::json;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
-
-/// What an operator (or another agent) asks of an agent.
-pub enum Op {
-    /// Runs it (again), forgetting a failure.
-    Start,
-    /// Stops it (TERM, KILL after `stop_grace_s`); it stays stopped.
-    Stop,
-    /// Stops it if it runs, then starts it.
-    Restart,
-    /// Replaces the deployment: stop, install, record, start with a fresh token.
-    Deploy(Box<Deployment>),
-    /// Stops it, forgets it, revokes its tokens and removes its directory.
-    Undeploy,
-    /// The daemon is stopping: stop the process but leave the entry `running`, so the next
-    /// daemon starts it again.
-    Shutdown,
-}
-
-/// A validated manifest and, unless the directory is already in place, its staged files.
-pub struct Deployment {
-    pub manifest: Manifest,
-    pub staged: Option<Staged>,
-}
-
-/// Carries out `op`; answered once it is done.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Command {
-    pub op: Op,
-    pub reply: oneshot::Sender<Result<(), AgentError>>,
-}
 
 /// The agent proved it is alive: its hang timer starts over.
 #[derive(Message)]
@@ -94,13 +64,13 @@ pub struct AgentActor {
     /// The daemon is shutting down: nothing is started any more.
     down: bool,
     load_failures: u32,
-    /// This agent's registry writes, applied one at a time in order (`ctx.wait` would not do:
-    /// it runs the most recently added future first).
+    /// This agent's registry writes, applied in order.
     writes: Writes,
 }
 
 impl AgentActor {
     pub fn new(name: String, shared: Rc<Shared>) -> Self {
+        let writes = Writes::start(&name);
         AgentActor {
             name,
             shared,
@@ -115,7 +85,7 @@ impl AgentActor {
             hung: false,
             down: false,
             load_failures: 0,
-            writes: writer(),
+            writes,
         }
     }
 
@@ -339,172 +309,6 @@ impl AgentActor {
         Duration::from_secs(self.manifest().map_or(10, |m| m.stop_grace_s))
     }
 
-    /// Stops the process (if any), then runs `work`, then `then` on the actor; the actor's other
-    /// messages wait meanwhile.
-    fn after_stopping<T: 'static>(
-        &mut self,
-        ctx: &mut Context<Self>,
-        work: impl Future<Output = T> + 'static,
-        then: impl FnOnce(&mut Self, &mut Context<Self>, T) + 'static,
-    ) {
-        cancel(self.pending.take(), ctx);
-        cancel(self.hang_timer.take(), ctx);
-        let stopping = self.process.take().map(|p| {
-            ctx.cancel_future(p.watcher);
-            (p.running, self.grace())
-        });
-        let fut = async move {
-            let end = match stopping {
-                Some((running, grace)) => Some(running.terminate(grace).await),
-                None => None,
-            };
-            (end, work.await)
-        };
-        ctx.wait(fut.into_actor(self).map(move |(end, out), act, ctx| {
-            if let Some(end) = end {
-                act.hung = false;
-                act.record_exit(end);
-                act.save_process(None);
-            }
-            then(act, ctx, out);
-        }));
-    }
-
-    fn command(
-        &mut self,
-        op: Op,
-        reply: oneshot::Sender<Result<(), AgentError>>,
-        ctx: &mut Context<Self>,
-    ) {
-        if self.deployed.is_none() && !matches!(op, Op::Deploy(_) | Op::Shutdown) {
-            self.answer(reply, Err(AgentError::NotDeployed(self.name.clone())));
-            return;
-        }
-        match op {
-            Op::Start => {
-                self.run(ctx);
-                self.answer(reply, Ok(()));
-            }
-            Op::Stop => {
-                self.set_status(Status::Stopped);
-                self.after_stopping(ctx, async {}, |act, _, ()| act.answer(reply, Ok(())));
-            }
-            Op::Restart => self.after_stopping(ctx, async {}, |act, ctx, ()| {
-                act.run(ctx);
-                act.answer(reply, Ok(()));
-            }),
-            Op::Deploy(deployment) => self.deploy(deployment, reply, ctx),
-            Op::Undeploy => self.undeploy(reply, ctx),
-            Op::Shutdown => {
-                self.down = true;
-                self.after_stopping(ctx, async {}, |act, _, ()| act.answer(reply, Ok(())));
-            }
-        }
-    }
-
-    /// Marks the agent `running` with a clean restart history and starts it unless it runs.
-    fn run(&mut self, ctx: &mut Context<Self>) {
-        if let Some((_, supervision)) = &mut self.deployed {
-            supervision.reset();
-        }
-        self.set_status(Status::Running);
-        if self.process.is_none() && self.pending.is_none() {
-            self.launch(ctx);
-        }
-    }
-
-    fn deploy(
-        &mut self,
-        deployment: Box<Deployment>,
-        reply: oneshot::Sender<Result<(), AgentError>>,
-        ctx: &mut Context<Self>,
-    ) {
-        let Deployment { manifest, staged } = *deployment;
-        let (store, owner) = (self.shared.store.clone(), self.shared.owner.clone());
-        let services = self.shared.services.clone();
-        let value = serde_json::to_value(&manifest).expect("a manifest serializes");
-        let (m, writes) = (manifest.clone(), self.writes.clone());
-        let work = async move {
-            let installed = match staged {
-                Some(staged) => Some(deploy::install(&services, &m.name, staged)?),
-                None => {
-                    deploy::write_manifest(&services.join(&m.name), &m)?;
-                    None
-                }
-            };
-            let recorded = queued(&writes, async move {
-                store.deploy(&m.name, &m.version, &value, &owner).await
-            })
-            .await;
-            if let Some(installed) = installed {
-                match recorded {
-                    Ok(()) => installed.commit(),
-                    Err(_) => installed.rollback(),
-                }
-            }
-            recorded
-        };
-        self.after_stopping(
-            ctx,
-            work,
-            move |act, ctx, result: Result<(), AgentError>| {
-                if result.is_ok() {
-                    info!(agent = %act.name, version = %manifest.version, "deployed");
-                    act.record("agent_deployed", json!({"version": manifest.version}));
-                    act.deployed = Some((manifest.clone(), Supervision::new(&manifest)));
-                    act.token = None;
-                    act.restarts = 0;
-                    act.status = Status::Running;
-                }
-                if act.status == Status::Running {
-                    act.launch(ctx);
-                }
-                act.answer(reply, result);
-            },
-        );
-    }
-
-    fn undeploy(
-        &mut self,
-        reply: oneshot::Sender<Result<(), AgentError>>,
-        ctx: &mut Context<Self>,
-    ) {
-        self.status = Status::Stopped;
-        let (store, identities) = (self.shared.store.clone(), self.shared.identities.clone());
-        let (name, dir) = (self.name.clone(), self.shared.services.join(&self.name));
-        let writes = self.writes.clone();
-        let work = async move {
-            let removed = name.clone();
-            queued(&writes, async move { store.remove(&removed).await }).await?;
-            identities.revoke(&name).await?;
-            let _ = std::fs::remove_dir_all(&dir);
-            Ok(())
-        };
-        self.after_stopping(ctx, work, move |act, _, result: Result<(), AgentError>| {
-            if result.is_ok() {
-                info!(agent = %act.name, "undeployed");
-                act.record("agent_undeployed", json!({}));
-                act.deployed = None;
-                act.token = None;
-            }
-            act.answer(reply, result);
-        });
-    }
-
-    /// Answers a command once the registry writes it made are done, so that a reader who got
-    /// the answer sees them.
-    fn answer(
-        &self,
-        reply: oneshot::Sender<Result<(), AgentError>>,
-        result: Result<(), AgentError>,
-    ) {
-        let written = queued(&self.writes, async { Ok(()) });
-        tokio::task::spawn_local(async move {
-            let _ = written.await;
-            let _ = reply.send(result);
-        });
-    }
-
     fn set_status(&mut self, status: Status) {
         self.status = status;
         let (store, name) = (self.shared.store.clone(), self.name.clone());
@@ -518,12 +322,7 @@ impl AgentActor {
 
     /// Queues a registry write; it runs after every write queued before it.
     fn save(&self, write: impl Future<Output = Result<(), StoreError>> + 'static) {
-        let name = self.name.clone();
-        let _ = self.writes.send(Box::pin(async move {
-            if let Err(e) = write.await {
-                warn!(agent = %name, error = %e, "registry write failed");
-            }
-        }));
+        self.writes.save(write);
     }
 
     /// Runs handler logic with panics contained: a panic stops the actor, and its supervisor
@@ -564,14 +363,6 @@ impl Supervised for AgentActor {
     }
 }
 
-impl Handler<Command> for AgentActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Command, ctx: &mut Context<Self>) {
-        self.contained(ctx, |act, ctx| act.command(msg.op, msg.reply, ctx));
-    }
-}
-
 impl Handler<InjectPanic> for AgentActor {
     type Result = ();
 
@@ -598,35 +389,4 @@ fn cancel(handle: Option<SpawnHandle>, ctx: &mut Context<AgentActor>) {
     if let Some(handle) = handle {
         ctx.cancel_future(handle);
     }
-}
-
-/// One agent's queue of registry writes.
-type Writes = mpsc::UnboundedSender<LocalBoxFuture<'static, ()>>;
-
-/// Queues a registry write on `writes` and returns its outcome.
-fn queued<T: 'static>(
-    writes: &Writes,
-    write: impl Future<Output = Result<T, StoreError>> + 'static,
-) -> impl Future<Output = Result<T, AgentError>> {
-    let (done, outcome) = oneshot::channel();
-    let _ = writes.send(Box::pin(async move {
-        let _ = done.send(write.await);
-    }));
-    async move {
-        outcome
-            .await
-            .map_err(|_| AgentError::Gone)?
-            .map_err(Into::into)
-    }
-}
-
-/// Starts the task that applies one agent's registry writes in order.
-fn writer() -> Writes {
-    let (writes, mut queue) = mpsc::unbounded_channel::<LocalBoxFuture<'static, ()>>();
-    tokio::task::spawn_local(async move {
-        while let Some(write) = queue.recv().await {
-            write.await;
-        }
-    });
-    writes
 }

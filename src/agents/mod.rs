@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod process;
 pub mod state;
 pub mod store;
+mod writes;
 
 use crate::identity::Identities;
 use crate::root::Root;
