@@ -50,7 +50,7 @@ pub enum StartError {
     Db(#[from] DbError),
     #[error("identities: {0}")]
     Identity(#[from] IdentityError),
-    #[error("replaying mailboxes: {0}")]
+    #[error("replaying mailboxes, queues or agents: {0}")]
     Replay(#[from] StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),

@@ -607,3 +607,23 @@ async fn a_panicking_supervisor_restarts_and_adopts_its_agent_without_a_second_p
         "still supervised"
     );
 }
+
+#[tokio::test]
+async fn an_entry_written_with_the_seeds_sql_is_listed_and_taken_over_by_a_deploy() {
+    let mut d = Daemon::start().await;
+    let seed = "INSERT INTO agent_registry (name, version, manifest, status) \
+                VALUES ('legacy', '0', '{}', 'running')";
+    d.db.client().await.execute(seed, &[]).await.unwrap();
+    d.kill9();
+    d.restart().await;
+    assert_eq!(
+        d.entry("legacy").await["version"],
+        "0",
+        "listed, not started"
+    );
+
+    d.deploy(&AgentDir::script("legacy", SLEEPER, json!({})));
+    let pid = d.agent_pid("legacy", None).await;
+    assert_eq!(processes_in(&d.service_dir("legacy")), vec![pid]);
+    assert_eq!(d.entry("legacy").await["version"], "1");
+}

@@ -83,7 +83,8 @@ pub async fn deploy(args: DeployArgs, s: &Services, session: &Session) -> Result
     if !session.is_admin() && !grants_deploy(s, session).await? {
         return Err(denied("deploy", &name));
     }
-    if let Some(entry) = s.agents.get(&name).await? {
+    // An entry without a daemon (written by other means than a deploy) is taken over.
+    if let Some(entry) = s.agents.get(&name).await?.filter(|e| e.daemon_id.is_some()) {
         owned(s, &entry)?;
     }
     let staged = match args.files {
