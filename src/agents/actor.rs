@@ -136,7 +136,8 @@ impl AgentActor {
         if self.status != Status::Running || self.process.is_some() {
             return;
         }
-        match entry.process.and_then(process::adopt) {
+        let dir = self.shared.services.join(&self.name);
+        match entry.process.and_then(|id| process::adopt(id, &dir)) {
             Some(running) => {
                 info!(agent = %self.name, pid = running.id.pid, "adopted a process that outlived the daemon");
                 self.record("agent_adopted", json!({"pid": running.id.pid}));

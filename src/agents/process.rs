@@ -4,8 +4,9 @@
 //! as `log` telemetry events. When a started process ends, what is left of its group is killed.
 //!
 //! An agent does not die with the daemon: it has its own process group (a signal to the
-//! daemon's group misses it) and no parent-death signal. A restarted daemon finds it by pid and
-//! start time and adopts it; an adopted process is not our child, so its end is seen by polling
+//! daemon's group misses it) and no parent-death signal. A restarted daemon finds it by pid,
+//! start time and working directory (so that no unrelated process is adopted after a reboot)
+//! and adopts it; an adopted process is not our child, so its end is seen by polling
 //! `/proc/<pid>` every [`ADOPTED_POLL`], its exit status is unknown (counted as abnormal), and
 //! its output pipes died with the old daemon (further writes fail with `EPIPE`, or `SIGPIPE`
 //! kills a program that does not ignore it).
@@ -121,9 +122,11 @@ fn command(launch: &Launch<'_>) -> tokio::process::Command {
     cmd
 }
 
-/// The process `id` if it still lives (same pid, same start time), watched by polling.
-pub fn adopt(id: ProcessId) -> Option<Running> {
-    if !alive(id) {
+/// The process `id` if it still lives (same pid, same start time) in the service directory
+/// `dir`, watched by polling.
+pub fn adopt(id: ProcessId, dir: &Path) -> Option<Running> {
+    let cwd = std::fs::read_link(format!("/proc/{}/cwd", id.pid)).ok()?;
+    if !alive(id) || cwd != dir {
         return None;
     }
     let (tx, ended) = watch::channel(None);
