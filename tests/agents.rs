@@ -627,3 +627,29 @@ async fn an_entry_written_with_the_seeds_sql_is_listed_and_taken_over_by_a_deplo
     assert_eq!(processes_in(&d.service_dir("legacy")), vec![pid]);
     assert_eq!(d.entry("legacy").await["version"], "1");
 }
+
+#[tokio::test]
+async fn a_directory_already_in_place_is_deployed_without_sending_files() {
+    let d = Daemon::start().await;
+    let manifest = json!({"name": "inplace", "version": "1", "command": ["./run.sh"]});
+    let admin = d.admin().await;
+    let missing = admin
+        .call_value("agents.deploy", &json!({ "manifest": manifest }))
+        .await;
+    assert_code(missing, ErrorCode::BadRequest);
+
+    let source = AgentDir::script("inplace", SLEEPER, json!({}));
+    let dir = d.service_dir("inplace");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(source.path().join("run.sh"), dir.join("run.sh")).unwrap();
+    d.call("agents.deploy", json!({ "manifest": manifest }))
+        .await;
+    let pid = d.agent_pid("inplace", None).await;
+    assert_eq!(processes_in(&dir), vec![pid]);
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        written["restart"], "permanent",
+        "the manifest is written with its defaults"
+    );
+}

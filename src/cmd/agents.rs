@@ -9,8 +9,9 @@
 
 use super::{require_admin, timestamp, Empty};
 use crate::agents::actor::{Deployment, Op};
-use crate::agents::deploy::{self, File};
+use crate::agents::deploy::{self, File, Staged};
 use crate::agents::store::Entry;
+use crate::agents::AgentError;
 use crate::error::Error;
 use crate::identity::{check_agent_name, IdentityError, ADMIN};
 use crate::manifest::Manifest;
@@ -87,29 +88,37 @@ pub async fn deploy(args: DeployArgs, s: &Services, session: &Session) -> Result
     if let Some(entry) = s.agents.get(&name).await?.filter(|e| e.daemon_id.is_some()) {
         owned(s, &entry)?;
     }
-    let staged = match args.files {
-        Some(files) => {
-            let files = files
-                .into_iter()
-                .map(decode)
-                .collect::<Result<Vec<_>, _>>()?;
-            Some(
-                deploy::stage(s.agents.services(), &manifest, &files)
-                    .map_err(crate::agents::AgentError::from)?,
-            )
-        }
-        None if s.agents.services().join(&name).is_dir() => None,
-        None => {
-            return Err(Error::BadRequest(format!(
-                "no files given and .ikigai/services/{name}/ does not exist"
-            )))
-        }
-    };
+    let staged = stage(args.files, &manifest, s)?;
     let version = manifest.version.clone();
     s.agents
         .command(&name, Op::Deploy(Box::new(Deployment { manifest, staged })))
         .await?;
     Ok(Deployed { name, version })
+}
+
+/// Writes the files given into a staging directory, or, given none, checks that the service
+/// directory is already in place.
+fn stage(
+    files: Option<Vec<WireFile>>,
+    manifest: &Manifest,
+    s: &Services,
+) -> Result<Option<Staged>, Error> {
+    let Some(files) = files else {
+        let dir = s.agents.services().join(&manifest.name);
+        if dir.is_dir() {
+            return Ok(None);
+        }
+        return Err(Error::BadRequest(format!(
+            "no files given and .ikigai/services/{}/ does not exist",
+            manifest.name
+        )));
+    };
+    let files = files
+        .into_iter()
+        .map(decode)
+        .collect::<Result<Vec<_>, _>>()?;
+    let staged = deploy::stage(s.agents.services(), manifest, &files).map_err(AgentError::from)?;
+    Ok(Some(staged))
 }
 
 fn decode(file: WireFile) -> Result<File, Error> {
