@@ -653,3 +653,19 @@ async fn a_directory_already_in_place_is_deployed_without_sending_files() {
         "the manifest is written with its defaults"
     );
 }
+
+#[tokio::test]
+async fn an_agent_whose_directory_vanished_is_failed_at_the_next_start() {
+    let mut d = Daemon::start().await;
+    d.deploy(&AgentDir::script("gone", SLEEPER, json!({})));
+    d.agent_pid("gone", None).await;
+    assert_eq!(d.terminate(), 0);
+    std::fs::remove_dir_all(d.service_dir("gone")).unwrap();
+
+    d.restart().await;
+    wait_until("it is failed with an error event", LONG, || async {
+        count(&d, "gone", "error").await == 1
+    })
+    .await;
+    assert_eq!(d.entry("gone").await["status"], "failed");
+}

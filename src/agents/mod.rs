@@ -24,7 +24,7 @@ use ikigai_actors::telemetry::Telemetry;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use store::{Entry, Owner, RegistryStore};
+use store::{Entry, Owner, RegistryStore, Status};
 use thiserror::Error;
 use tokio::sync::oneshot;
 use tracing::warn;
@@ -113,13 +113,27 @@ impl Agents {
                 continue;
             }
             if !self.services().join(&entry.name).is_dir() {
-                warn!(agent = %entry.name, "registered here but its service directory is missing; not started");
+                self.missing(&entry).await?;
                 continue;
             }
             self.inner.actors.get(&entry.name);
             replayed += 1;
         }
         Ok(replayed)
+    }
+
+    /// An entry of this daemon whose directory is gone cannot run: it is marked `failed`.
+    async fn missing(&self, entry: &Entry) -> Result<(), StoreError> {
+        warn!(agent = %entry.name, "registered here but its service directory is missing; not started");
+        if entry.status != Status::Running {
+            return Ok(());
+        }
+        let shared = &self.inner.shared;
+        shared.store.set_status(&entry.name, Status::Failed).await?;
+        let message = format!("{}/ is missing; the agent cannot start", entry.name);
+        let payload = serde_json::json!({"message": message, "kind": "missing_directory"});
+        shared.telemetry.record(&entry.name, "error", payload);
+        Ok(())
     }
 
     /// True when this daemon supervises `entry`.
