@@ -270,6 +270,12 @@ impl Drop for Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // Agents outlive a killed daemon by design: end this root's, with their groups.
+        let services = self.root().join(".ikigai/services");
+        for pid in processes_where(|cwd| cwd.starts_with(&services)) {
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
     }
 }
 
@@ -547,14 +553,17 @@ pub fn environ(pid: i32, key: &str) -> Option<String> {
 /// The live processes whose working directory is `dir`.
 pub fn processes_in(dir: &Path) -> Vec<i32> {
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    processes_where(|cwd| cwd == dir)
+}
+
+/// The live processes whose working directory passes `check`.
+fn processes_where(check: impl Fn(&Path) -> bool) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/cwd"))
-                .ok()
-                .as_deref()
-                == Some(&dir)
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"));
+            cwd.is_ok_and(|cwd| check(&cwd))
         })
         .filter(|pid| alive(*pid))
         .collect()
