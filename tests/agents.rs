@@ -462,6 +462,16 @@ async fn invalid_manifests_and_files_are_rejected_naming_the_field_and_deploy_no
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_restarts"));
 
+    let big = AgentDir::script("x", SLEEPER, json!({}));
+    big.file("blob", &"x".repeat(8 << 20), false);
+    let out = d.cli(&["deploy", big.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("more than one deploy request carries"),
+        "{err}"
+    );
+
     assert_eq!(d.db.count("SELECT count(*) FROM agent_registry").await, 0);
     let services = std::fs::read_dir(d.root().join(".ikigai/services")).map_or(0, |r| r.count());
     assert_eq!(services, 0, "no staging directory is left behind");
