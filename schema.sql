@@ -207,3 +207,15 @@ CREATE UNLOGGED TABLE IF NOT EXISTS pubsub_message (
 CREATE INDEX IF NOT EXISTS pubsub_message_published ON pubsub_message (published_at);
 
 INSERT INTO ikigai_schema (version) VALUES (1) ON CONFLICT (version) DO NOTHING;
+
+-- daemon: agent registry. An entry is supervised by the daemon whose root it was deployed in
+-- (daemon_id = that root's .ikigai/daemon.id; server = its host name). pid and pid_started_at
+-- (clock ticks after boot, field 22 of /proc/<pid>/stat) name the process it runs, so that a
+-- restarted daemon adopts a process that survived it instead of starting a second one.
+-- status stays one of running (supervised: kept running), stopped, failed (crash loop).
+ALTER TABLE agent_registry ADD COLUMN IF NOT EXISTS daemon_id TEXT;
+ALTER TABLE agent_registry ADD COLUMN IF NOT EXISTS pid INTEGER;
+ALTER TABLE agent_registry ADD COLUMN IF NOT EXISTS pid_started_at BIGINT;
+ALTER TABLE agent_registry ADD COLUMN IF NOT EXISTS restarts INTEGER NOT NULL DEFAULT 0;
+
+INSERT INTO ikigai_schema (version) VALUES (2) ON CONFLICT (version) DO NOTHING;

@@ -1,13 +1,15 @@
 //! Start-up and shutdown of `ikigai-daemon`: lock the root, load the configuration, open the
-//! database, start the actors and replay what is pending, serve the socket, and on SIGTERM or
-//! SIGINT stop accepting, finish in-flight requests, flush persistence and remove the socket.
+//! database, start the actors and replay what is pending, serve the socket, start the deployed
+//! agents, and on SIGTERM or SIGINT stop accepting, finish in-flight requests, stop the agents
+//! (TERM, then KILL after each one's grace), flush persistence and remove the socket.
 
+use crate::agents::Agents;
 use crate::config::{Config, ConfigError};
 use crate::identity::{Identities, IdentityError};
 use crate::postgres::listen::{Event, Listener};
 use crate::postgres::{
     Database, DbError, PgCacheStore, PgDocumentStore, PgJournal, PgMailboxStore, PgPubSub,
-    PgQueueStore, PgTelemetrySink,
+    PgQueueStore, PgRegistryStore, PgTelemetrySink,
 };
 use crate::root::{Root, RootError, RootLock};
 use crate::server;
@@ -49,7 +51,7 @@ pub enum StartError {
     Db(#[from] DbError),
     #[error("identities: {0}")]
     Identity(#[from] IdentityError),
-    #[error("replaying queues: {0}")]
+    #[error("replaying queues or agents: {0}")]
     Replay(#[from] StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -128,6 +130,13 @@ async fn serve(
     let cache_store = Arc::new(PgCacheStore::new(db.pool.clone()));
     let cache = Cache::start(cache_store, cache_config, telemetry.clone());
     let pubsub = Hub::start(Arc::new(PgPubSub::new(db.pool.clone(), listener)));
+    let agents = Agents::new(
+        Arc::new(PgRegistryStore::new(db.pool.clone())),
+        identities.clone(),
+        telemetry.clone(),
+        root,
+        origin.clone(),
+    );
     let (trigger, shutdown) = Shutdown::new();
     let grace = config.daemon.shutdown_grace;
     let services = Services {
@@ -138,6 +147,7 @@ async fn serve(
         mailbox_store: store,
         queues,
         identities,
+        agents: agents.clone(),
         telemetry: telemetry.clone(),
         telemetry_sink,
         documents: Arc::new(PgDocumentStore::new(db.pool.clone())),
@@ -160,6 +170,9 @@ async fn serve(
         "listening"
     );
     let server = tokio::task::spawn_local(server::run(listener, services));
+    // Agents start once the socket they connect to is served.
+    let agents_replayed = agents.replay().await?;
+    info!(agents_replayed, "agents replayed");
     let signal = wait_for_signal().await?;
     info!(signal, "shutting down: finishing in-flight requests");
     trigger.trigger();
@@ -169,6 +182,8 @@ async fn serve(
             "in-flight requests did not finish in time"
         );
     }
+    info!("stopping agents");
+    agents.shutdown().await;
     mailboxes.release_all().await;
     let (flushed, done) = oneshot::channel();
     persister.do_send(Flush(flushed));

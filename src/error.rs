@@ -1,6 +1,8 @@
 //! The daemon's request error, and its mapping to the protocol's stable error codes: the one
 //! place where internal failures become `{code, message, retriable}` and get logged.
 
+use crate::agents::deploy::DeployError;
+use crate::agents::AgentError;
 use ikigai_actors::cache::CacheError;
 use ikigai_actors::mailbox::MailboxError;
 use ikigai_actors::pubsub::PubSubError;
@@ -43,6 +45,8 @@ pub enum Error {
     Cache(#[from] CacheError),
     #[error(transparent)]
     PubSub(#[from] PubSubError),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
     #[error("{0}")]
     Internal(String),
 }
@@ -74,6 +78,7 @@ impl Error {
             }
             Error::Mailbox(MailboxError::Panicked { .. }) => (ErrorCode::Internal, true),
             Error::Queue(e) => queue_code(e),
+            Error::Agent(e) => agent_code(e),
             Error::Internal(_) => (ErrorCode::Internal, false),
         }
     }
@@ -99,6 +104,16 @@ fn queue_code(e: &QueueError) -> (ErrorCode, bool) {
         QueueError::NotFound(_) => (ErrorCode::NotFound, false),
         QueueError::NotClaimer(_) => (ErrorCode::PermissionDenied, false),
         QueueError::LeaseLost(_) | QueueError::Finished(_) => (ErrorCode::Conflict, false),
+    }
+}
+
+fn agent_code(e: &AgentError) -> (ErrorCode, bool) {
+    match e {
+        AgentError::NotDeployed(_) => (ErrorCode::NotFound, false),
+        AgentError::Deploy(DeployError::Path { .. }) => (ErrorCode::BadRequest, false),
+        AgentError::Deploy(DeployError::Io { .. }) => (ErrorCode::Internal, false),
+        AgentError::Store(e) => store_code(e),
+        AgentError::Gone => (ErrorCode::Unavailable, true),
     }
 }
 

@@ -76,7 +76,15 @@ async fn route(
         "tx.commit" => reply(id, tx::commit(parse(op, a)?, s, session).await?),
         "tx.rollback" => reply(id, tx::rollback(parse(op, a)?, session).await?),
         "agents.token" => reply(id, agents::token(parse(op, a)?, s, session).await?),
+        "agents.deploy" => reply(id, agents::deploy(parse(op, a)?, s, session).await?),
+        "agents.list" => reply(id, agents::list(parse(op, a)?, s).await?),
+        "agents.get" => reply(id, agents::get(parse(op, a)?, s).await?),
+        "agents.start" | "agents.stop" | "agents.restart" | "agents.undeploy" => {
+            reply(id, agents::manage(op, parse(op, a)?, s, session).await?)
+        }
+        "agents.heartbeat" => reply(id, agents::heartbeat(parse(op, a)?, s, session).await?),
         "debug.panic_mailbox" => reply(id, debug::panic_mailbox(parse(op, a)?, s, session)?),
+        "debug.panic_agent" => reply(id, debug::panic_agent(parse(op, a)?, s, session)?),
         "hello" => Err(Error::BadRequest(
             "this connection is already authenticated".into(),
         )),
