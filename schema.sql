@@ -97,6 +97,11 @@ CREATE INDEX IF NOT EXISTS task_queue_claimable ON task_queue (queue_name, prior
 -- daemon's claims, which filters this small set by claimed_via).
 CREATE INDEX IF NOT EXISTS task_queue_leases ON task_queue (lease_until)
     WHERE claimed_by IS NOT NULL AND completed_at IS NULL AND failed_at IS NULL;
+-- daemon: when the next delayed (or retried) task of a queue becomes due. Tasks due at once
+-- (scheduled_for = created_at) stay out, so the index stays as small as the delayed set.
+CREATE INDEX IF NOT EXISTS task_queue_delayed ON task_queue (queue_name, scheduled_for)
+    WHERE claimed_by IS NULL AND completed_at IS NULL AND failed_at IS NULL
+      AND scheduled_for > created_at;
 -- daemon: a dedup key is pending at most once per queue.
 CREATE UNIQUE INDEX IF NOT EXISTS task_queue_dedup ON task_queue (queue_name, dedup_key)
     WHERE dedup_key IS NOT NULL AND completed_at IS NULL AND failed_at IS NULL;
