@@ -106,9 +106,12 @@ CREATE INDEX IF NOT EXISTS task_queue_delayed ON task_queue (queue_name, schedul
 CREATE UNIQUE INDEX IF NOT EXISTS task_queue_dedup ON task_queue (queue_name, dedup_key)
     WHERE dedup_key IS NOT NULL AND completed_at IS NULL AND failed_at IS NULL;
 
--- daemon: one NOTIFY per statement that leaves tasks claimable (inserted by anyone, including
--- plain SQL; released or retried), naming the writer's daemon (ikigai.origin, empty for plain
--- SQL) and the queues, so waiting consumers wake without polling.
+-- daemon: a NOTIFY when tasks become claimable (inserted by anyone, including plain SQL;
+-- released or retried), naming the writer's daemon (ikigai.origin, empty for plain SQL) and the
+-- queue, so waiting consumers wake without polling. Inserts notify once per statement. Updates
+-- notify per row, and only for rows that became claimable (the trigger's WHEN), so claims and
+-- completions, most of the updates, run no trigger at all; Postgres folds identical
+-- notifications of one transaction into one.
 CREATE OR REPLACE FUNCTION ikigai_task_queue_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     queues TEXT;
@@ -125,12 +128,20 @@ BEGIN
     RETURN NULL;
 END
 $$;
+CREATE OR REPLACE FUNCTION ikigai_task_queue_notify_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('ikigai_task_queue',
+        coalesce(current_setting('ikigai.origin', true), '') || E'\n' || NEW.queue_name);
+    RETURN NULL;
+END
+$$;
 CREATE OR REPLACE TRIGGER task_queue_notify_insert AFTER INSERT ON task_queue
     REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ikigai_task_queue_notify();
-CREATE OR REPLACE TRIGGER task_queue_notify_update AFTER UPDATE ON task_queue
-    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ikigai_task_queue_notify();
+DROP TRIGGER IF EXISTS task_queue_notify_update ON task_queue;
+CREATE OR REPLACE TRIGGER task_queue_notify_claimable AFTER UPDATE ON task_queue FOR EACH ROW
+    WHEN (NEW.claimed_by IS NULL AND NEW.completed_at IS NULL AND NEW.failed_at IS NULL)
+    EXECUTE FUNCTION ikigai_task_queue_notify_row();
 
--- Registered agents (served by the agent registry).
 CREATE TABLE IF NOT EXISTS agent_registry (
     name            TEXT PRIMARY KEY,
     version         TEXT NOT NULL,
