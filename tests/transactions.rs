@@ -171,6 +171,58 @@ async fn a_client_that_dies_mid_transaction_leaves_the_task_claimable_and_the_me
     assert_eq!(sent, 0);
 }
 
+/// Claims `queue`'s next task inside a transaction that commits, with a lease of `lease_ms`.
+async fn claim_committed(c: &Client, lease_ms: u64) -> String {
+    let tx = begin(c).await;
+    let claim = json!({"queue": "jobs", "lease_ms": lease_ms});
+    let got = inside(c, &tx, "queue.claim", claim).await;
+    let _ = inside(c, &tx, "tx.commit", json!({})).await;
+    got["tasks"][0]["id"].as_str().unwrap().to_owned()
+}
+
+fn waiting(queue: &str, wait_ms: u64) -> ClaimArgs<'_> {
+    ClaimArgs {
+        queue,
+        max: Some(1),
+        wait_ms: Some(wait_ms),
+        lease_ms: None,
+    }
+}
+
+#[tokio::test]
+async fn a_committed_claim_is_released_when_its_claimer_disconnects() {
+    let d = Daemon::start().await;
+    let bob = d.agent("bob").await;
+    let id = bob.queue_push("jobs", &json!(1)).await.unwrap();
+    {
+        let alice = d.agent("alice").await;
+        assert_eq!(claim_committed(&alice, 600_000).await, id);
+    } // alice's connection closes with her claim still open
+    let again = bob.queue_claim(&waiting("jobs", 3_000)).await.unwrap();
+    assert_eq!(
+        again[0].id, id,
+        "released at once, long before its 10-minute lease"
+    );
+    assert_eq!(again[0].attempts, 2);
+}
+
+#[tokio::test]
+async fn a_committed_claim_expires_with_its_lease() {
+    let d = Daemon::start().await;
+    let (alice, bob) = (d.agent("alice").await, d.agent("bob").await);
+    let id = bob.queue_push("jobs", &json!(1)).await.unwrap();
+    assert_eq!(claim_committed(&alice, 200).await, id);
+    let again = bob.queue_claim(&waiting("jobs", 3_000)).await.unwrap();
+    assert_eq!(
+        again[0].id, id,
+        "claimable once the lease ran out, not after the sweep"
+    );
+    assert_code(
+        alice.call_value("queue.complete", &json!({"id": id})).await,
+        ErrorCode::Conflict,
+    );
+}
+
 #[tokio::test]
 async fn an_error_inside_the_transaction_undoes_all_of_it() {
     let d = Daemon::start().await;

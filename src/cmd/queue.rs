@@ -265,7 +265,10 @@ async fn claim_within(
     let (id, origin) = (super::tx::parse(tx)?, s.origin.clone());
     let claim = async |conn: &deadpool_postgres::Object| {
         let tasks = postgres::queue::claim_next(conn, queue, max, &lease, &origin).await;
-        Ok((tasks.map_err(store_error)?, None))
+        let tasks = tasks.map_err(store_error)?;
+        let (queue, holder, claimed) = (queue.to_owned(), session.id, tasks.clone());
+        let adopt: Effect = Box::new(move |s| s.queues.adopt(&queue, holder, &lease, &claimed));
+        Ok((tasks, Some(adopt)))
     };
     session.txs.within(id, claim).await
 }
@@ -408,6 +411,7 @@ async fn settle_within(
 ) -> Result<Task, Error> {
     let (tx, id) = (super::tx::parse(tx)?, parse_id(id)?);
     let agent = session.agent.clone();
+    let extending = matches!(action, Settle::Extend(_));
     let write = [SettleWrite {
         id,
         agent,
@@ -420,9 +424,15 @@ async fn settle_within(
             .map_err(store_error)?;
         let outcome = outcomes.remove(&id).unwrap_or(Err(Refusal::NotFound));
         let task = outcome.map_err(|r| QueueError::refused(id, r))?;
-        // The queue forgets any lease it held on the task and reloads (it may be claimable).
-        let queue = task.queue.clone();
-        let effect: Effect = Box::new(move |s| s.queues.settled_elsewhere(&queue, id));
+        // The queue moves the lease it holds on an extended task; after any other settlement
+        // it forgets the lease and reloads (the task may be claimable).
+        let (queue, until) = (task.queue.clone(), task.lease_until);
+        let effect: Effect = match (extending, until) {
+            (true, Some(until)) => {
+                Box::new(move |s| s.queues.extended_elsewhere(&queue, id, until))
+            }
+            _ => Box::new(move |s| s.queues.settled_elsewhere(&queue, id)),
+        };
         Ok((task, Some(effect)))
     };
     session.txs.within(tx, settle).await

@@ -82,6 +82,22 @@ pub struct Refresh;
 #[rtype(result = "()")]
 pub struct SettledElsewhere(pub Uuid);
 
+/// A lease held here was extended inside a committed transaction.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ExtendedElsewhere {
+    pub id: Uuid,
+    pub deadline: Instant,
+}
+
+/// Claims committed inside a transaction, to be held (expired, released on disconnect) here.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Adopt {
+    pub ids: Vec<Uuid>,
+    pub held: Held,
+}
+
 /// Live counters.
 #[derive(Message)]
 #[rtype(result = "LiveCounts")]
@@ -604,6 +620,25 @@ impl Handler<SettledElsewhere> for Queue {
     fn handle(&mut self, msg: SettledElsewhere, ctx: &mut Context<Self>) {
         let _ = self.guarded(ctx, |s| s.unhold(&msg.0));
         self.load(ctx);
+    }
+}
+
+impl Handler<ExtendedElsewhere> for Queue {
+    type Result = ();
+
+    fn handle(&mut self, msg: ExtendedElsewhere, ctx: &mut Context<Self>) {
+        let _ = self.guarded(ctx, |s| s.extend(&msg.id, msg.deadline));
+    }
+}
+
+impl Handler<Adopt> for Queue {
+    type Result = ();
+
+    fn handle(&mut self, msg: Adopt, ctx: &mut Context<Self>) {
+        let Adopt { ids, held } = msg;
+        let _ = self.guarded(ctx, |s| {
+            ids.iter().for_each(|id| s.adopt(*id, held.clone()))
+        });
     }
 }
 

@@ -8,7 +8,8 @@ mod registry;
 mod state;
 
 pub use actor::{
-    Claim, Push, Queue, QueueConfig, Refresh, SessionClosed, SettleTask, SettledElsewhere, Stats,
+    Adopt, Claim, ExtendedElsewhere, Push, Queue, QueueConfig, Refresh, SessionClosed, SettleTask,
+    SettledElsewhere, Stats,
 };
 pub use registry::Queues;
 pub use state::{ClaimReply, Held, LiveCounts, QueueState, Waiter};

@@ -1,12 +1,17 @@
 //! The directory of queue actors: one supervised actor per queue, started on first use.
 
-use super::actor::{Queue, QueueConfig, Refresh, SettledElsewhere};
+use super::actor::{Adopt, ExtendedElsewhere, Queue, QueueConfig, Refresh, SettledElsewhere};
+use super::state::Held;
 use crate::directory::Directory;
+use crate::message::SessionId;
 use crate::persist::Persister;
 use crate::store::{QueueStore, StoreError};
+use crate::task::{Lease, Task};
 use actix::Addr;
+use chrono::{DateTime, Utc};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Starts and finds queue actors. Lives on the daemon's actor thread (cheap to clone).
 #[derive(Clone)]
@@ -71,6 +76,32 @@ impl Queues {
         }
     }
 
+    /// A lease on a task of `queue` was extended inside a committed transaction.
+    pub fn extended_elsewhere(&self, queue: &str, id: uuid::Uuid, until: DateTime<Utc>) {
+        if let Some(addr) = self.running(queue) {
+            addr.do_send(ExtendedElsewhere {
+                id,
+                deadline: Instant::now() + remaining(until),
+            });
+        }
+    }
+
+    /// Tasks of `queue` claimed inside a transaction that committed: the queue holds their
+    /// lease from now on, as if claimed through it (expiry, release when `session` closes).
+    pub fn adopt(&self, queue: &str, session: SessionId, lease: &Lease, tasks: &[Task]) {
+        let Some(first) = tasks.first() else {
+            return;
+        };
+        let held = Held {
+            session,
+            agent: lease.agent.clone(),
+            lease_id: lease.lease_id,
+            deadline: Instant::now() + remaining(first.lease_until.unwrap_or_else(Utc::now)),
+        };
+        let ids = tasks.iter().map(|t| t.id).collect();
+        self.get(queue).do_send(Adopt { ids, held });
+    }
+
     /// Daemon start-up: releases the claims of this daemon's previous life (its sessions are
     /// gone), then starts an actor for every queue with open tasks.
     pub async fn replay(&self, origin: &str) -> Result<usize, StoreError> {
@@ -92,4 +123,9 @@ impl Queues {
     pub fn store(&self) -> &Arc<dyn QueueStore> {
         &self.inner.store
     }
+}
+
+/// How long until `until`, from now (zero if it has passed).
+fn remaining(until: DateTime<Utc>) -> std::time::Duration {
+    (until - Utc::now()).to_std().unwrap_or_default()
 }

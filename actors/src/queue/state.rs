@@ -183,6 +183,15 @@ impl QueueState {
         self.held.insert(id, held);
     }
 
+    /// Takes over a claim committed outside the actor (inside a transaction): the task leaves
+    /// the window if it was there, and its lease is held like one taken here.
+    pub fn adopt(&mut self, id: Uuid, held: Held) {
+        if let Some(rank) = self.ranks.remove(&id) {
+            self.ready.remove(&rank);
+        }
+        self.hold(id, held);
+    }
+
     /// The claim write failed: the candidates are claimable again.
     pub fn claim_failed(&mut self, candidates: Vec<Task>) {
         for task in candidates {
