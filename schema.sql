@@ -169,4 +169,47 @@ CREATE UNLOGGED TABLE IF NOT EXISTS pubsub_message (
 );
 CREATE INDEX IF NOT EXISTS pubsub_message_published ON pubsub_message (published_at);
 
+-- LLM access (issue 6): the seed's columns above stay; these describe each call in full. Keys
+-- never reach this table. tokens_used = input_tokens + output_tokens.
+ALTER TABLE llm_interactions
+    ADD COLUMN IF NOT EXISTS provider           TEXT,
+    ADD COLUMN IF NOT EXISTS provider_model     TEXT,
+    ADD COLUMN IF NOT EXISTS request            JSONB,
+    ADD COLUMN IF NOT EXISTS response           JSONB,
+    ADD COLUMN IF NOT EXISTS input_tokens       INTEGER NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS output_tokens      INTEGER NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS cache_read_tokens  INTEGER NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS latency_ms         INTEGER NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS attempts           JSONB NOT NULL DEFAULT '[]',
+    ADD COLUMN IF NOT EXISTS error              TEXT;
+-- The hourly quota sums an agent's last hour.
+CREATE INDEX IF NOT EXISTS llm_interactions_agent_time ON llm_interactions (agent_name, created_at);
+CREATE INDEX IF NOT EXISTS llm_interactions_task ON llm_interactions ((metadata->>'task_id'));
+
+-- Quota reservations: the worst case of a call in flight, deleted when its interaction is
+-- written; expires_at frees the reservations of a daemon that died mid-call.
+CREATE TABLE IF NOT EXISTS llm_reservation (
+    id          UUID PRIMARY KEY,
+    agent       TEXT NOT NULL,
+    tokens      BIGINT NOT NULL,
+    expires_at  TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX IF NOT EXISTS llm_reservation_agent ON llm_reservation (agent);
+
+-- Conversation threads: append-only history, one row per message.
+CREATE TABLE IF NOT EXISTS llm_thread (
+    id          UUID PRIMARY KEY,
+    agent       TEXT NOT NULL,
+    context     TEXT,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS llm_thread_message (
+    thread_id   UUID NOT NULL REFERENCES llm_thread (id),
+    seq         INTEGER NOT NULL,
+    message     JSONB NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (thread_id, seq)
+);
+
 INSERT INTO ikigai_schema (version) VALUES (1) ON CONFLICT (version) DO NOTHING;

@@ -1,0 +1,256 @@
+//! The SQL of LLM access: the caller's manifest, quota reservations, the interaction log (which
+//! settles reservations in the same transaction), thread history, and usage reports.
+
+use super::store_error;
+use crate::llm::log::Interaction;
+use crate::llm::quota::Reserved;
+use deadpool_postgres::Pool;
+use ikigai_actors::store::StoreError;
+use serde_json::Value;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The manifest of a registered agent, as stored by the registry.
+pub async fn manifest(pool: &Pool, agent: &str) -> Result<Option<Value>, StoreError> {
+    let client = pool.get().await.map_err(store_error)?;
+    let row = client
+        .query_opt(
+            "SELECT manifest FROM agent_registry WHERE name = $1",
+            &[&agent],
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+const USED: &str = "SELECT \
+    (SELECT COALESCE(SUM(tokens_used), 0) FROM llm_interactions \
+      WHERE agent_name = $1 AND created_at > now() - interval '1 hour')::bigint, \
+    (SELECT COALESCE(SUM(tokens), 0) FROM llm_reservation WHERE agent = $1)::bigint";
+
+/// When enough of the last hour's usage will have aged out to free `$2` tokens.
+const FREED_AT: &str = "SELECT (EXTRACT(EPOCH FROM created_at + interval '1 hour' - now()) \
+    * 1000)::bigint FROM (SELECT created_at, SUM(tokens_used) OVER (ORDER BY created_at) AS freed \
+    FROM llm_interactions WHERE agent_name = $1 AND created_at > now() - interval '1 hour') w \
+    WHERE freed >= $2 ORDER BY created_at LIMIT 1";
+
+/// Reserves `tokens` of `agent`'s hourly `limit`, counting recorded usage of the last hour and
+/// live reservations, under a per-agent lock so that concurrent reservations (of any daemon)
+/// are serialised.
+pub async fn reserve(
+    pool: &Pool,
+    agent: &str,
+    tokens: u64,
+    limit: u64,
+    ttl: Duration,
+) -> Result<Reserved, StoreError> {
+    let mut client = pool.get().await.map_err(store_error)?;
+    let tx = client.transaction().await.map_err(store_error)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('ikigai.llm_quota'), hashtext($1))",
+        &[&agent],
+    )
+    .await
+    .map_err(store_error)?;
+    tx.execute(
+        "DELETE FROM llm_reservation WHERE agent = $1 AND expires_at <= now()",
+        &[&agent],
+    )
+    .await
+    .map_err(store_error)?;
+    let row = tx.query_one(USED, &[&agent]).await.map_err(store_error)?;
+    let (used, held): (i64, i64) = (row.get(0), row.get(1));
+    let want = used as u64 + held as u64 + tokens;
+    if want > limit {
+        let need = (want - limit) as i64;
+        let freed = tx
+            .query_opt(FREED_AT, &[&agent, &need])
+            .await
+            .map_err(store_error)?;
+        let retry_after_ms = freed.map_or(1000, |r| r.get::<_, i64>(0).max(1) as u64);
+        return Ok(Reserved::Refused {
+            used: used as u64,
+            held: held as u64,
+            retry_after_ms,
+        });
+    }
+    let id = Uuid::new_v4();
+    let ttl_ms = ttl.as_millis() as i64;
+    tx.execute(
+        "INSERT INTO llm_reservation (id, agent, tokens, expires_at) \
+         VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond')",
+        &[&id, &agent, &(tokens as i64), &(ttl_ms as f64)],
+    )
+    .await
+    .map_err(store_error)?;
+    tx.commit().await.map_err(store_error)?;
+    Ok(Reserved::Granted(Some(id)))
+}
+
+const INSERT_INTERACTION: &str = "INSERT INTO llm_interactions (id, agent_name, thread_id, model, \
+    tokens_used, cost_usd, metadata, created_at, provider, provider_model, request, response, \
+    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, latency_ms, attempts, \
+    error) VALUES ($1, $2, $3, $4, $5, $6::float8, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+    $17, $18, $19)";
+
+/// Writes a batch of interactions and deletes the reservations they settle, in one transaction.
+pub async fn write_interactions(pool: &Pool, batch: &[Interaction]) -> Result<(), StoreError> {
+    let mut client = pool.get().await.map_err(store_error)?;
+    let tx = client.transaction().await.map_err(store_error)?;
+    let insert = tx.prepare(INSERT_INTERACTION).await.map_err(store_error)?;
+    let writes = batch.iter().map(|i| {
+        let u = &i.usage;
+        let n = |v: u64| v.min(i32::MAX as u64) as i32;
+        let attempts = serde_json::to_value(&i.attempts).unwrap_or_default();
+        let tx = &tx;
+        let insert = &insert;
+        async move {
+            tx.execute(
+                insert,
+                &[
+                    &i.id,
+                    &i.agent,
+                    &i.thread,
+                    &i.model,
+                    &n(u.total()),
+                    &i.cost_usd,
+                    &i.metadata,
+                    &i.created_at,
+                    &i.provider,
+                    &i.provider_model,
+                    &i.request,
+                    &i.response,
+                    &n(u.input_tokens),
+                    &n(u.output_tokens),
+                    &n(u.cache_read_tokens),
+                    &n(u.cache_write_tokens),
+                    &n(i.latency_ms),
+                    &attempts,
+                    &i.error,
+                ],
+            )
+            .await
+        }
+    });
+    futures::future::try_join_all(writes)
+        .await
+        .map_err(store_error)?;
+    let settled: Vec<Uuid> = batch.iter().filter_map(|i| i.reservation).collect();
+    if !settled.is_empty() {
+        tx.execute(
+            "DELETE FROM llm_reservation WHERE id = ANY($1)",
+            &[&settled],
+        )
+        .await
+        .map_err(store_error)?;
+    }
+    tx.commit().await.map_err(store_error)
+}
+
+/// Forgets a reservation whose call was never made.
+pub async fn release(pool: &Pool, reservation: Uuid) -> Result<(), StoreError> {
+    let client = pool.get().await.map_err(store_error)?;
+    client
+        .execute("DELETE FROM llm_reservation WHERE id = $1", &[&reservation])
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+pub async fn create_thread(
+    pool: &Pool,
+    id: Uuid,
+    agent: &str,
+    context: Option<&str>,
+) -> Result<(), StoreError> {
+    let client = pool.get().await.map_err(store_error)?;
+    client
+        .execute(
+            "INSERT INTO llm_thread (id, agent, context) VALUES ($1, $2, $3)",
+            &[&id, &agent, &context],
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+/// A thread's owner, context and messages in order; `None` if there is no such thread.
+pub async fn load_thread(
+    pool: &Pool,
+    id: Uuid,
+) -> Result<Option<(String, Option<String>, Vec<Value>)>, StoreError> {
+    let client = pool.get().await.map_err(store_error)?;
+    let Some(head) = client
+        .query_opt(
+            "SELECT agent, context FROM llm_thread WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(store_error)?
+    else {
+        return Ok(None);
+    };
+    let rows = client
+        .query(
+            "SELECT message FROM llm_thread_message WHERE thread_id = $1 ORDER BY seq",
+            &[&id],
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(Some((
+        head.get(0),
+        head.get(1),
+        rows.iter().map(|r| r.get(0)).collect(),
+    )))
+}
+
+/// Appends messages to a thread from position `from` (a conflict if another writer got there).
+pub async fn append_thread(
+    pool: &Pool,
+    id: Uuid,
+    from: usize,
+    messages: &[Value],
+) -> Result<(), StoreError> {
+    let client = pool.get().await.map_err(store_error)?;
+    client
+        .execute(
+            "INSERT INTO llm_thread_message (thread_id, seq, message) \
+             SELECT $1, $2 + n - 1, m FROM unnest($3::jsonb[]) WITH ORDINALITY AS t(m, n)",
+            &[&id, &(from as i64), &messages],
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+/// Registered agents for the `list_agents` tool.
+pub async fn agents(pool: &Pool) -> Result<Vec<Value>, StoreError> {
+    let client = pool.get().await.map_err(store_error)?;
+    let rows = client
+        .query(
+            "SELECT json_build_object('name', name, 'version', version, 'status', status, \
+             'last_heartbeat', last_heartbeat) FROM agent_registry ORDER BY name",
+            &[],
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Tokens and cost per agent and model since `since` ago, as JSON rows.
+pub async fn usage(pool: &Pool, since: Duration) -> Result<Vec<Value>, StoreError> {
+    let client = pool.get().await.map_err(store_error)?;
+    let rows = client
+        .query(
+            "SELECT json_build_object('agent', agent_name, 'model', model, 'calls', count(*), \
+             'input_tokens', SUM(input_tokens), 'output_tokens', SUM(output_tokens), \
+             'tokens', SUM(tokens_used), 'cost_usd', SUM(cost_usd)::float8, \
+             'errors', count(error)) FROM llm_interactions \
+             WHERE created_at > now() - $1 * interval '1 millisecond' \
+             GROUP BY agent_name, model ORDER BY agent_name, model",
+            &[&(since.as_millis() as f64)],
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
