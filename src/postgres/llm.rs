@@ -23,20 +23,8 @@ pub async fn manifest(pool: &Pool, agent: &str) -> Result<Option<Value>, StoreEr
     Ok(row.map(|r| r.get(0)))
 }
 
-const USED: &str = "SELECT \
-    (SELECT COALESCE(SUM(tokens_used), 0) FROM llm_interactions \
-      WHERE agent_name = $1 AND created_at > now() - interval '1 hour')::bigint, \
-    (SELECT COALESCE(SUM(tokens), 0) FROM llm_reservation WHERE agent = $1)::bigint";
-
-/// When enough of the last hour's usage will have aged out to free `$2` tokens.
-const FREED_AT: &str = "SELECT (EXTRACT(EPOCH FROM created_at + interval '1 hour' - now()) \
-    * 1000)::bigint FROM (SELECT created_at, SUM(tokens_used) OVER (ORDER BY created_at) AS freed \
-    FROM llm_interactions WHERE agent_name = $1 AND created_at > now() - interval '1 hour') w \
-    WHERE freed >= $2 ORDER BY created_at LIMIT 1";
-
-/// Reserves `tokens` of `agent`'s hourly `limit`, counting recorded usage of the last hour and
-/// live reservations, under a per-agent lock so that concurrent reservations (of any daemon)
-/// are serialised.
+/// Reserves `tokens` of `agent`'s hourly `limit` (see `ikigai_llm_reserve` in schema.sql: one
+/// statement, serialised per agent across daemons by an advisory lock).
 pub async fn reserve(
     pool: &Pool,
     agent: &str,
@@ -44,48 +32,39 @@ pub async fn reserve(
     limit: u64,
     ttl: Duration,
 ) -> Result<Reserved, StoreError> {
-    let mut client = pool.get().await.map_err(store_error)?;
-    let tx = client.transaction().await.map_err(store_error)?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('ikigai.llm_quota'), hashtext($1))",
-        &[&agent],
-    )
-    .await
-    .map_err(store_error)?;
-    tx.execute(
-        "DELETE FROM llm_reservation WHERE agent = $1 AND expires_at <= now()",
-        &[&agent],
-    )
-    .await
-    .map_err(store_error)?;
-    let row = tx.query_one(USED, &[&agent]).await.map_err(store_error)?;
-    let (used, held): (i64, i64) = (row.get(0), row.get(1));
-    let want = used as u64 + held as u64 + tokens;
-    if want > limit {
-        let need = (want - limit) as i64;
-        let freed = tx
-            .query_opt(FREED_AT, &[&agent, &need])
-            .await
-            .map_err(store_error)?;
-        let retry_after_ms = freed.map_or(1000, |r| r.get::<_, i64>(0).max(1) as u64);
-        return Ok(Reserved::Refused {
+    let client = pool.get().await.map_err(store_error)?;
+    let big = |n: u64| n.min(i64::MAX as u64) as i64;
+    let row = client
+        .query_one(
+            "SELECT * FROM ikigai_llm_reserve($1, $2, $3, $4)",
+            &[
+                &agent,
+                &big(tokens),
+                &big(limit),
+                &big(ttl.as_millis() as u64),
+            ],
+        )
+        .await
+        .map_err(store_error)?;
+    let (id, used, held, retry): (Option<Uuid>, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    Ok(match id {
+        Some(id) => Reserved::Granted(Some(id)),
+        None => Reserved::Refused {
             used: used as u64,
             held: held as u64,
-            retry_after_ms,
-        });
-    }
-    let id = Uuid::new_v4();
-    let ttl_ms = ttl.as_millis() as i64;
-    tx.execute(
-        "INSERT INTO llm_reservation (id, agent, tokens, expires_at) \
-         VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond')",
-        &[&id, &agent, &(tokens as i64), &(ttl_ms as f64)],
-    )
-    .await
-    .map_err(store_error)?;
-    tx.commit().await.map_err(store_error)?;
-    Ok(Reserved::Granted(Some(id)))
+            retry_after_ms: retry as u64,
+        },
+    })
 }
+
+/// Adds a batch's tokens to the per-minute usage the quota sums (in a fixed order, so that
+/// two daemons' writers cannot deadlock).
+const ADD_USAGE: &str = "INSERT INTO llm_usage_minute (agent, minute, tokens) \
+    SELECT agent, date_trunc('minute', at), SUM(tokens) \
+    FROM unnest($1::text[], $2::timestamptz[], $3::bigint[]) AS t(agent, at, tokens) \
+    GROUP BY 1, 2 ORDER BY 1, 2 \
+    ON CONFLICT (agent, minute) DO UPDATE SET tokens = llm_usage_minute.tokens + EXCLUDED.tokens";
 
 const INSERT_INTERACTION: &str = "INSERT INTO llm_interactions (id, agent_name, thread_id, model, \
     tokens_used, cost_usd, metadata, created_at, provider, provider_model, request, response, \
@@ -135,6 +114,12 @@ pub async fn write_interactions(pool: &Pool, batch: &[Interaction]) -> Result<()
     futures::future::try_join_all(writes)
         .await
         .map_err(store_error)?;
+    let agents: Vec<&str> = batch.iter().map(|i| i.agent.as_str()).collect();
+    let times: Vec<_> = batch.iter().map(|i| i.created_at).collect();
+    let tokens: Vec<i64> = batch.iter().map(|i| i.usage.total() as i64).collect();
+    tx.execute(ADD_USAGE, &[&agents, &times, &tokens])
+        .await
+        .map_err(store_error)?;
     let settled: Vec<Uuid> = batch.iter().filter_map(|i| i.reservation).collect();
     if !settled.is_empty() {
         tx.execute(
@@ -145,16 +130,6 @@ pub async fn write_interactions(pool: &Pool, batch: &[Interaction]) -> Result<()
         .map_err(store_error)?;
     }
     tx.commit().await.map_err(store_error)
-}
-
-/// Forgets a reservation whose call was never made.
-pub async fn release(pool: &Pool, reservation: Uuid) -> Result<(), StoreError> {
-    let client = pool.get().await.map_err(store_error)?;
-    client
-        .execute("DELETE FROM llm_reservation WHERE id = $1", &[&reservation])
-        .await
-        .map_err(store_error)?;
-    Ok(())
 }
 
 pub async fn create_thread(
