@@ -204,13 +204,14 @@ CREATE TABLE IF NOT EXISTS llm_usage_minute (
     tokens      BIGINT NOT NULL,
     PRIMARY KEY (agent, minute)
 );
--- Reserves p_tokens of p_agent's hourly p_limit, in one statement (one round trip): under a
--- per-agent advisory lock it drops expired reservations, sums the last hour's usage (whole
--- minutes, so the window errs on the safe side) and the live reservations, and either inserts
--- a reservation (returning its id) or returns when enough usage will have aged out. Its commit
--- does not wait for the WAL flush (the lock is held until the commit): a reservation lost in a
--- server crash only frees tokens of a call that is lost with it.
-CREATE OR REPLACE FUNCTION ikigai_llm_reserve(p_agent TEXT, p_tokens BIGINT, p_limit BIGINT,
+-- Reserves, in order, each of p_tokens (the worst cases of calls waiting at one daemon) of
+-- p_agent's hourly p_limit, in one statement (one round trip): under a per-agent advisory lock
+-- it drops expired reservations, sums the last hour's usage (whole minutes, so the window errs
+-- on the safe side) and the live reservations, then for each call either inserts a reservation
+-- (returning its id) or returns when enough usage will have aged out. Its commit does not wait
+-- for the WAL flush (the lock is held until the commit): a reservation lost in a server crash
+-- only frees the tokens of a call lost with it.
+CREATE OR REPLACE FUNCTION ikigai_llm_reserve(p_agent TEXT, p_tokens BIGINT[], p_limit BIGINT,
     p_ttl_ms BIGINT)
 RETURNS TABLE (reservation UUID, used BIGINT, held BIGINT, retry_after_ms BIGINT)
 LANGUAGE plpgsql AS $$
@@ -218,6 +219,7 @@ DECLARE
     v_since TIMESTAMPTZ := date_trunc('minute', now() - interval '1 hour');
     v_used BIGINT;
     v_held BIGINT;
+    v_tokens BIGINT;
     v_id UUID;
     v_retry BIGINT;
 BEGIN
@@ -227,20 +229,23 @@ BEGIN
     DELETE FROM llm_usage_minute u WHERE u.agent = p_agent AND u.minute < v_since;
     SELECT COALESCE(SUM(u.tokens), 0) INTO v_used FROM llm_usage_minute u WHERE u.agent = p_agent;
     SELECT COALESCE(SUM(r.tokens), 0) INTO v_held FROM llm_reservation r WHERE r.agent = p_agent;
-    IF v_used + v_held + p_tokens <= p_limit THEN
-        v_id := gen_random_uuid();
-        INSERT INTO llm_reservation (id, agent, tokens, expires_at)
-            VALUES (v_id, p_agent, p_tokens, now() + p_ttl_ms * interval '1 millisecond');
-        RETURN QUERY SELECT v_id, v_used, v_held, 0::BIGINT;
-        RETURN;
-    END IF;
-    SELECT (EXTRACT(EPOCH FROM w.minute + interval '61 minutes' - now()) * 1000)::BIGINT
-        INTO v_retry
-        FROM (SELECT u.minute, SUM(u.tokens) OVER (ORDER BY u.minute) AS freed
-              FROM llm_usage_minute u WHERE u.agent = p_agent) w
-        WHERE w.freed >= v_used + v_held + p_tokens - p_limit
-        ORDER BY w.minute LIMIT 1;
-    RETURN QUERY SELECT NULL::UUID, v_used, v_held, GREATEST(COALESCE(v_retry, 1000), 1);
+    FOREACH v_tokens IN ARRAY p_tokens LOOP
+        IF v_used + v_held + v_tokens <= p_limit THEN
+            v_id := gen_random_uuid();
+            INSERT INTO llm_reservation (id, agent, tokens, expires_at)
+                VALUES (v_id, p_agent, v_tokens, now() + p_ttl_ms * interval '1 millisecond');
+            RETURN QUERY SELECT v_id, v_used, v_held, 0::BIGINT;
+            v_held := v_held + v_tokens;
+        ELSE
+            SELECT (EXTRACT(EPOCH FROM w.minute + interval '61 minutes' - now()) * 1000)::BIGINT
+                INTO v_retry
+                FROM (SELECT u.minute, SUM(u.tokens) OVER (ORDER BY u.minute) AS freed
+                      FROM llm_usage_minute u WHERE u.agent = p_agent) w
+                WHERE w.freed >= v_used + v_held + v_tokens - p_limit
+                ORDER BY w.minute LIMIT 1;
+            RETURN QUERY SELECT NULL::UUID, v_used, v_held, GREATEST(COALESCE(v_retry, 1000), 1);
+        END IF;
+    END LOOP;
 END $$;
 
 -- Conversation threads: append-only history, one row per message.

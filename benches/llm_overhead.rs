@@ -3,8 +3,10 @@
 //! (permissions, quota check, routing, the provider call, the interaction log), in one run.
 //! Latency is measured from each request's scheduled time, so queueing counts.
 //!
-//! `BENCH_RPS` (1000) requests per second for `BENCH_SECS` (5) seconds, after a warm-up.
-//! Last line: `llm_overhead p50_us=<n> p99_us=<n> at_rps=<n>` (daemon minus direct).
+//! Two agents go through the daemon: `bench` (no hourly limit: the interaction log is on, the
+//! quota statement is not run) and `metered` (an hourly limit: one reservation per call).
+//! `BENCH_RPS` (1000) requests per second for `BENCH_SECS` (5) seconds each, after a warm-up.
+//! Last line: `llm_overhead p50_us=<n> p99_us=<n> at_rps=<n>` (`bench` minus direct).
 
 mod support;
 
@@ -68,9 +70,9 @@ async fn direct(url: &str, rps: usize, n: usize) -> Run {
     .await
 }
 
-async fn through_daemon(client: Arc<Client>, rps: usize, n: usize) -> Run {
+async fn through_daemon(name: &'static str, client: Arc<Client>, rps: usize, n: usize) -> Run {
     let args = json!({"model": "fast", "messages": body()["messages"], "max_tokens": 64});
-    open_loop("daemon", rps, n, || {
+    open_loop(name, rps, n, || {
         let (client, args) = (client.clone(), args.clone());
         async move {
             let reply: Value = client.call("llm.prompt", &args).await.unwrap();
@@ -80,25 +82,31 @@ async fn through_daemon(client: Arc<Client>, rps: usize, n: usize) -> Run {
     .await
 }
 
-async fn daemon(mock: &MockLlm, db: &Db) -> (Daemon, Arc<Client>) {
+/// Registers `agent` with the `fast` model and an hourly limit when `metered`.
+async fn register(db: &Db, agent: &str, metered: bool) {
+    let hourly = metered.then_some(1_000_000_000u64);
+    let manifest = json!({"name": agent, "version": "1", "command": ["x"],
+        "permissions": {"llm": {"models": ["fast"], "max_tokens_per_hour": hourly}}});
+    sql(&db.url())
+        .await
+        .execute(
+            "INSERT INTO agent_registry (name, version, manifest, status) VALUES ($1, '1', $2, 'running')",
+            &[&agent, &manifest],
+        )
+        .await
+        .unwrap();
+}
+
+async fn daemon(mock: &MockLlm, db: &Db) -> Daemon {
     let config = format!(
         "[llm.provider.mock]\nkind = openai\nbase_url = {}\n\
          [llm.model.fast]\ntargets = mock:mock-1\ninput_per_mtok = 1\noutput_per_mtok = 2\n",
         mock.url()
     );
     let daemon = Daemon::start_with(db, &config).await;
-    let manifest = json!({"name": "bench", "version": "1", "command": ["x"],
-        "permissions": {"llm": {"models": ["fast"], "max_tokens_per_hour": 1_000_000_000u64}}});
-    sql(&db.url())
-        .await
-        .execute(
-            "INSERT INTO agent_registry (name, version, manifest, status) VALUES ('bench', '1', $1, 'running')",
-            &[&manifest],
-        )
-        .await
-        .unwrap();
-    let client = Arc::new(daemon.client("bench").await);
-    (daemon, client)
+    register(db, "bench", false).await;
+    register(db, "metered", true).await;
+    daemon
 }
 
 #[tokio::main]
@@ -109,14 +117,28 @@ async fn main() {
     let mock = MockLlm::start().await;
     mock.stop_recording();
     let db = Db::create("llm").await;
-    let (daemon, client) = daemon(&mock, &db).await;
+    let daemon = daemon(&mock, &db).await;
+    let client = Arc::new(daemon.client("bench").await);
+    let metered_client = Arc::new(daemon.client("metered").await);
     println!("llm_overhead: {n} chat requests at {rps}/s, direct to the mock provider and through the daemon");
     direct(&mock.url(), rps, warmup).await;
-    through_daemon(client.clone(), rps, warmup).await;
+    through_daemon("daemon", client.clone(), rps, warmup).await;
+    through_daemon("metered", metered_client.clone(), rps, warmup).await;
     let mut direct = direct(&mock.url(), rps, n).await;
-    let mut through = through_daemon(client, rps, n).await;
+    let mut through = through_daemon("daemon", client, rps, n).await;
+    let mut metered = through_daemon("metered", metered_client, rps, n).await;
     direct.report("calls", "latency");
     through.report("calls", "latency");
+    metered.report("calls", "latency");
+    println!(
+        "with an hourly quota (one reservation statement per call): added p50_us={} p99_us={}",
+        metered
+            .percentile(0.50)
+            .saturating_sub(direct.percentile(0.50)),
+        metered
+            .percentile(0.99)
+            .saturating_sub(direct.percentile(0.99)),
+    );
     let logged = sql(&db.url())
         .await
         .query_one("SELECT count(*) FROM llm_interactions", &[])

@@ -636,7 +636,9 @@ async fn the_hourly_quota_holds_under_twenty_concurrent_prompts_and_across_a_res
     d.restart().await;
     let c = d.agent("busy").await;
     let used_now = used as u64;
-    let buckets = d.db.count("SELECT COALESCE(SUM(tokens), 0)::bigint FROM llm_usage_minute").await;
+    let buckets =
+        d.db.count("SELECT COALESCE(SUM(tokens), 0)::bigint FROM llm_usage_minute")
+            .await;
     assert_eq!(buckets, used, "per-minute usage");
     let e = prompt(
         &c,

@@ -26,6 +26,7 @@ use config::LlmConfig;
 use deadpool_postgres::Pool;
 use ikigai_actors::store::StoreError;
 use log::InteractionLog;
+use quota::Quotas;
 use route::Router;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -84,6 +85,7 @@ pub struct Llm {
     pool: Pool,
     log: InteractionLog,
     threads: Threads,
+    quotas: Quotas,
     grants: RefCell<HashMap<String, Grant>>,
     /// Custom tool calls waiting for `llm.tool_result`, by (agent, call id).
     waiting: RefCell<HashMap<(String, String), oneshot::Sender<ToolResult>>>,
@@ -96,6 +98,7 @@ impl Llm {
             router: Router::new(&config)?,
             log: InteractionLog::start(pool.clone()),
             threads: Threads::new(pool.clone()),
+            quotas: Quotas::new(pool.clone(), config.reservation_ttl),
             config,
             pool,
             grants: RefCell::default(),

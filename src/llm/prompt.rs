@@ -223,26 +223,25 @@ impl Llm {
             );
             return Err(self.refuse(p, agent, LlmError::PermissionDenied(m)));
         }
-        let ttl = self.config.reservation_ttl;
-        let reservation =
-            match quota::reserve(&self.pool, agent, &ctx.plan.perms, worst, ttl).await? {
-                Reserved::Granted(r) => r,
-                Reserved::Refused {
-                    used,
-                    held,
-                    retry_after_ms,
-                } => {
-                    let message = format!(
+        let limit = ctx.plan.perms.max_tokens_per_hour;
+        let reservation = match self.quotas.reserve(agent, worst, limit).await? {
+            Reserved::Granted(r) => r,
+            Reserved::Refused {
+                used,
+                held,
+                retry_after_ms,
+            } => {
+                let message = format!(
                     "max_tokens_per_hour: {used} tokens used in the last hour and {held} reserved \
                      by calls in flight; this request may need {worst}"
                 );
-                    let e = LlmError::QuotaExceeded {
-                        message,
-                        retry_after_ms,
-                    };
-                    return Err(self.refuse(p, agent, e));
-                }
-            };
+                let e = LlmError::QuotaExceeded {
+                    message,
+                    retry_after_ms,
+                };
+                return Err(self.refuse(p, agent, e));
+            }
+        };
         let started = Instant::now();
         let push = |d: &str| ctx.streamer.iter().for_each(|s| s.push(d));
         let deltas = ctx

@@ -3,13 +3,20 @@
 //! called; the interaction row that records the real usage deletes the reservation in the same
 //! transaction (settle). Concurrent calls, of this daemon or another, therefore cannot overshoot
 //! the hour, and a reservation whose daemon died expires.
+//!
+//! The calls of one agent that arrive while its reservation statement runs wait and are reserved
+//! together by the next statement, so one agent costs at most one statement in flight per
+//! daemon however many calls it makes.
 
 use super::provider::ChatRequest;
-use crate::manifest::LlmPermissions;
 use crate::postgres;
 use deadpool_postgres::Pool;
 use ikigai_actors::store::StoreError;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 /// The outcome of a reservation.
@@ -32,16 +39,104 @@ pub fn estimate(req: &ChatRequest) -> u64 {
     (bytes as u64).div_ceil(3)
 }
 
-/// Reserves `tokens` against the agent's hourly limit, if it has one.
-pub async fn reserve(
-    pool: &Pool,
-    agent: &str,
-    perms: &LlmPermissions,
+type Answer = oneshot::Sender<Result<Reserved, StoreError>>;
+
+/// A call waiting for its reservation.
+struct Waiting {
     tokens: u64,
+    limit: u64,
+    answer: Answer,
+}
+
+/// Reservations in flight and waiting, per agent.
+#[derive(Clone)]
+pub struct Quotas {
+    pool: Pool,
     ttl: Duration,
-) -> Result<Reserved, StoreError> {
-    match perms.max_tokens_per_hour {
-        None => Ok(Reserved::Granted(None)),
-        Some(limit) => postgres::llm::reserve(pool, agent, tokens, limit, ttl).await,
+    /// Agents with a reservation statement running, and the calls waiting behind it.
+    waiting: Rc<RefCell<HashMap<String, Vec<Waiting>>>>,
+}
+
+impl Quotas {
+    pub fn new(pool: Pool, ttl: Duration) -> Quotas {
+        Quotas {
+            pool,
+            ttl,
+            waiting: Rc::default(),
+        }
+    }
+
+    /// Reserves `tokens` against `agent`'s hourly `limit`, if it has one.
+    pub async fn reserve(
+        &self,
+        agent: &str,
+        tokens: u64,
+        limit: Option<u64>,
+    ) -> Result<Reserved, StoreError> {
+        let Some(limit) = limit else {
+            return Ok(Reserved::Granted(None));
+        };
+        let (answer, rx) = oneshot::channel();
+        let call = Waiting {
+            tokens,
+            limit,
+            answer,
+        };
+        let idle = {
+            let mut waiting = self.waiting.borrow_mut();
+            let idle = !waiting.contains_key(agent);
+            waiting.entry(agent.to_owned()).or_default().push(call);
+            idle
+        };
+        if idle {
+            tokio::task::spawn_local(self.clone().drain(agent.to_owned()));
+        }
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the quota writer stopped".into()))?
+    }
+
+    /// Reserves the agent's waiting calls, batch after batch, until none is left.
+    async fn drain(self, agent: String) {
+        loop {
+            let batch = {
+                let mut waiting = self.waiting.borrow_mut();
+                let batch = waiting
+                    .get_mut(&agent)
+                    .map(std::mem::take)
+                    .unwrap_or_default();
+                if batch.is_empty() {
+                    waiting.remove(&agent);
+                    return;
+                }
+                batch
+            };
+            self.reserve_batch(&agent, batch).await;
+        }
+    }
+
+    /// One statement for a batch (the strictest limit applies: it is the same manifest, read
+    /// at most a second apart).
+    async fn reserve_batch(&self, agent: &str, batch: Vec<Waiting>) {
+        let tokens: Vec<u64> = batch.iter().map(|w| w.tokens).collect();
+        let limit = batch.iter().map(|w| w.limit).min().unwrap_or(0);
+        let result = postgres::llm::reserve(&self.pool, agent, &tokens, limit, self.ttl).await;
+        match result {
+            Ok(outcomes) if outcomes.len() == batch.len() => {
+                for (w, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = w.answer.send(Ok(outcome));
+                }
+            }
+            Ok(_) => answer_all(
+                batch,
+                StoreError::Rejected("reservation count mismatch".into()),
+            ),
+            Err(e) => answer_all(batch, e),
+        }
+    }
+}
+
+fn answer_all(batch: Vec<Waiting>, e: StoreError) {
+    for w in batch {
+        let _ = w.answer.send(Err(e.clone()));
     }
 }

@@ -23,39 +23,34 @@ pub async fn manifest(pool: &Pool, agent: &str) -> Result<Option<Value>, StoreEr
     Ok(row.map(|r| r.get(0)))
 }
 
-/// Reserves `tokens` of `agent`'s hourly `limit` (see `ikigai_llm_reserve` in schema.sql: one
-/// statement, serialised per agent across daemons by an advisory lock).
+/// Reserves each of `tokens`, in order, of `agent`'s hourly `limit` (see `ikigai_llm_reserve`
+/// in schema.sql: one statement, serialised per agent across daemons by an advisory lock).
 pub async fn reserve(
     pool: &Pool,
     agent: &str,
-    tokens: u64,
+    tokens: &[u64],
     limit: u64,
     ttl: Duration,
-) -> Result<Reserved, StoreError> {
+) -> Result<Vec<Reserved>, StoreError> {
     let client = pool.get().await.map_err(store_error)?;
     let big = |n: u64| n.min(i64::MAX as u64) as i64;
-    let row = client
-        .query_one(
+    let tokens: Vec<i64> = tokens.iter().map(|t| big(*t)).collect();
+    let rows = client
+        .query(
             "SELECT * FROM ikigai_llm_reserve($1, $2, $3, $4)",
-            &[
-                &agent,
-                &big(tokens),
-                &big(limit),
-                &big(ttl.as_millis() as u64),
-            ],
+            &[&agent, &tokens, &big(limit), &big(ttl.as_millis() as u64)],
         )
         .await
         .map_err(store_error)?;
-    let (id, used, held, retry): (Option<Uuid>, i64, i64, i64) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
-    Ok(match id {
+    let outcome = |row: &tokio_postgres::Row| match row.get::<_, Option<Uuid>>(0) {
         Some(id) => Reserved::Granted(Some(id)),
         None => Reserved::Refused {
-            used: used as u64,
-            held: held as u64,
-            retry_after_ms: retry as u64,
+            used: row.get::<_, i64>(1) as u64,
+            held: row.get::<_, i64>(2) as u64,
+            retry_after_ms: row.get::<_, i64>(3) as u64,
         },
-    })
+    };
+    Ok(rows.iter().map(outcome).collect())
 }
 
 /// Adds a batch's tokens to the per-minute usage the quota sums (in a fixed order, so that
