@@ -109,6 +109,12 @@ async fn daemon(mock: &MockLlm, db: &Db) -> Daemon {
     daemon
 }
 
+/// What `run` adds to `base` at p50 and p99, in microseconds.
+fn added(run: &mut Run, base: &mut Run) -> (u64, u64) {
+    let mut at = |p| run.percentile(p).saturating_sub(base.percentile(p));
+    (at(0.50), at(0.99))
+}
+
 #[tokio::main]
 async fn main() {
     let rps = env("BENCH_RPS", 1000);
@@ -130,15 +136,8 @@ async fn main() {
     direct.report("calls", "latency");
     through.report("calls", "latency");
     metered.report("calls", "latency");
-    println!(
-        "with an hourly quota (one reservation statement per call): added p50_us={} p99_us={}",
-        metered
-            .percentile(0.50)
-            .saturating_sub(direct.percentile(0.50)),
-        metered
-            .percentile(0.99)
-            .saturating_sub(direct.percentile(0.99)),
-    );
+    let (p50, p99) = added(&mut metered, &mut direct);
+    println!("with an hourly quota (one reservation statement per call): added p50_us={p50} p99_us={p99}");
     let logged = sql(&db.url())
         .await
         .query_one("SELECT count(*) FROM llm_interactions", &[])
@@ -146,14 +145,7 @@ async fn main() {
         .unwrap()
         .get::<_, i64>(0);
     println!("interaction rows logged so far: {logged}");
-    let (p50, p99) = (
-        through
-            .percentile(0.50)
-            .saturating_sub(direct.percentile(0.50)),
-        through
-            .percentile(0.99)
-            .saturating_sub(direct.percentile(0.99)),
-    );
+    let (p50, p99) = added(&mut through, &mut direct);
     drop(daemon);
     db.drop_now().await;
     println!("llm_overhead p50_us={p50} p99_us={p99} at_rps={rps}");

@@ -31,6 +31,14 @@ async fn daemon(mock: &MockLlm, extra: &str) -> Daemon {
     Daemon::start_with(&config).await
 }
 
+/// A mock provider, a daemon using it, and `agent` allowed everything but deploy.
+async fn setup(agent: &str) -> (MockLlm, Daemon, Client) {
+    let mock = MockLlm::start().await;
+    let d = daemon(&mock, "").await;
+    let c = allow_all(&d, agent).await;
+    (mock, d, c)
+}
+
 /// Registers `agent` with every model, every platform tool but deploy, and custom tools.
 async fn allow_all(d: &Daemon, agent: &str) -> Client {
     d.register_llm(
@@ -78,9 +86,7 @@ async fn next_push(c: &Client) -> (String, Value) {
 
 #[tokio::test]
 async fn the_anthropic_adapter_sends_the_messages_format_and_normalises_the_answer() {
-    let mock = MockLlm::start().await;
-    let d = daemon(&mock, "").await;
-    let c = allow_all(&d, "triage").await;
+    let (mock, _d, c) = setup("triage").await;
     mock.push(
         Api::Anthropic,
         Reply::Text {
@@ -122,9 +128,7 @@ async fn the_anthropic_adapter_sends_the_messages_format_and_normalises_the_answ
 
 #[tokio::test]
 async fn the_openai_adapter_sends_chat_completions_with_tool_schemas() {
-    let mock = MockLlm::start().await;
-    let d = daemon(&mock, "").await;
-    let c = allow_all(&d, "triage").await;
+    let (mock, _d, c) = setup("triage").await;
     mock.push(
         Api::OpenAi,
         Reply::Text {
@@ -166,9 +170,7 @@ async fn the_openai_adapter_sends_chat_completions_with_tool_schemas() {
 
 #[tokio::test]
 async fn a_failing_first_target_fails_over_to_the_next() {
-    let mock = MockLlm::start().await;
-    let d = daemon(&mock, "").await;
-    let c = allow_all(&d, "triage").await;
+    let (mock, d, c) = setup("triage").await;
     mock.push(Api::Anthropic, Reply::status(500, "boom"));
     mock.push(Api::Anthropic, Reply::status(503, "still down"));
     mock.push(Api::OpenAi, Reply::text("from the second"));
@@ -201,9 +203,7 @@ async fn a_failing_first_target_fails_over_to_the_next() {
 
 #[tokio::test]
 async fn a_429_with_retry_after_is_retried_after_that_delay_then_fails_over() {
-    let mock = MockLlm::start().await;
-    let d = daemon(&mock, "").await;
-    let c = allow_all(&d, "triage").await;
+    let (mock, _d, c) = setup("triage").await;
     let limited = Reply::Status {
         status: 429,
         message: "slow down".into(),
@@ -226,9 +226,7 @@ async fn a_429_with_retry_after_is_retried_after_that_delay_then_fails_over() {
 
 #[tokio::test]
 async fn a_529_overloaded_is_retried_on_the_same_target() {
-    let mock = MockLlm::start().await;
-    let d = daemon(&mock, "").await;
-    let c = allow_all(&d, "triage").await;
+    let (mock, _d, c) = setup("triage").await;
     mock.push(Api::Anthropic, Reply::status(529, "Overloaded"));
     mock.push(Api::Anthropic, Reply::text("after the overload"));
     let r = prompt(&c, json!({"model": "failover", "messages": user("hi")}))
@@ -240,9 +238,7 @@ async fn a_529_overloaded_is_retried_on_the_same_target() {
 
 #[tokio::test]
 async fn a_400_fails_at_once_with_the_providers_message_and_no_failover() {
-    let mock = MockLlm::start().await;
-    let d = daemon(&mock, "").await;
-    let c = allow_all(&d, "triage").await;
+    let (mock, _d, c) = setup("triage").await;
     mock.push(
         Api::Anthropic,
         Reply::status(400, "messages: roles must alternate"),
@@ -324,9 +320,7 @@ async fn streaming_pushes_deltas_in_order_before_the_final_answer() {
 
 #[tokio::test]
 async fn a_stream_cut_after_text_was_pushed_ends_in_an_error_without_failover() {
-    let mock = MockLlm::start().await;
-    let d = daemon(&mock, "").await;
-    let c = allow_all(&d, "writer").await;
+    let (mock, _d, c) = setup("writer").await;
     mock.push(
         Api::Anthropic,
         Reply::Cut {
@@ -350,9 +344,7 @@ async fn a_stream_cut_after_text_was_pushed_ends_in_an_error_without_failover() 
 
 #[tokio::test]
 async fn platform_tools_run_as_the_agent_and_the_loop_continues_to_the_answer() {
-    let mock = MockLlm::start().await;
-    let d = daemon(&mock, "").await;
-    let c = allow_all(&d, "triage").await;
+    let (mock, d, c) = setup("triage").await;
     mock.push(
         Api::Anthropic,
         Reply::tool_call(
@@ -413,9 +405,7 @@ async fn platform_tools_run_as_the_agent_and_the_loop_continues_to_the_answer() 
 
 #[tokio::test]
 async fn a_custom_tool_call_is_pushed_to_the_agent_and_its_result_continues_the_loop() {
-    let mock = MockLlm::start().await;
-    let d = daemon(&mock, "").await;
-    let c = allow_all(&d, "coder").await;
+    let (mock, _d, c) = setup("coder").await;
     mock.push(
         Api::OpenAi,
         Reply::tool_call("call_9", "read_file", json!({"path": "main.rs"})),
@@ -455,9 +445,7 @@ async fn a_custom_tool_call_is_pushed_to_the_agent_and_its_result_continues_the_
 
 #[tokio::test]
 async fn a_custom_tool_call_without_a_result_times_out_with_a_clear_error() {
-    let mock = MockLlm::start().await;
-    let d = daemon(&mock, "").await;
-    let c = allow_all(&d, "coder").await;
+    let (mock, _d, c) = setup("coder").await;
     mock.push(
         Api::OpenAi,
         Reply::tool_call("call_1", "ask_human", json!({})),
@@ -482,9 +470,7 @@ async fn a_custom_tool_call_without_a_result_times_out_with_a_clear_error() {
 
 #[tokio::test]
 async fn a_thread_follow_up_carries_the_history_also_after_a_restart() {
-    let mock = MockLlm::start().await;
-    let mut d = daemon(&mock, "").await;
-    let c = allow_all(&d, "triage").await;
+    let (mock, mut d, c) = setup("triage").await;
     let t: Value = c
         .call("threads.create", &json!({"context": "You triage bugs."}))
         .await
@@ -754,9 +740,7 @@ fn numeric_text(raw: &[u8]) -> String {
 
 #[tokio::test]
 async fn api_keys_never_reach_the_log_or_the_database() {
-    let mock = MockLlm::start().await;
-    let d = daemon(&mock, "").await;
-    let c = allow_all(&d, "triage").await;
+    let (mock, d, c) = setup("triage").await;
     mock.push(
         Api::Anthropic,
         Reply::status(401, &format!("invalid x-api-key {ANTHROPIC_KEY}")),
@@ -816,9 +800,7 @@ async fn without_configured_models_a_prompt_answers_a_clear_error() {
 
 #[tokio::test]
 async fn the_cli_prints_usage_per_agent_and_model() {
-    let mock = MockLlm::start().await;
-    let d = daemon(&mock, "").await;
-    let c = allow_all(&d, "triage").await;
+    let (mock, d, c) = setup("triage").await;
     mock.push(
         Api::OpenAi,
         Reply::Text {

@@ -3,8 +3,8 @@
 //! the whole prompt.
 
 use super::{
-    count, event_json, ChatRequest, ChatResponse, Message, Partial, ProviderError, Role, SseEvent,
-    StopReason, ToolCall, Usage, Wire,
+    add_options, count, event_json, ChatRequest, ChatResponse, Message, Partial, ProviderError,
+    Role, SseEvent, StopReason, ToolCall, Usage, Wire,
 };
 use serde_json::{json, Value};
 
@@ -40,20 +40,10 @@ impl Wire for Anthropic {
         if !system.is_empty() {
             body["system"] = json!(system.join("\n\n"));
         }
-        if let Some(t) = req.temperature {
-            body["temperature"] = json!(t);
-        }
-        if !req.tools.is_empty() {
-            let tools: Vec<Value> = req
-                .tools
-                .iter()
-                .map(|t| {
-                    json!({"name": t.name, "description": t.description,
-                    "input_schema": t.parameters})
-                })
-                .collect();
-            body["tools"] = Value::Array(tools);
-        }
+        add_options(&mut body, req, |t| {
+            json!({"name": t.name, "description": t.description,
+                "input_schema": t.parameters})
+        });
         if stream {
             body["stream"] = json!(true);
         }

@@ -228,6 +228,17 @@ trait Wire {
     ) -> Result<Option<String>, ProviderError>;
 }
 
+/// Adds the options both formats spell alike: `temperature`, and `tools` (each spec in the
+/// format's own shape) when there are any.
+fn add_options(body: &mut Value, req: &ChatRequest, tool: impl Fn(&ToolSpec) -> Value) {
+    if let Some(t) = req.temperature {
+        body["temperature"] = serde_json::json!(t);
+    }
+    if !req.tools.is_empty() {
+        body["tools"] = req.tools.iter().map(tool).collect();
+    }
+}
+
 /// Where streamed text deltas go as they arrive.
 pub type Deltas<'a> = &'a dyn Fn(&str);
 

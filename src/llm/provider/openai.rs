@@ -3,8 +3,8 @@
 //! tokens, as the normalised `input_tokens` do.
 
 use super::{
-    count, event_json, parse_arguments, ChatRequest, ChatResponse, Message, Partial, ProviderError,
-    Role, SseEvent, StopReason, ToolCall, Usage, Wire,
+    add_options, count, event_json, parse_arguments, ChatRequest, ChatResponse, Message, Partial,
+    ProviderError, Role, SseEvent, StopReason, ToolCall, Usage, Wire,
 };
 use serde_json::{json, Value};
 
@@ -25,20 +25,10 @@ impl Wire for OpenAi {
             "messages": req.messages.iter().map(message).collect::<Vec<_>>(),
             "max_tokens": req.max_tokens,
         });
-        if let Some(t) = req.temperature {
-            body["temperature"] = json!(t);
-        }
-        if !req.tools.is_empty() {
-            let tools: Vec<Value> = req
-                .tools
-                .iter()
-                .map(|t| {
-                    json!({"type": "function", "function": {
-                    "name": t.name, "description": t.description, "parameters": t.parameters}})
-                })
-                .collect();
-            body["tools"] = Value::Array(tools);
-        }
+        add_options(&mut body, req, |t| {
+            json!({"type": "function", "function": {
+                "name": t.name, "description": t.description, "parameters": t.parameters}})
+        });
         if stream {
             body["stream"] = json!(true);
             body["stream_options"] = json!({"include_usage": true});
