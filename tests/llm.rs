@@ -16,10 +16,15 @@ const OPENAI_KEY: &str = "sk-oai-TEST-8b3a55c0-never-logged";
 /// A daemon with two providers on `mock` (keys from the environment) and these aliases:
 /// `sonnet` (Anthropic), `gpt` (OpenAI), `failover` (Anthropic, then OpenAI).
 async fn daemon(mock: &MockLlm, extra: &str) -> Daemon {
+    Daemon::start_with(&config(mock, extra)).await
+}
+
+/// The configuration of [`daemon`].
+fn config(mock: &MockLlm, extra: &str) -> String {
     std::env::set_var("IKIGAI_TEST_ANTHROPIC_KEY", ANTHROPIC_KEY);
     std::env::set_var("IKIGAI_TEST_OPENAI_KEY", OPENAI_KEY);
     let url = mock.url();
-    let config = format!(
+    format!(
         "[llm]\n{extra}\nbackoff_ms = 10\nretries = 1\ntool_timeout_ms = 2000\n\
          [llm.provider.anth]\nkind = anthropic\nbase_url = {url}\napi_key_env = IKIGAI_TEST_ANTHROPIC_KEY\n\
          [llm.provider.oai]\nkind = openai\nbase_url = {url}\napi_key_env = IKIGAI_TEST_OPENAI_KEY\n\
@@ -27,8 +32,7 @@ async fn daemon(mock: &MockLlm, extra: &str) -> Daemon {
          output_per_mtok = 15\n\
          [llm.model.gpt]\ntargets = oai:gpt-4o\ninput_per_mtok = 2.5\noutput_per_mtok = 10\n\
          [llm.model.failover]\ntargets = anth:claude-a, oai:gpt-b\n"
-    );
-    Daemon::start_with(&config).await
+    )
 }
 
 /// A mock provider, a daemon using it, and `agent` allowed everything but deploy.
@@ -632,6 +636,47 @@ async fn the_hourly_quota_holds_under_twenty_concurrent_prompts_and_across_a_res
     )
     .await;
     assert_code(e, ErrorCode::QuotaExceeded);
+}
+
+#[tokio::test]
+async fn two_daemons_on_one_database_share_the_hourly_quota() {
+    let mock = MockLlm::start().await;
+    let one = daemon(&mock, "").await;
+    let two = Daemon::start_on(one.db.share(), &config(&mock, "")).await;
+    one.register_llm(
+        "busy",
+        json!({"models": ["gpt"], "max_tokens_per_hour": 1000}),
+    )
+    .await;
+    for _ in 0..20 {
+        let slow = Reply::Text {
+            text: "x".into(),
+            input_tokens: 10,
+            output_tokens: 100,
+        };
+        mock.push(
+            Api::OpenAi,
+            Reply::Delay(Duration::from_millis(300), Box::new(slow)),
+        );
+    }
+    let (a, b) = (one.agent("busy").await, two.agent("busy").await);
+    let args = json!({"model": "gpt", "messages": user("hi"), "max_tokens": 150});
+    let calls = (0..20).map(|i| prompt(if i % 2 == 0 { &a } else { &b }, args.clone()));
+    let granted = futures::future::join_all(calls)
+        .await
+        .iter()
+        .filter(|r| r.is_ok())
+        .count();
+    assert!(
+        (1..=6).contains(&granted),
+        "{granted} of 20 granted across two daemons"
+    );
+    rows(&one, 20).await;
+    let used = one
+        .db
+        .count("SELECT SUM(tokens_used)::bigint FROM llm_interactions")
+        .await;
+    assert!(used <= 1000, "{used} tokens used over a limit of 1000");
 }
 
 #[tokio::test]
