@@ -526,6 +526,28 @@ async fn a_thread_follow_up_carries_the_history_also_after_a_restart() {
 }
 
 #[tokio::test]
+async fn prompts_on_one_thread_take_turns_and_each_sees_the_last() {
+    let (mock, _d, c) = setup("triage").await;
+    let t: Value = c.call("threads.create", &json!({})).await.unwrap();
+    let thread = t["id"].as_str().unwrap();
+    let slow = Reply::Delay(
+        Duration::from_millis(300),
+        Box::new(Reply::text("first answer")),
+    );
+    mock.push(Api::Anthropic, slow);
+    mock.push(Api::Anthropic, Reply::text("second answer"));
+    let first = json!({"model": "sonnet", "thread": thread, "messages": user("one")});
+    let second = json!({"model": "sonnet", "thread": thread, "messages": user("two")});
+    let (a, b) = tokio::join!(prompt(&c, first), prompt(&c, second));
+    let mut answers = [a.unwrap()["content"].clone(), b.unwrap()["content"].clone()];
+    answers.sort_by_key(|v| v.to_string());
+    assert_eq!(answers, [json!("first answer"), json!("second answer")]);
+    let later = &mock.received()[1].body["messages"];
+    assert_eq!(later.as_array().unwrap().len(), 3, "{later}");
+    assert_eq!(later[1]["content"][0]["text"], "first answer");
+}
+
+#[tokio::test]
 async fn every_permission_rule_refuses_before_any_provider_is_called_and_is_logged() {
     let mock = MockLlm::start().await;
     let d = daemon(&mock, "").await;

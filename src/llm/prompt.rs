@@ -79,17 +79,13 @@ impl Llm {
             Ok(plan) => plan,
             Err(e) => return Err(self.refuse(&p, agent, e)),
         };
-        let thread = match p.thread {
-            Some(id) => Some(self.threads.open(id, agent).await?),
+        let turn = match p.thread {
+            Some(id) => Some(self.threads.begin(id, agent).await?),
             None => None,
         };
-        let _turn = match &thread {
-            Some(t) => Some(t.turn().await),
-            None => None,
-        };
-        let mut conversation = thread
+        let mut conversation = turn
             .as_ref()
-            .map(|t| t.conversation())
+            .map(|t| t.conversation.clone())
             .unwrap_or_default();
         let start = conversation.len();
         conversation.extend(p.messages.iter().cloned());
@@ -110,8 +106,8 @@ impl Llm {
             streamer.finish().await;
         }
         let (answers, stop_reason) = result?;
-        if let Some(t) = &thread {
-            t.append(&self.pool, &conversation[start..]).await?;
+        if let Some(turn) = turn {
+            turn.finish(conversation.split_off(start)).await?;
         }
         Ok(reply(&p, answers, stop_reason))
     }

@@ -144,6 +144,16 @@ pub async fn create_thread(
     Ok(())
 }
 
+/// The agent a thread belongs to; `None` if there is no such thread.
+pub async fn thread_owner(pool: &Pool, id: Uuid) -> Result<Option<String>, StoreError> {
+    let client = pool.get().await.map_err(store_error)?;
+    let row = client
+        .query_opt("SELECT agent FROM llm_thread WHERE id = $1", &[&id])
+        .await
+        .map_err(store_error)?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 /// A thread's owner, context and messages in order; `None` if there is no such thread.
 pub async fn load_thread(
     pool: &Pool,
