@@ -249,7 +249,10 @@ impl Llm {
         row.reservation = reservation;
         row.latency_ms = started.elapsed().as_millis() as u64;
         match result {
-            Ok(routed) => {
+            Ok(mut routed) => {
+                if routed.response.usage == Usage::default() {
+                    routed.response.usage = quota::estimate_usage(req, &routed.response);
+                }
                 let cost = routed.target.price.cost(&routed.response.usage);
                 row.provider = Some(routed.target.provider.clone());
                 row.provider_model = Some(routed.target.model.clone());

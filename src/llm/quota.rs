@@ -8,7 +8,7 @@
 //! together by the next statement, so one agent costs at most one statement in flight per
 //! daemon however many calls it makes.
 
-use super::provider::ChatRequest;
+use super::provider::{ChatRequest, ChatResponse, Usage};
 use crate::postgres;
 use deadpool_postgres::Pool;
 use ikigai_actors::store::StoreError;
@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::sync::oneshot;
+use tracing::warn;
 use uuid::Uuid;
 
 /// The outcome of a reservation.
@@ -37,6 +38,23 @@ pub fn estimate(req: &ChatRequest) -> u64 {
     let bytes = serde_json::to_vec(&req.messages).map_or(0, |v| v.len())
         + serde_json::to_vec(&req.tools).map_or(0, |v| v.len());
     (bytes as u64).div_ceil(3)
+}
+
+/// Usage for an answer that reported none (an OpenAI-compatible server that ignores
+/// `stream_options.include_usage`, say): estimated, so that the quota and the cost still count
+/// the call.
+pub fn estimate_usage(req: &ChatRequest, response: &ChatResponse) -> Usage {
+    let calls = match response.tool_calls.is_empty() {
+        true => 0,
+        false => serde_json::to_vec(&response.tool_calls).map_or(0, |v| v.len()),
+    };
+    let answer = response.content.len() + calls;
+    warn!(model = %req.model, "the provider reported no usage; counting an estimate");
+    Usage {
+        input_tokens: estimate(req),
+        output_tokens: (answer as u64).div_ceil(3),
+        ..Usage::default()
+    }
 }
 
 type Answer = oneshot::Sender<Result<Reserved, StoreError>>;
@@ -138,5 +156,35 @@ impl Quotas {
 fn answer_all(batch: Vec<Waiting>, e: StoreError) {
     for w in batch {
         let _ = w.answer.send(Err(e.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::provider::{Message, Role};
+
+    #[test]
+    fn an_answer_without_usage_is_counted_by_estimate() {
+        let req = ChatRequest {
+            model: "m".into(),
+            messages: vec![Message {
+                role: Role::User,
+                content: "x".repeat(300),
+                tool_calls: Vec::new(),
+                tool_call_id: None,
+                is_error: false,
+            }],
+            tools: Vec::new(),
+            max_tokens: 10,
+            temperature: None,
+        };
+        let answer = ChatResponse {
+            content: "y".repeat(30),
+            ..ChatResponse::default()
+        };
+        let usage = estimate_usage(&req, &answer);
+        assert!(usage.input_tokens >= 100, "{usage:?}");
+        assert_eq!(usage.output_tokens, 10);
     }
 }

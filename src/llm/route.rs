@@ -241,3 +241,61 @@ fn attempt(
         latency_ms,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router() -> Router {
+        let config = LlmConfig {
+            retries: 2,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            ..LlmConfig::default()
+        };
+        Router::new(&config).unwrap()
+    }
+
+    fn status(status: u16, retry_after: Option<u64>) -> ProviderError {
+        let retry_after = retry_after.map(Duration::from_secs);
+        ProviderError::Status {
+            status,
+            message: String::new(),
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let r = router();
+        for (tries, base) in [(0, 100), (1, 200), (2, 400), (5, 1000)] {
+            let d = r.delay(tries, &status(500, None)).unwrap().as_millis() as u64;
+            assert!(
+                (base * 3 / 4..=base * 5 / 4).contains(&d),
+                "try {tries}: {d} ms"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_unless_it_exceeds_the_cap() {
+        let r = router();
+        assert_eq!(
+            r.delay(0, &status(429, Some(1))),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(r.delay(0, &status(429, Some(30))), None);
+    }
+
+    #[test]
+    fn what_is_retried() {
+        assert!(status(429, None).retriable() && status(529, None).retriable());
+        assert!(status(500, None).retriable() && ProviderError::Timeout.retriable());
+        assert!(!status(400, None).retriable() && !status(404, None).retriable());
+        let cut = |streamed| ProviderError::StreamCut {
+            message: String::new(),
+            streamed,
+        };
+        assert!(cut(false).retriable() && !cut(true).retriable());
+    }
+}
