@@ -849,6 +849,23 @@ async fn api_keys_never_reach_the_log_or_the_database() {
     }
 }
 
+#[test]
+fn a_bad_llm_section_stops_the_daemon_naming_file_line_and_key() {
+    let root = support::temp_root();
+    let conf = root.path().join("bad.conf");
+    let text = "[llm.provider.x]\nkind = openai\n[llm.model.fast]\ntargets = x:m, y:m\n";
+    std::fs::write(&conf, text).unwrap();
+    let mut cmd = support::daemon_command(root.path());
+    cmd.arg("--config").arg(&conf);
+    let (code, stderr) = support::run_to_exit(cmd);
+    assert_eq!(code, 1, "{stderr}");
+    let at = format!(
+        "{}:4: [llm.model.fast] targets: no [llm.provider.y] section",
+        conf.display()
+    );
+    assert!(stderr.contains(&at), "{stderr}");
+}
+
 #[tokio::test]
 async fn without_configured_models_a_prompt_answers_a_clear_error() {
     let d = Daemon::start().await;

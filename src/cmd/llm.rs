@@ -49,6 +49,9 @@ pub async fn prompt(
     if !metadata.is_object() {
         return Err(Error::BadRequest("metadata must be a map".into()));
     }
+    if args.messages.is_empty() {
+        return Err(Error::BadRequest("messages must not be empty".into()));
+    }
     if args.max_tokens == Some(0) {
         return Err(Error::BadRequest("max_tokens must be at least 1".into()));
     }
