@@ -4,7 +4,7 @@
 //!
 //! `config` parses `[llm]`; `provider` holds the normalised types and the OpenAI and Anthropic
 //! adapters; `route` retries and fails over; `price` prices usage; `quota` reserves and settles
-//! tokens; `prompt` runs the tool loop; `tools` the platform tools; `thread` the histories;
+//! tokens; `prompt` runs the tool loop; `stream` pushes text deltas; `tools` the platform tools; `thread` the histories;
 //! `log` writes `llm_interactions`.
 
 pub mod config;
@@ -14,6 +14,7 @@ mod prompt;
 pub mod provider;
 pub mod quota;
 mod route;
+mod stream;
 mod thread;
 mod tools;
 

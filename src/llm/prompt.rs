@@ -7,16 +7,17 @@ use super::config::Target;
 use super::log::Interaction;
 use super::provider::{ChatRequest, ChatResponse, Message, StopReason, ToolCall, ToolSpec, Usage};
 use super::quota::{self, Reserved};
+use super::stream::Streamer;
 use super::{tools, Llm, LlmError, ToolResult};
 use crate::manifest::LlmPermissions;
 use crate::services::Services;
-use crate::session::{Out, Session};
+use crate::session::Session;
 use chrono::Utc;
 use ikigai_protocol::encode_push;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::time::Instant;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 /// One `llm.prompt`, checked for shape (not yet for permission).
@@ -406,39 +407,5 @@ fn reply(p: &Prompt, answers: Vec<Answer>, stop_reason: StopReason) -> PromptRep
         stop_reason,
         steps,
         thread: p.thread.map(|t| t.to_string()),
-    }
-}
-
-/// Forwards streamed text to the connection as `llm.delta` pushes, in order, ahead of the reply.
-struct Streamer {
-    tx: mpsc::UnboundedSender<String>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Streamer {
-    fn start(out: Out, request: u64) -> Streamer {
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-        let task = tokio::task::spawn_local(async move {
-            while let Some(delta) = rx.recv().await {
-                let data = json!({"request": request, "delta": delta});
-                let Ok(frame) = encode_push("llm.delta", &data) else {
-                    continue;
-                };
-                if out.send(frame).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Streamer { tx, task }
-    }
-
-    fn push(&self, delta: &str) {
-        let _ = self.tx.send(delta.to_owned());
-    }
-
-    /// Waits until every delta is queued on the connection.
-    async fn finish(self) {
-        drop(self.tx);
-        let _ = self.task.await;
     }
 }

@@ -2,6 +2,8 @@
 //! connected clients. Everything here talks to real processes over real sockets.
 #![allow(dead_code)]
 
+pub mod llm;
+
 use ikigai_client::{Client, ErrorCode};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
