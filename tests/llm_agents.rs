@@ -74,6 +74,43 @@ async fn platform_tools_run_as_the_agent_and_the_loop_continues_to_the_answer() 
 }
 
 #[tokio::test]
+async fn streamed_tool_calls_of_both_formats_are_assembled_and_run() {
+    for (api, model) in [(Api::Anthropic, "sonnet"), (Api::OpenAi, "gpt")] {
+        let (mock, d, c) = setup("streamer").await;
+        let args = json!({"queue": "jobs", "payload": {"n": [1, 2, 3]}, "priority": 3});
+        mock.push(api, Reply::tool_call("s1", "create_task", args));
+        mock.push(api, Reply::text("queued it"));
+        let r = prompt(
+            &c,
+            json!({"model": model, "messages": user("queue"), "stream": true,
+            "tools": {"platform": ["create_task"]}}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (r["content"].as_str(), r["steps"].as_u64()),
+            (Some("queued it"), Some(2))
+        );
+        let payload: Value =
+            d.db.client()
+                .await
+                .query_one(
+                    "SELECT payload FROM task_queue WHERE queue_name = 'jobs'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+        assert_eq!(payload, json!({"n": [1, 2, 3]}), "{api:?}");
+        let (name, data) = next_push(&c).await;
+        assert_eq!(
+            (name.as_str(), data["delta"].as_str()),
+            ("llm.delta", Some("queued "))
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_custom_tool_call_is_pushed_to_the_agent_and_its_result_continues_the_loop() {
     let (mock, _d, c) = setup("coder").await;
     mock.push(
