@@ -111,6 +111,34 @@ async fn streamed_tool_calls_of_both_formats_are_assembled_and_run() {
 }
 
 #[tokio::test]
+async fn the_tool_loop_stops_at_max_steps_with_the_open_calls_in_the_reply() {
+    let mock = MockLlm::start().await;
+    let d = daemon(&mock, "max_steps = 2").await;
+    let c = allow_all(&d, "looper").await;
+    for id in ["a", "b"] {
+        mock.push(Api::OpenAi, Reply::tool_call(id, "list_agents", json!({})));
+    }
+    let r = prompt(
+        &c,
+        json!({"model": "gpt", "messages": user("loop"),
+        "tools": {"platform": ["list_agents"]}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (r["stop_reason"].as_str(), r["steps"].as_u64()),
+        (Some("max_steps"), Some(2))
+    );
+    assert_eq!(r["tool_calls"][0]["id"], "b");
+    assert_eq!(mock.received().len(), 2);
+    let listed = &mock.received()[1].body["messages"][2];
+    assert!(
+        listed["content"].as_str().unwrap().contains("looper"),
+        "{listed}"
+    );
+}
+
+#[tokio::test]
 async fn a_custom_tool_call_is_pushed_to_the_agent_and_its_result_continues_the_loop() {
     let (mock, _d, c) = setup("coder").await;
     mock.push(
