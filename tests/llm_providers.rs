@@ -152,6 +152,34 @@ async fn a_429_with_retry_after_is_retried_after_that_delay_then_fails_over() {
 }
 
 #[tokio::test]
+async fn a_provider_that_does_not_answer_in_time_is_retried_then_failed_over() {
+    let mock = MockLlm::start().await;
+    let slow = format!(
+        "{}[llm.provider.slow]\nkind = openai\nbase_url = {}\ntimeout_ms = 200\n\
+         [llm.model.patient]\ntargets = slow:m1, oai:m2\n",
+        config(&mock, ""),
+        mock.url()
+    );
+    let d = Daemon::start_with(&slow).await;
+    let c = allow_all(&d, "triage").await;
+    d.register_llm("triage", json!({"models": ["patient"]}))
+        .await;
+    for _ in 0..2 {
+        let late = Reply::Delay(Duration::from_secs(2), Box::new(Reply::text("too late")));
+        mock.push(Api::OpenAi, late);
+    }
+    mock.push(Api::OpenAi, Reply::text("in time"));
+    let r = prompt(&c, json!({"model": "patient", "messages": user("hi")}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r["content"].as_str(), r["provider"].as_str()),
+        (Some("in time"), Some("oai"))
+    );
+    assert_eq!(mock.received().len(), 3);
+}
+
+#[tokio::test]
 async fn a_529_overloaded_is_retried_on_the_same_target() {
     let (mock, _d, c) = setup("triage").await;
     mock.push(Api::Anthropic, Reply::status(529, "Overloaded"));
