@@ -26,6 +26,43 @@ ALTER TABLE mailbox ADD COLUMN IF NOT EXISTS attempts INTEGER NOT NULL DEFAULT 0
 -- daemon: the unread messages of a mailbox in order; read rows leave this index.
 CREATE INDEX IF NOT EXISTS mailbox_unread ON mailbox (mailbox_name, seq) WHERE read_at IS NULL;
 
+-- daemon: which daemon serves (delivers) a mailbox. One at a time: it holds the lease while its
+-- consumer uses the mailbox and renews it; NULL daemon_id or a past lease_until means free.
+CREATE TABLE IF NOT EXISTS mailbox_lease (
+    mailbox_name    TEXT PRIMARY KEY,
+    daemon_id       TEXT,
+    lease_until     TIMESTAMPTZ
+);
+
+-- daemon: messages inserted for a mailbox are announced, one NOTIFY per statement and mailbox
+-- naming the ids ('*' when too many: re-read the mailbox), unless the writing daemon serves the
+-- mailbox itself with time to spare (it hands its own messages over in memory). Whichever
+-- daemon serves the mailbox when the notification arrives (after commit) reads them; a daemon
+-- that takes a mailbox over reads it whole, so a message is never left between the two.
+-- Agent transactions (tx.begin) set ikigai.always_notify, since they may commit long after
+-- the insert, when the lease may have moved.
+CREATE OR REPLACE FUNCTION ikigai_mailbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    origin TEXT := coalesce(current_setting('ikigai.origin', true), '');
+    always BOOLEAN := coalesce(current_setting('ikigai.always_notify', true), '') = 'on';
+    r RECORD;
+BEGIN
+    FOR r IN
+        SELECT s.mailbox_name, string_agg(s.id::text, E'\n') AS ids
+        FROM sent s LEFT JOIN mailbox_lease l USING (mailbox_name)
+        WHERE always OR l.daemon_id IS DISTINCT FROM origin
+           OR l.lease_until < now() + interval '1 second'
+        GROUP BY s.mailbox_name
+    LOOP
+        PERFORM pg_notify('ikigai_mailbox', concat_ws(E'\n', 'sent', r.mailbox_name,
+            CASE WHEN octet_length(r.ids) > 7000 THEN '*' ELSE r.ids END));
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER mailbox_notify_insert AFTER INSERT ON mailbox
+    REFERENCING NEW TABLE AS sent FOR EACH STATEMENT EXECUTE FUNCTION ikigai_mailbox_notify();
+
 -- Task queues (served by the queue service).
 CREATE TABLE IF NOT EXISTS task_queue (
     id              UUID PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -264,3 +301,15 @@ CREATE TABLE IF NOT EXISTS llm_thread_message (
 );
 
 INSERT INTO ikigai_schema (version) VALUES (1) ON CONFLICT (version) DO NOTHING;
+
+-- daemon: agent registry. An entry is supervised by the daemon whose root it was deployed in
+-- (daemon_id = that root's .ikigai/daemon.id; server = its host name). pid and pid_started_at
+-- (clock ticks after boot, field 22 of /proc/<pid>/stat) name the process it runs, so that a
+-- restarted daemon adopts a process that survived it instead of starting a second one.
+-- status stays one of running (supervised: kept running), stopped, failed (crash loop).
+ALTER TABLE agent_registry ADD COLUMN IF NOT EXISTS daemon_id TEXT;
+ALTER TABLE agent_registry ADD COLUMN IF NOT EXISTS pid INTEGER;
+ALTER TABLE agent_registry ADD COLUMN IF NOT EXISTS pid_started_at BIGINT;
+ALTER TABLE agent_registry ADD COLUMN IF NOT EXISTS restarts INTEGER NOT NULL DEFAULT 0;
+
+INSERT INTO ikigai_schema (version) VALUES (2) ON CONFLICT (version) DO NOTHING;

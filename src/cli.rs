@@ -1,6 +1,7 @@
 //! The operator's `ikigai` command: runs the daemon, or talks to a running one over its socket
 //! as the `admin` identity (token in `<root>/.ikigai/admin.token`).
 
+mod agents;
 mod llm;
 mod telemetry;
 
@@ -53,6 +54,11 @@ enum Command {
     /// Agent identities.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Deploys (or redeploys) the agent in DIR: its manifest.json and every file under it.
+    Deploy { dir: PathBuf },
+    /// Deployed agents.
+    #[command(subcommand)]
+    Agents(AgentsCommand),
     /// Mailboxes.
     #[command(subcommand)]
     Mailbox(MailboxCommand),
@@ -133,6 +139,31 @@ enum AgentCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum AgentsCommand {
+    /// Prints every deployed agent with its status.
+    List,
+    /// Prints one agent's registry entry as JSON.
+    Get { name: String },
+    /// Starts an agent (also one marked failed).
+    Start { name: String },
+    /// Stops an agent (TERM, then KILL after its stop_grace_s); it stays stopped.
+    Stop { name: String },
+    /// Stops and starts an agent.
+    Restart { name: String },
+    /// Stops an agent, revokes its tokens and removes it and its directory.
+    Undeploy { name: String },
+    /// Prints an agent's newest output lines (its `log` events).
+    Logs {
+        name: String,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Keep printing new lines until interrupted.
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum MailboxCommand {
     /// Sends a JSON payload to a mailbox (as admin); prints the message id.
     Send { mailbox: String, payload: String },
@@ -194,6 +225,8 @@ async fn operate(root: Root, command: Command) -> Result<()> {
                 .await?;
             println!("{}", reply["token"].as_str().unwrap_or_default());
         }
+        Command::Deploy { dir } => agents::deploy(&client, &dir).await?,
+        Command::Agents(command) => manage_agents(&client, command).await?,
         Command::Mailbox(MailboxCommand::Send { mailbox, payload }) => {
             let payload: Value = serde_json::from_str(&payload).context("payload is not JSON")?;
             println!("{}", client.mailbox_send(&mailbox, &payload).await?);
@@ -224,6 +257,32 @@ async fn operate(root: Root, command: Command) -> Result<()> {
         }
     }
     Ok(())
+}
+
+async fn manage_agents(client: &Client, command: AgentsCommand) -> Result<()> {
+    match command {
+        AgentsCommand::List => agents::list(client).await,
+        AgentsCommand::Get { name } => {
+            let reply: Value = client.call("agents.get", &json!({ "name": name })).await?;
+            println!("{reply}");
+            Ok(())
+        }
+        AgentsCommand::Start { name } => agents::manage(client, "start", &name).await,
+        AgentsCommand::Stop { name } => agents::manage(client, "stop", &name).await,
+        AgentsCommand::Restart { name } => agents::manage(client, "restart", &name).await,
+        AgentsCommand::Undeploy { name } => agents::manage(client, "undeploy", &name).await,
+        AgentsCommand::Logs {
+            name,
+            limit,
+            follow,
+        } => {
+            agents::logs(client, &name, limit).await?;
+            if follow {
+                telemetry::tail(client, Some(name), Some("log".into())).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn queue(client: &Client, command: QueueCommand) -> Result<()> {

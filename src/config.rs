@@ -76,6 +76,8 @@ pub struct MailboxSettings {
     pub max_receive: usize,
     pub max_wait: Duration,
     pub max_buffered: usize,
+    /// How long this daemon's claim to serve a mailbox lasts unless renewed.
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -222,6 +224,7 @@ impl Config {
                 max_receive: doc.number("mailboxes", "max_receive", 1000, 1)?,
                 max_wait: doc.millis("mailboxes", "max_wait_ms", 300_000, 0)?,
                 max_buffered: doc.number("mailboxes", "max_buffered", 10_000, 16)?,
+                lease: doc.millis("mailboxes", "lease_ms", 10_000, 200)?,
             },
             queues: QueueSettings {
                 lease: doc.millis("queues", "lease_ms", 30_000, 1)?,
@@ -280,6 +283,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "max_receive",
             "max_wait_ms",
             "max_buffered",
+            "lease_ms",
         ],
     ),
     (

@@ -1,14 +1,16 @@
 //! Start-up and shutdown of `ikigai-daemon`: lock the root, load the configuration, open the
-//! database, start the actors and replay what is pending, serve the socket, and on SIGTERM or
-//! SIGINT stop accepting, finish in-flight requests, flush persistence and remove the socket.
+//! database, start the actors and replay what is pending, serve the socket, start the deployed
+//! agents, and on SIGTERM or SIGINT stop accepting, finish in-flight requests, stop the agents
+//! (TERM, then KILL after each one's grace), flush persistence and remove the socket.
 
+use crate::agents::Agents;
 use crate::config::{Config, ConfigError};
 use crate::identity::{Identities, IdentityError};
 use crate::llm::Llm;
 use crate::postgres::listen::{Event, Listener};
 use crate::postgres::{
     Database, DbError, PgCacheStore, PgDocumentStore, PgJournal, PgMailboxStore, PgPubSub,
-    PgQueueStore, PgTelemetrySink,
+    PgQueueStore, PgRegistryStore, PgTelemetrySink,
 };
 use crate::root::{Root, RootError, RootLock};
 use crate::server;
@@ -30,6 +32,7 @@ use thiserror::Error;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
+use uuid::Uuid;
 
 /// Where the daemon runs and which configuration file it was told to use.
 #[derive(Debug, Clone)]
@@ -49,7 +52,7 @@ pub enum StartError {
     Db(#[from] DbError),
     #[error("identities: {0}")]
     Identity(#[from] IdentityError),
-    #[error("replaying mailboxes: {0}")]
+    #[error("replaying queues or agents: {0}")]
     Replay(#[from] StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -89,9 +92,11 @@ async fn serve(
     let loaded =
         serde_json::json!({"config": config.source, "root": root.dir().display().to_string()});
     telemetry.record(DAEMON_AGENT, "config_loaded", loaded);
-    let store: Arc<dyn MailboxStore> = Arc::new(PgMailboxStore::new(db.pool.clone()));
+    let store: Arc<dyn MailboxStore> =
+        Arc::new(PgMailboxStore::new(db.pool.clone(), origin.clone()));
     let mailbox_config = MailboxConfig {
         max_buffered: config.mailboxes.max_buffered,
+        lease: config.mailboxes.lease,
         ..MailboxConfig::default()
     };
     let mailboxes = Mailboxes::new(
@@ -100,7 +105,6 @@ async fn serve(
         mailbox_config,
         telemetry.clone(),
     );
-    let replayed = mailboxes.replay().await?;
     let queue_config = QueueConfig {
         window: config.queues.window,
         ..QueueConfig::default()
@@ -117,6 +121,10 @@ async fn serve(
         queues.clone(),
         origin.clone(),
     ));
+    tokio::task::spawn_local(follow_mailbox_notifications(
+        listener.clone(),
+        mailboxes.clone(),
+    ));
     tokio::task::spawn_local(sweep_leases(queues.clone(), config.queues.sweep));
     let cache_config = CacheConfig {
         max_bytes: config.cache.max_bytes,
@@ -127,16 +135,24 @@ async fn serve(
     let pubsub = Hub::start(Arc::new(PgPubSub::new(db.pool.clone(), listener)));
     let llm = Llm::start(config.llm.clone(), db.pool.clone()).map_err(StartError::Llm)?;
     let llm = Rc::new(llm);
+    let agents = Agents::new(
+        Arc::new(PgRegistryStore::new(db.pool.clone())),
+        identities.clone(),
+        telemetry.clone(),
+        root,
+        origin.clone(),
+    );
     let (trigger, shutdown) = Shutdown::new();
     let grace = config.daemon.shutdown_grace;
     let services = Services {
         pool: db.pool.clone(),
         origin: Rc::from(origin.as_str()),
         config: Rc::new(config),
-        mailboxes,
+        mailboxes: mailboxes.clone(),
         mailbox_store: store,
         queues,
         identities,
+        agents: agents.clone(),
         telemetry: telemetry.clone(),
         telemetry_sink,
         documents: Arc::new(PgDocumentStore::new(db.pool.clone())),
@@ -156,11 +172,13 @@ async fn serve(
     let listener = tokio::net::UnixListener::from_std(listener)?;
     info!(
         socket = %root.socket().display(),
-        mailboxes_replayed = replayed,
         queues_replayed,
         "listening"
     );
     let server = tokio::task::spawn_local(server::run(listener, services));
+    // Agents start once the socket they connect to is served.
+    let agents_replayed = agents.replay().await?;
+    info!(agents_replayed, "agents replayed");
     let signal = wait_for_signal().await?;
     info!(signal, "shutting down: finishing in-flight requests");
     trigger.trigger();
@@ -170,6 +188,9 @@ async fn serve(
             "in-flight requests did not finish in time"
         );
     }
+    info!("stopping agents");
+    agents.shutdown().await;
+    mailboxes.release_all().await;
     let (flushed, done) = oneshot::channel();
     persister.do_send(Flush(flushed));
     let _ = done.await;
@@ -204,6 +225,33 @@ async fn follow_task_notifications(listener: Listener, queues: Queues, origin: S
         }
     }
 }
+
+/// Hands a mailbox served here the messages other writers committed for it, and lets
+/// receivers waiting here take a mailbox another daemon gave up (see `schema.sql`).
+async fn follow_mailbox_notifications(listener: Listener, mailboxes: Mailboxes) {
+    let mut events = listener.subscribe(MAILBOX_CHANNEL);
+    while let Some(event) = events.recv().await {
+        let payload = match event {
+            Event::Notify(payload) => payload,
+            Event::Resync => {
+                mailboxes.resync();
+                continue;
+            }
+        };
+        let mut lines = payload.lines();
+        match (lines.next(), lines.next()) {
+            (Some("released"), Some(mailbox)) => mailboxes.released(mailbox),
+            (Some("sent"), Some(mailbox)) => {
+                let ids: Option<Vec<Uuid>> = lines.map(|l| l.parse().ok()).collect();
+                mailboxes.foreign(mailbox, ids);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The channel `schema.sql`'s mailbox trigger (and a daemon giving up a mailbox) notifies.
+const MAILBOX_CHANNEL: &str = "ikigai_mailbox";
 
 /// The channel `schema.sql`'s trigger notifies when tasks become claimable.
 const TASK_CHANNEL: &str = "ikigai_task_queue";

@@ -1,6 +1,8 @@
 //! The daemon's request error, and its mapping to the protocol's stable error codes: the one
 //! place where internal failures become `{code, message, retriable}` and get logged.
 
+use crate::agents::deploy::DeployError;
+use crate::agents::AgentError;
 use crate::llm::{LlmError, RouteError};
 use ikigai_actors::cache::CacheError;
 use ikigai_actors::mailbox::MailboxError;
@@ -46,6 +48,8 @@ pub enum Error {
     PubSub(#[from] PubSubError),
     #[error(transparent)]
     Llm(#[from] LlmError),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
     #[error("{0}")]
     Internal(String),
 }
@@ -78,6 +82,7 @@ impl Error {
             Error::Mailbox(MailboxError::Panicked { .. }) => (ErrorCode::Internal, true),
             Error::Queue(e) => queue_code(e),
             Error::Llm(e) => llm_code(e),
+            Error::Agent(e) => agent_code(e),
             Error::Internal(_) => (ErrorCode::Internal, false),
         }
     }
@@ -128,6 +133,16 @@ fn llm_code(e: &LlmError) -> (ErrorCode, bool) {
         LlmError::ToolTimeout(_) => (ErrorCode::Timeout, false),
         LlmError::Store(e) => store_code(e),
         LlmError::Internal(_) => (ErrorCode::Internal, false),
+    }
+}
+
+fn agent_code(e: &AgentError) -> (ErrorCode, bool) {
+    match e {
+        AgentError::NotDeployed(_) => (ErrorCode::NotFound, false),
+        AgentError::Deploy(DeployError::Path { .. }) => (ErrorCode::BadRequest, false),
+        AgentError::Deploy(DeployError::Io { .. }) => (ErrorCode::Internal, false),
+        AgentError::Store(e) => store_code(e),
+        AgentError::Gone => (ErrorCode::Unavailable, true),
     }
 }
 

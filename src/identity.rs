@@ -3,7 +3,8 @@
 //! A token is 32 random bytes in hex. Postgres keeps only its SHA-256 hash; the plain token
 //! exists in the environment or files of whoever holds it: `.ikigai/admin.token` for the
 //! operator, `.ikigai/tokens/<agent>.token` for identities issued with `ikigai agent token`
-//! (both mode 0600).
+//! (both mode 0600), and only the environment of its process for a deployed agent
+//! ([`Identities::rotate`]).
 
 use crate::postgres::identity as db;
 use crate::root::{write_secret, Root};
@@ -48,6 +49,20 @@ impl Identities {
     pub async fn token_for(&self, agent: &str) -> Result<String, IdentityError> {
         let path = self.root.tokens().join(format!("{agent}.token"));
         self.file_token(agent, &path).await
+    }
+
+    /// A fresh token for `agent`, which becomes its only valid one (every earlier token is
+    /// revoked). Deployed agents get theirs this way: the plain token is returned to be handed
+    /// to the agent's process and is written nowhere.
+    pub async fn rotate(&self, agent: &str) -> Result<String, StoreError> {
+        let token = generate();
+        db::replace_tokens(&self.pool, agent, Some(&hash(&token))).await?;
+        Ok(token)
+    }
+
+    /// Revokes every token of `agent`.
+    pub async fn revoke(&self, agent: &str) -> Result<(), StoreError> {
+        db::replace_tokens(&self.pool, agent, None).await
     }
 
     /// True when `token` proves `agent`.

@@ -68,6 +68,11 @@ impl Root {
         self.ikigai().join("tokens")
     }
 
+    /// Where deployed agents live, one directory each.
+    pub fn services(&self) -> PathBuf {
+        self.ikigai().join("services")
+    }
+
     pub fn postgres(&self) -> PathBuf {
         self.ikigai().join("postgres")
     }
@@ -135,7 +140,8 @@ impl Root {
     }
 }
 
-fn hostname() -> String {
+/// This host's name (`/etc/hostname`, else `host`).
+pub fn hostname() -> String {
     fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .ok()

@@ -1,6 +1,7 @@
 //! What every request can reach: the services' actors, identities, configuration, daemon status
 //! and the shutdown signal. Lives on the actor thread; cloning is cheap.
 
+use crate::agents::Agents;
 use crate::config::Config;
 use crate::identity::Identities;
 use crate::llm::Llm;
@@ -28,6 +29,8 @@ pub struct Services {
     pub mailbox_store: Arc<dyn MailboxStore>,
     pub queues: Queues,
     pub identities: Identities,
+    /// The agent registry and the supervisors of the agents' processes.
+    pub agents: Agents,
     /// Where any service emits telemetry events (batched, never blocking).
     pub telemetry: Telemetry,
     pub telemetry_sink: Arc<dyn TelemetrySink>,

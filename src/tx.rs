@@ -44,7 +44,8 @@ impl Transactions {
         }
         let conn = s.pool.get().await.map_err(store_error)?;
         let begin = format!(
-            "BEGIN; SELECT set_config('ikigai.origin', '{}', true)",
+            "BEGIN; SELECT set_config('ikigai.origin', '{}', true), \
+             set_config('ikigai.always_notify', 'on', true)",
             s.origin.replace('\'', "''")
         );
         conn.batch_execute(&begin).await.map_err(store_error)?;

@@ -139,6 +139,58 @@ async fn the_tool_loop_stops_at_max_steps_with_the_open_calls_in_the_reply() {
 }
 
 #[tokio::test]
+async fn deploy_agent_deploys_through_the_registry_when_the_manifest_allows_it() {
+    let mock = MockLlm::start().await;
+    let d = daemon(&mock, "").await;
+    d.register_manifest(json!({"name": "ops", "version": "1", "command": ["x"],
+        "permissions": {"deploy_agent": true,
+            "llm": {"models": ["gpt"], "platform_tools": ["deploy_agent"]}}}))
+        .await;
+    let ops = d.agent("ops").await;
+    let script: String = "#!/bin/sh\nexec sleep 1000\n"
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let manifest = json!({"name": "child", "version": "7", "command": ["./run.sh"]});
+    let files = json!([{"path": "run.sh", "hex": script, "executable": true}]);
+    mock.push(
+        Api::OpenAi,
+        Reply::tool_call(
+            "d1",
+            "deploy_agent",
+            json!({"manifest": manifest, "files": files}),
+        ),
+    );
+    mock.push(Api::OpenAi, Reply::text("deployed"));
+    let r = prompt(
+        &ops,
+        json!({"model": "gpt", "messages": user("deploy child"),
+        "tools": {"platform": ["deploy_agent"]}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r["content"], "deployed");
+    let result = &mock.received()[1].body["messages"][2];
+    assert_eq!(
+        result["content"],
+        json!({"name": "child", "version": "7"}).to_string(),
+        "{result}"
+    );
+    let version: String =
+        d.db.client()
+            .await
+            .query_one(
+                "SELECT version FROM agent_registry WHERE name = 'child'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(version, "7");
+    d.call("agents.undeploy", json!({"name": "child"})).await;
+}
+
+#[tokio::test]
 async fn a_custom_tool_call_is_pushed_to_the_agent_and_its_result_continues_the_loop() {
     let (mock, _d, c) = setup("coder").await;
     mock.push(

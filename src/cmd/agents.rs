@@ -1,10 +1,23 @@
-//! `agents.token {name}`: issue (or return) the token of an agent identity. Admin only.
+//! The agent registry's ops: `agents.deploy`, `agents.list`, `agents.get`, `agents.start`,
+//! `agents.stop`, `agents.restart`, `agents.undeploy`, `agents.heartbeat`, and `agents.token`
+//! (issue an identity's token, admin only).
+//!
+//! Deploying, or starting, stopping, restarting or undeploying another agent, takes admin or an
+//! agent whose manifest grants `permissions.deploy_agent`; an agent may stop, restart or
+//! undeploy itself, but not deploy itself (that could widen its own permissions). Listing is
+//! open to every session; a heartbeat is always the caller's own.
 
-use super::require_admin;
+use super::{require_admin, timestamp, Empty};
+use crate::agents::actor::{Deployment, Op};
+use crate::agents::deploy::{self, File, Staged};
+use crate::agents::store::Entry;
+use crate::agents::AgentError;
 use crate::error::Error;
 use crate::identity::{check_agent_name, IdentityError, ADMIN};
+use crate::manifest::Manifest;
 use crate::services::Services;
 use crate::session::Session;
+use ikigai_protocol::Json;
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
@@ -39,4 +52,206 @@ pub async fn token(args: TokenArgs, s: &Services, session: &Session) -> Result<T
         agent: args.name,
         token,
     })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployArgs {
+    manifest: Json,
+    files: Option<Vec<WireFile>>,
+}
+
+/// A file of a deployment as it travels: its bytes in hex.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireFile {
+    path: String,
+    hex: String,
+    #[serde(default)]
+    executable: bool,
+}
+
+#[derive(Serialize)]
+pub struct Deployed {
+    name: String,
+    version: String,
+}
+
+pub async fn deploy(args: DeployArgs, s: &Services, session: &Session) -> Result<Deployed, Error> {
+    let manifest =
+        Manifest::from_value(&args.manifest.0).map_err(|e| Error::BadRequest(e.to_string()))?;
+    let name = manifest.name.clone();
+    if !session.is_admin() && !grants_deploy(s, session).await? {
+        return Err(denied("deploy", &name));
+    }
+    // An entry without a daemon (written by other means than a deploy) is taken over.
+    if let Some(entry) = s.agents.get(&name).await?.filter(|e| e.daemon_id.is_some()) {
+        owned(s, &entry)?;
+    }
+    let staged = stage(args.files, &manifest, s)?;
+    let version = manifest.version.clone();
+    s.agents
+        .command(&name, Op::Deploy(Box::new(Deployment { manifest, staged })))
+        .await?;
+    Ok(Deployed { name, version })
+}
+
+/// Writes the files given into a staging directory, or, given none, checks that the service
+/// directory is already in place.
+fn stage(
+    files: Option<Vec<WireFile>>,
+    manifest: &Manifest,
+    s: &Services,
+) -> Result<Option<Staged>, Error> {
+    let Some(files) = files else {
+        let dir = s.agents.services().join(&manifest.name);
+        if dir.is_dir() {
+            return Ok(None);
+        }
+        return Err(Error::BadRequest(format!(
+            "no files given and .ikigai/services/{}/ does not exist",
+            manifest.name
+        )));
+    };
+    let files = files
+        .into_iter()
+        .map(decode)
+        .collect::<Result<Vec<_>, _>>()?;
+    let staged = deploy::stage(s.agents.services(), manifest, &files).map_err(AgentError::from)?;
+    Ok(Some(staged))
+}
+
+fn decode(file: WireFile) -> Result<File, Error> {
+    let data = hex::decode(&file.hex)
+        .map_err(|e| Error::BadRequest(format!("files: {:?}: hex: {e}", file.path)))?;
+    Ok(File {
+        path: file.path,
+        data,
+        executable: file.executable,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameArgs {
+    name: String,
+}
+
+/// `agents.start`, `agents.stop`, `agents.restart` and `agents.undeploy`.
+pub async fn manage(
+    op: &str,
+    args: NameArgs,
+    s: &Services,
+    session: &Session,
+) -> Result<Empty, Error> {
+    let (verb, command) = match op {
+        "agents.start" => ("start", Op::Start),
+        "agents.stop" => ("stop", Op::Stop),
+        "agents.restart" => ("restart", Op::Restart),
+        _ => ("undeploy", Op::Undeploy),
+    };
+    let own = session.agent == args.name && !matches!(command, Op::Start);
+    if !session.is_admin() && !own && !grants_deploy(s, session).await? {
+        return Err(denied(verb, &args.name));
+    }
+    owned(s, &found(s, &args.name).await?)?;
+    s.agents.command(&args.name, command).await?;
+    Ok(Empty {})
+}
+
+/// True when the caller is a deployed agent whose manifest grants `deploy_agent`.
+async fn grants_deploy(s: &Services, session: &Session) -> Result<bool, Error> {
+    let entry = s.agents.get(&session.agent).await?;
+    let manifest = entry.and_then(|e| Manifest::from_value(&e.manifest).ok());
+    Ok(manifest.is_some_and(|m| m.permissions.deploy_agent))
+}
+
+fn denied(verb: &str, name: &str) -> Error {
+    Error::PermissionDenied(format!(
+        "only admin, or an agent whose manifest grants permissions.deploy_agent, may {verb} agent {name:?}"
+    ))
+}
+
+/// Refuses an entry another daemon supervises.
+fn owned(s: &Services, entry: &Entry) -> Result<(), Error> {
+    if s.agents.owns(entry) {
+        return Ok(());
+    }
+    Err(Error::Conflict(format!(
+        "agent {:?} is supervised by daemon {} on {}; ask that daemon",
+        entry.name,
+        entry.daemon_id.as_deref().unwrap_or("?"),
+        entry.server.as_deref().unwrap_or("?")
+    )))
+}
+
+async fn found(s: &Services, name: &str) -> Result<Entry, Error> {
+    s.agents
+        .get(name)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no agent {name:?} is deployed")))
+}
+
+/// An entry as it travels.
+#[derive(Serialize)]
+pub struct WireAgent {
+    name: String,
+    version: String,
+    status: &'static str,
+    deployed_at: Option<String>,
+    last_heartbeat: Option<String>,
+    server: Option<String>,
+    daemon_id: Option<String>,
+    pid: Option<i32>,
+    restarts: u32,
+    manifest: serde_json::Value,
+}
+
+impl From<Entry> for WireAgent {
+    fn from(e: Entry) -> Self {
+        WireAgent {
+            name: e.name,
+            version: e.version,
+            status: e.status.as_str(),
+            deployed_at: e.deployed_at.map(timestamp),
+            last_heartbeat: e.last_heartbeat.map(timestamp),
+            server: e.server,
+            daemon_id: e.daemon_id,
+            pid: e.process.map(|p| p.pid),
+            restarts: e.restarts,
+            manifest: e.manifest,
+        }
+    }
+}
+
+pub async fn get(args: NameArgs, s: &Services) -> Result<WireAgent, Error> {
+    Ok(found(s, &args.name).await?.into())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListArgs {}
+
+#[derive(Serialize)]
+pub struct AgentList {
+    agents: Vec<WireAgent>,
+}
+
+pub async fn list(_: ListArgs, s: &Services) -> Result<AgentList, Error> {
+    let agents = s.agents.list().await?.into_iter().map(Into::into).collect();
+    Ok(AgentList { agents })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatArgs {}
+
+pub async fn heartbeat(_: HeartbeatArgs, s: &Services, session: &Session) -> Result<Empty, Error> {
+    if !s.agents.heartbeat(&session.agent).await? {
+        return Err(Error::NotFound(format!(
+            "{:?} is not a deployed agent",
+            session.agent
+        )));
+    }
+    Ok(Empty {})
 }

@@ -200,8 +200,14 @@ pub async fn peek(args: PeekArgs, s: &Services, session: &Session) -> Result<Mes
         check_owner(&args.mailbox, session, "peek into")?;
     }
     let limit = args.limit.unwrap_or(10).min(s.config.mailboxes.max_receive);
-    let addr = s.mailboxes.get(&args.mailbox);
-    let msgs = addr.send(Peek { limit }).await.map_err(|_| gone())??;
+    let served_here = match s.mailboxes.running(&args.mailbox) {
+        Some(addr) => addr.send(Peek { limit }).await.map_err(|_| gone())?.ok(),
+        None => None,
+    };
+    let msgs = match served_here {
+        Some(msgs) => msgs,
+        None => s.mailbox_store.load_unread(&args.mailbox, 0, limit).await?,
+    };
     Ok(Messages {
         messages: msgs.iter().map(WireMessage::from).collect(),
     })

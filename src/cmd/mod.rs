@@ -2,7 +2,7 @@
 //! them. Each op takes its typed args (wire structs, converted to domain types here) and returns
 //! a serializable reply; errors become error frames in [`dispatch`].
 
-mod agents;
+pub(crate) mod agents;
 mod cache;
 mod daemon;
 mod debug;
@@ -81,7 +81,15 @@ async fn route(
         "llm.usage" => reply(id, llm::usage(parse(op, a)?, s, session).await?),
         "threads.create" => reply(id, llm::create_thread(parse(op, a)?, s, session).await?),
         "agents.token" => reply(id, agents::token(parse(op, a)?, s, session).await?),
+        "agents.deploy" => reply(id, agents::deploy(parse(op, a)?, s, session).await?),
+        "agents.list" => reply(id, agents::list(parse(op, a)?, s).await?),
+        "agents.get" => reply(id, agents::get(parse(op, a)?, s).await?),
+        "agents.start" | "agents.stop" | "agents.restart" | "agents.undeploy" => {
+            reply(id, agents::manage(op, parse(op, a)?, s, session).await?)
+        }
+        "agents.heartbeat" => reply(id, agents::heartbeat(parse(op, a)?, s, session).await?),
         "debug.panic_mailbox" => reply(id, debug::panic_mailbox(parse(op, a)?, s, session)?),
+        "debug.panic_agent" => reply(id, debug::panic_agent(parse(op, a)?, s, session)?),
         "hello" => Err(Error::BadRequest(
             "this connection is already authenticated".into(),
         )),

@@ -1,6 +1,7 @@
 //! Platform tools: what the daemon offers models (name, description, JSON schema) and how it runs
 //! them, as the calling agent, through the same functions as the ops (`queue.push`,
-//! `mailbox.send`, `telemetry.query`), so a tool can do exactly what the agent could.
+//! `mailbox.send`, `telemetry.query`, `agents.deploy`), so a tool can do exactly what the agent
+//! could.
 
 use super::provider::ToolSpec;
 use crate::cmd;
@@ -45,8 +46,14 @@ pub fn spec(name: &str) -> Option<ToolSpec> {
             json!({"type": "object", "properties": {}, "additionalProperties": false}),
         ),
         "deploy_agent" => (
-            "Deploy an agent from its manifest.",
-            json!({"type": "object", "properties": {"manifest": {"type": "object"}},
+            "Deploy (or redeploy) an agent from its manifest.json, with its files or from its \
+             service directory already in place.",
+            json!({"type": "object", "properties": {
+                "manifest": {"type": "object", "description": "the agent's manifest.json"},
+                "files": {"type": "array", "items": {"type": "object", "properties": {
+                    "path": {"type": "string"}, "hex": {"type": "string",
+                    "description": "the file's bytes in hexadecimal"},
+                    "executable": {"type": "boolean"}}, "required": ["path", "hex"]}}},
                 "required": ["manifest"], "additionalProperties": false}),
         ),
         _ => return None,
@@ -74,9 +81,7 @@ pub async fn run(
             .map(Value::from)
             .map_err(Error::from),
         "read_config" => Ok(read_config(&s.config.source)),
-        "deploy_agent" => Err(Error::Unavailable(
-            "deploy_agent is not available in this daemon build yet".into(),
-        )),
+        "deploy_agent" => ask(args, async |a| cmd::agents::deploy(a, s, session).await).await,
         other => Err(Error::BadRequest(format!(
             "unknown platform tool {other:?}"
         ))),

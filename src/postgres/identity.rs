@@ -30,3 +30,29 @@ pub async fn agent_of(pool: &Pool, token_hash: &str) -> Result<Option<String>, S
         .map_err(store_error)?;
     Ok(row.map(|r| r.get(0)))
 }
+
+/// Revokes every token of `agent` and, given one, records `token_hash` as its only valid token,
+/// in one transaction.
+pub async fn replace_tokens(
+    pool: &Pool,
+    agent: &str,
+    token_hash: Option<&str>,
+) -> Result<(), StoreError> {
+    let mut client = pool.get().await.map_err(store_error)?;
+    let tx = client.transaction().await.map_err(store_error)?;
+    tx.execute(
+        "UPDATE agent_token SET revoked_at = now() WHERE agent_name = $1 AND revoked_at IS NULL",
+        &[&agent],
+    )
+    .await
+    .map_err(store_error)?;
+    if let Some(hash) = token_hash {
+        tx.execute(
+            "INSERT INTO agent_token (token_hash, agent_name) VALUES ($1, $2)",
+            &[&hash, &agent],
+        )
+        .await
+        .map_err(store_error)?;
+    }
+    tx.commit().await.map_err(store_error)
+}

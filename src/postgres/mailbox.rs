@@ -14,6 +14,7 @@ use ikigai_actors::store::{
 use ikigai_actors::{NewMessage, StoredMessage};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -41,6 +42,27 @@ const LOAD: &str = "\
     SELECT id, seq, mailbox_name, sender, payload, created_at, attempts FROM mailbox \
     WHERE mailbox_name = $1 AND read_at IS NULL AND seq > $2 ORDER BY seq LIMIT $3";
 
+const LOAD_IDS: &str = "\
+    SELECT id, seq, mailbox_name, sender, payload, created_at, attempts FROM mailbox \
+    WHERE mailbox_name = $1 AND read_at IS NULL AND id = ANY($2) ORDER BY seq";
+
+const ACQUIRE: &str = "\
+    INSERT INTO mailbox_lease AS l (mailbox_name, daemon_id, lease_until) \
+    VALUES ($1, $2, now() + $3::float8 * interval '1 millisecond') \
+    ON CONFLICT (mailbox_name) DO UPDATE \
+    SET daemon_id = excluded.daemon_id, lease_until = excluded.lease_until \
+    WHERE l.daemon_id IS NULL OR l.daemon_id = excluded.daemon_id OR l.lease_until < now() \
+    RETURNING 1";
+
+const RENEW: &str = "\
+    UPDATE mailbox_lease SET lease_until = now() + $3::float8 * interval '1 millisecond' \
+    WHERE mailbox_name = $1 AND daemon_id = $2 AND lease_until > now() RETURNING 1";
+
+const RELEASE: &str = "\
+    WITH freed AS (UPDATE mailbox_lease SET daemon_id = NULL, lease_until = NULL \
+                   WHERE mailbox_name = $1 AND daemon_id = $2 RETURNING mailbox_name) \
+    SELECT pg_notify('ikigai_mailbox', 'released' || E'\\n' || mailbox_name) FROM freed";
+
 const COUNTS: &str = "\
     SELECT mailbox_name, \
            count(*) FILTER (WHERE read_at IS NULL), \
@@ -51,11 +73,25 @@ const COUNTS: &str = "\
 
 pub struct PgMailboxStore {
     pool: Pool,
+    /// This daemon's id: the holder named in the leases it takes.
+    daemon: String,
 }
 
 impl PgMailboxStore {
-    pub fn new(pool: Pool) -> Self {
-        PgMailboxStore { pool }
+    pub fn new(pool: Pool, daemon: String) -> Self {
+        PgMailboxStore { pool, daemon }
+    }
+
+    /// Runs a lease statement; true when it touched the row.
+    async fn lease(&self, sql: &str, mailbox: &str, lease: Duration) -> Result<bool, StoreError> {
+        let client = self.pool.get().await.map_err(store_error)?;
+        let stmt = client.prepare_cached(sql).await.map_err(store_error)?;
+        let ms = lease.as_millis() as f64;
+        let rows = client
+            .query(&stmt, &[&mailbox, &self.daemon, &ms])
+            .await
+            .map_err(store_error)?;
+        Ok(!rows.is_empty())
     }
 }
 
@@ -90,16 +126,35 @@ impl MailboxStore for PgMailboxStore {
         Ok(rows.iter().map(stored_from_row).collect())
     }
 
-    async fn mailboxes_with_unread(&self) -> Result<Vec<String>, StoreError> {
+    async fn load_ids(
+        &self,
+        mailbox: &str,
+        ids: &[Uuid],
+    ) -> Result<Vec<StoredMessage>, StoreError> {
         let client = self.pool.get().await.map_err(store_error)?;
+        let stmt = client.prepare_cached(LOAD_IDS).await.map_err(store_error)?;
         let rows = client
-            .query(
-                "SELECT DISTINCT mailbox_name FROM mailbox WHERE read_at IS NULL",
-                &[],
-            )
+            .query(&stmt, &[&mailbox, &ids])
             .await
             .map_err(store_error)?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows.iter().map(stored_from_row).collect())
+    }
+
+    async fn acquire(&self, mailbox: &str, lease: Duration) -> Result<bool, StoreError> {
+        self.lease(ACQUIRE, mailbox, lease).await
+    }
+
+    async fn renew(&self, mailbox: &str, lease: Duration) -> Result<bool, StoreError> {
+        self.lease(RENEW, mailbox, lease).await
+    }
+
+    async fn release(&self, mailbox: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(store_error)?;
+        client
+            .query(RELEASE, &[&mailbox, &self.daemon])
+            .await
+            .map_err(store_error)?;
+        Ok(())
     }
 
     async fn counts(&self, mailbox: Option<&str>) -> Result<Vec<MailboxCounts>, StoreError> {

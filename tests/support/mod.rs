@@ -296,6 +296,12 @@ impl Drop for Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // Agents outlive a killed daemon by design: end this root's, with their groups.
+        let services = self.root().join(".ikigai/services");
+        for pid in processes_where(|cwd| cwd.starts_with(&services)) {
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
     }
 }
 
@@ -417,4 +423,174 @@ pub fn run_to_exit(mut cmd: Command) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Polls `check` every 50 ms until it holds; panics naming `what` after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_for(what, timeout, || {
+        let holds = check();
+        async move { holds.await.then_some(()) }
+    })
+    .await
+}
+
+/// Polls `check` every 50 ms until it gives a value; panics naming `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An agent's service directory, prepared outside the daemon's root to be deployed.
+pub struct AgentDir {
+    pub name: String,
+    dir: TempDir,
+}
+
+impl AgentDir {
+    /// A directory holding `manifest.json` (name, version 1, `command`, then `extra`'s fields).
+    pub fn new(name: &str, command: &[&str], extra: serde_json::Value) -> AgentDir {
+        let dir = temp_root();
+        let mut manifest = serde_json::json!({"name": name, "version": "1", "command": command});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            manifest[k] = v.clone();
+        }
+        std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
+        AgentDir {
+            name: name.to_owned(),
+            dir,
+        }
+    }
+
+    /// A shell agent: `run.sh` holds `script`.
+    pub fn script(name: &str, script: &str, extra: serde_json::Value) -> AgentDir {
+        let agent = AgentDir::new(name, &["./run.sh"], extra);
+        agent.file("run.sh", &format!("#!/bin/sh\n{script}\n"), true);
+        agent
+    }
+
+    /// The example Rust agent (`ikigai-echo-agent`) answering mail as `version`.
+    pub fn echo(name: &str, version: &str, extra: serde_json::Value) -> AgentDir {
+        let mut fields = serde_json::json!({
+            "version": version,
+            "env": {"ECHO_VERSION": version, "ECHO_HEARTBEAT_MS": "200"},
+        });
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            fields[k] = v.clone();
+        }
+        AgentDir::new(name, &[env!("CARGO_BIN_EXE_ikigai-echo-agent")], fields)
+    }
+
+    pub fn file(&self, path: &str, contents: &str, executable: bool) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.path().join(path);
+        std::fs::write(&path, contents).unwrap();
+        let mode = if executable { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Daemon {
+    /// `ikigai deploy <dir>`; asserts it succeeded.
+    pub fn deploy(&self, agent: &AgentDir) {
+        let out = self.cli(&["deploy", agent.path().to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "deploy failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The answer to `op` with `args` as admin; panics on an error.
+    pub async fn call(&self, op: &str, args: serde_json::Value) -> serde_json::Value {
+        let reply = self.admin().await.call(op, &args).await;
+        reply.unwrap_or_else(|e| panic!("{op} {args}: {e}"))
+    }
+
+    /// The registry entry of `agent` (`agents.get` as admin).
+    pub async fn entry(&self, agent: &str) -> serde_json::Value {
+        self.call("agents.get", serde_json::json!({ "name": agent }))
+            .await
+    }
+
+    /// The pid of `agent`'s process once it runs one other than `not`.
+    pub async fn agent_pid(&self, agent: &str, not: Option<i32>) -> i32 {
+        let what = format!("{agent} runs a new process");
+        wait_for(&what, Duration::from_secs(20), || {
+            let entry = self.entry(agent);
+            async move {
+                let entry = entry.await;
+                let pid = entry["pid"].as_i64()? as i32;
+                (entry["status"] == "running" && Some(pid) != not).then_some(pid)
+            }
+        })
+        .await
+    }
+
+    /// The telemetry events of `agent` of type `event_type`, newest first.
+    pub async fn events(&self, agent: &str, event_type: &str) -> Vec<serde_json::Value> {
+        let args = serde_json::json!({"agent": agent, "event_type": event_type, "limit": 1000});
+        let mut reply = self.call("telemetry.query", args).await;
+        match reply["events"].take() {
+            serde_json::Value::Array(events) => events,
+            _ => Vec::new(),
+        }
+    }
+
+    /// The directory `agent` runs in.
+    pub fn service_dir(&self, agent: &str) -> PathBuf {
+        self.root().join(".ikigai/services").join(agent)
+    }
+}
+
+/// True while process `pid` lives (a zombie counts as dead).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().to_owned()))
+        .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
+}
+
+/// The value of `key` in the environment of process `pid`.
+pub fn environ(pid: i32, key: &str) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|b| *b == 0)
+        .filter_map(|kv| std::str::from_utf8(kv).ok())
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_owned))
+}
+
+/// The live processes whose working directory is `dir`.
+pub fn processes_in(dir: &Path) -> Vec<i32> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    processes_where(|cwd| cwd == dir)
+}
+
+/// The live processes whose working directory passes `check`.
+fn processes_where(check: impl Fn(&Path) -> bool) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"));
+            cwd.is_ok_and(|cwd| check(&cwd))
+        })
+        .filter(|pid| alive(*pid))
+        .collect()
 }

@@ -1,4 +1,9 @@
 //! The mailbox actor: one per mailbox, supervised, its state rebuilt from storage on restart.
+//!
+//! Only the daemon holding a mailbox's lease in storage serves it. The actor takes the lease
+//! when a receiver asks (loading the unread messages then), renews it while in use, gives it up
+//! after [`IDLE_RELEASE`] without receivers or deliveries, and stops serving at once if a renewal
+//! fails. Messages another daemon commits for a held mailbox arrive as [`ForeignSent`].
 
 use super::state::{LiveCounts, MailboxState, Waiter};
 use super::MailboxError;
@@ -20,8 +25,10 @@ use uuid::Uuid;
 pub struct MailboxConfig {
     /// Most ready messages kept in memory per mailbox; the rest are paged in from storage.
     pub max_buffered: usize,
-    /// How often visibility deadlines are checked.
+    /// How often visibility deadlines and the lease are checked.
     pub tick: Duration,
+    /// How long a lease to serve the mailbox lasts unless renewed.
+    pub lease: Duration,
 }
 
 impl Default for MailboxConfig {
@@ -29,8 +36,28 @@ impl Default for MailboxConfig {
         MailboxConfig {
             max_buffered: 10_000,
             tick: Duration::from_millis(50),
+            lease: Duration::from_secs(10),
         }
     }
+}
+
+/// A held lease is given up after this long without receivers or deliveries.
+pub const IDLE_RELEASE: Duration = Duration::from_secs(2);
+
+/// How often receivers parked at a daemon that does not hold the lease try to take it.
+const RETRY_ACQUIRE: Duration = Duration::from_secs(1);
+
+/// Whether this daemon serves the mailbox.
+#[derive(Debug, Clone, Copy)]
+enum Lease {
+    /// Not held here; receivers waiting here try to take it at `retry_at`.
+    Free { retry_at: Instant },
+    /// Held: deliver until `until` (a margin short of the stored deadline), renew at `renew_at`.
+    Held {
+        until: Instant,
+        renew_at: Instant,
+        renewing: bool,
+    },
 }
 
 /// Delivers up to `max` messages; parks the caller when none is ready and `wait` is set.
@@ -75,6 +102,21 @@ pub struct SessionClosed(pub SessionId);
 #[rtype(result = "()")]
 pub struct Forget(pub Vec<Uuid>);
 
+/// Another daemon committed messages for this mailbox (`None`: too many to name; re-read).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ForeignSent(pub Option<Vec<Uuid>>);
+
+/// The daemon that served this mailbox let it go: receivers waiting here may take it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Released;
+
+/// Gives up the lease (daemon shutdown); answers once it is given up.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Release(pub oneshot::Sender<()>);
+
 /// Makes the actor's logic panic (operators' fault injection, enabled by config).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -102,6 +144,10 @@ pub struct Mailbox {
     loading: bool,
     load_failures: u32,
     telemetry: Option<Telemetry>,
+    lease: Lease,
+    /// Counts acquisitions, so that the answer to an older renewal is ignored.
+    generation: u64,
+    last_used: Instant,
 }
 
 impl Mailbox {
@@ -119,6 +165,11 @@ impl Mailbox {
             loading: false,
             load_failures: 0,
             telemetry: None,
+            lease: Lease::Free {
+                retry_at: Instant::now(),
+            },
+            generation: 0,
+            last_used: Instant::now(),
         }
     }
 
@@ -215,6 +266,7 @@ impl Mailbox {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
+        self.tend_lease(ctx, now);
         if let Ok(writes) = self.guarded(ctx, |s| {
             let writes = s.expire(now);
             s.serve_waiters(now);
@@ -228,6 +280,185 @@ impl Mailbox {
             self.record_attempts(writes);
         }
     }
+
+    fn serving(&self) -> bool {
+        matches!(self.lease, Lease::Held { .. })
+    }
+
+    /// Renews, gives up or retries the lease as time requires.
+    fn tend_lease(&mut self, ctx: &mut Context<Self>, now: Instant) {
+        match self.lease {
+            Lease::Held { until, .. } if now >= until => self.lose(),
+            Lease::Held {
+                renew_at,
+                renewing: false,
+                ..
+            } if now >= renew_at => self.renew(ctx),
+            Lease::Held { .. } if self.idle(now) => self.release(ctx, None),
+            Lease::Free { retry_at } if now >= retry_at && self.state.counts().waiting > 0 => {
+                self.acquire(ctx, None)
+            }
+            _ => {}
+        }
+    }
+
+    fn idle(&self, now: Instant) -> bool {
+        let c = self.state.counts();
+        c.in_flight == 0 && c.waiting == 0 && now.duration_since(self.last_used) >= IDLE_RELEASE
+    }
+
+    /// The lease is ours from `since` (when the statement that took or renewed it was sent).
+    fn hold(&mut self, since: Instant) {
+        let lease = self.config.lease;
+        self.lease = Lease::Held {
+            until: since + lease * 9 / 10,
+            renew_at: since + lease / 4,
+            renewing: false,
+        };
+    }
+
+    fn free(&mut self, retry_in: Duration) {
+        self.lease = Lease::Free {
+            retry_at: Instant::now() + retry_in,
+        };
+    }
+
+    /// Takes the lease (loading the mailbox), then handles `receive`, if any.
+    fn acquire(&mut self, ctx: &mut Context<Self>, receive: Option<Receive>) {
+        let (store, name, lease) = (
+            self.store.clone(),
+            self.state.name().to_owned(),
+            self.config.lease,
+        );
+        let since = Instant::now();
+        let fut = async move { store.acquire(&name, lease).await };
+        ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(true) => {
+                act.generation += 1;
+                act.hold(since);
+                act.state.reload();
+                act.load(ctx);
+                if let Some(receive) = receive {
+                    ctx.address().do_send(receive);
+                }
+            }
+            Ok(false) => {
+                act.free(RETRY_ACQUIRE);
+                if let Some(receive) = receive {
+                    act.wait_elsewhere(receive);
+                }
+            }
+            Err(e) => {
+                warn!(mailbox = %act.state.name(), error = %e, "taking the mailbox lease failed");
+                act.free(RETRY_ACQUIRE);
+                if let Some(receive) = receive {
+                    let _ = receive.reply.send(Err(e.into()));
+                }
+            }
+        }));
+    }
+
+    /// Another daemon serves the mailbox: a waiting receiver parks until it lets go.
+    fn wait_elsewhere(&mut self, receive: Receive) {
+        if !receive.wait {
+            let _ = receive.reply.send(Ok(Vec::new()));
+            return;
+        }
+        self.state.park(Waiter {
+            session: receive.session,
+            max: receive.max,
+            visibility: receive.visibility,
+            reply: receive.reply,
+        });
+    }
+
+    fn renew(&mut self, ctx: &mut Context<Self>) {
+        if let Lease::Held { renewing, .. } = &mut self.lease {
+            *renewing = true;
+        }
+        let (store, name, lease) = (
+            self.store.clone(),
+            self.state.name().to_owned(),
+            self.config.lease,
+        );
+        let (since, generation) = (Instant::now(), self.generation);
+        let fut = async move { store.renew(&name, lease).await };
+        ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
+            if act.generation != generation || !act.serving() {
+                return;
+            }
+            match result {
+                Ok(true) => act.hold(since),
+                Ok(false) => act.lose(),
+                Err(e) => {
+                    warn!(mailbox = %act.state.name(), error = %e, "renewing the mailbox lease failed");
+                    if let Lease::Held { renewing, renew_at, .. } = &mut act.lease {
+                        *renewing = false;
+                        *renew_at = Instant::now() + act.config.lease / 10;
+                    }
+                }
+            }
+        }));
+    }
+
+    /// The lease ran out or was taken: stop serving; receivers still here try again.
+    fn lose(&mut self) {
+        warn!(mailbox = %self.state.name(), "mailbox lease lost; no longer serving it here");
+        self.state.reload();
+        self.free(Duration::ZERO);
+    }
+
+    /// Gives the lease up; blocks the actor until it is given up, so that a later acquisition
+    /// cannot overtake it.
+    fn release(&mut self, ctx: &mut Context<Self>, done: Option<oneshot::Sender<()>>) {
+        self.state.reload();
+        self.free(Duration::ZERO);
+        let (store, name) = (self.store.clone(), self.state.name().to_owned());
+        ctx.wait(
+            async move {
+                if let Err(e) = store.release(&name).await {
+                    warn!(mailbox = %name, error = %e, "giving up the mailbox lease failed");
+                }
+            }
+            .into_actor(self)
+            .map(move |(), _, _| {
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }),
+        );
+    }
+
+    /// Reads messages another daemon committed and adds the unknown ones. Blocks the actor
+    /// meanwhile, so an acknowledgement cannot slip between the read and the merge.
+    fn take_foreign(&mut self, ctx: &mut Context<Self>, ids: Option<Vec<Uuid>>) {
+        let (store, name, limit) = (
+            self.store.clone(),
+            self.state.name().to_owned(),
+            self.state.capacity(),
+        );
+        let fut = async move {
+            match ids {
+                Some(ids) => store.load_ids(&name, &ids).await,
+                None => store.load_unread(&name, 0, limit).await,
+            }
+        };
+        ctx.wait(fut.into_actor(self).map(|result, act, ctx| match result {
+            Ok(page) => {
+                let _ = act.guarded(ctx, |s| {
+                    page.into_iter().for_each(|m| {
+                        s.append(m);
+                    });
+                    s.serve_waiters(Instant::now());
+                });
+            }
+            Err(e) => {
+                warn!(mailbox = %act.state.name(), error = %e, "reading messages sent elsewhere failed; re-reading");
+                act.state.reload();
+                act.load(ctx);
+            }
+        }));
+    }
 }
 
 impl Actor for Mailbox {
@@ -236,7 +467,6 @@ impl Actor for Mailbox {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
         ctx.run_interval(self.config.tick, |act, ctx| act.tick(ctx));
-        self.load(ctx);
     }
 }
 
@@ -247,6 +477,7 @@ impl Supervised for Mailbox {
         self.record("actor_restarted", payload);
         self.state.reset();
         self.loading = false;
+        self.free(Duration::ZERO);
     }
 }
 
@@ -254,6 +485,10 @@ impl Handler<Receive> for Mailbox {
     type Result = ();
 
     fn handle(&mut self, msg: Receive, ctx: &mut Context<Self>) {
+        self.last_used = Instant::now();
+        if !self.serving() {
+            return self.acquire(ctx, Some(msg));
+        }
         if !self.state.is_loaded() {
             let _ = msg
                 .reply
@@ -351,7 +586,7 @@ impl Handler<Peek> for Mailbox {
     type Result = Result<Vec<StoredMessage>, MailboxError>;
 
     fn handle(&mut self, msg: Peek, ctx: &mut Context<Self>) -> Self::Result {
-        if !self.state.is_loaded() {
+        if !self.serving() || !self.state.is_loaded() {
             return Err(MailboxError::NotLoaded(self.state.name().into()));
         }
         self.guarded(ctx, |s| s.peek(msg.limit))
@@ -386,6 +621,37 @@ impl Handler<Forget> for Mailbox {
 
     fn handle(&mut self, msg: Forget, ctx: &mut Context<Self>) {
         let _ = self.guarded(ctx, |s| s.forget(&msg.0));
+    }
+}
+
+impl Handler<ForeignSent> for Mailbox {
+    type Result = ();
+
+    fn handle(&mut self, msg: ForeignSent, ctx: &mut Context<Self>) {
+        if self.serving() && self.state.is_loaded() {
+            self.take_foreign(ctx, msg.0);
+        }
+    }
+}
+
+impl Handler<Released> for Mailbox {
+    type Result = ();
+
+    fn handle(&mut self, _: Released, ctx: &mut Context<Self>) {
+        if !self.serving() && self.state.counts().waiting > 0 {
+            self.acquire(ctx, None);
+        }
+    }
+}
+
+impl Handler<Release> for Mailbox {
+    type Result = ();
+
+    fn handle(&mut self, msg: Release, ctx: &mut Context<Self>) {
+        match self.serving() {
+            true => self.release(ctx, Some(msg.0)),
+            false => drop(msg.0.send(())),
+        }
     }
 }
 

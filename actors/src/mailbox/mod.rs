@@ -9,7 +9,8 @@ mod registry;
 mod state;
 
 pub use actor::{
-    Ack, Forget, InjectPanic, Mailbox, MailboxConfig, Peek, Receive, SessionClosed, Stats,
+    Ack, ForeignSent, Forget, InjectPanic, Mailbox, MailboxConfig, Peek, Receive, Release,
+    Released, SessionClosed, Stats, IDLE_RELEASE,
 };
 pub use registry::Mailboxes;
 pub use state::{LiveCounts, MailboxState, ReceiveReply, Waiter};

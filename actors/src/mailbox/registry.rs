@@ -1,6 +1,6 @@
 //! The directory of mailbox actors: one supervised actor per mailbox, started on first use.
 
-use super::actor::{Appended, Forget, Mailbox, MailboxConfig};
+use super::actor::{Appended, ForeignSent, Forget, Mailbox, MailboxConfig, Release, Released};
 use super::MailboxError;
 use crate::directory::Directory;
 use crate::message::{NewMessage, StoredMessage};
@@ -21,7 +21,6 @@ pub struct Mailboxes {
 
 struct Inner {
     actors: Directory<Mailbox>,
-    store: Arc<dyn MailboxStore>,
     persister: Addr<Persister>,
 }
 
@@ -33,7 +32,7 @@ impl Mailboxes {
         telemetry: Telemetry,
     ) -> Self {
         let make = {
-            let (store, persister) = (store.clone(), persister.clone());
+            let persister = persister.clone();
             move |name| {
                 let mailbox = Mailbox::new(name, store.clone(), persister.clone(), config.clone());
                 mailbox.with_telemetry(telemetry.clone())
@@ -42,7 +41,6 @@ impl Mailboxes {
         Mailboxes {
             inner: Rc::new(Inner {
                 actors: Directory::new(make),
-                store,
                 persister,
             }),
         }
@@ -63,13 +61,35 @@ impl Mailboxes {
         self.inner.actors.all()
     }
 
-    /// Starts an actor for every mailbox that holds unread messages (daemon start-up replay).
-    pub async fn replay(&self) -> Result<usize, StoreError> {
-        let names = self.inner.store.mailboxes_with_unread().await?;
-        names.iter().for_each(|n| {
-            self.get(n);
+    /// Another daemon committed messages for `name` (`None`: re-read the mailbox).
+    pub fn foreign(&self, name: &str, ids: Option<Vec<Uuid>>) {
+        if let Some(addr) = self.running(name) {
+            addr.do_send(ForeignSent(ids));
+        }
+    }
+
+    /// The daemon that served `name` let it go.
+    pub fn released(&self, name: &str) {
+        if let Some(addr) = self.running(name) {
+            addr.do_send(Released);
+        }
+    }
+
+    /// Notifications may have been missed: every mailbox served here re-reads its messages.
+    pub fn resync(&self) {
+        self.all()
+            .iter()
+            .for_each(|(_, a)| a.do_send(ForeignSent(None)));
+    }
+
+    /// Gives up every lease held here (daemon shutdown), so other daemons may serve at once.
+    pub async fn release_all(&self) {
+        let waits = self.all().into_iter().map(|(_, addr)| {
+            let (tx, rx) = oneshot::channel();
+            addr.do_send(Release(tx));
+            rx
         });
-        Ok(names.len())
+        futures::future::join_all(waits).await;
     }
 
     /// Hands a message committed elsewhere (inside a transaction) to its mailbox.

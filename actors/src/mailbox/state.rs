@@ -80,6 +80,13 @@ impl MailboxState {
         *self = MailboxState::new(std::mem::take(&mut self.name), self.capacity);
     }
 
+    /// Forgets the messages but keeps the parked receivers; the next load rebuilds the window.
+    pub fn reload(&mut self) {
+        let waiters = std::mem::take(&mut self.waiters);
+        self.reset();
+        self.waiters = waiters;
+    }
+
     pub fn is_loaded(&self) -> bool {
         self.loaded
     }

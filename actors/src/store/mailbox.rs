@@ -5,6 +5,7 @@ use super::StoreError;
 use crate::message::{NewMessage, StoredMessage};
 use async_trait::async_trait;
 use std::collections::HashSet;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// Marks one delivered message read.
@@ -71,8 +72,18 @@ pub trait MailboxStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError>;
 
-    /// Names of the mailboxes that hold unread messages.
-    async fn mailboxes_with_unread(&self) -> Result<Vec<String>, StoreError>;
+    /// The unread messages among `ids` of `mailbox`, oldest first.
+    async fn load_ids(&self, mailbox: &str, ids: &[Uuid])
+        -> Result<Vec<StoredMessage>, StoreError>;
+
+    /// Takes the lease to serve `mailbox` for `lease`, if no other daemon holds a live one.
+    async fn acquire(&self, mailbox: &str, lease: Duration) -> Result<bool, StoreError>;
+
+    /// Extends a lease this daemon still holds; false when it ran out or was taken.
+    async fn renew(&self, mailbox: &str, lease: Duration) -> Result<bool, StoreError>;
+
+    /// Gives up the lease and tells other daemons the mailbox is free.
+    async fn release(&self, mailbox: &str) -> Result<(), StoreError>;
 
     /// Counters per mailbox (one mailbox, or all of them).
     async fn counts(&self, mailbox: Option<&str>) -> Result<Vec<MailboxCounts>, StoreError>;

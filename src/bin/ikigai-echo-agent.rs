@@ -1,0 +1,63 @@
+//! `ikigai-echo-agent`: a small real agent, the template of an agent in Rust and the one the
+//! integration tests deploy. Started by the daemon (it connects with `IKIGAI_SOCKET`,
+//! `IKIGAI_AGENT` and `IKIGAI_TOKEN`), it heartbeats every `ECHO_HEARTBEAT_MS` (default 1000;
+//! 0 = never) and answers every message in its mailbox: to the payload's `reply_to`, else to the
+//! sender, it sends `{"echo": payload, "agent", "version" (ECHO_VERSION), "pid"}`, then acks.
+//! It exits 1 when the connection fails, to be restarted by its supervisor.
+
+use ikigai_client::{Client, ClientError, Receive};
+use serde_json::json;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ikigai-echo-agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), ClientError> {
+    let client = Client::connect_env().await?;
+    let me = std::env::var("IKIGAI_AGENT").unwrap_or_default();
+    println!("echo agent {me} connected");
+    let every: u64 = std::env::var("ECHO_HEARTBEAT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    if every > 0 {
+        tokio::spawn(heartbeat(client.clone(), Duration::from_millis(every)));
+    }
+    loop {
+        let inbox = Receive {
+            mailbox: &me,
+            max: Some(10),
+            wait_ms: Some(10_000),
+            visibility_ms: None,
+        };
+        for msg in client.mailbox_receive(&inbox).await? {
+            let to = msg.payload["reply_to"].as_str().unwrap_or(&msg.sender);
+            let answer = json!({
+                "echo": msg.payload,
+                "agent": me,
+                "version": std::env::var("ECHO_VERSION").unwrap_or_default(),
+                "pid": std::process::id(),
+            });
+            client.mailbox_send(to, &answer).await?;
+            client.mailbox_ack(&me, &[msg.id]).await?;
+        }
+    }
+}
+
+async fn heartbeat(client: Client, every: Duration) {
+    loop {
+        if let Err(e) = client.call_value("agents.heartbeat", &json!({})).await {
+            eprintln!("ikigai-echo-agent: heartbeat: {e}");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
