@@ -132,10 +132,10 @@ async fn the_tool_loop_stops_at_max_steps_with_the_open_calls_in_the_reply() {
     assert_eq!(r["tool_calls"][0]["id"], "b");
     assert_eq!(mock.received().len(), 2);
     let listed = &mock.received()[1].body["messages"][2];
-    assert!(
-        listed["content"].as_str().unwrap().contains("looper"),
-        "{listed}"
-    );
+    let agents: Value = serde_json::from_str(listed["content"].as_str().unwrap()).unwrap();
+    let looper =
+        json!({"name": "looper", "version": "1", "status": "running", "last_heartbeat": null});
+    assert_eq!(agents, json!([looper]), "list_agents shows no manifest");
 }
 
 #[tokio::test]

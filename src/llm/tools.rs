@@ -76,10 +76,9 @@ pub async fn run(
         "query_telemetry" => ask(args, async |a| cmd::telemetry::query(a, s, session).await).await,
         "create_task" => ask(args, async |a| cmd::queue::push(a, s, session).await).await,
         "send_message" => ask(args, async |a| cmd::mailbox::send(a, s, session).await).await,
-        "list_agents" => postgres::llm::agents(&s.pool)
+        "list_agents" => ask(args, async |a| cmd::agents::list(a, s).await)
             .await
-            .map(Value::from)
-            .map_err(Error::from),
+            .map(summaries),
         "read_config" => Ok(read_config(&s.config.source)),
         "deploy_agent" => ask(args, async |a| cmd::agents::deploy(a, s, session).await).await,
         other => Err(Error::BadRequest(format!(
@@ -87,6 +86,17 @@ pub async fn run(
         ))),
     };
     result.map_err(|e| e.to_string())
+}
+
+/// `agents.list` without what the model need not see (manifests, whose `env` may hold secrets;
+/// pids): name, version, status and last heartbeat of each agent.
+fn summaries(list: Value) -> Value {
+    let agents = list["agents"].as_array().into_iter().flatten();
+    let keep = ["name", "version", "status", "last_heartbeat"];
+    agents
+        .map(|a| keep.iter().map(|k| (k.to_string(), a[k].clone())).collect())
+        .map(Value::Object)
+        .collect()
 }
 
 /// Parses a tool's arguments as an op's args, runs the op, and returns its reply as JSON.

@@ -203,20 +203,6 @@ pub async fn append_thread(
     Ok(())
 }
 
-/// Registered agents for the `list_agents` tool.
-pub async fn agents(pool: &Pool) -> Result<Vec<Value>, StoreError> {
-    let client = pool.get().await.map_err(store_error)?;
-    let rows = client
-        .query(
-            "SELECT json_build_object('name', name, 'version', version, 'status', status, \
-             'last_heartbeat', last_heartbeat) FROM agent_registry ORDER BY name",
-            &[],
-        )
-        .await
-        .map_err(store_error)?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
 /// Tokens and cost per agent and model since `since` ago, as JSON rows.
 pub async fn usage(pool: &Pool, since: Duration) -> Result<Vec<Value>, StoreError> {
     let client = pool.get().await.map_err(store_error)?;
