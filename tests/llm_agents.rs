@@ -444,6 +444,34 @@ async fn the_hourly_quota_holds_under_twenty_concurrent_prompts_and_across_a_res
 }
 
 #[tokio::test]
+async fn a_reservation_left_by_a_killed_daemon_expires() {
+    let mock = MockLlm::start().await;
+    let mut d = daemon(&mock, "reservation_ttl_ms = 1000").await;
+    d.register_llm(
+        "busy",
+        json!({"models": ["gpt"], "max_tokens_per_hour": 1000}),
+    )
+    .await;
+    mock.push(
+        Api::OpenAi,
+        Reply::Delay(Duration::from_secs(30), Box::new(Reply::text("never"))),
+    );
+    let c = d.agent("busy").await;
+    let big = json!({"model": "gpt", "messages": user("hi"), "max_tokens": 900});
+    let in_flight = c.submit("llm.prompt", &big).await.unwrap();
+    while mock.received().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    d.kill9();
+    drop(in_flight);
+    d.restart().await;
+    let c = d.agent("busy").await;
+    assert_code(prompt(&c, big.clone()).await, ErrorCode::QuotaExceeded);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(prompt(&c, big).await.unwrap()["content"], "ok");
+}
+
+#[tokio::test]
 async fn two_daemons_on_one_database_share_the_hourly_quota() {
     let mock = MockLlm::start().await;
     let one = daemon(&mock, "").await;
