@@ -275,7 +275,7 @@ async fn streaming_pushes_deltas_in_order_before_the_final_answer() {
 
 #[tokio::test]
 async fn a_stream_cut_after_text_was_pushed_ends_in_an_error_without_failover() {
-    let (mock, _d, c) = setup("writer").await;
+    let (mock, d, c) = setup("writer").await;
     mock.push(
         Api::Anthropic,
         Reply::Cut {
@@ -295,6 +295,11 @@ async fn a_stream_cut_after_text_was_pushed_ends_in_an_error_without_failover() 
         1,
         "no failover after the first streamed byte"
     );
+    rows(&d, 1).await;
+    let input =
+        d.db.count("SELECT input_tokens::bigint FROM llm_interactions")
+            .await;
+    assert!(input > 0, "the prompt of a cut stream is counted");
 }
 
 #[tokio::test]

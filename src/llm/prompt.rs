@@ -8,7 +8,7 @@ use super::log::Interaction;
 use super::provider::{ChatRequest, ChatResponse, Message, StopReason, ToolCall, ToolSpec, Usage};
 use super::quota::{self, Reserved};
 use super::stream::Streamer;
-use super::{tools, Llm, LlmError, ToolResult};
+use super::{tools, Llm, LlmError, RouteError, ToolResult};
 use crate::manifest::LlmPermissions;
 use crate::services::Services;
 use crate::session::Session;
@@ -270,6 +270,11 @@ impl Llm {
                 })
             }
             Err(failed) => {
+                if let (RouteError::Cut { .. }, Some(t)) = (&failed.error, &failed.target) {
+                    // The provider read the prompt before the stream broke: count its estimate.
+                    row.usage.input_tokens = quota::estimate(req);
+                    row.cost_usd = t.price.cost(&row.usage);
+                }
                 row.provider = failed.target.as_ref().map(|t| t.provider.clone());
                 row.provider_model = failed.target.map(|t| t.model);
                 (row.attempts, row.error) = (failed.attempts, Some(failed.error.to_string()));
