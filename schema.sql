@@ -222,6 +222,100 @@ CREATE UNLOGGED TABLE IF NOT EXISTS pubsub_message (
 );
 CREATE INDEX IF NOT EXISTS pubsub_message_published ON pubsub_message (published_at);
 
+-- LLM access (issue 6): the seed's columns above stay; these describe each call in full. Keys
+-- never reach this table. tokens_used = input_tokens + output_tokens.
+ALTER TABLE llm_interactions
+    ADD COLUMN IF NOT EXISTS provider           TEXT,
+    ADD COLUMN IF NOT EXISTS provider_model     TEXT,
+    ADD COLUMN IF NOT EXISTS request            JSONB,
+    ADD COLUMN IF NOT EXISTS response           JSONB,
+    ADD COLUMN IF NOT EXISTS input_tokens       INTEGER NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS output_tokens      INTEGER NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS cache_read_tokens  INTEGER NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS latency_ms         INTEGER NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS attempts           JSONB NOT NULL DEFAULT '[]',
+    ADD COLUMN IF NOT EXISTS error              TEXT;
+-- The hourly quota sums an agent's last hour.
+CREATE INDEX IF NOT EXISTS llm_interactions_agent_time ON llm_interactions (agent_name, created_at);
+CREATE INDEX IF NOT EXISTS llm_interactions_task ON llm_interactions ((metadata->>'task_id'));
+
+-- Quota reservations: the worst case of a call in flight, deleted when its interaction is
+-- written; expires_at frees the reservations of a daemon that died mid-call.
+CREATE TABLE IF NOT EXISTS llm_reservation (
+    id          UUID PRIMARY KEY,
+    agent       TEXT NOT NULL,
+    tokens      BIGINT NOT NULL,
+    expires_at  TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX IF NOT EXISTS llm_reservation_agent ON llm_reservation (agent);
+-- Recorded usage per agent and minute, kept up to date by the interaction writer, so that the
+-- hourly quota sums at most 61 rows whatever the call rate.
+CREATE TABLE IF NOT EXISTS llm_usage_minute (
+    agent       TEXT NOT NULL,
+    minute      TIMESTAMPTZ NOT NULL,
+    tokens      BIGINT NOT NULL,
+    PRIMARY KEY (agent, minute)
+);
+-- Reserves, in order, each of p_tokens (the worst cases of calls waiting at one daemon) of
+-- p_agent's hourly p_limit, in one statement (one round trip): under a per-agent advisory lock
+-- it drops expired reservations, sums the last hour's usage (whole minutes, so the window errs
+-- on the safe side) and the live reservations, then for each call either inserts a reservation
+-- (returning its id) or returns when enough usage will have aged out. Its commit does not wait
+-- for the WAL flush (the lock is held until the commit): a reservation lost in a server crash
+-- only frees the tokens of a call lost with it.
+CREATE OR REPLACE FUNCTION ikigai_llm_reserve(p_agent TEXT, p_tokens BIGINT[], p_limit BIGINT,
+    p_ttl_ms BIGINT)
+RETURNS TABLE (reservation UUID, used BIGINT, held BIGINT, retry_after_ms BIGINT)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_since TIMESTAMPTZ := date_trunc('minute', now() - interval '1 hour');
+    v_used BIGINT;
+    v_held BIGINT;
+    v_tokens BIGINT;
+    v_id UUID;
+    v_retry BIGINT;
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    PERFORM pg_advisory_xact_lock(hashtext('ikigai.llm_quota'), hashtext(p_agent));
+    DELETE FROM llm_reservation r WHERE r.agent = p_agent AND r.expires_at <= now();
+    DELETE FROM llm_usage_minute u WHERE u.agent = p_agent AND u.minute < v_since;
+    SELECT COALESCE(SUM(u.tokens), 0) INTO v_used FROM llm_usage_minute u WHERE u.agent = p_agent;
+    SELECT COALESCE(SUM(r.tokens), 0) INTO v_held FROM llm_reservation r WHERE r.agent = p_agent;
+    FOREACH v_tokens IN ARRAY p_tokens LOOP
+        IF v_used + v_held + v_tokens <= p_limit THEN
+            v_id := gen_random_uuid();
+            INSERT INTO llm_reservation (id, agent, tokens, expires_at)
+                VALUES (v_id, p_agent, v_tokens, now() + p_ttl_ms * interval '1 millisecond');
+            RETURN QUERY SELECT v_id, v_used, v_held, 0::BIGINT;
+            v_held := v_held + v_tokens;
+        ELSE
+            SELECT (EXTRACT(EPOCH FROM w.minute + interval '61 minutes' - now()) * 1000)::BIGINT
+                INTO v_retry
+                FROM (SELECT u.minute, SUM(u.tokens) OVER (ORDER BY u.minute) AS freed
+                      FROM llm_usage_minute u WHERE u.agent = p_agent) w
+                WHERE w.freed >= v_used + v_held + v_tokens - p_limit
+                ORDER BY w.minute LIMIT 1;
+            RETURN QUERY SELECT NULL::UUID, v_used, v_held, GREATEST(COALESCE(v_retry, 1000), 1);
+        END IF;
+    END LOOP;
+END $$;
+
+-- Conversation threads: append-only history, one row per message.
+CREATE TABLE IF NOT EXISTS llm_thread (
+    id          UUID PRIMARY KEY,
+    agent       TEXT NOT NULL,
+    context     TEXT,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS llm_thread_message (
+    thread_id   UUID NOT NULL REFERENCES llm_thread (id),
+    seq         INTEGER NOT NULL,
+    message     JSONB NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (thread_id, seq)
+);
+
 INSERT INTO ikigai_schema (version) VALUES (1) ON CONFLICT (version) DO NOTHING;
 
 -- daemon: agent registry. An entry is supervised by the daemon whose root it was deployed in

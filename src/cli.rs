@@ -2,6 +2,7 @@
 //! as the `admin` identity (token in `<root>/.ikigai/admin.token`).
 
 mod agents;
+mod llm;
 mod telemetry;
 
 use crate::daemon::{self, Options};
@@ -67,6 +68,19 @@ enum Command {
     /// Telemetry events.
     #[command(subcommand)]
     Telemetry(TelemetryCommand),
+    /// LLM access.
+    #[command(subcommand)]
+    Llm(LlmCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LlmCommand {
+    /// Prints tokens and cost per agent and model.
+    Usage {
+        /// How far back: a number with s, m, h or d.
+        #[arg(long, default_value = "24h")]
+        since: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -231,6 +245,7 @@ async fn operate(root: Root, command: Command) -> Result<()> {
                 .await?;
             print_stats(&reply);
         }
+        Command::Llm(LlmCommand::Usage { since }) => llm::usage(&client, &since).await?,
         Command::Telemetry(TelemetryCommand::Tail { agent, event_type }) => {
             telemetry::tail(&client, agent, event_type).await?;
         }

@@ -125,6 +125,7 @@ pub struct Config {
     pub cache: CacheSettings,
     pub pubsub: PubSubSettings,
     pub telemetry: TelemetrySettings,
+    pub llm: crate::llm::config::LlmConfig,
     pub fault_injection: bool,
 }
 
@@ -245,6 +246,7 @@ impl Config {
                 retention_days: doc.number("telemetry", "retention_days", 30, 0)?,
                 max_buffered: doc.number("telemetry", "max_buffered", 100_000, 1)?,
             },
+            llm: crate::llm::config::LlmConfig::parse(&doc)?,
             fault_injection: doc.boolean("debug", "fault_injection")?,
         })
     }
@@ -300,9 +302,11 @@ const KNOWN: &[(&str, &[&str])] = &[
     ("pubsub", &["subscriber_buffer"]),
     ("telemetry", &["retention_days", "max_buffered"]),
     ("debug", &["fault_injection"]),
+    ("llm", crate::llm::config::LLM_KEYS),
 ];
 
-struct Doc<'a> {
+/// A parsed file and where it came from, for reading values and locating errors.
+pub(crate) struct Doc<'a> {
     text: &'a str,
     file: &'a str,
     ini: &'a ini::Ini,
@@ -317,7 +321,12 @@ impl Doc<'_> {
                 }
                 continue;
             };
-            let Some((_, keys)) = KNOWN.iter().find(|(s, _)| *s == section) else {
+            let keys = KNOWN
+                .iter()
+                .find(|(s, _)| *s == section)
+                .map(|(_, keys)| *keys)
+                .or_else(|| crate::llm::config::known_keys(section));
+            let Some(keys) = keys else {
                 let known: Vec<&str> = KNOWN.iter().map(|(s, _)| *s).collect();
                 let message = format!("unknown section (known: {})", known.join(", "));
                 return Err(self.error(section, "", message));
@@ -350,14 +359,32 @@ impl Doc<'_> {
         Ok(())
     }
 
-    fn get(&self, section: &str, key: &str) -> Option<&str> {
+    /// The sections named `<prefix><name>`, as (name, section).
+    pub(crate) fn sections_with_prefix(&self, prefix: &str) -> Vec<(&str, &str)> {
+        let sections = self.ini.sections().flatten();
+        sections
+            .filter_map(|s| s.strip_prefix(prefix).map(|name| (name, s)))
+            .collect()
+    }
+
+    pub(crate) fn has_section(&self, section: &str) -> bool {
+        self.ini.section(Some(section)).is_some()
+    }
+
+    pub(crate) fn get(&self, section: &str, key: &str) -> Option<&str> {
         self.ini
             .section(Some(section))
             .and_then(|p| p.get(key))
             .map(str::trim)
     }
 
-    fn number<T>(&self, section: &str, key: &str, default: T, min: T) -> Result<T, ConfigError>
+    pub(crate) fn number<T>(
+        &self,
+        section: &str,
+        key: &str,
+        default: T,
+        min: T,
+    ) -> Result<T, ConfigError>
     where
         T: std::str::FromStr + Copy + PartialOrd + std::fmt::Display,
     {
@@ -371,7 +398,7 @@ impl Doc<'_> {
         }
     }
 
-    fn millis(
+    pub(crate) fn millis(
         &self,
         section: &str,
         key: &str,
@@ -417,7 +444,7 @@ impl Doc<'_> {
         }
     }
 
-    fn error(&self, section: &str, key: &str, message: String) -> ConfigError {
+    pub(crate) fn error(&self, section: &str, key: &str, message: String) -> ConfigError {
         let line = locate(self.text, section, key);
         let key = match (section, key) {
             ("", key) => key.to_owned(),

@@ -6,6 +6,7 @@
 use crate::agents::Agents;
 use crate::config::{Config, ConfigError};
 use crate::identity::{Identities, IdentityError};
+use crate::llm::Llm;
 use crate::postgres::listen::{Event, Listener};
 use crate::postgres::{
     Database, DbError, PgCacheStore, PgDocumentStore, PgJournal, PgMailboxStore, PgPubSub,
@@ -55,6 +56,8 @@ pub enum StartError {
     Replay(#[from] StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("LLM providers: {0}")]
+    Llm(String),
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -130,6 +133,8 @@ async fn serve(
     let cache_store = Arc::new(PgCacheStore::new(db.pool.clone()));
     let cache = Cache::start(cache_store, cache_config, telemetry.clone());
     let pubsub = Hub::start(Arc::new(PgPubSub::new(db.pool.clone(), listener)));
+    let llm = Llm::start(config.llm.clone(), db.pool.clone()).map_err(StartError::Llm)?;
+    let llm = Rc::new(llm);
     let agents = Agents::new(
         Arc::new(PgRegistryStore::new(db.pool.clone())),
         identities.clone(),
@@ -153,6 +158,7 @@ async fn serve(
         documents: Arc::new(PgDocumentStore::new(db.pool.clone())),
         cache: cache.clone(),
         pubsub,
+        llm: llm.clone(),
         status: Rc::new(Status {
             started: Instant::now(),
             root: root.dir().display().to_string(),
@@ -191,6 +197,7 @@ async fn serve(
     let (flushed, done) = oneshot::channel();
     cache.do_send(Flush(flushed));
     let _ = done.await;
+    llm.flush().await;
     telemetry.flush().await;
     root.unbind();
     info!("stopped");

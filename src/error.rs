@@ -3,6 +3,7 @@
 
 use crate::agents::deploy::DeployError;
 use crate::agents::AgentError;
+use crate::llm::{LlmError, RouteError};
 use ikigai_actors::cache::CacheError;
 use ikigai_actors::mailbox::MailboxError;
 use ikigai_actors::pubsub::PubSubError;
@@ -46,6 +47,8 @@ pub enum Error {
     #[error(transparent)]
     PubSub(#[from] PubSubError),
     #[error(transparent)]
+    Llm(#[from] LlmError),
+    #[error(transparent)]
     Agent(#[from] AgentError),
     #[error("{0}")]
     Internal(String),
@@ -78,6 +81,7 @@ impl Error {
             }
             Error::Mailbox(MailboxError::Panicked { .. }) => (ErrorCode::Internal, true),
             Error::Queue(e) => queue_code(e),
+            Error::Llm(e) => llm_code(e),
             Error::Agent(e) => agent_code(e),
             Error::Internal(_) => (ErrorCode::Internal, false),
         }
@@ -92,7 +96,11 @@ impl Error {
             }
             _ => debug!(op, code = %code, error = %self, "request refused"),
         }
-        ErrorBody::new(code, self.to_string(), retriable)
+        let retry_after_ms = match self {
+            Error::Llm(LlmError::QuotaExceeded { retry_after_ms, .. }) => Some(*retry_after_ms),
+            _ => None,
+        };
+        ErrorBody::new(code, self.to_string(), retriable).retry_after(retry_after_ms)
     }
 }
 
@@ -104,6 +112,27 @@ fn queue_code(e: &QueueError) -> (ErrorCode, bool) {
         QueueError::NotFound(_) => (ErrorCode::NotFound, false),
         QueueError::NotClaimer(_) => (ErrorCode::PermissionDenied, false),
         QueueError::LeaseLost(_) | QueueError::Finished(_) => (ErrorCode::Conflict, false),
+    }
+}
+
+fn llm_code(e: &LlmError) -> (ErrorCode, bool) {
+    use crate::llm::provider::ProviderError;
+    match e {
+        LlmError::BadRequest(_) => (ErrorCode::BadRequest, false),
+        LlmError::PermissionDenied(_) => (ErrorCode::PermissionDenied, false),
+        LlmError::QuotaExceeded { .. } => (ErrorCode::QuotaExceeded, true),
+        LlmError::NotFound(_) => (ErrorCode::NotFound, false),
+        LlmError::NotConfigured(_) => (ErrorCode::Unavailable, false),
+        LlmError::Provider(RouteError::Refused { error, .. }) => match error {
+            ProviderError::Status {
+                status: 401 | 403, ..
+            } => (ErrorCode::Unavailable, false),
+            _ => (ErrorCode::BadRequest, false),
+        },
+        LlmError::Provider(_) => (ErrorCode::Unavailable, true),
+        LlmError::ToolTimeout(_) => (ErrorCode::Timeout, false),
+        LlmError::Store(e) => store_code(e),
+        LlmError::Internal(_) => (ErrorCode::Internal, false),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod identity;
+pub mod llm;
 pub mod manifest;
 pub mod postgres;
 pub mod root;

@@ -4,6 +4,7 @@
 use crate::agents::Agents;
 use crate::config::Config;
 use crate::identity::Identities;
+use crate::llm::Llm;
 use actix::Addr;
 use ikigai_actors::cache::Cache;
 use ikigai_actors::mailbox::Mailboxes;
@@ -36,6 +37,8 @@ pub struct Services {
     pub documents: Arc<dyn DocumentStore>,
     pub cache: Addr<Cache>,
     pub pubsub: Addr<Hub>,
+    /// LLM access: providers, threads, the interaction log.
+    pub llm: Rc<Llm>,
     pub status: Rc<Status>,
     pub shutdown: Shutdown,
 }

@@ -144,10 +144,19 @@ pub struct Daemon {
 
 impl Daemon {
     pub async fn start(db: &Db) -> Daemon {
+        Daemon::start_with(db, "").await
+    }
+
+    /// Starts a daemon whose `.ikigai/ikigai.conf` is `config` (the shipped one when empty).
+    pub async fn start_with(db: &Db, config: &str) -> Daemon {
         let root = tempfile::Builder::new()
             .prefix("ikb")
             .tempdir_in("/tmp")
             .unwrap();
+        if !config.is_empty() {
+            std::fs::create_dir_all(root.path().join(".ikigai")).unwrap();
+            std::fs::write(root.path().join(".ikigai/ikigai.conf"), config).unwrap();
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_ikigai-daemon"))
             .arg("--root")
             .arg(root.path())

@@ -2,16 +2,17 @@
 //! them. Each op takes its typed args (wire structs, converted to domain types here) and returns
 //! a serializable reply; errors become error frames in [`dispatch`].
 
-mod agents;
+pub(crate) mod agents;
 mod cache;
 mod daemon;
 mod debug;
 pub mod hello;
-mod mailbox;
+mod llm;
+pub(crate) mod mailbox;
 mod pubsub;
-mod queue;
+pub(crate) mod queue;
 mod storage;
-mod telemetry;
+pub(crate) mod telemetry;
 mod tx;
 
 use crate::error::Error;
@@ -75,6 +76,10 @@ async fn route(
         "tx.begin" => reply(id, tx::begin(s, session).await?),
         "tx.commit" => reply(id, tx::commit(parse(op, a)?, s, session).await?),
         "tx.rollback" => reply(id, tx::rollback(parse(op, a)?, session).await?),
+        "llm.prompt" => reply(id, llm::prompt(parse(op, a)?, id, s, session).await?),
+        "llm.tool_result" => reply(id, llm::tool_result(parse(op, a)?, s, session)?),
+        "llm.usage" => reply(id, llm::usage(parse(op, a)?, s, session).await?),
+        "threads.create" => reply(id, llm::create_thread(parse(op, a)?, s, session).await?),
         "agents.token" => reply(id, agents::token(parse(op, a)?, s, session).await?),
         "agents.deploy" => reply(id, agents::deploy(parse(op, a)?, s, session).await?),
         "agents.list" => reply(id, agents::list(parse(op, a)?, s).await?),
@@ -207,4 +212,4 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, Error> {
 
 /// `{}`: the reply of ops that only succeed.
 #[derive(Serialize)]
-struct Empty {}
+pub(crate) struct Empty {}

@@ -6,6 +6,7 @@ mod cluster;
 pub mod identity;
 mod journal;
 pub mod listen;
+pub mod llm;
 pub mod mailbox;
 pub mod pubsub;
 pub mod queue;

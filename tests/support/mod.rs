@@ -2,6 +2,8 @@
 //! connected clients. Everything here talks to real processes over real sockets.
 #![allow(dead_code)]
 
+pub mod llm;
+
 use ikigai_client::{Client, ErrorCode};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -251,6 +253,30 @@ impl Daemon {
         Client::connect_as(self.socket(), agent, &token)
             .await
             .expect("agent connects")
+    }
+
+    /// Registers `manifest` in `agent_registry`, as a deploy would (status `running`).
+    pub async fn register_manifest(&self, manifest: serde_json::Value) {
+        let name = manifest["name"].as_str().expect("manifest name").to_owned();
+        let version = manifest["version"].as_str().unwrap_or("1").to_owned();
+        self.db
+            .client()
+            .await
+            .execute(
+                "INSERT INTO agent_registry (name, version, manifest, deployed_at, status) \
+                 VALUES ($1, $2, $3, now(), 'running') ON CONFLICT (name) DO UPDATE \
+                 SET version = $2, manifest = $3",
+                &[&name, &version, &manifest],
+            )
+            .await
+            .expect("register the manifest");
+    }
+
+    /// Registers `agent` with `llm` as its `permissions.llm` block.
+    pub async fn register_llm(&self, agent: &str, llm: serde_json::Value) {
+        let manifest = serde_json::json!({"name": agent, "version": "1",
+            "command": ["./run"], "permissions": {"llm": llm}});
+        self.register_manifest(manifest).await;
     }
 
     /// Runs the `ikigai` CLI against this root.

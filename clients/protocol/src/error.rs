@@ -71,12 +71,15 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// The body of an error response: `{"code", "message", "retriable"}`.
+/// The body of an error response: `{"code", "message", "retriable"}`, plus `retry_after_ms`
+/// when the daemon knows when a retry can succeed (`quota_exceeded`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
     pub retriable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ErrorBody {
@@ -85,7 +88,14 @@ impl ErrorBody {
             code,
             message: message.into(),
             retriable,
+            retry_after_ms: None,
         }
+    }
+
+    /// Adds when a retry can succeed.
+    pub fn retry_after(mut self, ms: Option<u64>) -> Self {
+        self.retry_after_ms = ms;
+        self
     }
 }
 

@@ -1,0 +1,166 @@
+//! LLM access through the daemon: the service facade (`Llm`) that ops call. It owns the router
+//! (providers and their keys), the interaction log, the threads, the custom tool calls waiting
+//! for their agent, and a short-lived cache of agents' LLM permissions.
+//!
+//! `config` parses `[llm]`; `provider` holds the normalised types and the OpenAI and Anthropic
+//! adapters; `route` retries and fails over; `price` prices usage; `quota` reserves and settles
+//! tokens; `prompt` runs the tool loop; `stream` pushes text deltas; `tools` the platform tools; `thread` the histories;
+//! `log` writes `llm_interactions`.
+
+pub mod config;
+pub mod log;
+mod price;
+mod prompt;
+pub mod provider;
+pub mod quota;
+mod route;
+mod stream;
+mod thread;
+mod tools;
+
+pub use prompt::{Prompt, PromptReply};
+pub use route::RouteError;
+
+use crate::manifest::{LlmPermissions, Manifest};
+use crate::postgres;
+use config::LlmConfig;
+use deadpool_postgres::Pool;
+use ikigai_actors::store::StoreError;
+use log::InteractionLog;
+use quota::Quotas;
+use route::Router;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use thread::Threads;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// How long an agent's permissions are reused before they are read again (a redeploy that
+/// changes them takes effect within this time).
+const PERMISSIONS_TTL: Duration = Duration::from_secs(1);
+
+/// Why an LLM op failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{message}")]
+    QuotaExceeded {
+        message: String,
+        retry_after_ms: u64,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    NotConfigured(String),
+    #[error(transparent)]
+    Provider(#[from] RouteError),
+    #[error("{0}")]
+    ToolTimeout(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// An agent's answer to a custom tool call.
+pub struct ToolResult {
+    pub content: String,
+    pub is_error: bool,
+}
+
+/// What an agent may do with models, as its manifest says (cached).
+#[derive(Clone)]
+struct Grant {
+    llm: Option<LlmPermissions>,
+    deploy_agent: bool,
+    read_at: Instant,
+}
+
+pub struct Llm {
+    config: LlmConfig,
+    router: Router,
+    pool: Pool,
+    log: InteractionLog,
+    threads: Threads,
+    quotas: Quotas,
+    grants: RefCell<HashMap<String, Grant>>,
+    /// Custom tool calls waiting for `llm.tool_result`, by (agent, call id).
+    waiting: RefCell<HashMap<(String, String), oneshot::Sender<ToolResult>>>,
+}
+
+impl Llm {
+    /// Builds the service; starts the log writer on the current thread.
+    pub fn start(config: LlmConfig, pool: Pool) -> Result<Llm, String> {
+        Ok(Llm {
+            router: Router::new(&config)?,
+            log: InteractionLog::start(pool.clone()),
+            threads: Threads::new(pool.clone()),
+            quotas: Quotas::new(pool.clone(), config.reservation_ttl),
+            config,
+            pool,
+            grants: RefCell::default(),
+            waiting: RefCell::default(),
+        })
+    }
+
+    /// Waits until every interaction logged so far is written.
+    pub async fn flush(&self) {
+        self.log.flush().await;
+    }
+
+    pub async fn create_thread(
+        &self,
+        agent: &str,
+        context: Option<String>,
+    ) -> Result<Uuid, LlmError> {
+        self.threads.create(agent, context).await
+    }
+
+    /// Hands an agent's answer to the prompt waiting for it.
+    pub fn tool_result(
+        &self,
+        agent: &str,
+        call_id: &str,
+        result: ToolResult,
+    ) -> Result<(), LlmError> {
+        let key = (agent.to_owned(), call_id.to_owned());
+        let waiting = self.waiting.borrow_mut().remove(&key);
+        match waiting.map(|w| w.send(result)) {
+            Some(Ok(())) => Ok(()),
+            _ => Err(LlmError::NotFound(format!(
+                "no tool call {call_id:?} is waiting for a result"
+            ))),
+        }
+    }
+
+    /// Tokens and cost per agent and model over the last `since`.
+    pub async fn usage(&self, since: Duration) -> Result<Vec<serde_json::Value>, LlmError> {
+        Ok(postgres::llm::usage(&self.pool, since).await?)
+    }
+
+    /// The agent's permissions, read from its manifest at most every `PERMISSIONS_TTL`.
+    async fn grant(&self, agent: &str) -> Result<Grant, LlmError> {
+        let cached = self.grants.borrow().get(agent).cloned();
+        if let Some(g) = cached.filter(|g| g.read_at.elapsed() < PERMISSIONS_TTL) {
+            return Ok(g);
+        }
+        let manifest = postgres::llm::manifest(&self.pool, agent).await?;
+        let manifest = manifest.map(|m| Manifest::from_value(&m)).transpose();
+        let manifest = manifest.map_err(|e| {
+            LlmError::PermissionDenied(format!("the manifest of {agent:?} is invalid: {e}"))
+        })?;
+        let grant = Grant {
+            llm: manifest.as_ref().and_then(|m| m.permissions.llm.clone()),
+            deploy_agent: manifest.is_some_and(|m| m.permissions.deploy_agent),
+            read_at: Instant::now(),
+        };
+        self.grants
+            .borrow_mut()
+            .insert(agent.to_owned(), grant.clone());
+        Ok(grant)
+    }
+}

@@ -1,0 +1,416 @@
+//! `llm.prompt`: check the caller's permissions, reserve its quota, call the alias's targets,
+//! run the tools the model asks for (platform tools here, custom tools through the agent) and
+//! call again, until the model answers or `max_steps` is reached. Every provider call and every
+//! refusal is logged as one interaction.
+
+use super::config::Target;
+use super::log::Interaction;
+use super::provider::{ChatRequest, ChatResponse, Message, StopReason, ToolCall, ToolSpec, Usage};
+use super::quota::{self, Reserved};
+use super::stream::Streamer;
+use super::{tools, Llm, LlmError, RouteError, ToolResult};
+use crate::manifest::LlmPermissions;
+use crate::services::Services;
+use crate::session::Session;
+use chrono::Utc;
+use ikigai_protocol::encode_push;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::time::Instant;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// One `llm.prompt`, checked for shape (not yet for permission).
+pub struct Prompt {
+    pub model: String,
+    pub messages: Vec<Message>,
+    pub thread: Option<Uuid>,
+    pub platform_tools: Vec<String>,
+    pub custom_tools: Vec<ToolSpec>,
+    pub max_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub metadata: Value,
+    pub stream: bool,
+}
+
+#[derive(Serialize)]
+pub struct PromptReply {
+    /// The interaction row of the last provider call.
+    id: String,
+    content: String,
+    tool_calls: Vec<ToolCall>,
+    /// Summed over every step.
+    usage: Usage,
+    cost_usd: f64,
+    model: String,
+    provider: String,
+    provider_model: String,
+    stop_reason: StopReason,
+    steps: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thread: Option<String>,
+}
+
+/// What the checks allow for this prompt.
+struct Plan {
+    perms: LlmPermissions,
+    targets: Vec<Target>,
+    tools: Vec<ToolSpec>,
+    max_tokens: u64,
+}
+
+/// One answered provider call.
+struct Answer {
+    id: Uuid,
+    response: ChatResponse,
+    target: Target,
+    cost: f64,
+}
+
+impl Llm {
+    pub async fn prompt(
+        &self,
+        p: Prompt,
+        s: &Services,
+        session: &Session,
+        request: u64,
+    ) -> Result<PromptReply, LlmError> {
+        let agent = &session.agent;
+        let plan = match self.plan(&p, agent).await {
+            Ok(plan) => plan,
+            Err(e) => return Err(self.refuse(&p, agent, e)),
+        };
+        let turn = match p.thread {
+            Some(id) => Some(self.threads.begin(id, agent).await?),
+            None => None,
+        };
+        let mut conversation = turn
+            .as_ref()
+            .map(|t| t.conversation.clone())
+            .unwrap_or_default();
+        let start = conversation.len();
+        conversation.extend(p.messages.iter().cloned());
+        let streamer = p
+            .stream
+            .then(|| session.pushes().map(|out| Streamer::start(out, request)));
+        let streamer = streamer.flatten();
+        let ctx = Ctx {
+            p: &p,
+            plan: &plan,
+            s,
+            session,
+            request,
+            streamer: streamer.as_ref(),
+        };
+        let result = self.run(&ctx, &mut conversation).await;
+        if let Some(streamer) = streamer {
+            streamer.finish().await;
+        }
+        let (answers, stop_reason) = result?;
+        if let Some(turn) = turn {
+            turn.finish(conversation.split_off(start)).await?;
+        }
+        Ok(reply(&p, answers, stop_reason))
+    }
+
+    /// The tool loop; returns every answer, the last one being the reply.
+    async fn run(
+        &self,
+        ctx: &Ctx<'_>,
+        conversation: &mut Vec<Message>,
+    ) -> Result<(Vec<Answer>, StopReason), LlmError> {
+        let mut answers = Vec::new();
+        for step in 1..=self.config.max_steps {
+            let req = ChatRequest {
+                model: String::new(),
+                messages: conversation.clone(),
+                tools: ctx.plan.tools.clone(),
+                max_tokens: ctx.plan.max_tokens,
+                temperature: ctx.p.temperature,
+            };
+            let answer = self.step(ctx, &req).await?;
+            conversation.push(Message::assistant(&answer.response));
+            let calls = answer.response.tool_calls.clone();
+            let stop = answer.response.stop_reason;
+            answers.push(answer);
+            if calls.is_empty() {
+                return Ok((answers, stop));
+            }
+            let last = step == self.config.max_steps;
+            for call in &calls {
+                let (content, is_error) = match last {
+                    true => ("not run: the tool loop reached max_steps".to_owned(), true),
+                    false => self.use_tool(ctx, call).await?,
+                };
+                conversation.push(Message::tool_result(&call.id, content, is_error));
+            }
+        }
+        Ok((answers, StopReason::MaxSteps))
+    }
+
+    /// Checks the prompt against the configuration and the agent's manifest.
+    async fn plan(&self, p: &Prompt, agent: &str) -> Result<Plan, LlmError> {
+        let Some(targets) = self.config.models.get(&p.model).cloned() else {
+            return Err(self.unknown_model(&p.model));
+        };
+        let grant = self.grant(agent).await?;
+        let Some(perms) = grant.llm else {
+            let m = format!("{agent:?} has no permissions.llm in its manifest: no LLM access");
+            return Err(LlmError::PermissionDenied(m));
+        };
+        if !perms.models.contains(&p.model) {
+            let m = format!(
+                "{agent:?} may not use model {:?} (allowed: {:?})",
+                p.model, perms.models
+            );
+            return Err(LlmError::PermissionDenied(m));
+        }
+        let mut tools = Vec::new();
+        for name in &p.platform_tools {
+            let spec = tools::spec(name)
+                .ok_or_else(|| LlmError::BadRequest(format!("unknown platform tool {name:?}")))?;
+            let allowed = perms.platform_tools.contains(name)
+                && (name != "deploy_agent" || grant.deploy_agent);
+            if !allowed {
+                let m = format!("{agent:?} may not use the platform tool {name:?}");
+                return Err(LlmError::PermissionDenied(m));
+            }
+            tools.push(spec);
+        }
+        if !p.custom_tools.is_empty() && !perms.allow_custom_tools {
+            let m = format!("{agent:?} may not offer custom tools (allow_custom_tools is false)");
+            return Err(LlmError::PermissionDenied(m));
+        }
+        for custom in &p.custom_tools {
+            if tools.iter().any(|t| t.name == custom.name) {
+                let m = format!("custom tool {:?} has a platform tool's name", custom.name);
+                return Err(LlmError::BadRequest(m));
+            }
+        }
+        tools.extend(p.custom_tools.iter().cloned());
+        let max_tokens = p.max_tokens.unwrap_or(self.config.default_max_tokens);
+        Ok(Plan {
+            perms,
+            targets,
+            tools,
+            max_tokens,
+        })
+    }
+
+    fn unknown_model(&self, alias: &str) -> LlmError {
+        if self.config.models.is_empty() {
+            return LlmError::NotConfigured(
+                "no LLM models are configured: add [llm.provider.*] and [llm.model.*] sections to ikigai.conf".into(),
+            );
+        }
+        let known: Vec<&String> = self.config.models.keys().collect();
+        LlmError::BadRequest(format!(
+            "unknown model alias {alias:?} (configured: {known:?})"
+        ))
+    }
+
+    /// One provider call: per-request limit, hourly reservation, routing, logging.
+    async fn step(&self, ctx: &Ctx<'_>, req: &ChatRequest) -> Result<Answer, LlmError> {
+        let (p, agent) = (ctx.p, &ctx.session.agent);
+        let worst = quota::estimate(req) + req.max_tokens;
+        if let Some(limit) = ctx.plan.perms.max_tokens_per_request.filter(|l| worst > *l) {
+            let m = format!(
+                "the request may use {worst} tokens (prompt estimate + max_tokens), more than \
+                 max_tokens_per_request ({limit})"
+            );
+            return Err(self.refuse(p, agent, LlmError::PermissionDenied(m)));
+        }
+        let limit = ctx.plan.perms.max_tokens_per_hour;
+        let reservation = match self.quotas.reserve(agent, worst, limit).await? {
+            Reserved::Granted(r) => r,
+            Reserved::Refused {
+                used,
+                held,
+                retry_after_ms,
+            } => {
+                let message = format!(
+                    "max_tokens_per_hour: {used} tokens used in the last hour and {held} reserved \
+                     by calls in flight; this request may need {worst}"
+                );
+                let e = LlmError::QuotaExceeded {
+                    message,
+                    retry_after_ms,
+                };
+                return Err(self.refuse(p, agent, e));
+            }
+        };
+        let started = Instant::now();
+        let push = |d: &str| ctx.streamer.iter().for_each(|s| s.push(d));
+        let deltas = ctx
+            .streamer
+            .is_some()
+            .then_some(&push as super::provider::Deltas);
+        let result = self.router.call(&ctx.plan.targets, req, deltas).await;
+        let mut row = self.row(p, agent, Some(request_json(req)), None);
+        row.reservation = reservation;
+        row.latency_ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(mut routed) => {
+                if routed.response.usage == Usage::default() {
+                    routed.response.usage = quota::estimate_usage(req, &routed.response);
+                }
+                let cost = routed.target.price.cost(&routed.response.usage);
+                row.provider = Some(routed.target.provider.clone());
+                row.provider_model = Some(routed.target.model.clone());
+                row.response = serde_json::to_value(&routed.response).ok();
+                (row.usage, row.cost_usd, row.attempts) =
+                    (routed.response.usage, cost, routed.attempts);
+                let id = row.id;
+                self.log.write(row);
+                Ok(Answer {
+                    id,
+                    response: routed.response,
+                    target: routed.target,
+                    cost,
+                })
+            }
+            Err(failed) => {
+                if let (RouteError::Cut { .. }, Some(t)) = (&failed.error, &failed.target) {
+                    // The provider read the prompt before the stream broke: count its estimate.
+                    row.usage.input_tokens = quota::estimate(req);
+                    row.cost_usd = t.price.cost(&row.usage);
+                }
+                row.provider = failed.target.as_ref().map(|t| t.provider.clone());
+                row.provider_model = failed.target.map(|t| t.model);
+                (row.attempts, row.error) = (failed.attempts, Some(failed.error.to_string()));
+                self.log.write(row);
+                Err(LlmError::Provider(failed.error))
+            }
+        }
+    }
+
+    /// Runs one tool call; returns what to tell the model.
+    async fn use_tool(&self, ctx: &Ctx<'_>, call: &ToolCall) -> Result<(String, bool), LlmError> {
+        if ctx.p.platform_tools.contains(&call.name) {
+            let args = call.arguments.clone();
+            return Ok(
+                match tools::run(&call.name, args, ctx.s, ctx.session).await {
+                    Ok(v) => (v.to_string(), false),
+                    Err(message) => (message, true),
+                },
+            );
+        }
+        if ctx.p.custom_tools.iter().any(|t| t.name == call.name) {
+            let r = self.custom_tool(ctx, call).await?;
+            return Ok((r.content, r.is_error));
+        }
+        Ok((format!("there is no tool named {:?}", call.name), true))
+    }
+
+    /// Pushes a custom tool call to the agent and waits for its `llm.tool_result`.
+    async fn custom_tool(&self, ctx: &Ctx<'_>, call: &ToolCall) -> Result<ToolResult, LlmError> {
+        let out = ctx.session.pushes().ok_or_else(|| {
+            LlmError::Internal("this connection cannot receive tool calls".into())
+        })?;
+        let key = (ctx.session.agent.clone(), call.id.clone());
+        let (tx, rx) = oneshot::channel();
+        self.waiting.borrow_mut().insert(key.clone(), tx);
+        let data = json!({"request": ctx.request, "tool_call": call});
+        let frame =
+            encode_push("llm.tool_call", &data).map_err(|e| LlmError::Internal(e.to_string()))?;
+        let _ = out.send(frame).await;
+        let mut closed = ctx.session.closed();
+        let timeout = self.config.tool_timeout;
+        let result = tokio::select! {
+            r = rx => r.ok(),
+            _ = tokio::time::sleep(timeout) => None,
+            _ = closed.wait() => None,
+        };
+        self.waiting.borrow_mut().remove(&key);
+        result.ok_or_else(|| {
+            LlmError::ToolTimeout(format!(
+                "no llm.tool_result for tool call {:?} ({}) within {} ms",
+                call.id,
+                call.name,
+                timeout.as_millis()
+            ))
+        })
+    }
+
+    /// Logs a refused prompt (permission or quota) and returns the refusal.
+    fn refuse(&self, p: &Prompt, agent: &str, e: LlmError) -> LlmError {
+        if matches!(
+            e,
+            LlmError::PermissionDenied(_) | LlmError::QuotaExceeded { .. }
+        ) {
+            let request = json!({"messages": p.messages, "max_tokens": p.max_tokens});
+            self.log
+                .write(self.row(p, agent, Some(request), Some(e.to_string())));
+        }
+        e
+    }
+
+    fn row(
+        &self,
+        p: &Prompt,
+        agent: &str,
+        request: Option<Value>,
+        error: Option<String>,
+    ) -> Interaction {
+        Interaction {
+            id: Uuid::now_v7(),
+            agent: agent.to_owned(),
+            thread: p.thread,
+            model: p.model.clone(),
+            provider: None,
+            provider_model: None,
+            request: request.unwrap_or(Value::Null),
+            response: None,
+            usage: Usage::default(),
+            cost_usd: 0.0,
+            latency_ms: 0,
+            attempts: Vec::new(),
+            error,
+            metadata: p.metadata.clone(),
+            created_at: Utc::now(),
+            reservation: None,
+        }
+    }
+}
+
+/// What every step of one prompt shares.
+struct Ctx<'a> {
+    p: &'a Prompt,
+    plan: &'a Plan,
+    s: &'a Services,
+    session: &'a Session,
+    request: u64,
+    streamer: Option<&'a Streamer>,
+}
+
+/// The request as logged: the normalised messages and options (never a provider body, which
+/// could carry credentials).
+fn request_json(req: &ChatRequest) -> Value {
+    let tools: Vec<&str> = req.tools.iter().map(|t| t.name.as_str()).collect();
+    json!({"messages": req.messages, "tools": tools, "max_tokens": req.max_tokens,
+        "temperature": req.temperature})
+}
+
+fn reply(p: &Prompt, answers: Vec<Answer>, stop_reason: StopReason) -> PromptReply {
+    let mut usage = Usage::default();
+    answers.iter().for_each(|a| usage.add(&a.response.usage));
+    let cost: f64 = answers.iter().map(|a| a.cost).sum();
+    let steps = answers.len();
+    let last = answers
+        .into_iter()
+        .last()
+        .expect("the loop answers at least once");
+    PromptReply {
+        id: last.id.to_string(),
+        content: last.response.content,
+        tool_calls: last.response.tool_calls,
+        usage,
+        cost_usd: (cost * 1e6).round() / 1e6,
+        model: p.model.clone(),
+        provider: last.target.provider,
+        provider_model: last.target.model,
+        stop_reason,
+        steps,
+        thread: p.thread.map(|t| t.to_string()),
+    }
+}

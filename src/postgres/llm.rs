@@ -1,0 +1,222 @@
+//! The SQL of LLM access: the caller's manifest, quota reservations, the interaction log (which
+//! settles reservations in the same transaction), thread history, and usage reports.
+
+use super::store_error;
+use crate::llm::log::Interaction;
+use crate::llm::quota::Reserved;
+use deadpool_postgres::Pool;
+use ikigai_actors::store::StoreError;
+use serde_json::Value;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The manifest of a registered agent, as stored by the registry.
+pub async fn manifest(pool: &Pool, agent: &str) -> Result<Option<Value>, StoreError> {
+    let client = pool.get().await.map_err(store_error)?;
+    let row = client
+        .query_opt(
+            "SELECT manifest FROM agent_registry WHERE name = $1",
+            &[&agent],
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Reserves each of `tokens`, in order, of `agent`'s hourly `limit` (see `ikigai_llm_reserve`
+/// in schema.sql: one statement, serialised per agent across daemons by an advisory lock).
+pub async fn reserve(
+    pool: &Pool,
+    agent: &str,
+    tokens: &[u64],
+    limit: u64,
+    ttl: Duration,
+) -> Result<Vec<Reserved>, StoreError> {
+    let client = pool.get().await.map_err(store_error)?;
+    let big = |n: u64| n.min(i64::MAX as u64) as i64;
+    let tokens: Vec<i64> = tokens.iter().map(|t| big(*t)).collect();
+    let rows = client
+        .query(
+            "SELECT * FROM ikigai_llm_reserve($1, $2, $3, $4)",
+            &[&agent, &tokens, &big(limit), &big(ttl.as_millis() as u64)],
+        )
+        .await
+        .map_err(store_error)?;
+    let outcome = |row: &tokio_postgres::Row| match row.get::<_, Option<Uuid>>(0) {
+        Some(id) => Reserved::Granted(Some(id)),
+        None => Reserved::Refused {
+            used: row.get::<_, i64>(1) as u64,
+            held: row.get::<_, i64>(2) as u64,
+            retry_after_ms: row.get::<_, i64>(3) as u64,
+        },
+    };
+    Ok(rows.iter().map(outcome).collect())
+}
+
+/// Adds a batch's tokens to the per-minute usage the quota sums (in a fixed order, so that
+/// two daemons' writers cannot deadlock).
+const ADD_USAGE: &str = "INSERT INTO llm_usage_minute (agent, minute, tokens) \
+    SELECT agent, date_trunc('minute', at), SUM(tokens) \
+    FROM unnest($1::text[], $2::timestamptz[], $3::bigint[]) AS t(agent, at, tokens) \
+    GROUP BY 1, 2 ORDER BY 1, 2 \
+    ON CONFLICT (agent, minute) DO UPDATE SET tokens = llm_usage_minute.tokens + EXCLUDED.tokens";
+
+const INSERT_INTERACTION: &str = "INSERT INTO llm_interactions (id, agent_name, thread_id, model, \
+    tokens_used, cost_usd, metadata, created_at, provider, provider_model, request, response, \
+    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, latency_ms, attempts, \
+    error) VALUES ($1, $2, $3, $4, $5, $6::float8, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+    $17, $18, $19)";
+
+/// Writes a batch of interactions and deletes the reservations they settle, in one transaction.
+pub async fn write_interactions(pool: &Pool, batch: &[Interaction]) -> Result<(), StoreError> {
+    let mut client = pool.get().await.map_err(store_error)?;
+    let tx = client.transaction().await.map_err(store_error)?;
+    let insert = tx.prepare(INSERT_INTERACTION).await.map_err(store_error)?;
+    let writes = batch.iter().map(|i| {
+        let u = &i.usage;
+        let n = |v: u64| v.min(i32::MAX as u64) as i32;
+        let attempts = serde_json::to_value(&i.attempts).unwrap_or_default();
+        let tx = &tx;
+        let insert = &insert;
+        async move {
+            tx.execute(
+                insert,
+                &[
+                    &i.id,
+                    &i.agent,
+                    &i.thread,
+                    &i.model,
+                    &n(u.total()),
+                    &i.cost_usd,
+                    &i.metadata,
+                    &i.created_at,
+                    &i.provider,
+                    &i.provider_model,
+                    &i.request,
+                    &i.response,
+                    &n(u.input_tokens),
+                    &n(u.output_tokens),
+                    &n(u.cache_read_tokens),
+                    &n(u.cache_write_tokens),
+                    &n(i.latency_ms),
+                    &attempts,
+                    &i.error,
+                ],
+            )
+            .await
+        }
+    });
+    futures::future::try_join_all(writes)
+        .await
+        .map_err(store_error)?;
+    let agents: Vec<&str> = batch.iter().map(|i| i.agent.as_str()).collect();
+    let times: Vec<_> = batch.iter().map(|i| i.created_at).collect();
+    let tokens: Vec<i64> = batch.iter().map(|i| i.usage.total() as i64).collect();
+    tx.execute(ADD_USAGE, &[&agents, &times, &tokens])
+        .await
+        .map_err(store_error)?;
+    let settled: Vec<Uuid> = batch.iter().filter_map(|i| i.reservation).collect();
+    if !settled.is_empty() {
+        tx.execute(
+            "DELETE FROM llm_reservation WHERE id = ANY($1)",
+            &[&settled],
+        )
+        .await
+        .map_err(store_error)?;
+    }
+    tx.commit().await.map_err(store_error)
+}
+
+pub async fn create_thread(
+    pool: &Pool,
+    id: Uuid,
+    agent: &str,
+    context: Option<&str>,
+) -> Result<(), StoreError> {
+    let client = pool.get().await.map_err(store_error)?;
+    client
+        .execute(
+            "INSERT INTO llm_thread (id, agent, context) VALUES ($1, $2, $3)",
+            &[&id, &agent, &context],
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+/// The agent a thread belongs to; `None` if there is no such thread.
+pub async fn thread_owner(pool: &Pool, id: Uuid) -> Result<Option<String>, StoreError> {
+    let client = pool.get().await.map_err(store_error)?;
+    let row = client
+        .query_opt("SELECT agent FROM llm_thread WHERE id = $1", &[&id])
+        .await
+        .map_err(store_error)?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// A thread's owner, context and messages in order; `None` if there is no such thread.
+pub async fn load_thread(
+    pool: &Pool,
+    id: Uuid,
+) -> Result<Option<(String, Option<String>, Vec<Value>)>, StoreError> {
+    let client = pool.get().await.map_err(store_error)?;
+    let Some(head) = client
+        .query_opt(
+            "SELECT agent, context FROM llm_thread WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(store_error)?
+    else {
+        return Ok(None);
+    };
+    let rows = client
+        .query(
+            "SELECT message FROM llm_thread_message WHERE thread_id = $1 ORDER BY seq",
+            &[&id],
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(Some((
+        head.get(0),
+        head.get(1),
+        rows.iter().map(|r| r.get(0)).collect(),
+    )))
+}
+
+/// Appends messages to a thread from position `from` (a conflict if another writer got there).
+pub async fn append_thread(
+    pool: &Pool,
+    id: Uuid,
+    from: usize,
+    messages: &[Value],
+) -> Result<(), StoreError> {
+    let client = pool.get().await.map_err(store_error)?;
+    client
+        .execute(
+            "INSERT INTO llm_thread_message (thread_id, seq, message) \
+             SELECT $1, $2 + n - 1, m FROM unnest($3::jsonb[]) WITH ORDINALITY AS t(m, n)",
+            &[&id, &(from as i64), &messages],
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+/// Tokens and cost per agent and model since `since` ago, as JSON rows.
+pub async fn usage(pool: &Pool, since: Duration) -> Result<Vec<Value>, StoreError> {
+    let client = pool.get().await.map_err(store_error)?;
+    let rows = client
+        .query(
+            "SELECT json_build_object('agent', agent_name, 'model', model, 'calls', count(*), \
+             'input_tokens', SUM(input_tokens), 'output_tokens', SUM(output_tokens), \
+             'tokens', SUM(tokens_used), 'cost_usd', SUM(cost_usd)::float8, \
+             'errors', count(error)) FROM llm_interactions \
+             WHERE created_at > now() - $1 * interval '1 millisecond' \
+             GROUP BY agent_name, model ORDER BY agent_name, model",
+            &[&(since.as_millis() as f64)],
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
