@@ -214,8 +214,11 @@ impl Queue {
         };
         let after = page.flatten();
         let fut = async move {
+            // Due time first: a task falling due between the two reads is then in one or both
+            // (both costs one extra reload), never in neither.
+            let next_due = store.next_due(&name).await?;
             let tasks = store.load_claimable(&name, after, limit).await?;
-            Ok::<_, StoreError>((tasks, store.next_due(&name).await?))
+            Ok::<_, StoreError>((tasks, next_due))
         };
         ctx.wait(fut.into_actor(self).map(move |result, act, ctx| {
             act.loading = false;
