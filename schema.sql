@@ -34,34 +34,41 @@ CREATE TABLE IF NOT EXISTS mailbox_lease (
     lease_until     TIMESTAMPTZ
 );
 
--- daemon: messages inserted for a mailbox are announced, one NOTIFY per statement and mailbox
--- naming the ids ('*' when too many: re-read the mailbox), unless the writing daemon serves the
--- mailbox itself with time to spare (it hands its own messages over in memory). Whichever
--- daemon serves the mailbox when the notification arrives (after commit) reads them; a daemon
--- that takes a mailbox over reads it whole, so a message is never left between the two.
--- Agent transactions (tx.begin) set ikigai.always_notify, since they may commit long after
--- the insert, when the lease may have moved.
+-- daemon: messages inserted for a mailbox are announced ('sent'), one NOTIFY per statement,
+-- mailbox and 180 ids (within NOTIFY's 8000 bytes), naming the ids, unless the writing daemon
+-- serves the mailbox itself with time to spare (it hands its own messages over in memory).
+-- Whichever daemon serves the mailbox when the notification arrives (after commit) reads them;
+-- a daemon that takes a mailbox over reads it whole, so a message is never left between the
+-- two. Acks written by another daemon are announced the same way ('acked'), so the serving
+-- daemon never delivers them again. Agent transactions (tx.begin) set ikigai.always_notify,
+-- since they may commit long after the statement, when the lease may have moved.
 CREATE OR REPLACE FUNCTION ikigai_mailbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     origin TEXT := coalesce(current_setting('ikigai.origin', true), '');
     always BOOLEAN := coalesce(current_setting('ikigai.always_notify', true), '') = 'on';
+    kind TEXT := CASE TG_OP WHEN 'INSERT' THEN 'sent' ELSE 'acked' END;
     r RECORD;
 BEGIN
     FOR r IN
         SELECT s.mailbox_name, string_agg(s.id::text, E'\n') AS ids
-        FROM sent s LEFT JOIN mailbox_lease l USING (mailbox_name)
-        WHERE always OR l.daemon_id IS DISTINCT FROM origin
-           OR l.lease_until < now() + interval '1 second'
-        GROUP BY s.mailbox_name
+        FROM (SELECT c.mailbox_name, c.id,
+                     (row_number() OVER (PARTITION BY c.mailbox_name) - 1) / 180 AS chunk
+              FROM changed c LEFT JOIN mailbox_lease l USING (mailbox_name)
+              WHERE (TG_OP = 'INSERT' OR c.read_at IS NOT NULL)
+                AND (always OR l.daemon_id IS DISTINCT FROM origin
+                     OR l.lease_until < now() + interval '1 second')) s
+        GROUP BY s.mailbox_name, s.chunk
     LOOP
-        PERFORM pg_notify('ikigai_mailbox', concat_ws(E'\n', 'sent', r.mailbox_name,
-            CASE WHEN octet_length(r.ids) > 7000 THEN '*' ELSE r.ids END));
+        PERFORM pg_notify('ikigai_mailbox', concat_ws(E'\n', kind, r.mailbox_name, r.ids));
     END LOOP;
     RETURN NULL;
 END
 $$;
-CREATE OR REPLACE TRIGGER mailbox_notify_insert AFTER INSERT ON mailbox
-    REFERENCING NEW TABLE AS sent FOR EACH STATEMENT EXECUTE FUNCTION ikigai_mailbox_notify();
+DROP TRIGGER IF EXISTS mailbox_notify_insert ON mailbox;
+CREATE OR REPLACE TRIGGER mailbox_notify_sent AFTER INSERT ON mailbox
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ikigai_mailbox_notify();
+CREATE OR REPLACE TRIGGER mailbox_notify_acked AFTER UPDATE ON mailbox
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ikigai_mailbox_notify();
 
 -- Task queues (served by the queue service).
 CREATE TABLE IF NOT EXISTS task_queue (

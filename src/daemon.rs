@@ -226,8 +226,9 @@ async fn follow_task_notifications(listener: Listener, queues: Queues, origin: S
     }
 }
 
-/// Hands a mailbox served here the messages other writers committed for it, and lets
-/// receivers waiting here take a mailbox another daemon gave up (see `schema.sql`).
+/// Hands a mailbox served here the messages other writers committed for it and the acks they
+/// wrote, and lets receivers waiting here take a mailbox another daemon gave up (see
+/// `schema.sql`).
 async fn follow_mailbox_notifications(listener: Listener, mailboxes: Mailboxes) {
     let mut events = listener.subscribe(MAILBOX_CHANNEL);
     while let Some(event) = events.recv().await {
@@ -239,13 +240,13 @@ async fn follow_mailbox_notifications(listener: Listener, mailboxes: Mailboxes) 
             }
         };
         let mut lines = payload.lines();
-        match (lines.next(), lines.next()) {
-            (Some("released"), Some(mailbox)) => mailboxes.released(mailbox),
-            (Some("sent"), Some(mailbox)) => {
-                let ids: Option<Vec<Uuid>> = lines.map(|l| l.parse().ok()).collect();
-                mailboxes.foreign(mailbox, ids);
-            }
-            _ => {}
+        let (kind, mailbox) = (lines.next(), lines.next());
+        let ids: Option<Vec<Uuid>> = lines.map(|l| l.parse().ok()).collect();
+        match (kind, mailbox, ids) {
+            (Some("released"), Some(mailbox), _) => mailboxes.released(mailbox),
+            (Some("sent"), Some(mailbox), ids) => mailboxes.foreign(mailbox, ids),
+            (Some("acked"), Some(mailbox), Some(ids)) => mailboxes.forget(mailbox, ids),
+            _ => warn!(payload, "unexpected mailbox notification"),
         }
     }
 }

@@ -141,6 +141,37 @@ async fn when_the_serving_daemon_dies_another_delivers_its_unacked_messages_afte
 }
 
 #[tokio::test]
+async fn an_ack_written_through_another_daemon_ends_the_delivery_on_the_serving_one() {
+    let (a, b) = two_daemons("").await;
+    let (bob_a, bob_b) = (a.agent("bob").await, b.agent("bob").await);
+    let id = bob_a.mailbox_send("bob", &json!("once")).await.unwrap();
+    let short = Receive {
+        mailbox: "bob",
+        max: Some(10),
+        wait_ms: Some(0),
+        visibility_ms: Some(300),
+    };
+    assert_eq!(bob_b.mailbox_receive(&short).await.unwrap()[0].id, id);
+    assert_eq!(
+        bob_a
+            .mailbox_ack("bob", std::slice::from_ref(&id))
+            .await
+            .unwrap(),
+        1
+    );
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        bob_b
+            .mailbox_receive(&receive("bob", 0))
+            .await
+            .unwrap()
+            .is_empty(),
+        "past its visibility timeout, the acked message is not delivered again"
+    );
+}
+
+#[tokio::test]
 async fn a_message_inserted_by_plain_sql_wakes_a_waiting_receiver() {
     let d = Daemon::start().await;
     let bob = d.agent("bob").await;
