@@ -19,10 +19,12 @@ pub async fn apply(pool: &Pool) -> Result<(), DbError> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
         .await
         .map_err(|e| schema_error(&e))?;
-    tx.batch_execute(SCHEMA).await.map_err(|e| match e.as_db_error() {
-        Some(db) => DbError::Schema(format!("schema.sql: {}", db.message())),
-        None => schema_error(&e),
-    })?;
+    tx.batch_execute(SCHEMA)
+        .await
+        .map_err(|e| match e.as_db_error() {
+            Some(db) => DbError::Schema(format!("schema.sql: {}", db.message())),
+            None => schema_error(&e),
+        })?;
     let newest: i32 = tx
         .query_one("SELECT max(version) FROM ikigai_schema", &[])
         .await
