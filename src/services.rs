@@ -5,7 +5,7 @@ use crate::agents::Agents;
 use crate::config::Config;
 use crate::identity::Identities;
 use actix::Addr;
-use ikigai_actors::cache::Cache;
+use ikigai_actors::cache::CacheHandle;
 use ikigai_actors::mailbox::Mailboxes;
 use ikigai_actors::pubsub::Hub;
 use ikigai_actors::queue::Queues;
@@ -34,7 +34,7 @@ pub struct Services {
     pub telemetry: Telemetry,
     pub telemetry_sink: Arc<dyn TelemetrySink>,
     pub documents: Arc<dyn DocumentStore>,
-    pub cache: Addr<Cache>,
+    pub cache: CacheHandle,
     pub pubsub: Addr<Hub>,
     pub status: Rc<Status>,
     pub shutdown: Shutdown,

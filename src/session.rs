@@ -1,8 +1,9 @@
 //! One client connection: authentication, then pipelined requests.
 //!
 //! Frames are read in order; until `hello` succeeds each request is answered before the next is
-//! read. After that every request runs as its own task (at most `max_in_flight` at once) and its
-//! response is written as soon as it is ready, so responses may leave out of order. A bad frame
+//! read. After that each request runs at once, in place; one that has to wait continues as its
+//! own task (at most `max_in_flight` at once) and its response is written as soon as it is
+//! ready, so responses may leave out of order. A bad frame
 //! is answered with `bad_frame` (id 0) and ends the connection; on close or shutdown the
 //! in-flight requests finish, the mailboxes this session received from get their deliveries
 //! back, and its subscriptions end. Pushes share the bounded response queue.
@@ -125,6 +126,7 @@ pub async fn serve(stream: UnixStream, services: Services) {
     let (out, out_rx) = mpsc::channel(services.config.daemon.max_in_flight);
     let writer = spawn_local(pump_frames(write, out_rx));
     let mut reader = FrameReader::new(read, services.config.daemon.max_frame_bytes);
+    let services = Rc::new(services);
     if let Some(session) = authenticate(&mut reader, &out, &services).await {
         let span = info_span!("session", agent = %session.agent, session = %session.id);
         let _ = session.pushes.set(out.clone());
@@ -141,7 +143,7 @@ pub async fn serve(stream: UnixStream, services: Services) {
 async fn serve_requests(
     reader: &mut FrameReader<OwnedReadHalf>,
     out: &Out,
-    services: &Services,
+    services: &Rc<Services>,
     session: &Rc<Session>,
 ) {
     let max = services.config.daemon.max_in_flight;
@@ -162,11 +164,18 @@ async fn serve_requests(
             Next::Close => break,
         };
         let (services, session, out) = (services.clone(), session.clone(), out.clone());
-        spawn_local(async move {
+        let mut request = Box::pin(async move {
             let frame = cmd::dispatch(req, &services, &session).await;
             let _ = out.send(frame).await;
-            drop(permit);
         });
+        // Most requests (every cache op) complete without waiting: they run here, in order, and
+        // only those that wait become tasks of their own, holding their permit until done.
+        if futures::poll!(&mut request).is_pending() {
+            spawn_local(async move {
+                request.await;
+                drop(permit);
+            });
+        }
     }
     // Let the requests in flight finish (waiting receives end now) before the connection closes.
     session.closing.trigger();
