@@ -1,9 +1,15 @@
 //! The rules of the cache, without actix: lookups that skip expired entries, a byte bound kept by
 //! evicting the least recently used entries, counters, and the writes still to be stored.
+//!
+//! Recency is a queue of `(tick, key)` in order of use: a use appends, and an element whose tick
+//! is no longer its entry's is stale, skipped when evicting and dropped when the queue grows to
+//! twice the entries. Lookups thus neither allocate nor walk a tree.
 
 use super::{CacheError, CacheRow, CacheWrite};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// Bytes counted per entry beyond its key and JSON value (maps, timestamps, bookkeeping).
@@ -13,14 +19,15 @@ struct Entry {
     value: Arc<Value>,
     bytes: usize,
     expires_ms: Option<i64>,
-    /// Position in the recency order (larger: used more recently).
-    tick: u64,
+    /// When it was last used (larger: more recently).
+    tick: Cell<u64>,
 }
 
 /// Every live entry, in memory.
 pub struct CacheState {
-    entries: HashMap<String, Entry>,
-    recency: BTreeMap<u64, String>,
+    entries: HashMap<Rc<str>, Entry>,
+    /// Uses, oldest first; stale elements are skipped (see the module header).
+    recency: VecDeque<(u64, Rc<str>)>,
     next_tick: u64,
     bytes: usize,
     max_bytes: usize,
@@ -32,7 +39,7 @@ impl CacheState {
     pub fn new(max_bytes: usize) -> Self {
         CacheState {
             entries: HashMap::new(),
-            recency: BTreeMap::new(),
+            recency: VecDeque::new(),
             next_tick: 0,
             bytes: 0,
             max_bytes,
@@ -68,16 +75,17 @@ impl CacheState {
 
     /// The value of a live key; marks it recently used.
     pub fn get(&mut self, key: &str, now_ms: i64) -> Option<Arc<Value>> {
-        let tick = self.next_tick;
-        let entry = self.entries.get_mut(key)?;
+        let (key, entry) = self.entries.get_key_value(key)?;
         if !live(entry.expires_ms, now_ms) {
             return None;
         }
-        self.recency.remove(&entry.tick);
-        entry.tick = tick;
-        self.recency.insert(tick, key.to_owned());
+        let tick = self.next_tick;
         self.next_tick += 1;
-        Some(entry.value.clone())
+        entry.tick.set(tick);
+        self.recency.push_back((tick, key.clone()));
+        let value = entry.value.clone();
+        self.drop_stale_uses();
+        Some(value)
     }
 
     pub fn set(
@@ -132,7 +140,7 @@ impl CacheState {
 
     /// Drops expired entries from memory (storage sweeps its own); returns how many.
     pub fn sweep(&mut self, now_ms: i64) -> usize {
-        let expired: Vec<String> = self
+        let expired: Vec<Rc<str>> = self
             .entries
             .iter()
             .filter(|(_, e)| !live(e.expires_ms, now_ms))
@@ -171,38 +179,57 @@ impl CacheState {
         self.remove(&key);
         let tick = self.next_tick;
         self.next_tick += 1;
-        self.recency.insert(tick, key.clone());
+        let key: Rc<str> = key.into();
+        self.recency.push_back((tick, key.clone()));
         self.bytes += bytes;
         let entry = Entry {
             value,
             bytes,
             expires_ms,
-            tick,
+            tick: Cell::new(tick),
         };
         self.entries.insert(key, entry);
+        self.drop_stale_uses();
     }
 
     fn remove(&mut self, key: &str) -> bool {
         let Some(entry) = self.entries.remove(key) else {
             return false;
         };
-        self.recency.remove(&entry.tick);
         self.bytes -= entry.bytes;
         true
+    }
+
+    /// Whether a use in the recency queue is still its entry's last.
+    fn is_last_use(&self, tick: u64, key: &str) -> bool {
+        self.entries.get(key).is_some_and(|e| e.tick.get() == tick)
+    }
+
+    /// Drops the stale uses once they outnumber the entries (amortized: one lookup per use).
+    fn drop_stale_uses(&mut self) {
+        if self.recency.len() <= 2 * self.entries.len() + 64 {
+            return;
+        }
+        let mut recency = std::mem::take(&mut self.recency);
+        recency.retain(|(tick, key)| self.is_last_use(*tick, key));
+        self.recency = recency;
     }
 
     /// Evicts least recently used entries until the bound holds (never `keep`).
     fn evict(&mut self, keep: Option<&str>) {
         while self.bytes > self.max_bytes {
-            let Some((_, oldest)) = self.recency.first_key_value() else {
+            let Some((tick, oldest)) = self.recency.pop_front() else {
                 return;
             };
-            if Some(oldest.as_str()) == keep {
+            if !self.is_last_use(tick, &oldest) {
+                continue;
+            }
+            if Some(&*oldest) == keep {
+                self.recency.push_front((tick, oldest));
                 return;
             }
-            let oldest = oldest.clone();
             self.remove(&oldest);
-            self.unstored.insert(oldest, None);
+            self.unstored.insert(oldest.to_string(), None);
         }
     }
 }
@@ -212,8 +239,23 @@ fn live(expires_ms: Option<i64>, now_ms: i64) -> bool {
 }
 
 fn entry_bytes(key: &str, value: &Value) -> usize {
-    let json = serde_json::to_vec(value).map_or(0, |v| v.len());
-    key.len() + json + OVERHEAD
+    let mut json = ByteCount(0);
+    let _ = serde_json::to_writer(&mut json, value);
+    key.len() + json.0 + OVERHEAD
+}
+
+/// Counts the bytes written to it (the size of a value's JSON, without building the text).
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -261,6 +303,23 @@ mod tests {
         );
         let huge = c.set("a/big".into(), v(json!("x".repeat(one * 3))), None);
         assert!(matches!(huge, Err(CacheError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn repeated_uses_keep_the_recency_queue_bounded_and_exact() {
+        let one = entry_bytes("a/0", &json!("x"));
+        let mut c = CacheState::new(one * 2);
+        c.set("a/0".into(), v(json!("x")), None).unwrap();
+        c.set("a/1".into(), v(json!("x")), None).unwrap();
+        for _ in 0..1000 {
+            c.get("a/1", 0);
+            c.get("a/0", 0);
+        }
+        assert!(c.recency.len() <= 2 * c.len() + 65, "{}", c.recency.len());
+        c.get("a/1", 0);
+        c.set("a/2".into(), v(json!("x")), None).unwrap();
+        assert_eq!(c.get("a/0", 0), None, "a/0 was the least recently used");
+        assert!(c.get("a/1", 0).is_some() && c.get("a/2", 0).is_some());
     }
 
     #[test]

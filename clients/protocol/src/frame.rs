@@ -76,23 +76,21 @@ pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
 
 /// Decodes one frame body sent by the daemon.
 pub fn decode_incoming(body: &[u8]) -> Result<Incoming, DecodeError> {
-    let map = decode_map(body)?;
+    let mut map = decode_map(body)?;
     if let Some(push) = field(&map, "push") {
         let push = push
             .as_str()
             .ok_or_else(|| bad_request(0, "push must be a string"))?
             .to_owned();
-        let data = field(&map, "data").cloned().unwrap_or(Value::Nil);
+        let data = take(&mut map, "data").unwrap_or(Value::Nil);
         return Ok(Incoming::Push { push, data });
     }
     let id = field(&map, "id")
         .and_then(Value::as_u64)
         .ok_or_else(|| bad_request(0, "response without a uint id"))?;
-    let result = match (field(&map, "ok"), field(&map, "err")) {
-        (_, Some(err)) => {
-            Err(from_value::<ErrorBody>(err.clone()).map_err(|m| bad_request(id, m))?)
-        }
-        (Some(ok), None) => Ok(ok.clone()),
+    let result = match (take(&mut map, "ok"), take(&mut map, "err")) {
+        (_, Some(err)) => Err(from_value::<ErrorBody>(err).map_err(|m| bad_request(id, m))?),
+        (Some(ok), None) => Ok(ok),
         (None, None) => return Err(bad_request(id, "response has neither ok nor err")),
     };
     Ok(Incoming::Response { id, result })
@@ -149,7 +147,9 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, String> {
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
-    let mut out = vec![0u8; 4];
+    // Most frames are small: one allocation instead of a few growths.
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(&[0u8; 4]);
     rmp_serde::encode::write_named(&mut out, value).map_err(|e| EncodeError(e.to_string()))?;
     let len = u32::try_from(out.len() - 4).map_err(|_| EncodeError("frame over 4 GiB".into()))?;
     out[..4].copy_from_slice(&len.to_be_bytes());
