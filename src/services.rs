@@ -61,6 +61,11 @@ impl Shutdown {
         (ShutdownTrigger(tx), Shutdown(rx))
     }
 
+    /// Whether shutdown has begun.
+    pub fn is_raised(&self) -> bool {
+        *self.0.borrow()
+    }
+
     /// Resolves once shutdown has begun (at once if it already has).
     pub async fn wait(&mut self) {
         let _ = self.0.wait_for(|down| *down).await;

@@ -3,10 +3,10 @@
 //! Frames are read in order; until `hello` succeeds each request is answered before the next is
 //! read. After that each request runs at once, in place; one that has to wait continues as its
 //! own task (at most `max_in_flight` at once) and its response is written as soon as it is
-//! ready, so responses may leave out of order. A bad frame
-//! is answered with `bad_frame` (id 0) and ends the connection; on close or shutdown the
-//! in-flight requests finish, the mailboxes this session received from get their deliveries
-//! back, and its subscriptions end. Pushes share the bounded response queue.
+//! ready, so responses may leave out of order. A bad frame is answered with `bad_frame` (id 0)
+//! and ends the connection; on close or shutdown the in-flight requests finish, the mailboxes
+//! this session received from get their deliveries back, and its subscriptions end. Pushes share
+//! the bounded response queue.
 
 use crate::cmd;
 use crate::services::{Services, Shutdown, ShutdownTrigger};
@@ -149,14 +149,14 @@ async fn serve_requests(
     let max = services.config.daemon.max_in_flight;
     let permits = Arc::new(Semaphore::new(max));
     let mut shutdown = services.shutdown.clone();
-    loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            _ = shutdown.wait() => break,
-        };
-        let frame = tokio::select! {
-            f = reader.read_frame() => f,
-            _ = shutdown.wait() => break,
+    while !shutdown.is_raised() {
+        // Pipelined requests are often buffered already: those are taken without waiting.
+        let frame = match reader.buffered_frame() {
+            Ok(None) => tokio::select! {
+                f = reader.read_frame() => f,
+                _ = shutdown.wait() => break,
+            },
+            buffered => buffered,
         };
         let req = match next_request(frame, out).await {
             Next::Request(req) => req,
@@ -168,9 +168,13 @@ async fn serve_requests(
             let frame = cmd::dispatch(req, &services, &session).await;
             let _ = out.send(frame).await;
         });
-        // Most requests (every cache op) complete without waiting: they run here, in order, and
-        // only those that wait become tasks of their own, holding their permit until done.
+        // Most requests (every cache op) complete without waiting: they run here, in order.
+        // One that waits continues as a task of its own, holding one of the `max_in_flight`
+        // permits; when none is left, reading stops until one is returned (waiting requests
+        // end on shutdown, so this wait does too).
         if futures::poll!(&mut request).is_pending() {
+            let permit = permits.clone().acquire_owned().await;
+            let permit = permit.expect("the semaphore is never closed");
             spawn_local(async move {
                 request.await;
                 drop(permit);

@@ -2,32 +2,88 @@
 //! evicting the least recently used entries, counters, and the writes still to be stored.
 //!
 //! Recency is a queue of `(tick, key)` in order of use: a use appends, and an element whose tick
-//! is no longer its entry's is stale, skipped when evicting and dropped when the queue grows to
-//! twice the entries. Lookups thus neither allocate nor walk a tree.
+//! is no longer its key's (used again since, or removed) is stale, skipped when evicting and
+//! dropped when the queue grows to twice the entries. A key carries its last tick, so lookups
+//! neither allocate nor walk a tree, and dropping stale uses needs no lookup.
 
 use super::{CacheError, CacheRow, CacheWrite};
 use serde_json::Value;
+use std::borrow::Borrow;
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 use std::sync::Arc;
 
 /// Bytes counted per entry beyond its key and JSON value (maps, timestamps, bookkeeping).
 const OVERHEAD: usize = 64;
 
+/// The tick of a key that was removed: never a use's.
+const REMOVED: u64 = u64::MAX;
+
+/// A key of the map, shared with its uses in the recency queue.
+#[derive(Clone)]
+struct Key(Rc<KeyUse>);
+
+struct KeyUse {
+    name: Box<str>,
+    /// When it was last used (larger: more recently), or [`REMOVED`].
+    tick: Cell<u64>,
+}
+
+impl Key {
+    fn new(name: String, tick: u64) -> Key {
+        let name = name.into_boxed_str();
+        Key(Rc::new(KeyUse {
+            name,
+            tick: Cell::new(tick),
+        }))
+    }
+
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    fn tick(&self) -> u64 {
+        self.0.tick.get()
+    }
+
+    fn used(&self, tick: u64) {
+        self.0.tick.set(tick)
+    }
+}
+
+impl Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        self.name()
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name().hash(state)
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Key {}
+
 struct Entry {
     value: Arc<Value>,
     bytes: usize,
     expires_ms: Option<i64>,
-    /// When it was last used (larger: more recently).
-    tick: Cell<u64>,
 }
 
 /// Every live entry, in memory.
 pub struct CacheState {
-    entries: HashMap<Rc<str>, Entry>,
+    entries: HashMap<Key, Entry>,
     /// Uses, oldest first; stale elements are skipped (see the module header).
-    recency: VecDeque<(u64, Rc<str>)>,
+    recency: VecDeque<(u64, Key)>,
     next_tick: u64,
     bytes: usize,
     max_bytes: usize,
@@ -81,7 +137,7 @@ impl CacheState {
         }
         let tick = self.next_tick;
         self.next_tick += 1;
-        entry.tick.set(tick);
+        key.used(tick);
         self.recency.push_back((tick, key.clone()));
         let value = entry.value.clone();
         self.drop_stale_uses();
@@ -140,14 +196,14 @@ impl CacheState {
 
     /// Drops expired entries from memory (storage sweeps its own); returns how many.
     pub fn sweep(&mut self, now_ms: i64) -> usize {
-        let expired: Vec<Rc<str>> = self
+        let expired: Vec<Key> = self
             .entries
             .iter()
             .filter(|(_, e)| !live(e.expires_ms, now_ms))
             .map(|(k, _)| k.clone())
             .collect();
         expired.iter().for_each(|k| {
-            self.remove(k);
+            self.remove(k.name());
         });
         expired.len()
     }
@@ -179,40 +235,32 @@ impl CacheState {
         self.remove(&key);
         let tick = self.next_tick;
         self.next_tick += 1;
-        let key: Rc<str> = key.into();
+        let key = Key::new(key, tick);
         self.recency.push_back((tick, key.clone()));
         self.bytes += bytes;
         let entry = Entry {
             value,
             bytes,
             expires_ms,
-            tick: Cell::new(tick),
         };
         self.entries.insert(key, entry);
         self.drop_stale_uses();
     }
 
     fn remove(&mut self, key: &str) -> bool {
-        let Some(entry) = self.entries.remove(key) else {
+        let Some((key, entry)) = self.entries.remove_entry(key) else {
             return false;
         };
+        key.used(REMOVED);
         self.bytes -= entry.bytes;
         true
     }
 
-    /// Whether a use in the recency queue is still its entry's last.
-    fn is_last_use(&self, tick: u64, key: &str) -> bool {
-        self.entries.get(key).is_some_and(|e| e.tick.get() == tick)
-    }
-
-    /// Drops the stale uses once they outnumber the entries (amortized: one lookup per use).
+    /// Drops the stale uses once they outnumber the entries (amortized: one check per use).
     fn drop_stale_uses(&mut self) {
-        if self.recency.len() <= 2 * self.entries.len() + 64 {
-            return;
+        if self.recency.len() > 2 * self.entries.len() + 64 {
+            self.recency.retain(|(tick, key)| key.tick() == *tick);
         }
-        let mut recency = std::mem::take(&mut self.recency);
-        recency.retain(|(tick, key)| self.is_last_use(*tick, key));
-        self.recency = recency;
     }
 
     /// Evicts least recently used entries until the bound holds (never `keep`).
@@ -221,15 +269,15 @@ impl CacheState {
             let Some((tick, oldest)) = self.recency.pop_front() else {
                 return;
             };
-            if !self.is_last_use(tick, &oldest) {
+            if oldest.tick() != tick {
                 continue;
             }
-            if Some(&*oldest) == keep {
+            if Some(oldest.name()) == keep {
                 self.recency.push_front((tick, oldest));
                 return;
             }
-            self.remove(&oldest);
-            self.unstored.insert(oldest.to_string(), None);
+            self.remove(oldest.name());
+            self.unstored.insert(oldest.name().to_owned(), None);
         }
     }
 }
