@@ -5,18 +5,39 @@
 //! Every encoder here returns the whole frame, length prefix included.
 
 use crate::error::ErrorBody;
-use serde::de::DeserializeOwned;
+use bytes::Bytes;
+use serde::de::{Deserialize, DeserializeOwned};
 use serde::Serialize;
 use thiserror::Error;
 
 pub use rmpv::Value;
 
-/// A decoded request. `args` is still untyped: each op converts it with [`from_value`].
+/// A decoded request. `args` is still untyped: each op decodes it with [`Args::parse`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub id: u64,
     pub op: String,
-    pub args: Value,
+    pub args: Args,
+}
+
+/// A request's args: the msgpack bytes of its `args` map (a slice of the frame, not a copy).
+/// Each op decodes them straight into its argument struct, without a tree of values between.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Args(Bytes);
+
+/// `{}`, the args of a request that sends none.
+const NO_ARGS: &[u8] = &[0x80];
+
+/// How deeply values may nest in a frame (rmpv's limit, which the general path applies).
+const MAX_DEPTH: usize = 1024;
+
+impl Args {
+    /// Decodes the args into `T`, with a message fit for a `bad_request`. Human-readable, as
+    /// [`from_value`] is: ids and timestamps travel as strings.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, String> {
+        let mut de = rmp_serde::Deserializer::from_read_ref(&self.0[..]).with_human_readable();
+        Deserialize::deserialize(&mut de).map_err(|e: rmp_serde::decode::Error| e.to_string())
+    }
 }
 
 /// What a client reads from the daemon.
@@ -49,7 +70,103 @@ pub enum DecodeError {
 pub struct EncodeError(String);
 
 /// Decodes one request frame body.
-pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
+pub fn decode_request(body: &Bytes) -> Result<Request, DecodeError> {
+    match envelope(body) {
+        Some(request) => Ok(request),
+        None => decode_request_value(body),
+    }
+}
+
+/// Reads the usual request without building values: a map with string keys whose `id` is a
+/// uint, `op` a UTF-8 string and `args` a map, nil or absent (other keys are skipped; the first
+/// of duplicate keys counts), and nothing after it. `None` for anything else, which
+/// [`decode_request_value`] then reads, naming what is wrong.
+fn envelope(body: &Bytes) -> Option<Request> {
+    let mut cur: &[u8] = body;
+    let entries = match rmp::decode::read_marker(&mut cur).ok()? {
+        rmp::Marker::FixMap(n) => usize::from(n),
+        rmp::Marker::Map16 => length(&mut cur, 2)?,
+        rmp::Marker::Map32 => length(&mut cur, 4)?,
+        _ => return None,
+    };
+    let (mut id, mut op, mut args) = (None, None, None);
+    for _ in 0..entries {
+        let (key, rest) = rmp::decode::read_str_from_slice(cur).ok()?;
+        cur = rest;
+        match key {
+            "id" if id.is_none() => id = Some(rmp::decode::read_int::<u64, _>(&mut cur).ok()?),
+            "op" if op.is_none() => {
+                let (name, rest) = rmp::decode::read_str_from_slice(cur).ok()?;
+                (op, cur) = (Some(name.to_owned()), rest);
+            }
+            "args" if args.is_none() => {
+                let (start, marker) = (body.len() - cur.len(), *cur.first()?);
+                skip(&mut cur, 0)?;
+                args = Some(match marker {
+                    0x80..=0x8f | 0xde | 0xdf => body.slice(start..body.len() - cur.len()),
+                    0xc0 => Bytes::from_static(NO_ARGS),
+                    _ => return None,
+                });
+            }
+            _ => skip(&mut cur, 0)?,
+        }
+    }
+    if !cur.is_empty() {
+        return None;
+    }
+    let args = Args(args.unwrap_or_else(|| Bytes::from_static(NO_ARGS)));
+    Some(Request {
+        id: id?,
+        op: op?,
+        args,
+    })
+}
+
+/// Skips one msgpack value; `None` when the bytes do not hold one (or it nests too deeply).
+fn skip(cur: &mut &[u8], depth: usize) -> Option<()> {
+    use rmp::Marker as M;
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let (bytes, values) = match rmp::decode::read_marker(cur).ok()? {
+        M::Null | M::True | M::False | M::FixPos(_) | M::FixNeg(_) => (0, 0),
+        M::U8 | M::I8 => (1, 0),
+        M::U16 | M::I16 => (2, 0),
+        M::U32 | M::I32 | M::F32 => (4, 0),
+        M::U64 | M::I64 | M::F64 => (8, 0),
+        M::FixStr(n) => (usize::from(n), 0),
+        M::Str8 | M::Bin8 => (length(cur, 1)?, 0),
+        M::Str16 | M::Bin16 => (length(cur, 2)?, 0),
+        M::Str32 | M::Bin32 => (length(cur, 4)?, 0),
+        M::FixExt1 => (2, 0),
+        M::FixExt2 => (3, 0),
+        M::FixExt4 => (5, 0),
+        M::FixExt8 => (9, 0),
+        M::FixExt16 => (17, 0),
+        M::Ext8 => (length(cur, 1)? + 1, 0),
+        M::Ext16 => (length(cur, 2)? + 1, 0),
+        M::Ext32 => (length(cur, 4)? + 1, 0),
+        M::FixArray(n) => (0, usize::from(n)),
+        M::Array16 => (0, length(cur, 2)?),
+        M::Array32 => (0, length(cur, 4)?),
+        M::FixMap(n) => (0, 2 * usize::from(n)),
+        M::Map16 => (0, 2 * length(cur, 2)?),
+        M::Map32 => (0, 2 * length(cur, 4)?),
+        M::Reserved => return None,
+    };
+    *cur = cur.get(bytes..)?;
+    (0..values).try_for_each(|_| skip(cur, depth + 1))
+}
+
+/// Reads a big-endian length of `n` bytes.
+fn length(cur: &mut &[u8], n: usize) -> Option<usize> {
+    let (head, rest) = (cur.get(..n)?, cur.get(n..)?);
+    *cur = rest;
+    Some(head.iter().fold(0, |len, b| len << 8 | usize::from(*b)))
+}
+
+/// Decodes a request through a tree of values: the general path, which names every problem.
+fn decode_request_value(body: &[u8]) -> Result<Request, DecodeError> {
     let mut map = decode_map(body)?;
     let id = match field(&map, "id") {
         Some(Value::Integer(i)) => i
@@ -67,11 +184,19 @@ pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
         None => return Err(bad_request(id, "missing field op")),
     };
     let args = match take(&mut map, "args") {
-        Some(v @ Value::Map(_)) => v,
-        Some(Value::Nil) | None => Value::Map(Vec::new()),
+        Some(v @ Value::Map(_)) => {
+            let mut bytes = Vec::new();
+            rmpv::encode::write_value(&mut bytes, &v).expect("writing to a Vec cannot fail");
+            Bytes::from(bytes)
+        }
+        Some(Value::Nil) | None => Bytes::from_static(NO_ARGS),
         Some(_) => return Err(bad_request(id, "args must be a map")),
     };
-    Ok(Request { id, op, args })
+    Ok(Request {
+        id,
+        op,
+        args: Args(args),
+    })
 }
 
 /// Decodes one frame body sent by the daemon.
@@ -214,6 +339,10 @@ mod tests {
     use super::*;
     use crate::ErrorCode;
 
+    fn decode(body: &[u8]) -> Result<Request, DecodeError> {
+        decode_request(&Bytes::copy_from_slice(body))
+    }
+
     fn body(frame: &[u8]) -> &[u8] {
         let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
         assert_eq!(len, frame.len() - 4, "length prefix counts the body");
@@ -224,43 +353,89 @@ mod tests {
     fn request_round_trips_with_string_keys() {
         let frame =
             encode_request(7, "mailbox.send", &serde_json::json!({"mailbox": "b"})).unwrap();
-        let req = decode_request(body(&frame)).unwrap();
+        let req = decode(body(&frame)).unwrap();
         assert_eq!(req.id, 7);
         assert_eq!(req.op, "mailbox.send");
-        assert_eq!(req.args["mailbox"].as_str(), Some("b"));
+        let args: serde_json::Value = req.args.parse().unwrap();
+        assert_eq!(args["mailbox"].as_str(), Some("b"));
+    }
+
+    #[test]
+    fn the_fast_path_reads_what_the_general_path_reads() {
+        let value = serde_json::json!({"key": "k", "value": {"a": [1, -2.5, null, "s"]}});
+        let binary = Value::Map(vec![(Value::from("b"), Value::Binary(vec![1]))]);
+        let bodies = [
+            body(&encode_request(9, "cache.set", &value).unwrap()).to_vec(),
+            body(&encode_request(u64::MAX, "ping", &()).unwrap()).to_vec(),
+            body(&encode_request(3, "x", &binary).unwrap()).to_vec(),
+            // {"z": [1, 2, 3], "id": 4, "id": 5, "op": "o", "args": nil}: an unknown key,
+            // duplicate keys (the first counts), nil args.
+            [
+                0x85, 0xa1, b'z', 0x93, 1, 2, 3, 0xa2, b'i', b'd', 4, 0xa2, b'i', b'd', 5,
+            ]
+            .into_iter()
+            .chain([
+                0xa2, b'o', b'p', 0xa1, b'o', 0xa4, b'a', b'r', b'g', b's', 0xc0,
+            ])
+            .collect(),
+        ];
+        for bytes in bodies.map(Bytes::from) {
+            let fast = envelope(&bytes).expect("the usual shape takes the fast path");
+            assert_eq!(Ok(fast), decode_request_value(&bytes));
+        }
+        let odd = Value::Map(vec![(Value::from(1), Value::from(2))]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &odd).unwrap();
+        let odd = Bytes::from(bytes);
+        assert!(
+            envelope(&odd).is_none(),
+            "a non-string key takes the general path"
+        );
+    }
+
+    #[test]
+    fn args_keep_the_payload_checks() {
+        let args = |v: Value| {
+            let frame = encode_request(1, "x", &Value::Map(vec![(Value::from("p"), v)])).unwrap();
+            decode(body(&frame)).unwrap().args
+        };
+        #[derive(serde::Deserialize, Debug)]
+        struct P {
+            #[allow(dead_code)]
+            p: crate::Json,
+        }
+        assert!(args(Value::from("ok")).parse::<P>().is_ok());
+        assert!(args(Value::Binary(vec![1])).parse::<P>().is_err());
+        assert!(args(Value::Ext(3, vec![0])).parse::<P>().is_err());
+        assert!(args(Value::F64(f64::NAN)).parse::<P>().is_err());
+        assert!(args(Value::from("a\0b")).parse::<P>().is_err());
     }
 
     #[test]
     fn missing_args_are_an_empty_map() {
         let frame = encode_request(1, "ping", &()).unwrap();
-        let req = decode_request(body(&frame)).unwrap();
-        assert_eq!(req.args, Value::Map(vec![]));
+        let req = decode(body(&frame)).unwrap();
+        assert_eq!(
+            req.args.parse::<serde_json::Value>(),
+            Ok(serde_json::json!({}))
+        );
     }
 
     #[test]
     fn non_map_and_trailing_bytes_are_bad_frames() {
         let arr = rmp_serde::to_vec(&[1, 2, 3]).unwrap();
-        assert!(matches!(
-            decode_request(&arr),
-            Err(DecodeError::BadFrame(_))
-        ));
+        assert!(matches!(decode(&arr), Err(DecodeError::BadFrame(_))));
         let mut two = rmp_serde::to_vec_named(&serde_json::json!({"id": 1})).unwrap();
         two.push(0xc0);
-        assert!(matches!(
-            decode_request(&two),
-            Err(DecodeError::BadFrame(_))
-        ));
-        assert!(matches!(
-            decode_request(&[0xc1]),
-            Err(DecodeError::BadFrame(_))
-        ));
+        assert!(matches!(decode(&two), Err(DecodeError::BadFrame(_))));
+        assert!(matches!(decode(&[0xc1]), Err(DecodeError::BadFrame(_))));
     }
 
     #[test]
     fn mistyped_fields_are_bad_requests_that_keep_the_id() {
         let raw = rmp_serde::to_vec_named(&serde_json::json!({"id": 9, "op": 3})).unwrap();
         assert_eq!(
-            decode_request(&raw),
+            decode(&raw),
             Err(DecodeError::BadRequest {
                 id: 9,
                 message: "op must be a string".into()
@@ -268,7 +443,7 @@ mod tests {
         );
         let raw = rmp_serde::to_vec_named(&serde_json::json!({"op": "x"})).unwrap();
         assert!(matches!(
-            decode_request(&raw),
+            decode(&raw),
             Err(DecodeError::BadRequest { id: 0, .. })
         ));
     }
