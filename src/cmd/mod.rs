@@ -19,7 +19,7 @@ use crate::services::Services;
 use crate::session::Session;
 use actix::{Actor, Addr, Context, Handler};
 use chrono::{DateTime, SecondsFormat, Utc};
-use ikigai_protocol::{encode_err, encode_ok, Args, Request};
+use ikigai_protocol::{encode_err, encode_ok, Raw, Request};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
@@ -37,7 +37,7 @@ pub async fn dispatch(req: Request, services: &Services, session: &Session) -> V
 async fn route(
     id: u64,
     op: &str,
-    a: Args,
+    a: Raw,
     s: &Services,
     session: &Session,
 ) -> Result<Vec<u8>, Error> {
@@ -93,7 +93,7 @@ async fn route(
 }
 
 /// Parses a request's args into the op's argument struct.
-fn parse<T: DeserializeOwned>(op: &str, args: Args) -> Result<T, Error> {
+fn parse<T: DeserializeOwned>(op: &str, args: Raw) -> Result<T, Error> {
     args.parse()
         .map_err(|e| Error::BadRequest(format!("{op}: {e}")))
 }

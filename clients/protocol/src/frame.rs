@@ -5,39 +5,22 @@
 //! Every encoder here returns the whole frame, length prefix included.
 
 use crate::error::ErrorBody;
+use crate::raw::{self, Raw};
 use bytes::Bytes;
-use serde::de::{Deserialize, DeserializeOwned};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
 
 pub use rmpv::Value;
 
-/// A decoded request. `args` is still untyped: each op decodes it with [`Args::parse`].
+/// A decoded request. `args` is still undecoded: each op decodes it with [`Raw::parse`] straight
+/// into its argument struct.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub id: u64,
     pub op: String,
-    pub args: Args,
-}
-
-/// A request's args: the msgpack bytes of its `args` map (a slice of the frame, not a copy).
-/// Each op decodes them straight into its argument struct, without a tree of values between.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Args(Bytes);
-
-/// `{}`, the args of a request that sends none.
-const NO_ARGS: &[u8] = &[0x80];
-
-/// How deeply values may nest in a frame (rmpv's limit, which the general path applies).
-const MAX_DEPTH: usize = 1024;
-
-impl Args {
-    /// Decodes the args into `T`, with a message fit for a `bad_request`. Human-readable, as
-    /// [`from_value`] is: ids and timestamps travel as strings.
-    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, String> {
-        let mut de = rmp_serde::Deserializer::from_read_ref(&self.0[..]).with_human_readable();
-        Deserialize::deserialize(&mut de).map_err(|e: rmp_serde::decode::Error| e.to_string())
-    }
+    /// Always a map (`{}` when the request sent none).
+    pub args: Raw,
 }
 
 /// What a client reads from the daemon.
@@ -45,7 +28,7 @@ impl Args {
 pub enum Incoming {
     Response {
         id: u64,
-        result: Result<Value, ErrorBody>,
+        result: Result<Raw, ErrorBody>,
     },
     Push {
         push: String,
@@ -82,87 +65,26 @@ pub fn decode_request(body: &Bytes) -> Result<Request, DecodeError> {
 /// of duplicate keys counts), and nothing after it. `None` for anything else, which
 /// [`decode_request_value`] then reads, naming what is wrong.
 fn envelope(body: &Bytes) -> Option<Request> {
-    let mut cur: &[u8] = body;
-    let entries = match rmp::decode::read_marker(&mut cur).ok()? {
-        rmp::Marker::FixMap(n) => usize::from(n),
-        rmp::Marker::Map16 => length(&mut cur, 2)?,
-        rmp::Marker::Map32 => length(&mut cur, 4)?,
-        _ => return None,
-    };
     let (mut id, mut op, mut args) = (None, None, None);
-    for _ in 0..entries {
-        let (key, rest) = rmp::decode::read_str_from_slice(cur).ok()?;
-        cur = rest;
+    raw::entries(body, |key, value| {
         match key {
-            "id" if id.is_none() => id = Some(rmp::decode::read_int::<u64, _>(&mut cur).ok()?),
-            "op" if op.is_none() => {
-                let (name, rest) = rmp::decode::read_str_from_slice(cur).ok()?;
-                (op, cur) = (Some(name.to_owned()), rest);
+            "id" if id.is_none() => id = Some(raw::uint(value)?),
+            "op" if op.is_none() => op = Some(raw::str(value)?.to_owned()),
+            "args" if args.is_none() && raw::is_map(value) => {
+                args = Some(Raw::new(body.slice_ref(value)))
             }
-            "args" if args.is_none() => {
-                let (start, marker) = (body.len() - cur.len(), *cur.first()?);
-                skip(&mut cur, 0)?;
-                args = Some(match marker {
-                    0x80..=0x8f | 0xde | 0xdf => body.slice(start..body.len() - cur.len()),
-                    0xc0 => Bytes::from_static(NO_ARGS),
-                    _ => return None,
-                });
-            }
-            _ => skip(&mut cur, 0)?,
+            "args" if args.is_none() && raw::is_nil(value) => args = Some(Raw::empty_map()),
+            "args" if args.is_none() => return None,
+            _ => {}
         }
-    }
-    if !cur.is_empty() {
-        return None;
-    }
-    let args = Args(args.unwrap_or_else(|| Bytes::from_static(NO_ARGS)));
+        Some(())
+    })?;
+    let args = args.unwrap_or_else(Raw::empty_map);
     Some(Request {
         id: id?,
         op: op?,
         args,
     })
-}
-
-/// Skips one msgpack value; `None` when the bytes do not hold one (or it nests too deeply).
-fn skip(cur: &mut &[u8], depth: usize) -> Option<()> {
-    use rmp::Marker as M;
-    if depth > MAX_DEPTH {
-        return None;
-    }
-    let (bytes, values) = match rmp::decode::read_marker(cur).ok()? {
-        M::Null | M::True | M::False | M::FixPos(_) | M::FixNeg(_) => (0, 0),
-        M::U8 | M::I8 => (1, 0),
-        M::U16 | M::I16 => (2, 0),
-        M::U32 | M::I32 | M::F32 => (4, 0),
-        M::U64 | M::I64 | M::F64 => (8, 0),
-        M::FixStr(n) => (usize::from(n), 0),
-        M::Str8 | M::Bin8 => (length(cur, 1)?, 0),
-        M::Str16 | M::Bin16 => (length(cur, 2)?, 0),
-        M::Str32 | M::Bin32 => (length(cur, 4)?, 0),
-        M::FixExt1 => (2, 0),
-        M::FixExt2 => (3, 0),
-        M::FixExt4 => (5, 0),
-        M::FixExt8 => (9, 0),
-        M::FixExt16 => (17, 0),
-        M::Ext8 => (length(cur, 1)? + 1, 0),
-        M::Ext16 => (length(cur, 2)? + 1, 0),
-        M::Ext32 => (length(cur, 4)? + 1, 0),
-        M::FixArray(n) => (0, usize::from(n)),
-        M::Array16 => (0, length(cur, 2)?),
-        M::Array32 => (0, length(cur, 4)?),
-        M::FixMap(n) => (0, 2 * usize::from(n)),
-        M::Map16 => (0, 2 * length(cur, 2)?),
-        M::Map32 => (0, 2 * length(cur, 4)?),
-        M::Reserved => return None,
-    };
-    *cur = cur.get(bytes..)?;
-    (0..values).try_for_each(|_| skip(cur, depth + 1))
-}
-
-/// Reads a big-endian length of `n` bytes.
-fn length(cur: &mut &[u8], n: usize) -> Option<usize> {
-    let (head, rest) = (cur.get(..n)?, cur.get(n..)?);
-    *cur = rest;
-    Some(head.iter().fold(0, |len, b| len << 8 | usize::from(*b)))
 }
 
 /// Decodes a request through a tree of values: the general path, which names every problem.
@@ -184,23 +106,41 @@ fn decode_request_value(body: &[u8]) -> Result<Request, DecodeError> {
         None => return Err(bad_request(id, "missing field op")),
     };
     let args = match take(&mut map, "args") {
-        Some(v @ Value::Map(_)) => {
-            let mut bytes = Vec::new();
-            rmpv::encode::write_value(&mut bytes, &v).expect("writing to a Vec cannot fail");
-            Bytes::from(bytes)
-        }
-        Some(Value::Nil) | None => Bytes::from_static(NO_ARGS),
+        Some(v @ Value::Map(_)) => Raw::of(&v),
+        Some(Value::Nil) | None => Raw::empty_map(),
         Some(_) => return Err(bad_request(id, "args must be a map")),
     };
-    Ok(Request {
-        id,
-        op,
-        args: Args(args),
-    })
+    Ok(Request { id, op, args })
 }
 
 /// Decodes one frame body sent by the daemon.
-pub fn decode_incoming(body: &[u8]) -> Result<Incoming, DecodeError> {
+pub fn decode_incoming(body: &Bytes) -> Result<Incoming, DecodeError> {
+    match ok_response(body) {
+        Some(response) => Ok(response),
+        None => decode_incoming_value(body),
+    }
+}
+
+/// Reads the usual response without building values: a map of a uint `id` and an `ok` value,
+/// nothing else. `None` for anything else (errors, pushes), which [`decode_incoming_value`] reads.
+fn ok_response(body: &Bytes) -> Option<Incoming> {
+    let (mut id, mut ok) = (None, None);
+    raw::entries(body, |key, value| {
+        match key {
+            "id" if id.is_none() => id = Some(raw::uint(value)?),
+            "ok" if ok.is_none() => ok = Some(Raw::new(body.slice_ref(value))),
+            _ => return None,
+        }
+        Some(())
+    })?;
+    Some(Incoming::Response {
+        id: id?,
+        result: Ok(ok?),
+    })
+}
+
+/// Decodes a frame sent by the daemon through a tree of values: the general path.
+fn decode_incoming_value(body: &[u8]) -> Result<Incoming, DecodeError> {
     let mut map = decode_map(body)?;
     if let Some(push) = field(&map, "push") {
         let push = push
@@ -215,7 +155,7 @@ pub fn decode_incoming(body: &[u8]) -> Result<Incoming, DecodeError> {
         .ok_or_else(|| bad_request(0, "response without a uint id"))?;
     let result = match (take(&mut map, "ok"), take(&mut map, "err")) {
         (_, Some(err)) => Err(from_value::<ErrorBody>(err).map_err(|m| bad_request(id, m))?),
-        (Some(ok), None) => Ok(ok),
+        (Some(ok), None) => Ok(Raw::of(&ok)),
         (None, None) => return Err(bad_request(id, "response has neither ok nor err")),
     };
     Ok(Incoming::Response { id, result })
@@ -343,6 +283,10 @@ mod tests {
         decode_request(&Bytes::copy_from_slice(body))
     }
 
+    fn incoming(body: &[u8]) -> Result<Incoming, DecodeError> {
+        decode_incoming(&Bytes::copy_from_slice(body))
+    }
+
     fn body(frame: &[u8]) -> &[u8] {
         let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
         assert_eq!(len, frame.len() - 4, "length prefix counts the body");
@@ -391,6 +335,10 @@ mod tests {
             envelope(&odd).is_none(),
             "a non-string key takes the general path"
         );
+
+        let ok = Bytes::copy_from_slice(body(&encode_ok(7, &value).unwrap()));
+        let fast = ok_response(&ok).expect("an ok response takes the fast path");
+        assert_eq!(Ok(fast), decode_incoming_value(&ok));
     }
 
     #[test]
@@ -451,21 +399,21 @@ mod tests {
     #[test]
     fn responses_and_pushes_decode() {
         let ok = encode_ok(3, &serde_json::json!({"x": 1})).unwrap();
-        let Incoming::Response { id, result } = decode_incoming(body(&ok)).unwrap() else {
+        let Incoming::Response { id, result } = incoming(body(&ok)).unwrap() else {
             panic!("expected a response")
         };
         assert_eq!(id, 3);
-        assert_eq!(result.unwrap()["x"].as_u64(), Some(1));
+        assert_eq!(result.unwrap().value().unwrap()["x"].as_u64(), Some(1));
 
         let err = encode_err(4, &ErrorBody::new(ErrorCode::NotFound, "gone", false));
-        let Incoming::Response { result, .. } = decode_incoming(body(&err)).unwrap() else {
+        let Incoming::Response { result, .. } = incoming(body(&err)).unwrap() else {
             panic!("expected a response")
         };
         assert_eq!(result.unwrap_err().code, ErrorCode::NotFound);
 
         let push = encode_push("sub-1", &"hi").unwrap();
         assert_eq!(
-            decode_incoming(body(&push)).unwrap(),
+            incoming(body(&push)).unwrap(),
             Incoming::Push {
                 push: "sub-1".into(),
                 data: Value::from("hi")
