@@ -130,9 +130,9 @@ impl CacheState {
     }
 
     /// The value of a live key; marks it recently used.
-    pub fn get(&mut self, key: &str, now_ms: i64) -> Option<Arc<Value>> {
+    pub fn get(&mut self, key: &str, now: impl Clock) -> Option<Arc<Value>> {
         let (key, entry) = self.entries.get_key_value(key)?;
-        if !live(entry.expires_ms, now_ms) {
+        if !live(entry.expires_ms, now) {
             return None;
         }
         let tick = self.next_tick;
@@ -167,11 +167,11 @@ impl CacheState {
     }
 
     /// Removes a key; `true` if it was live.
-    pub fn delete(&mut self, key: &str, now_ms: i64) -> bool {
+    pub fn delete(&mut self, key: &str, now: impl Clock) -> bool {
         let was_live = self
             .entries
             .get(key)
-            .is_some_and(|e| live(e.expires_ms, now_ms));
+            .is_some_and(|e| live(e.expires_ms, now));
         if self.remove(key) {
             self.unstored.insert(key.to_owned(), None);
         }
@@ -179,9 +179,9 @@ impl CacheState {
     }
 
     /// Adds `by` to the integer at `key` (absent or expired counts as 0), keeping its expiry.
-    pub fn incr(&mut self, key: &str, by: i64, now_ms: i64) -> Result<i64, CacheError> {
+    pub fn incr(&mut self, key: &str, by: i64, now: impl Clock) -> Result<i64, CacheError> {
         let (current, expires_ms) = match self.entries.get(key) {
-            Some(e) if live(e.expires_ms, now_ms) => match e.value.as_i64() {
+            Some(e) if live(e.expires_ms, now) => match e.value.as_i64() {
                 Some(n) => (n, e.expires_ms),
                 None => return Err(CacheError::NotInteger(key.to_owned())),
             },
@@ -282,8 +282,20 @@ impl CacheState {
     }
 }
 
-fn live(expires_ms: Option<i64>, now_ms: i64) -> bool {
-    expires_ms.is_none_or(|t| t > now_ms)
+fn live(expires_ms: Option<i64>, now: impl Clock) -> bool {
+    expires_ms.is_none_or(|t| t > now.now_ms())
+}
+
+/// The time, in Unix milliseconds: read only when an entry with an expiry needs it.
+pub trait Clock: Copy {
+    fn now_ms(self) -> i64;
+}
+
+/// A fixed time.
+impl Clock for i64 {
+    fn now_ms(self) -> i64 {
+        self
+    }
 }
 
 fn entry_bytes(key: &str, value: &Value) -> usize {
