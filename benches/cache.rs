@@ -9,6 +9,7 @@
 
 mod support;
 
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +21,22 @@ struct Params {
     window: usize,
     keys: usize,
     set_percent: usize,
+    /// The value every set writes, built once for both sides: as a value for the daemon, as
+    /// its JSON text for Redis.
+    value: Value,
+    body: String,
+}
+
+/// The args of `cache.get` and `cache.set`, as an agent's typed client code sends them.
+#[derive(Serialize)]
+struct GetArgs<'a> {
+    key: &'a str,
+}
+
+#[derive(Serialize)]
+struct SetArgs<'a> {
+    key: &'a str,
+    value: &'a Value,
 }
 
 impl Params {
@@ -30,10 +47,6 @@ impl Params {
     fn is_set(&self, n: usize) -> bool {
         n % 100 < self.set_percent
     }
-}
-
-fn value() -> Value {
-    json!({"user": 42, "name": "x".repeat(72)})
 }
 
 struct Run {
@@ -117,7 +130,7 @@ async fn bench_daemon(p: &Arc<Params>) -> Run {
     }
     for (c, client) in clients.iter().enumerate() {
         for k in 0..p.keys {
-            let args = json!({"key": p.key(c, k), "value": value()});
+            let args = json!({"key": p.key(c, k), "value": p.value});
             client.submit("cache.set", &args).await.unwrap();
         }
         let last = json!({"key": "k0"});
@@ -125,12 +138,16 @@ async fn bench_daemon(p: &Arc<Params>) -> Run {
     }
     let run = drive("daemon", p, clients, |client, p, c, n| async move {
         let key = p.key(c, n);
-        let (op, args) = if p.is_set(n) {
-            ("cache.set", json!({"key": key, "value": value()}))
+        if p.is_set(n) {
+            let args = SetArgs {
+                key: &key,
+                value: &p.value,
+            };
+            client.call_value("cache.set", &args).await.unwrap();
         } else {
-            ("cache.get", json!({ "key": key }))
-        };
-        client.call_value(op, &args).await.unwrap();
+            let args = GetArgs { key: &key };
+            client.call_value("cache.get", &args).await.unwrap();
+        }
     })
     .await;
     drop(daemon);
@@ -144,13 +161,12 @@ async fn bench_redis(p: &Arc<Params>) -> Option<Run> {
     for _ in 0..p.clients {
         conns.push(redis.get_multiplexed_async_connection().await.ok()?);
     }
-    let body = value().to_string();
     for (c, conn) in conns.iter_mut().enumerate() {
         for k in 0..p.keys {
             let key = format!("ikigai-bench-{c}-{}", p.key(c, k));
             let _: () = redis::cmd("SET")
                 .arg(key)
-                .arg(&body)
+                .arg(&p.body)
                 .query_async(conn)
                 .await
                 .ok()?;
@@ -159,10 +175,9 @@ async fn bench_redis(p: &Arc<Params>) -> Option<Run> {
     let run = drive("redis", p, conns, |mut conn, p, c, n| async move {
         let key = format!("ikigai-bench-{c}-{}", p.key(c, n));
         if p.is_set(n) {
-            let body = value().to_string();
             let _: () = redis::cmd("SET")
                 .arg(key)
-                .arg(body)
+                .arg(&p.body)
                 .query_async(&mut conn)
                 .await
                 .unwrap();
@@ -180,12 +195,15 @@ async fn bench_redis(p: &Arc<Params>) -> Option<Run> {
 
 #[tokio::main]
 async fn main() {
+    let value = json!({"user": 42, "name": "x".repeat(72)});
     let p = Arc::new(Params {
         ops: env("BENCH_OPS", 200_000),
         clients: env("BENCH_CLIENTS", 8),
         window: env("BENCH_WINDOW", 64),
         keys: env("BENCH_KEYS", 10_000).max(1),
         set_percent: env("BENCH_SET_PERCENT", 20),
+        value: value.clone(),
+        body: value.to_string(),
     });
     println!(
         "cache: {} clients, window {}, {} keys, {}% sets, ~100-byte values",

@@ -16,7 +16,7 @@ use crate::root::{Root, RootError, RootLock};
 use crate::server;
 use crate::services::{Services, Shutdown, Status};
 use actix::Actor;
-use ikigai_actors::cache::{Cache, CacheConfig};
+use ikigai_actors::cache::{CacheConfig, CacheHandle};
 use ikigai_actors::mailbox::{MailboxConfig, Mailboxes};
 use ikigai_actors::persist::{Flush, Persister};
 use ikigai_actors::pubsub::Hub;
@@ -131,7 +131,7 @@ async fn serve(
         sweep_interval: config.cache.sweep_interval,
     };
     let cache_store = Arc::new(PgCacheStore::new(db.pool.clone()));
-    let cache = Cache::start(cache_store, cache_config, telemetry.clone());
+    let cache = CacheHandle::start(cache_store, cache_config, telemetry.clone());
     let pubsub = Hub::start(Arc::new(PgPubSub::new(db.pool.clone(), listener)));
     let llm = Llm::start(config.llm.clone(), db.pool.clone()).map_err(StartError::Llm)?;
     let llm = Rc::new(llm);
@@ -194,9 +194,7 @@ async fn serve(
     let (flushed, done) = oneshot::channel();
     persister.do_send(Flush(flushed));
     let _ = done.await;
-    let (flushed, done) = oneshot::channel();
-    cache.do_send(Flush(flushed));
-    let _ = done.await;
+    cache.flush().await;
     llm.flush().await;
     telemetry.flush().await;
     root.unbind();

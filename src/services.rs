@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::identity::Identities;
 use crate::llm::Llm;
 use actix::Addr;
-use ikigai_actors::cache::Cache;
+use ikigai_actors::cache::CacheHandle;
 use ikigai_actors::mailbox::Mailboxes;
 use ikigai_actors::pubsub::Hub;
 use ikigai_actors::queue::Queues;
@@ -35,7 +35,7 @@ pub struct Services {
     pub telemetry: Telemetry,
     pub telemetry_sink: Arc<dyn TelemetrySink>,
     pub documents: Arc<dyn DocumentStore>,
-    pub cache: Addr<Cache>,
+    pub cache: CacheHandle,
     pub pubsub: Addr<Hub>,
     /// LLM access: providers, threads, the interaction log.
     pub llm: Rc<Llm>,
@@ -62,6 +62,11 @@ impl Shutdown {
     pub fn new() -> (ShutdownTrigger, Shutdown) {
         let (tx, rx) = watch::channel(false);
         (ShutdownTrigger(tx), Shutdown(rx))
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_raised(&self) -> bool {
+        *self.0.borrow()
     }
 
     /// Resolves once shutdown has begun (at once if it already has).

@@ -1,11 +1,12 @@
 //! One client connection: authentication, then pipelined requests.
 //!
 //! Frames are read in order; until `hello` succeeds each request is answered before the next is
-//! read. After that every request runs as its own task (at most `max_in_flight` at once) and its
-//! response is written as soon as it is ready, so responses may leave out of order. A bad frame
-//! is answered with `bad_frame` (id 0) and ends the connection; on close or shutdown the
-//! in-flight requests finish, the mailboxes this session received from get their deliveries
-//! back, and its subscriptions end. Pushes share the bounded response queue.
+//! read. After that each request runs at once, in place; one that has to wait continues as its
+//! own task (at most `max_in_flight` at once) and its response is written as soon as it is
+//! ready, so responses may leave out of order. A bad frame is answered with `bad_frame` (id 0)
+//! and ends the connection; on close or shutdown the in-flight requests finish, the mailboxes
+//! this session received from get their deliveries back, and its subscriptions end. Pushes share
+//! the bounded response queue.
 
 use crate::cmd;
 use crate::services::{Services, Shutdown, ShutdownTrigger};
@@ -125,6 +126,7 @@ pub async fn serve(stream: UnixStream, services: Services) {
     let (out, out_rx) = mpsc::channel(services.config.daemon.max_in_flight);
     let writer = spawn_local(pump_frames(write, out_rx));
     let mut reader = FrameReader::new(read, services.config.daemon.max_frame_bytes);
+    let services = Rc::new(services);
     if let Some(session) = authenticate(&mut reader, &out, &services).await {
         let span = info_span!("session", agent = %session.agent, session = %session.id);
         let _ = session.pushes.set(out.clone());
@@ -141,20 +143,20 @@ pub async fn serve(stream: UnixStream, services: Services) {
 async fn serve_requests(
     reader: &mut FrameReader<OwnedReadHalf>,
     out: &Out,
-    services: &Services,
+    services: &Rc<Services>,
     session: &Rc<Session>,
 ) {
     let max = services.config.daemon.max_in_flight;
     let permits = Arc::new(Semaphore::new(max));
     let mut shutdown = services.shutdown.clone();
-    loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            _ = shutdown.wait() => break,
-        };
-        let frame = tokio::select! {
-            f = reader.read_frame() => f,
-            _ = shutdown.wait() => break,
+    while !shutdown.is_raised() {
+        // Pipelined requests are often buffered already: those are taken without waiting.
+        let frame = match reader.buffered_frame() {
+            Ok(None) => tokio::select! {
+                f = reader.read_frame() => f,
+                _ = shutdown.wait() => break,
+            },
+            buffered => buffered,
         };
         let req = match next_request(frame, out).await {
             Next::Request(req) => req,
@@ -162,11 +164,22 @@ async fn serve_requests(
             Next::Close => break,
         };
         let (services, session, out) = (services.clone(), session.clone(), out.clone());
-        spawn_local(async move {
+        let mut request = Box::pin(async move {
             let frame = cmd::dispatch(req, &services, &session).await;
             let _ = out.send(frame).await;
-            drop(permit);
         });
+        // Most requests (every cache op) complete without waiting: they run here, in order.
+        // One that waits continues as a task of its own, holding one of the `max_in_flight`
+        // permits; when none is left, reading stops until one is returned (waiting requests
+        // end on shutdown, so this wait does too).
+        if futures::poll!(&mut request).is_pending() {
+            let permit = permits.clone().acquire_owned().await;
+            let permit = permit.expect("the semaphore is never closed");
+            spawn_local(async move {
+                request.await;
+                drop(permit);
+            });
+        }
     }
     // Let the requests in flight finish (waiting receives end now) before the connection closes.
     session.closing.trigger();

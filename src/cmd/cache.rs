@@ -7,7 +7,6 @@ use super::check_text;
 use crate::error::Error;
 use crate::services::Services;
 use crate::session::Session;
-use ikigai_actors::cache::{Delete, Get, GetMany, Incr, Set};
 use ikigai_protocol::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -26,11 +25,6 @@ fn full_key(key: &str, shared: bool, session: &Session) -> Result<String, Error>
     Ok(format!("{namespace}/{key}"))
 }
 
-/// An actor that is gone (daemon stopping) or restarting.
-fn gone(_: actix::MailboxError) -> Error {
-    Error::Unavailable("the cache stopped before answering; the outcome is unknown".into())
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyArgs {
@@ -47,7 +41,7 @@ pub struct Found {
 
 pub async fn get(args: KeyArgs, s: &Services, session: &Session) -> Result<Found, Error> {
     let key = full_key(&args.key, args.shared, session)?;
-    let value = s.cache.send(Get(key)).await.map_err(gone)??;
+    let value = s.cache.get(&key).await?;
     Ok(Found {
         found: value.is_some(),
         value,
@@ -76,7 +70,7 @@ pub async fn get_many(args: ManyArgs, s: &Services, session: &Session) -> Result
         .iter()
         .map(|k| full_key(k, args.shared, session))
         .collect::<Result<Vec<_>, _>>()?;
-    let found = s.cache.send(GetMany(keys)).await.map_err(gone)??;
+    let found = s.cache.get_many(&keys).await?;
     let values = args
         .keys
         .into_iter()
@@ -103,15 +97,11 @@ pub async fn set(args: SetArgs, s: &Services, session: &Session) -> Result<super
     if args.ttl_ms == Some(0) {
         return Err(Error::BadRequest("ttl_ms must be at least 1".into()));
     }
-    let set = Set {
-        key,
-        value: args.value.0,
-        ttl: args.ttl_ms.map(Duration::from_millis),
-    };
+    let (value, ttl) = (args.value.0, args.ttl_ms.map(Duration::from_millis));
     match &args.tx {
-        None => s.cache.send(set).await.map_err(gone)??,
+        None => s.cache.set(key, value, ttl).await?,
         Some(tx) => {
-            let effect: crate::tx::Effect = Box::new(move |s| s.cache.do_send(set));
+            let effect: crate::tx::Effect = Box::new(move |s| s.cache.set_soon(key, value, ttl));
             session.txs.defer(super::tx::parse(tx)?, effect).await?
         }
     }
@@ -125,7 +115,7 @@ pub struct Deleted {
 
 pub async fn delete(args: KeyArgs, s: &Services, session: &Session) -> Result<Deleted, Error> {
     let key = full_key(&args.key, args.shared, session)?;
-    let deleted = s.cache.send(Delete(key)).await.map_err(gone)??;
+    let deleted = s.cache.delete(&key).await?;
     Ok(Deleted { deleted })
 }
 
@@ -146,6 +136,6 @@ pub struct Counter {
 pub async fn incr(args: IncrArgs, s: &Services, session: &Session) -> Result<Counter, Error> {
     let key = full_key(&args.key, args.shared, session)?;
     let by = args.by.unwrap_or(1);
-    let value = s.cache.send(Incr { key, by }).await.map_err(gone)??;
+    let value = s.cache.incr(&key, by).await?;
     Ok(Counter { value })
 }

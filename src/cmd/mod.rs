@@ -20,7 +20,7 @@ use crate::services::Services;
 use crate::session::Session;
 use actix::{Actor, Addr, Context, Handler};
 use chrono::{DateTime, SecondsFormat, Utc};
-use ikigai_protocol::{encode_err, encode_ok, from_value, Request, Value};
+use ikigai_protocol::{encode_err, encode_ok, Raw, Request};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
@@ -38,7 +38,7 @@ pub async fn dispatch(req: Request, services: &Services, session: &Session) -> V
 async fn route(
     id: u64,
     op: &str,
-    a: Value,
+    a: Raw,
     s: &Services,
     session: &Session,
 ) -> Result<Vec<u8>, Error> {
@@ -98,8 +98,9 @@ async fn route(
 }
 
 /// Parses a request's args into the op's argument struct.
-fn parse<T: DeserializeOwned>(op: &str, args: Value) -> Result<T, Error> {
-    from_value(args).map_err(|e| Error::BadRequest(format!("{op}: {e}")))
+fn parse<T: DeserializeOwned>(op: &str, args: Raw) -> Result<T, Error> {
+    args.parse()
+        .map_err(|e| Error::BadRequest(format!("{op}: {e}")))
 }
 
 fn reply<T: Serialize>(id: u64, value: T) -> Result<Vec<u8>, Error> {

@@ -1,12 +1,14 @@
-//! The cache actor: one per daemon, supervised; answers from memory and writes behind.
+//! The cache actor: one per daemon, supervised. It loads the state that the handles serve from,
+//! writes its changes behind in batches, sweeps expired keys, and reloads after a panic.
 
-use super::{CacheError, CacheState, CacheStore, CacheWrite};
+use super::handle::{now_ms, Shared};
+use super::{CacheStore, CacheWrite};
 use crate::persist::Flush;
 use crate::store::StoreError;
 use crate::supervise::contain;
 use crate::telemetry::{Telemetry, DAEMON_AGENT};
 use actix::prelude::*;
-use serde_json::Value;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -19,41 +21,19 @@ pub struct CacheConfig {
     pub sweep_interval: Duration,
 }
 
-/// The value of a live key.
+/// Changes wait to be stored (sent by a handle when the first one arrives).
 #[derive(Message)]
-#[rtype(result = "Result<Option<Arc<Value>>, CacheError>")]
-pub struct Get(pub String);
+#[rtype(result = "()")]
+pub(super) struct WriteBehind;
 
-/// The values of several keys, `None` where absent.
+/// The cache's logic panicked: restart and reload the state from storage.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<Option<Arc<Value>>>, CacheError>")]
-pub struct GetMany(pub Vec<String>);
-
-/// Sets a key, with an optional time to live.
-#[derive(Message)]
-#[rtype(result = "Result<(), CacheError>")]
-pub struct Set {
-    pub key: String,
-    pub value: Value,
-    pub ttl: Option<Duration>,
-}
-
-/// Removes a key; answers whether it was live.
-#[derive(Message)]
-#[rtype(result = "Result<bool, CacheError>")]
-pub struct Delete(pub String);
-
-/// Adds `by` to an integer key; answers the new value.
-#[derive(Message)]
-#[rtype(result = "Result<i64, CacheError>")]
-pub struct Incr {
-    pub key: String,
-    pub by: i64,
-}
+#[rtype(result = "()")]
+pub(super) struct Reload;
 
 /// The cache.
 pub struct Cache {
-    state: CacheState,
+    shared: Rc<Shared>,
     store: Arc<dyn CacheStore>,
     config: CacheConfig,
     telemetry: Telemetry,
@@ -63,14 +43,16 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Starts the supervised cache actor; it loads the stored entries before serving.
-    pub fn start(
+    /// Starts the supervised actor over `shared`; it loads the stored entries, then marks the
+    /// state ready.
+    pub(super) fn start(
+        shared: Rc<Shared>,
         store: Arc<dyn CacheStore>,
         config: CacheConfig,
         telemetry: Telemetry,
     ) -> Addr<Cache> {
         Supervisor::start(move |_| Cache {
-            state: CacheState::new(config.max_bytes),
+            shared,
             store,
             config,
             telemetry,
@@ -80,23 +62,7 @@ impl Cache {
         })
     }
 
-    /// Runs cache logic with panics contained; a panic restarts the actor (reload).
-    fn guarded<T>(
-        &mut self,
-        ctx: &mut Context<Self>,
-        f: impl FnOnce(&mut CacheState, i64) -> T,
-    ) -> Result<T, CacheError> {
-        let now = now_ms();
-        let result = contain(|| f(&mut self.state, now)).map_err(|p| {
-            error!(panic = %p.0, "cache logic panicked; restarting");
-            ctx.stop();
-            CacheError::Panicked(p.0)
-        });
-        self.write_behind(ctx);
-        result
-    }
-
-    /// Loads every stored entry; blocks other messages until done, retrying with backoff.
+    /// Loads every stored entry, retrying with backoff; the handles wait until done.
     fn load(&mut self, ctx: &mut Context<Self>) {
         let store = self.store.clone();
         let load = async move {
@@ -108,13 +74,17 @@ impl Cache {
                 }
             }
         };
-        ctx.wait(load.into_actor(self).map(|rows, act, _| {
-            act.state.load(rows, now_ms());
-            debug!(
-                entries = act.state.len(),
-                bytes = act.state.bytes(),
-                "cache loaded"
-            );
+        ctx.wait(load.into_actor(self).map(|rows, act, ctx| {
+            let mut state = act.shared.state.borrow_mut();
+            if contain(|| state.load(rows, now_ms())).is_err() {
+                error!("loading the cache panicked; restarting");
+                state.reset();
+                ctx.stop();
+                return;
+            }
+            debug!(entries = state.len(), bytes = state.bytes(), "cache loaded");
+            drop(state);
+            act.shared.ready.send_replace(true);
         }));
     }
 
@@ -123,14 +93,18 @@ impl Cache {
         if self.writing {
             return;
         }
-        if !self.state.has_unstored() {
-            self.flushes.drain(..).for_each(|f| {
-                let _ = f.send(());
-            });
-            return;
-        }
+        let writes = {
+            let mut state = self.shared.state.borrow_mut();
+            if !state.has_unstored() {
+                drop(state);
+                self.flushes.drain(..).for_each(|f| {
+                    let _ = f.send(());
+                });
+                return;
+            }
+            state.take_unstored()
+        };
         self.writing = true;
-        let writes = self.state.take_unstored();
         let store = self.store.clone();
         let write = async move {
             let result = store.write(&writes).await;
@@ -152,7 +126,7 @@ impl Cache {
         self.write_failures += 1;
         let delay = backoff(self.write_failures);
         warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "storing cache writes failed");
-        self.state.unstored_again(writes);
+        self.shared.state.borrow_mut().unstored_again(writes);
         self.writing = true;
         ctx.run_later(delay, |act, ctx| {
             act.writing = false;
@@ -162,11 +136,21 @@ impl Cache {
 
     fn sweep(&mut self, ctx: &mut Context<Self>) {
         let now = now_ms();
-        if let Ok(n) = self.guarded(ctx, |s, now| s.sweep(now)) {
-            if n > 0 {
-                debug!(expired = n, entries = self.state.len(), "cache swept");
+        let swept = {
+            let mut state = self.shared.state.borrow_mut();
+            contain(|| state.sweep(now)).map(|n| (n, state.len()))
+        };
+        match swept {
+            Ok((n, entries)) if n > 0 => debug!(expired = n, entries, "cache swept"),
+            Ok(_) => {}
+            Err(p) => {
+                error!(panic = %p.0, "sweeping the cache panicked; reloading");
+                self.shared.ready.send_replace(false);
+                ctx.stop();
+                return;
             }
         }
+        self.write_behind(ctx);
         let store = self.store.clone();
         let sweep = async move { store.sweep(now).await };
         ctx.spawn(sweep.into_actor(self).map(|result, _, _| {
@@ -193,51 +177,25 @@ impl Supervised for Cache {
         let payload = serde_json::json!({"actor": "cache"});
         self.telemetry
             .record(DAEMON_AGENT, "actor_restarted", payload);
-        self.state.reset();
+        self.shared.ready.send_replace(false);
+        self.shared.state.borrow_mut().reset();
         self.writing = false;
     }
 }
 
-impl Handler<Get> for Cache {
-    type Result = Result<Option<Arc<Value>>, CacheError>;
+impl Handler<WriteBehind> for Cache {
+    type Result = ();
 
-    fn handle(&mut self, msg: Get, ctx: &mut Context<Self>) -> Self::Result {
-        self.guarded(ctx, |s, now| s.get(&msg.0, now))
+    fn handle(&mut self, _: WriteBehind, ctx: &mut Context<Self>) {
+        self.write_behind(ctx);
     }
 }
 
-impl Handler<GetMany> for Cache {
-    type Result = Result<Vec<Option<Arc<Value>>>, CacheError>;
+impl Handler<Reload> for Cache {
+    type Result = ();
 
-    fn handle(&mut self, msg: GetMany, ctx: &mut Context<Self>) -> Self::Result {
-        self.guarded(ctx, |s, now| msg.0.iter().map(|k| s.get(k, now)).collect())
-    }
-}
-
-impl Handler<Set> for Cache {
-    type Result = Result<(), CacheError>;
-
-    fn handle(&mut self, msg: Set, ctx: &mut Context<Self>) -> Self::Result {
-        self.guarded(ctx, |s, now| {
-            let expires = msg.ttl.map(|t| now.saturating_add(t.as_millis() as i64));
-            s.set(msg.key, Arc::new(msg.value), expires)
-        })?
-    }
-}
-
-impl Handler<Delete> for Cache {
-    type Result = Result<bool, CacheError>;
-
-    fn handle(&mut self, msg: Delete, ctx: &mut Context<Self>) -> Self::Result {
-        self.guarded(ctx, |s, now| s.delete(&msg.0, now))
-    }
-}
-
-impl Handler<Incr> for Cache {
-    type Result = Result<i64, CacheError>;
-
-    fn handle(&mut self, msg: Incr, ctx: &mut Context<Self>) -> Self::Result {
-        self.guarded(ctx, |s, now| s.incr(&msg.key, msg.by, now))?
+    fn handle(&mut self, _: Reload, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 
@@ -248,10 +206,6 @@ impl Handler<Flush> for Cache {
         self.flushes.push(msg.0);
         self.write_behind(ctx);
     }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn backoff(failures: u32) -> Duration {

@@ -1,13 +1,16 @@
 //! Cache: keys and JSON values served from memory, written behind to storage.
 //!
 //! [`CacheState`] holds the rules (expiry, the least-recently-used bound, atomic counters, the
-//! coalesced writes still to be stored); [`Cache`] is the supervised actor around it, which
-//! loads the stored entries at start, writes changes behind in batches and sweeps expired keys.
+//! coalesced writes still to be stored). Requests reach it through a [`CacheHandle`], in place on
+//! the daemon's thread; [`Cache`] is the supervised actor beside it, which loads the stored
+//! entries at start, writes changes behind in batches and sweeps expired keys.
 
 mod actor;
+mod handle;
 mod state;
 
-pub use actor::{Cache, CacheConfig, Delete, Get, GetMany, Incr, Set};
+pub use actor::{Cache, CacheConfig};
+pub use handle::CacheHandle;
 pub use state::CacheState;
 
 use crate::store::StoreError;

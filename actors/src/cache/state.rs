@@ -1,26 +1,89 @@
 //! The rules of the cache, without actix: lookups that skip expired entries, a byte bound kept by
 //! evicting the least recently used entries, counters, and the writes still to be stored.
+//!
+//! Recency is a queue of `(tick, key)` in order of use: a use appends, and an element whose tick
+//! is no longer its key's (used again since, or removed) is stale, skipped when evicting and
+//! dropped when the queue grows to twice the entries. A key carries its last tick, so lookups
+//! neither allocate nor walk a tree, and dropping stale uses needs no lookup.
 
 use super::{CacheError, CacheRow, CacheWrite};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Borrow;
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// Bytes counted per entry beyond its key and JSON value (maps, timestamps, bookkeeping).
 const OVERHEAD: usize = 64;
 
+/// The tick of a key that was removed: never a use's.
+const REMOVED: u64 = u64::MAX;
+
+/// A key of the map, shared with its uses in the recency queue.
+#[derive(Clone)]
+struct Key(Rc<KeyUse>);
+
+struct KeyUse {
+    name: Box<str>,
+    /// When it was last used (larger: more recently), or [`REMOVED`].
+    tick: Cell<u64>,
+}
+
+impl Key {
+    fn new(name: String, tick: u64) -> Key {
+        let name = name.into_boxed_str();
+        Key(Rc::new(KeyUse {
+            name,
+            tick: Cell::new(tick),
+        }))
+    }
+
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    fn tick(&self) -> u64 {
+        self.0.tick.get()
+    }
+
+    fn used(&self, tick: u64) {
+        self.0.tick.set(tick)
+    }
+}
+
+impl Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        self.name()
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name().hash(state)
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Key {}
+
 struct Entry {
     value: Arc<Value>,
     bytes: usize,
     expires_ms: Option<i64>,
-    /// Position in the recency order (larger: used more recently).
-    tick: u64,
 }
 
 /// Every live entry, in memory.
 pub struct CacheState {
-    entries: HashMap<String, Entry>,
-    recency: BTreeMap<u64, String>,
+    entries: HashMap<Key, Entry>,
+    /// Uses, oldest first; stale elements are skipped (see the module header).
+    recency: VecDeque<(u64, Key)>,
     next_tick: u64,
     bytes: usize,
     max_bytes: usize,
@@ -32,7 +95,7 @@ impl CacheState {
     pub fn new(max_bytes: usize) -> Self {
         CacheState {
             entries: HashMap::new(),
-            recency: BTreeMap::new(),
+            recency: VecDeque::new(),
             next_tick: 0,
             bytes: 0,
             max_bytes,
@@ -67,17 +130,18 @@ impl CacheState {
     }
 
     /// The value of a live key; marks it recently used.
-    pub fn get(&mut self, key: &str, now_ms: i64) -> Option<Arc<Value>> {
-        let tick = self.next_tick;
-        let entry = self.entries.get_mut(key)?;
-        if !live(entry.expires_ms, now_ms) {
+    pub fn get(&mut self, key: &str, now: impl Clock) -> Option<Arc<Value>> {
+        let (key, entry) = self.entries.get_key_value(key)?;
+        if !live(entry.expires_ms, now) {
             return None;
         }
-        self.recency.remove(&entry.tick);
-        entry.tick = tick;
-        self.recency.insert(tick, key.to_owned());
+        let tick = self.next_tick;
         self.next_tick += 1;
-        Some(entry.value.clone())
+        key.used(tick);
+        self.recency.push_back((tick, key.clone()));
+        let value = entry.value.clone();
+        self.drop_stale_uses();
+        Some(value)
     }
 
     pub fn set(
@@ -103,11 +167,11 @@ impl CacheState {
     }
 
     /// Removes a key; `true` if it was live.
-    pub fn delete(&mut self, key: &str, now_ms: i64) -> bool {
+    pub fn delete(&mut self, key: &str, now: impl Clock) -> bool {
         let was_live = self
             .entries
             .get(key)
-            .is_some_and(|e| live(e.expires_ms, now_ms));
+            .is_some_and(|e| live(e.expires_ms, now));
         if self.remove(key) {
             self.unstored.insert(key.to_owned(), None);
         }
@@ -115,9 +179,9 @@ impl CacheState {
     }
 
     /// Adds `by` to the integer at `key` (absent or expired counts as 0), keeping its expiry.
-    pub fn incr(&mut self, key: &str, by: i64, now_ms: i64) -> Result<i64, CacheError> {
+    pub fn incr(&mut self, key: &str, by: i64, now: impl Clock) -> Result<i64, CacheError> {
         let (current, expires_ms) = match self.entries.get(key) {
-            Some(e) if live(e.expires_ms, now_ms) => match e.value.as_i64() {
+            Some(e) if live(e.expires_ms, now) => match e.value.as_i64() {
                 Some(n) => (n, e.expires_ms),
                 None => return Err(CacheError::NotInteger(key.to_owned())),
             },
@@ -132,14 +196,14 @@ impl CacheState {
 
     /// Drops expired entries from memory (storage sweeps its own); returns how many.
     pub fn sweep(&mut self, now_ms: i64) -> usize {
-        let expired: Vec<String> = self
+        let expired: Vec<Key> = self
             .entries
             .iter()
             .filter(|(_, e)| !live(e.expires_ms, now_ms))
             .map(|(k, _)| k.clone())
             .collect();
         expired.iter().for_each(|k| {
-            self.remove(k);
+            self.remove(k.name());
         });
         expired.len()
     }
@@ -171,49 +235,87 @@ impl CacheState {
         self.remove(&key);
         let tick = self.next_tick;
         self.next_tick += 1;
-        self.recency.insert(tick, key.clone());
+        let key = Key::new(key, tick);
+        self.recency.push_back((tick, key.clone()));
         self.bytes += bytes;
         let entry = Entry {
             value,
             bytes,
             expires_ms,
-            tick,
         };
         self.entries.insert(key, entry);
+        self.drop_stale_uses();
     }
 
     fn remove(&mut self, key: &str) -> bool {
-        let Some(entry) = self.entries.remove(key) else {
+        let Some((key, entry)) = self.entries.remove_entry(key) else {
             return false;
         };
-        self.recency.remove(&entry.tick);
+        key.used(REMOVED);
         self.bytes -= entry.bytes;
         true
+    }
+
+    /// Drops the stale uses once they outnumber the entries (amortized: one check per use).
+    fn drop_stale_uses(&mut self) {
+        if self.recency.len() > 2 * self.entries.len() + 64 {
+            self.recency.retain(|(tick, key)| key.tick() == *tick);
+        }
     }
 
     /// Evicts least recently used entries until the bound holds (never `keep`).
     fn evict(&mut self, keep: Option<&str>) {
         while self.bytes > self.max_bytes {
-            let Some((_, oldest)) = self.recency.first_key_value() else {
+            let Some((tick, oldest)) = self.recency.pop_front() else {
                 return;
             };
-            if Some(oldest.as_str()) == keep {
+            if oldest.tick() != tick {
+                continue;
+            }
+            if Some(oldest.name()) == keep {
+                self.recency.push_front((tick, oldest));
                 return;
             }
-            let oldest = oldest.clone();
-            self.remove(&oldest);
-            self.unstored.insert(oldest, None);
+            self.remove(oldest.name());
+            self.unstored.insert(oldest.name().to_owned(), None);
         }
     }
 }
 
-fn live(expires_ms: Option<i64>, now_ms: i64) -> bool {
-    expires_ms.is_none_or(|t| t > now_ms)
+fn live(expires_ms: Option<i64>, now: impl Clock) -> bool {
+    expires_ms.is_none_or(|t| t > now.now_ms())
+}
+
+/// The time, in Unix milliseconds: read only when an entry with an expiry needs it.
+pub trait Clock: Copy {
+    fn now_ms(self) -> i64;
+}
+
+/// A fixed time.
+impl Clock for i64 {
+    fn now_ms(self) -> i64 {
+        self
+    }
 }
 
 fn entry_bytes(key: &str, value: &Value) -> usize {
-    let json = serde_json::to_vec(value).map_or(0, |v| v.len());
-    key.len() + json + OVERHEAD
+    let mut json = ByteCount(0);
+    let _ = serde_json::to_writer(&mut json, value);
+    key.len() + json.0 + OVERHEAD
+}
+
+/// Counts the bytes written to it (the size of a value's JSON, without building the text).
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -261,6 +363,23 @@ mod tests {
         );
         let huge = c.set("a/big".into(), v(json!("x".repeat(one * 3))), None);
         assert!(matches!(huge, Err(CacheError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn repeated_uses_keep_the_recency_queue_bounded_and_exact() {
+        let one = entry_bytes("a/0", &json!("x"));
+        let mut c = CacheState::new(one * 2);
+        c.set("a/0".into(), v(json!("x")), None).unwrap();
+        c.set("a/1".into(), v(json!("x")), None).unwrap();
+        for _ in 0..1000 {
+            c.get("a/1", 0);
+            c.get("a/0", 0);
+        }
+        assert!(c.recency.len() <= 2 * c.len() + 65, "{}", c.recency.len());
+        c.get("a/1", 0);
+        c.set("a/2".into(), v(json!("x")), None).unwrap();
+        assert_eq!(c.get("a/0", 0), None, "a/0 was the least recently used");
+        assert!(c.get("a/1", 0).is_some() && c.get("a/2", 0).is_some());
     }
 
     #[test]

@@ -51,9 +51,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// True when bytes of a next frame are already buffered.
-    pub fn has_buffered(&self) -> bool {
-        !self.buf.is_empty()
+    /// The next frame if it is already buffered, without reading; `Ok(None)` when it is not.
+    pub fn buffered_frame(&mut self) -> Result<Option<Bytes>, ReadError> {
+        self.parse_frame()
     }
 
     fn parse_frame(&mut self) -> Result<Option<Bytes>, ReadError> {

@@ -5,18 +5,22 @@
 //! Every encoder here returns the whole frame, length prefix included.
 
 use crate::error::ErrorBody;
+use crate::raw::{self, Raw};
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
 
 pub use rmpv::Value;
 
-/// A decoded request. `args` is still untyped: each op converts it with [`from_value`].
+/// A decoded request. `args` is still undecoded: each op decodes it with [`Raw::parse`] straight
+/// into its argument struct.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub id: u64,
     pub op: String,
-    pub args: Value,
+    /// Always a map (`{}` when the request sent none).
+    pub args: Raw,
 }
 
 /// What a client reads from the daemon.
@@ -24,7 +28,7 @@ pub struct Request {
 pub enum Incoming {
     Response {
         id: u64,
-        result: Result<Value, ErrorBody>,
+        result: Result<Raw, ErrorBody>,
     },
     Push {
         push: String,
@@ -49,7 +53,42 @@ pub enum DecodeError {
 pub struct EncodeError(String);
 
 /// Decodes one request frame body.
-pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
+pub fn decode_request(body: &Bytes) -> Result<Request, DecodeError> {
+    match envelope(body) {
+        Some(request) => Ok(request),
+        None => decode_request_value(body),
+    }
+}
+
+/// Reads the usual request without building values: a map with string keys whose `id` is a
+/// uint, `op` a UTF-8 string and `args` a map, nil or absent (other keys are skipped; the first
+/// of duplicate keys counts), and nothing after it. `None` for anything else, which
+/// [`decode_request_value`] then reads, naming what is wrong.
+fn envelope(body: &Bytes) -> Option<Request> {
+    let (mut id, mut op, mut args) = (None, None, None);
+    raw::entries(body, |key, value| {
+        match key {
+            "id" if id.is_none() => id = Some(raw::uint(value)?),
+            "op" if op.is_none() => op = Some(raw::str(value)?.to_owned()),
+            "args" if args.is_none() && raw::is_map(value) => {
+                args = Some(Raw::new(body.slice_ref(value)))
+            }
+            "args" if args.is_none() && raw::is_nil(value) => args = Some(Raw::empty_map()),
+            "args" if args.is_none() => return None,
+            _ => {}
+        }
+        Some(())
+    })?;
+    let args = args.unwrap_or_else(Raw::empty_map);
+    Some(Request {
+        id: id?,
+        op: op?,
+        args,
+    })
+}
+
+/// Decodes a request through a tree of values: the general path, which names every problem.
+fn decode_request_value(body: &[u8]) -> Result<Request, DecodeError> {
     let mut map = decode_map(body)?;
     let id = match field(&map, "id") {
         Some(Value::Integer(i)) => i
@@ -67,32 +106,56 @@ pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
         None => return Err(bad_request(id, "missing field op")),
     };
     let args = match take(&mut map, "args") {
-        Some(v @ Value::Map(_)) => v,
-        Some(Value::Nil) | None => Value::Map(Vec::new()),
+        Some(v @ Value::Map(_)) => Raw::of(&v),
+        Some(Value::Nil) | None => Raw::empty_map(),
         Some(_) => return Err(bad_request(id, "args must be a map")),
     };
     Ok(Request { id, op, args })
 }
 
 /// Decodes one frame body sent by the daemon.
-pub fn decode_incoming(body: &[u8]) -> Result<Incoming, DecodeError> {
-    let map = decode_map(body)?;
+pub fn decode_incoming(body: &Bytes) -> Result<Incoming, DecodeError> {
+    match ok_response(body) {
+        Some(response) => Ok(response),
+        None => decode_incoming_value(body),
+    }
+}
+
+/// Reads the usual response without building values: a map of a uint `id` and an `ok` value,
+/// nothing else. `None` for anything else (errors, pushes), which [`decode_incoming_value`] reads.
+fn ok_response(body: &Bytes) -> Option<Incoming> {
+    let (mut id, mut ok) = (None, None);
+    raw::entries(body, |key, value| {
+        match key {
+            "id" if id.is_none() => id = Some(raw::uint(value)?),
+            "ok" if ok.is_none() => ok = Some(Raw::new(body.slice_ref(value))),
+            _ => return None,
+        }
+        Some(())
+    })?;
+    Some(Incoming::Response {
+        id: id?,
+        result: Ok(ok?),
+    })
+}
+
+/// Decodes a frame sent by the daemon through a tree of values: the general path.
+fn decode_incoming_value(body: &[u8]) -> Result<Incoming, DecodeError> {
+    let mut map = decode_map(body)?;
     if let Some(push) = field(&map, "push") {
         let push = push
             .as_str()
             .ok_or_else(|| bad_request(0, "push must be a string"))?
             .to_owned();
-        let data = field(&map, "data").cloned().unwrap_or(Value::Nil);
+        let data = take(&mut map, "data").unwrap_or(Value::Nil);
         return Ok(Incoming::Push { push, data });
     }
     let id = field(&map, "id")
         .and_then(Value::as_u64)
         .ok_or_else(|| bad_request(0, "response without a uint id"))?;
-    let result = match (field(&map, "ok"), field(&map, "err")) {
-        (_, Some(err)) => {
-            Err(from_value::<ErrorBody>(err.clone()).map_err(|m| bad_request(id, m))?)
-        }
-        (Some(ok), None) => Ok(ok.clone()),
+    let result = match (take(&mut map, "ok"), take(&mut map, "err")) {
+        (_, Some(err)) => Err(from_value::<ErrorBody>(err).map_err(|m| bad_request(id, m))?),
+        (Some(ok), None) => Ok(Raw::of(&ok)),
         (None, None) => return Err(bad_request(id, "response has neither ok nor err")),
     };
     Ok(Incoming::Response { id, result })
@@ -149,7 +212,9 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, String> {
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
-    let mut out = vec![0u8; 4];
+    // Most frames are small: one allocation instead of a few growths.
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(&[0u8; 4]);
     rmp_serde::encode::write_named(&mut out, value).map_err(|e| EncodeError(e.to_string()))?;
     let len = u32::try_from(out.len() - 4).map_err(|_| EncodeError("frame over 4 GiB".into()))?;
     out[..4].copy_from_slice(&len.to_be_bytes());
@@ -214,6 +279,14 @@ mod tests {
     use super::*;
     use crate::ErrorCode;
 
+    fn decode(body: &[u8]) -> Result<Request, DecodeError> {
+        decode_request(&Bytes::copy_from_slice(body))
+    }
+
+    fn incoming(body: &[u8]) -> Result<Incoming, DecodeError> {
+        decode_incoming(&Bytes::copy_from_slice(body))
+    }
+
     fn body(frame: &[u8]) -> &[u8] {
         let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
         assert_eq!(len, frame.len() - 4, "length prefix counts the body");
@@ -224,43 +297,93 @@ mod tests {
     fn request_round_trips_with_string_keys() {
         let frame =
             encode_request(7, "mailbox.send", &serde_json::json!({"mailbox": "b"})).unwrap();
-        let req = decode_request(body(&frame)).unwrap();
+        let req = decode(body(&frame)).unwrap();
         assert_eq!(req.id, 7);
         assert_eq!(req.op, "mailbox.send");
-        assert_eq!(req.args["mailbox"].as_str(), Some("b"));
+        let args: serde_json::Value = req.args.parse().unwrap();
+        assert_eq!(args["mailbox"].as_str(), Some("b"));
+    }
+
+    #[test]
+    fn the_fast_path_reads_what_the_general_path_reads() {
+        let value = serde_json::json!({"key": "k", "value": {"a": [1, -2.5, null, "s"]}});
+        let binary = Value::Map(vec![(Value::from("b"), Value::Binary(vec![1]))]);
+        let bodies = [
+            body(&encode_request(9, "cache.set", &value).unwrap()).to_vec(),
+            body(&encode_request(u64::MAX, "ping", &()).unwrap()).to_vec(),
+            body(&encode_request(3, "x", &binary).unwrap()).to_vec(),
+            // {"z": [1, 2, 3], "id": 4, "id": 5, "op": "o", "args": nil}: an unknown key,
+            // duplicate keys (the first counts), nil args.
+            [
+                0x85, 0xa1, b'z', 0x93, 1, 2, 3, 0xa2, b'i', b'd', 4, 0xa2, b'i', b'd', 5,
+            ]
+            .into_iter()
+            .chain([
+                0xa2, b'o', b'p', 0xa1, b'o', 0xa4, b'a', b'r', b'g', b's', 0xc0,
+            ])
+            .collect(),
+        ];
+        for bytes in bodies.map(Bytes::from) {
+            let fast = envelope(&bytes).expect("the usual shape takes the fast path");
+            assert_eq!(Ok(fast), decode_request_value(&bytes));
+        }
+        let odd = Value::Map(vec![(Value::from(1), Value::from(2))]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &odd).unwrap();
+        let odd = Bytes::from(bytes);
+        assert!(
+            envelope(&odd).is_none(),
+            "a non-string key takes the general path"
+        );
+
+        let ok = Bytes::copy_from_slice(body(&encode_ok(7, &value).unwrap()));
+        let fast = ok_response(&ok).expect("an ok response takes the fast path");
+        assert_eq!(Ok(fast), decode_incoming_value(&ok));
+    }
+
+    #[test]
+    fn args_keep_the_payload_checks() {
+        let args = |v: Value| {
+            let frame = encode_request(1, "x", &Value::Map(vec![(Value::from("p"), v)])).unwrap();
+            decode(body(&frame)).unwrap().args
+        };
+        #[derive(serde::Deserialize, Debug)]
+        struct P {
+            #[allow(dead_code)]
+            p: crate::Json,
+        }
+        assert!(args(Value::from("ok")).parse::<P>().is_ok());
+        assert!(args(Value::Binary(vec![1])).parse::<P>().is_err());
+        assert!(args(Value::Ext(3, vec![0])).parse::<P>().is_err());
+        assert!(args(Value::F64(f64::NAN)).parse::<P>().is_err());
+        assert!(args(Value::from("a\0b")).parse::<P>().is_err());
     }
 
     #[test]
     fn missing_args_are_an_empty_map() {
         let frame = encode_request(1, "ping", &()).unwrap();
-        let req = decode_request(body(&frame)).unwrap();
-        assert_eq!(req.args, Value::Map(vec![]));
+        let req = decode(body(&frame)).unwrap();
+        assert_eq!(
+            req.args.parse::<serde_json::Value>(),
+            Ok(serde_json::json!({}))
+        );
     }
 
     #[test]
     fn non_map_and_trailing_bytes_are_bad_frames() {
         let arr = rmp_serde::to_vec(&[1, 2, 3]).unwrap();
-        assert!(matches!(
-            decode_request(&arr),
-            Err(DecodeError::BadFrame(_))
-        ));
+        assert!(matches!(decode(&arr), Err(DecodeError::BadFrame(_))));
         let mut two = rmp_serde::to_vec_named(&serde_json::json!({"id": 1})).unwrap();
         two.push(0xc0);
-        assert!(matches!(
-            decode_request(&two),
-            Err(DecodeError::BadFrame(_))
-        ));
-        assert!(matches!(
-            decode_request(&[0xc1]),
-            Err(DecodeError::BadFrame(_))
-        ));
+        assert!(matches!(decode(&two), Err(DecodeError::BadFrame(_))));
+        assert!(matches!(decode(&[0xc1]), Err(DecodeError::BadFrame(_))));
     }
 
     #[test]
     fn mistyped_fields_are_bad_requests_that_keep_the_id() {
         let raw = rmp_serde::to_vec_named(&serde_json::json!({"id": 9, "op": 3})).unwrap();
         assert_eq!(
-            decode_request(&raw),
+            decode(&raw),
             Err(DecodeError::BadRequest {
                 id: 9,
                 message: "op must be a string".into()
@@ -268,7 +391,7 @@ mod tests {
         );
         let raw = rmp_serde::to_vec_named(&serde_json::json!({"op": "x"})).unwrap();
         assert!(matches!(
-            decode_request(&raw),
+            decode(&raw),
             Err(DecodeError::BadRequest { id: 0, .. })
         ));
     }
@@ -276,21 +399,21 @@ mod tests {
     #[test]
     fn responses_and_pushes_decode() {
         let ok = encode_ok(3, &serde_json::json!({"x": 1})).unwrap();
-        let Incoming::Response { id, result } = decode_incoming(body(&ok)).unwrap() else {
+        let Incoming::Response { id, result } = incoming(body(&ok)).unwrap() else {
             panic!("expected a response")
         };
         assert_eq!(id, 3);
-        assert_eq!(result.unwrap()["x"].as_u64(), Some(1));
+        assert_eq!(result.unwrap().value().unwrap()["x"].as_u64(), Some(1));
 
         let err = encode_err(4, &ErrorBody::new(ErrorCode::NotFound, "gone", false));
-        let Incoming::Response { result, .. } = decode_incoming(body(&err)).unwrap() else {
+        let Incoming::Response { result, .. } = incoming(body(&err)).unwrap() else {
             panic!("expected a response")
         };
         assert_eq!(result.unwrap_err().code, ErrorCode::NotFound);
 
         let push = encode_push("sub-1", &"hi").unwrap();
         assert_eq!(
-            decode_incoming(body(&push)).unwrap(),
+            incoming(body(&push)).unwrap(),
             Incoming::Push {
                 push: "sub-1".into(),
                 data: Value::from("hi")

@@ -2,13 +2,15 @@
 //!
 //! A frame is a 4-byte big-endian length followed by one msgpack map. This crate owns those
 //! bytes: [`frame`] encodes and decodes them, [`connection`] reads and writes them on a stream,
-//! [`error`] names the stable error codes and [`payload`] defines what a JSON-compatible payload
-//! is. Nothing outside this crate touches `rmp-serde`.
+//! [`error`] names the stable error codes, [`payload`] defines what a JSON-compatible payload
+//! is, and [`raw`] holds values left undecoded until needed. Nothing outside this crate touches
+//! `rmp-serde`.
 
 pub mod connection;
 pub mod error;
 pub mod frame;
 pub mod payload;
+pub mod raw;
 
 pub use connection::{pump_frames, FrameReader, ReadError};
 pub use error::{ErrorBody, ErrorCode};
@@ -17,6 +19,7 @@ pub use frame::{
     from_value, DecodeError, Incoming, Request, Value,
 };
 pub use payload::Json;
+pub use raw::Raw;
 
 /// The protocol version spoken in `hello`.
 pub const PROTOCOL_VERSION: u32 = 1;

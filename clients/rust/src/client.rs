@@ -1,8 +1,8 @@
 //! The connection: a writer task, a reader task, and a table of calls waiting for replies.
 
 use ikigai_protocol::{
-    decode_incoming, encode_request, from_value, pump_frames, ErrorBody, FrameReader, Incoming,
-    Value, PROTOCOL_VERSION,
+    decode_incoming, encode_request, pump_frames, ErrorBody, FrameReader, Incoming, Raw, Value,
+    PROTOCOL_VERSION,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -56,7 +56,8 @@ pub struct Hello {
     pub session: String,
 }
 
-type Reply = Result<Value, ErrorBody>;
+/// A reply's `ok` value is decoded by the caller that waits for it, not by the reading task.
+type Reply = Result<Raw, ErrorBody>;
 
 /// A submitted request whose reply has not been read yet.
 pub struct Pending {
@@ -64,14 +65,18 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// The raw `ok` value.
+    /// The `ok` value, untyped.
     pub async fn value(self) -> Result<Value, ClientError> {
-        Ok(self.rx.await.map_err(|_| ClientError::Closed)??)
+        self.ok().await?.value().map_err(ClientError::Decode)
     }
 
     /// The `ok` value decoded into `R`.
     pub async fn reply<R: DeserializeOwned>(self) -> Result<R, ClientError> {
-        from_value(self.value().await?).map_err(ClientError::Decode)
+        self.ok().await?.parse().map_err(ClientError::Decode)
+    }
+
+    async fn ok(self) -> Result<Raw, ClientError> {
+        Ok(self.rx.await.map_err(|_| ClientError::Closed)??)
     }
 }
 /// Calls waiting for their reply, by id; `None` once the connection is gone.
