@@ -3,7 +3,7 @@
 
 mod support;
 
-use ikigai_client::Receive;
+use ikigai_client::{Client, Receive};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use support::{Daemon, TestDb};
@@ -15,6 +15,15 @@ fn receive(mailbox: &str, wait_ms: u64) -> Receive<'_> {
         wait_ms: Some(wait_ms),
         visibility_ms: None,
     }
+}
+
+/// True when a receive of bob's mailbox through `client` gets no message at once.
+async fn nothing_ready(client: &Client) -> bool {
+    client
+        .mailbox_receive(&receive("bob", 0))
+        .await
+        .unwrap()
+        .is_empty()
 }
 
 /// Two daemons on one fresh database; both get `config`.
@@ -58,7 +67,7 @@ async fn messages_sent_through_both_daemons_are_each_delivered_once_in_order_per
     let bob = b.agent("bob").await;
     bob.mailbox_receive(&receive("bob", 0)).await.unwrap();
 
-    let send = |client: ikigai_client::Client| async move {
+    let send = |client: Client| async move {
         let mut ids = Vec::new();
         for n in 0..200 {
             ids.push(client.mailbox_send("bob", &json!({"n": n})).await.unwrap());
@@ -98,11 +107,7 @@ async fn a_mailbox_is_served_by_one_daemon_at_a_time_and_moves_when_that_one_goe
 
     let second = alice.mailbox_send("bob", &json!(2)).await.unwrap();
     assert!(
-        bob_b
-            .mailbox_receive(&receive("bob", 0))
-            .await
-            .unwrap()
-            .is_empty(),
+        nothing_ready(&bob_b).await,
         "daemon B does not deliver while A serves the mailbox"
     );
     bob_a.mailbox_ack("bob", &[first]).await.unwrap();
@@ -162,11 +167,7 @@ async fn an_ack_written_through_another_daemon_ends_the_delivery_on_the_serving_
 
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(
-        bob_b
-            .mailbox_receive(&receive("bob", 0))
-            .await
-            .unwrap()
-            .is_empty(),
+        nothing_ready(&bob_b).await,
         "past its visibility timeout, the acked message is not delivered again"
     );
 }
