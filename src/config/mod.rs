@@ -4,12 +4,15 @@
 //! one, a bad value, an unknown backend or a backend that is not implemented yet is a
 //! [`ConfigError`] naming the file, line and key, and the daemon does not start.
 
+mod doc;
+
+pub(crate) use doc::Doc;
 use std::path::Path;
 use std::time::Duration;
 use thiserror::Error;
 
 /// The shipped default, used when no other file is found.
-pub const SHIPPED_DEFAULT: &str = include_str!("../config/ikigai.conf");
+pub const SHIPPED_DEFAULT: &str = include_str!("../../config/ikigai.conf");
 
 /// A configuration problem, located in its file.
 #[derive(Debug, Error)]
@@ -305,13 +308,6 @@ const KNOWN: &[(&str, &[&str])] = &[
     ("llm", crate::llm::config::LLM_KEYS),
 ];
 
-/// A parsed file and where it came from, for reading values and locating errors.
-pub(crate) struct Doc<'a> {
-    text: &'a str,
-    file: &'a str,
-    ini: &'a ini::Ini,
-}
-
 impl Doc<'_> {
     fn check_known(&self) -> Result<(), ConfigError> {
         for (section, props) in self.ini.iter() {
@@ -359,79 +355,6 @@ impl Doc<'_> {
         Ok(())
     }
 
-    /// The sections named `<prefix><name>`, as (name, section).
-    pub(crate) fn sections_with_prefix(&self, prefix: &str) -> Vec<(&str, &str)> {
-        let sections = self.ini.sections().flatten();
-        sections
-            .filter_map(|s| s.strip_prefix(prefix).map(|name| (name, s)))
-            .collect()
-    }
-
-    pub(crate) fn has_section(&self, section: &str) -> bool {
-        self.ini.section(Some(section)).is_some()
-    }
-
-    pub(crate) fn get(&self, section: &str, key: &str) -> Option<&str> {
-        self.ini
-            .section(Some(section))
-            .and_then(|p| p.get(key))
-            .map(str::trim)
-    }
-
-    pub(crate) fn number<T>(
-        &self,
-        section: &str,
-        key: &str,
-        default: T,
-        min: T,
-    ) -> Result<T, ConfigError>
-    where
-        T: std::str::FromStr + Copy + PartialOrd + std::fmt::Display,
-    {
-        let Some(raw) = self.get(section, key) else {
-            return Ok(default);
-        };
-        match raw.parse::<T>() {
-            Ok(v) if v >= min => Ok(v),
-            Ok(_) => Err(self.error(section, key, format!("must be at least {min}"))),
-            Err(_) => Err(self.error(section, key, format!("{raw:?} is not a whole number"))),
-        }
-    }
-
-    pub(crate) fn millis(
-        &self,
-        section: &str,
-        key: &str,
-        default: u64,
-        min: u64,
-    ) -> Result<Duration, ConfigError> {
-        self.number(section, key, default, min)
-            .map(Duration::from_millis)
-    }
-
-    /// Checks that one whole-number key (its default if absent) is at most another.
-    fn check_order(
-        &self,
-        low: (&str, &str, u64),
-        high: (&str, &str, u64),
-    ) -> Result<(), ConfigError> {
-        let l = self.number(low.0, low.1, low.2, 0)?;
-        let h = self.number(high.0, high.1, high.2, 0)?;
-        if l > h {
-            let message = format!("{l} is more than [{}] {} ({h})", high.0, high.1);
-            return Err(self.error(low.0, low.1, message));
-        }
-        Ok(())
-    }
-
-    fn boolean(&self, section: &str, key: &str) -> Result<bool, ConfigError> {
-        match self.get(section, key) {
-            None | Some("false") => Ok(false),
-            Some("true") => Ok(true),
-            Some(other) => Err(self.error(section, key, format!("{other:?} is not true or false"))),
-        }
-    }
-
     fn server_mode(&self) -> Result<ServerMode, ConfigError> {
         match self.get("postgres", "server") {
             None | Some("auto") => Ok(ServerMode::Auto),
@@ -443,41 +366,6 @@ impl Doc<'_> {
             )),
         }
     }
-
-    pub(crate) fn error(&self, section: &str, key: &str, message: String) -> ConfigError {
-        let line = locate(self.text, section, key);
-        let key = match (section, key) {
-            ("", key) => key.to_owned(),
-            (section, "") => format!("[{section}]"),
-            (section, key) => format!("[{section}] {key}"),
-        };
-        ConfigError {
-            file: self.file.into(),
-            line,
-            key,
-            message,
-        }
-    }
-}
-
-/// The 1-based line of `key` in `[section]` (of the section header when `key` is empty).
-fn locate(text: &str, section: &str, key: &str) -> usize {
-    let mut current = "";
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            current = name.trim();
-            if current == section && key.is_empty() {
-                return i + 1;
-            }
-        } else if current == section && !key.is_empty() {
-            let name = line.split(['=', ':']).next().unwrap_or("").trim();
-            if name == key {
-                return i + 1;
-            }
-        }
-    }
-    0
 }
 
 #[cfg(test)]
