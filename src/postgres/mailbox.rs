@@ -1,10 +1,10 @@
 //! The mailbox service on Postgres: the seed's `mailbox` table. [`write`] applies the mailbox
 //! part of a group commit (at most three statements: insert the sends, mark the acks read,
 //! record redelivery attempts, each taking its rows as arrays through `unnest`, pipelined);
-//! [`PgMailboxStore`] serves the reads. Statements that reach rows by id keep the planner off the
-//! partial index as `src/postgres/queue.rs` explains (`(...) IS TRUE`).
+//! [`PgMailboxStore`] serves the reads. Acks and attempt counts reach their rows by id through
+//! [`locked_by_id`], whatever the statistics say.
 
-use super::store_error;
+use super::{locked_by_id, store_error};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
@@ -14,7 +14,7 @@ use ikigai_actors::store::{
 };
 use ikigai_actors::{NewMessage, StoredMessage};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -27,17 +27,36 @@ const INSERT: &str = "\
     ORDER BY ord \
     RETURNING id, seq, created_at";
 
-const ACK: &str = "\
-    UPDATE mailbox AS m \
-    SET read_at = now(), read_by = u.reader, attempts = GREATEST(m.attempts, u.attempts) \
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int4[]) AS u(id, mailbox_name, reader, attempts) \
-    WHERE m.id = u.id AND (m.mailbox_name = u.mailbox_name AND m.read_at IS NULL) IS TRUE \
-    RETURNING m.id";
+/// Marks acked rows read (only unread rows of the named mailbox).
+static ACK: LazyLock<String> = LazyLock::new(|| {
+    let unread = locked_by_id(
+        "mailbox",
+        "$1::uuid[], $2::text[], $3::text[], $4::int4[]",
+        "id, mailbox_name, reader, attempts",
+        "t.mailbox_name = u.mailbox_name AND t.read_at IS NULL",
+        "",
+    );
+    format!(
+        "WITH a AS ({unread}) UPDATE mailbox AS m \
+         SET read_at = now(), read_by = a.reader, attempts = GREATEST(m.attempts, a.attempts) \
+         FROM a WHERE m.id = a.id RETURNING m.id"
+    )
+});
 
-const ATTEMPTS: &str = "\
-    UPDATE mailbox AS m SET attempts = GREATEST(m.attempts, u.attempts) \
-    FROM unnest($1::uuid[], $2::int4[]) AS u(id, attempts) \
-    WHERE m.id = u.id AND (m.read_at IS NULL) IS TRUE";
+/// Records redelivery counts of unread rows.
+static ATTEMPTS: LazyLock<String> = LazyLock::new(|| {
+    let unread = locked_by_id(
+        "mailbox",
+        "$1::uuid[], $2::int4[]",
+        "id, attempts",
+        "t.read_at IS NULL",
+        "",
+    );
+    format!(
+        "WITH a AS ({unread}) UPDATE mailbox AS m SET attempts = GREATEST(m.attempts, a.attempts) \
+         FROM a WHERE m.id = a.id"
+    )
+});
 
 const LOAD: &str = "\
     SELECT id, seq, mailbox_name, sender, payload, created_at, attempts FROM mailbox \
@@ -223,7 +242,7 @@ pub(crate) async fn ack(
     let names: Vec<&str> = acks.iter().map(|a| a.mailbox.as_str()).collect();
     let readers: Vec<&str> = acks.iter().map(|a| a.reader.as_str()).collect();
     let attempts: Vec<i32> = acks.iter().map(|a| saturating_i32(a.attempts)).collect();
-    let stmt = tx.prepare_cached(ACK).await?;
+    let stmt = tx.prepare_cached(&ACK).await?;
     let rows = tx
         .query(&stmt, &[&ids, &names, &readers, &attempts])
         .await?;
@@ -239,7 +258,7 @@ async fn record_attempts(
     }
     let ids: Vec<Uuid> = writes.iter().map(|w| w.id).collect();
     let attempts: Vec<i32> = writes.iter().map(|w| saturating_i32(w.attempts)).collect();
-    let stmt = tx.prepare_cached(ATTEMPTS).await?;
+    let stmt = tx.prepare_cached(&ATTEMPTS).await?;
     tx.execute(&stmt, &[&ids, &attempts]).await?;
     Ok(())
 }

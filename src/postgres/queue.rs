@@ -3,7 +3,7 @@
 //! [`PgQueueStore`] serves the reads. Claims are conditional (`claimed_by IS NULL`) and skip
 //! rows another transaction holds, so two daemons never claim one task and never deadlock.
 
-use super::store_error;
+use super::{locked_by_id, store_error};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
@@ -68,22 +68,9 @@ fn dedup_sql() -> String {
     )
 }
 
-/// Rows reached by id: `unnest` drives a lateral lookup of each id that locks its row, and the
-/// row's other conditions are wrapped in `(...) IS TRUE`. So the planner can only walk the
-/// arrays and reach each row through the primary key. Left free, it trusts statistics taken
-/// when the queue looked different (in a healthy queue nearly every row is finished, so the
-/// partial indexes look empty) and scans a whole partial index per group or even per id
-/// (seen: 190,000 index entries scanned, and 600 million rows joined, to claim 20,000 tasks).
-fn locked_by_id(args: &str, columns: &str, condition: &str, lock: &str) -> String {
-    format!(
-        "SELECT u.* FROM unnest({args}) AS u({columns}) \
-         CROSS JOIN LATERAL (SELECT 1 FROM task_queue t WHERE t.id = u.id \
-                             AND ({condition}) IS TRUE FOR UPDATE {lock}) AS locked"
-    )
-}
-
 fn claim_sql() -> String {
     let free = locked_by_id(
+        "task_queue",
         "$1::uuid[], $2::text[], $3::int8[], $4::uuid[]",
         "id, agent, lease_ms, lease_id",
         &format!("t.{CLAIMABLE}"),
@@ -108,6 +95,7 @@ fn settle_sql(set: &str, live_lease: bool) -> String {
         ""
     };
     let held = locked_by_id(
+        "task_queue",
         "$1::uuid[], $2::text[], $3::uuid[], $4::jsonb[], $5::text[], $6::int8[]",
         "id, agent, lease_id, result, error, ms",
         &format!(
