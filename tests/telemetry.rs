@@ -93,6 +93,16 @@ async fn full_text_search_finds_a_logged_phrase() {
     );
     let word = events(&agent, json!({"text": "disk"})).await;
     assert_eq!(word.len(), 2, "nested strings are searched too: {word:?}");
+    let id = "3fcaace7-d59d-4b66-96fd-5a92d5a521d2";
+    emit(
+        &agent,
+        "log",
+        json!({"message": "upload retried", "task_id": id}),
+    )
+    .await;
+    eventually(&agent, json!({"text": "retried"}), 1).await;
+    let by_id = events(&agent, json!({"text": id})).await;
+    assert!(by_id.is_empty(), "UUIDs are not search words: {by_id:?}");
     let out = d.cli(&["telemetry", "search", "moon"]);
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8(out.stdout).unwrap();

@@ -1,5 +1,6 @@
 //! `TelemetrySink` on Postgres: the seed's `telemetry` table, written a batch per statement,
-//! searched through its generated `search` tsvector (GIN index).
+//! searched through its generated `search` tsvector (GIN index; `ikigai_search_text` in
+//! schema.sql says which strings are words).
 
 use super::store_error;
 use async_trait::async_trait;
