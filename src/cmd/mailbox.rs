@@ -101,7 +101,7 @@ pub async fn receive(
         reply,
     })
     .await?;
-    let received = parked(rx, wait, s, session)
+    let received = parked(rx, Some(wait), s, session)
         .await
         .ok_or_else(|| MailboxError::Restarted(args.mailbox.clone()))??;
     Ok(Messages {

@@ -164,25 +164,32 @@ where
     Ok(rx)
 }
 
-/// Waits for the answer of a request that may park (receive, claim): at once when `wait` is
-/// zero, else until it arrives, `wait` runs out, the session closes or the daemon shuts down.
-/// An answer handed over at the last moment is kept, never dropped with the channel (what it
-/// carries would stay in flight until it timed out). `None` when the actor dropped the request
-/// (it restarted).
+/// Waits for the answer of a request that may park (receive, claim): until it arrives,
+/// `timeout` runs out, the session closes or the daemon shuts down. A zero `timeout` waits for
+/// the actor's immediate answer; `None` leaves the deadline to the actor (a claim: one being
+/// written when its wait ends is still handed over). An answer handed over at the last moment
+/// is kept, never dropped with the channel (what it carries would stay in flight until it timed
+/// out). `None` when the actor dropped the request (it restarted).
 async fn parked<T, E>(
     mut rx: oneshot::Receiver<Result<Vec<T>, E>>,
-    wait: Duration,
+    timeout: Option<Duration>,
     s: &Services,
     session: &Session,
 ) -> Option<Result<Vec<T>, E>> {
-    if wait.is_zero() {
+    if timeout.is_some_and(|t| t.is_zero()) {
         return rx.await.ok();
     }
+    let expired = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
     let (mut shutdown, mut closed) = (s.shutdown.clone(), session.closed());
     tokio::select! {
         biased;
         answer = &mut rx => return answer.ok(),
-        _ = tokio::time::sleep(wait) => {}
+        _ = expired => {}
         _ = shutdown.wait() => {}
         _ = closed.wait() => {}
     }

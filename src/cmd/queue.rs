@@ -239,11 +239,11 @@ pub async fn claim(args: ClaimArgs, s: &Services, session: &Session) -> Result<T
                 session: session.id,
                 lease,
                 max,
-                wait: !wait.is_zero(),
+                wait: (!wait.is_zero()).then_some(wait),
                 reply,
             })
             .await?;
-            let tasks = parked(rx, wait, s, session).await;
+            let tasks = parked(rx, None, s, session).await;
             tasks.ok_or_else(|| restarted(&args.queue))??
         }
     };

@@ -46,14 +46,15 @@ pub struct Push {
     pub reply: oneshot::Sender<Result<Vec<Pushed>, QueueError>>,
 }
 
-/// Claims up to `max` tasks for `lease`; parks the caller when none is ready and `wait` is set.
+/// Claims up to `max` tasks for `lease`; parks the caller for up to `wait` when none is ready.
+/// The answer always comes: tasks, or none once the wait is over.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Claim {
     pub session: SessionId,
     pub lease: Lease,
     pub max: usize,
-    pub wait: bool,
+    pub wait: Option<Duration>,
     pub reply: oneshot::Sender<Result<Vec<Task>, QueueError>>,
 }
 
@@ -363,8 +364,14 @@ impl Actor for Queue {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
+        // Waits end on their own timer (see `Claim`); the tick also ends those of waiters put
+        // back in line after their claim found nothing.
         ctx.run_interval(self.config.tick, |act, ctx| {
-            if let Ok(due) = act.guarded(ctx, |s| s.expired(Instant::now())) {
+            let now = Instant::now();
+            if let Ok(due) = act.guarded(ctx, |s| {
+                s.stop_waiting(now);
+                s.expired(now)
+            }) {
                 act.expire(due, ctx);
             }
         });
@@ -483,18 +490,21 @@ impl Handler<Claim> for Queue {
             session,
             lease,
             max,
-            wait,
+            until: wait.map(|wait| Instant::now() + wait),
             reply,
         };
-        match self.guarded(ctx, |s| s.take(max)) {
-            Ok(candidates) if !candidates.is_empty() => self.claim(waiter, candidates, ctx),
-            Ok(_) if wait => {
+        match (self.guarded(ctx, |s| s.take(max)), wait) {
+            (Ok(candidates), _) if !candidates.is_empty() => self.claim(waiter, candidates, ctx),
+            (Ok(_), Some(wait)) => {
                 let _ = self.guarded(ctx, |s| s.park(waiter));
+                ctx.run_later(wait, |act, ctx| {
+                    let _ = act.guarded(ctx, |s| s.stop_waiting(Instant::now()));
+                });
             }
-            Ok(_) => {
+            (Ok(_), None) => {
                 let _ = waiter.reply.send(Ok(Vec::new()));
             }
-            Err(e) => {
+            (Err(e), _) => {
                 let _ = waiter.reply.send(Err(e));
             }
         }

@@ -22,8 +22,10 @@ pub struct Waiter {
     pub session: SessionId,
     pub lease: Lease,
     pub max: usize,
-    /// False for a claim that returns at once when nothing is claimable.
-    pub wait: bool,
+    /// When a waiting claim gives up and answers with no task; `None` for a claim that returns
+    /// at once when nothing is claimable. The actor keeps this deadline, not the session, so
+    /// that a claim already being written when it passes is still handed over, never wasted.
+    pub until: Option<Instant>,
     pub reply: ClaimReply,
 }
 
@@ -256,12 +258,29 @@ impl QueueState {
     }
 
     /// Puts a waiter back at the head of the line (its claim found nothing); one that does not
-    /// wait gets an empty answer instead.
+    /// wait, or whose wait is over, gets an empty answer instead.
     pub fn unpark(&mut self, waiter: Waiter) {
-        if !waiter.wait {
-            let _ = waiter.reply.send(Ok(Vec::new()));
-        } else if !waiter.reply.is_closed() {
-            self.waiters.push_front(waiter);
+        match waiter.until {
+            Some(until) if until > Instant::now() => {
+                if !waiter.reply.is_closed() {
+                    self.waiters.push_front(waiter);
+                }
+            }
+            _ => {
+                let _ = waiter.reply.send(Ok(Vec::new()));
+            }
+        }
+    }
+
+    /// Answers, with no task, the waiters whose wait is over at `now`.
+    pub fn stop_waiting(&mut self, now: Instant) {
+        let (over, waiting): (VecDeque<Waiter>, VecDeque<Waiter>) =
+            std::mem::take(&mut self.waiters)
+                .into_iter()
+                .partition(|w| w.until.is_none_or(|until| until <= now));
+        self.waiters = waiting;
+        for w in over {
+            let _ = w.reply.send(Ok(Vec::new()));
         }
     }
 
@@ -419,12 +438,38 @@ mod tests {
             session: SessionId::new(),
             lease: lease.clone(),
             max,
-            wait: true,
+            until: Some(Instant::now() + Duration::from_secs(1)),
             reply,
         };
         q.waiters.push_back(waiter(1, gone));
         q.waiters.push_back(waiter(2, tx));
         assert_eq!(q.next_waiter().map(|w| w.max), Some(2));
         assert!(!q.has_waiters());
+    }
+
+    #[tokio::test]
+    async fn a_waiter_whose_wait_is_over_is_answered_with_nothing() {
+        let mut q = loaded(10);
+        let now = Instant::now();
+        let lease = Lease::new("a".into(), Duration::from_secs(1));
+        let mut park = |until| {
+            let (reply, rx) = oneshot::channel();
+            let session = SessionId::new();
+            let lease = lease.clone();
+            q.park(Waiter {
+                session,
+                lease,
+                max: 1,
+                until: Some(until),
+                reply,
+            });
+            rx
+        };
+        let mut over = park(now);
+        let mut waiting = park(now + Duration::from_secs(60));
+        q.stop_waiting(now);
+        assert!(matches!(over.try_recv(), Ok(Ok(tasks)) if tasks.is_empty()));
+        assert!(waiting.try_recv().is_err(), "still waiting");
+        assert!(q.has_waiters());
     }
 }
