@@ -11,8 +11,9 @@ use crate::store::{
     SettleWrite, StoreError,
 };
 use crate::supervise::contain;
-use crate::task::Task;
+use crate::task::{Claimed, Task};
 use actix::prelude::*;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use tracing::{debug, error};
@@ -41,8 +42,8 @@ pub enum Outcome {
     Recorded,
     /// One per pushed task, in order.
     Pushed(Vec<Pushed>),
-    /// The claims that took effect (the others were taken meanwhile).
-    Claimed(Vec<Task>),
+    /// The claims that took effect, by task id (the others were taken meanwhile).
+    Claimed(HashMap<Uuid, Claimed>),
     /// One per settlement, in order.
     Settled(Vec<(Uuid, Result<Task, Refusal>)>),
 }
@@ -230,7 +231,7 @@ fn distribute(callbacks: Callbacks, result: Result<Committed, StoreError>) {
             Kind::Push(n) => Ok(Outcome::Pushed(pushed.by_ref().take(n).collect())),
             Kind::Claim(ids) => Ok(Outcome::Claimed(
                 ids.iter()
-                    .filter_map(|id| committed.queue.claimed.remove(id))
+                    .filter_map(|id| committed.queue.claimed.remove_entry(id))
                     .collect(),
             )),
             Kind::Settle(ids) => Ok(Outcome::Settled(

@@ -43,7 +43,64 @@ pub struct Task {
     pub dedup_key: Option<String>,
 }
 
+/// What the store assigns when it inserts a task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inserted {
+    pub seq: i64,
+    pub scheduled_for: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a committed claim wrote into its task's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    pub attempts: i32,
+    pub claimed_at: DateTime<Utc>,
+    pub lease_until: DateTime<Utc>,
+}
+
+impl NewTask {
+    /// The task as stored, from what the store assigned, claimed by `claim` when it went
+    /// straight to a waiting consumer.
+    pub fn stored(&self, inserted: Inserted, claim: Option<(&Lease, Claimed)>) -> Task {
+        let task = Task {
+            id: self.id,
+            seq: inserted.seq,
+            queue: self.queue.clone(),
+            payload: self.payload.clone(),
+            priority: self.priority,
+            scheduled_for: inserted.scheduled_for,
+            created_at: inserted.created_at,
+            attempts: 0,
+            max_attempts: self.max_attempts,
+            claimed_by: None,
+            claimed_at: None,
+            lease_until: None,
+            completed_at: None,
+            failed_at: None,
+            error: None,
+            result: None,
+            dedup_key: self.dedup_key.clone(),
+        };
+        match claim {
+            Some((lease, claimed)) => task.claimed(&lease.agent, claimed),
+            None => task,
+        }
+    }
+}
+
 impl Task {
+    /// This task with a committed claim by `agent` applied.
+    pub fn claimed(self, agent: &str, claimed: Claimed) -> Task {
+        Task {
+            attempts: claimed.attempts,
+            claimed_by: Some(agent.to_owned()),
+            claimed_at: Some(claimed.claimed_at),
+            lease_until: Some(claimed.lease_until),
+            ..self
+        }
+    }
+
     /// Order of claiming: priority descending, then oldest first (the seed's order).
     pub fn rank(&self) -> Rank {
         Rank(std::cmp::Reverse(self.priority), self.created_at, self.seq)

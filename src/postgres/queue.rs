@@ -11,7 +11,7 @@ use ikigai_actors::store::{
     ClaimWrite, PushWrite, Pushed, QueueBatch, QueueCommitted, QueueCounts, QueueStore, Refusal,
     Settle, SettleWrite, StoreError, TaskState,
 };
-use ikigai_actors::task::Rank;
+use ikigai_actors::task::{Claimed, Inserted, Rank};
 use ikigai_actors::{Lease, Task};
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -54,9 +54,23 @@ fn push_sql() -> String {
          ORDER BY p.ord \
          ON CONFLICT (queue_name, dedup_key) \
              WHERE dedup_key IS NOT NULL AND completed_at IS NULL AND failed_at IS NULL DO NOTHING \
-         RETURNING {}",
-        columns("")
+         RETURNING id, seq, scheduled_for, created_at, {}",
+        claim_stamp("")
     )
+}
+
+/// The columns of a [`Claimed`], qualified by `t` (e.g. `"t."`): what a claim (or a push that
+/// claims) returns, the rest of the task being known already.
+fn claim_stamp(t: &str) -> String {
+    format!("{t}attempts, {t}claimed_at, {t}lease_until")
+}
+
+fn claimed_from_row(r: &Row, at: usize) -> Option<Claimed> {
+    Some(Claimed {
+        attempts: r.get(at),
+        claimed_at: r.get::<_, Option<_>>(at + 1)?,
+        lease_until: r.get::<_, Option<_>>(at + 2)?,
+    })
 }
 
 fn dedup_sql() -> String {
@@ -82,8 +96,8 @@ fn claim_sql() -> String {
              lease_until = now() + free.lease_ms * interval '1 millisecond', \
              lease_id = free.lease_id, claimed_via = $5, attempts = t.attempts + 1 \
          FROM free WHERE t.id = free.id \
-         RETURNING {}",
-        columns("t.")
+         RETURNING t.id, {}",
+        claim_stamp("t.")
     )
 }
 
@@ -194,13 +208,18 @@ pub(crate) async fn push(
         &lease_ids,
         &origin,
     ];
-    let mut created: HashMap<Uuid, Task> = by_id(tx.query(&stmt, &params).await?);
+    let mut created: HashMap<Uuid, (Inserted, Option<Claimed>)> = tx
+        .query(&stmt, &params)
+        .await?
+        .iter()
+        .map(|r| (r.get(0), (inserted_from_row(r), claimed_from_row(r, 4))))
+        .collect();
     let existing = existing_for_dedup(tx, pushes, &created).await?;
     Ok(pushes
         .iter()
         .filter_map(|p| match created.remove(&p.task.id) {
-            Some(task) => Some(Pushed {
-                task,
+            Some((inserted, claimed)) => Some(Pushed {
+                task: p.task.stored(inserted, p.claim.as_ref().zip(claimed)),
                 created: true,
             }),
             None => {
@@ -219,7 +238,7 @@ pub(crate) async fn push(
 async fn existing_for_dedup(
     tx: &impl GenericClient,
     pushes: &[PushWrite],
-    created: &HashMap<Uuid, Task>,
+    created: &HashMap<Uuid, (Inserted, Option<Claimed>)>,
 ) -> Result<HashMap<(String, String), Task>, tokio_postgres::Error> {
     let (queues, keys): (Vec<&str>, Vec<&str>) = pushes
         .iter()
@@ -241,7 +260,7 @@ pub(crate) async fn claim(
     tx: &impl GenericClient,
     claims: &[ClaimWrite],
     origin: &str,
-) -> Result<HashMap<Uuid, Task>, tokio_postgres::Error> {
+) -> Result<HashMap<Uuid, Claimed>, tokio_postgres::Error> {
     if claims.is_empty() {
         return Ok(HashMap::new());
     }
@@ -253,7 +272,10 @@ pub(crate) async fn claim(
     let rows = tx
         .query(&stmt, &[&ids, &agents, &lease_ms, &lease_ids, &origin])
         .await?;
-    Ok(by_id(rows))
+    Ok(rows
+        .iter()
+        .filter_map(|r| Some((r.get(0), claimed_from_row(r, 1)?)))
+        .collect())
 }
 
 /// Claims up to `max` of the best claimable tasks of `queue` for `lease` (inside a transaction:
@@ -266,20 +288,28 @@ pub(crate) async fn claim_next(
     origin: &str,
 ) -> Result<Vec<Task>, tokio_postgres::Error> {
     let sql = format!(
-        "SELECT id FROM task_queue WHERE queue_name = $1 AND {CLAIMABLE} AND {DUE} \
-         ORDER BY priority DESC, created_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED"
+        "SELECT {} FROM task_queue WHERE queue_name = $1 AND {CLAIMABLE} AND {DUE} \
+         ORDER BY priority DESC, created_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED",
+        columns("")
     );
-    let rows = tx.query(&sql, &[&queue, &(max as i64)]).await?;
-    let claims: Vec<ClaimWrite> = rows
+    let candidates: Vec<Task> = tx
+        .query(&sql, &[&queue, &(max as i64)])
+        .await?
         .iter()
-        .map(|r| ClaimWrite {
-            id: r.get(0),
+        .map(task_from_row)
+        .collect();
+    let claims: Vec<ClaimWrite> = candidates
+        .iter()
+        .map(|t| ClaimWrite {
+            id: t.id,
             lease: lease.clone(),
         })
         .collect();
-    let mut tasks: Vec<Task> = claim(tx, &claims, origin).await?.into_values().collect();
-    tasks.sort_by_key(Task::rank);
-    Ok(tasks)
+    let mut won = claim(tx, &claims, origin).await?;
+    Ok(candidates
+        .into_iter()
+        .filter_map(|t| won.remove(&t.id).map(|c| t.claimed(&lease.agent, c)))
+        .collect())
 }
 
 pub(crate) async fn settle(
@@ -381,6 +411,14 @@ fn refusal(s: &SettleWrite, found: Option<&(Task, Option<Uuid>)>) -> Refusal {
         _ if mine && same_lease => Refusal::LeaseLost, // still ours, but the lease ran out
         _ if s.lease_id.is_some() => Refusal::LeaseLost, // we held it once; someone took it over
         _ => Refusal::NotClaimer,
+    }
+}
+
+fn inserted_from_row(r: &Row) -> Inserted {
+    Inserted {
+        seq: r.get(1),
+        scheduled_for: r.get(2),
+        created_at: r.get(3),
     }
 }
 

@@ -523,9 +523,14 @@ impl Handler<Claims> for Queue {
         } = msg;
         let ids: Vec<Uuid> = candidates.iter().map(|t| t.id).collect();
         match result {
-            Ok(Outcome::Claimed(won)) if !won.is_empty() => {
+            Ok(Outcome::Claimed(mut won)) if !won.is_empty() => {
                 let _ = self.guarded(ctx, |s| s.drop_candidates(&ids));
-                self.hand_over(waiter, won, ctx);
+                let agent = &waiter.lease.agent;
+                let tasks = candidates
+                    .into_iter()
+                    .filter_map(|t| won.remove(&t.id).map(|c| t.claimed(agent, c)))
+                    .collect();
+                self.hand_over(waiter, tasks, ctx);
             }
             Ok(Outcome::Claimed(_)) => {
                 // Every candidate was taken elsewhere: the window is stale.

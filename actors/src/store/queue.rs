@@ -3,7 +3,7 @@
 //! is `src/postgres/queue.rs`.
 
 use super::StoreError;
-use crate::task::{Lease, NewTask, Rank, Task};
+use crate::task::{Claimed, Lease, NewTask, Rank, Task};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -95,7 +95,7 @@ pub struct QueueCommitted {
     /// One per push, in order.
     pub pushed: Vec<Pushed>,
     /// The claims that took effect, by task id.
-    pub claimed: HashMap<Uuid, Task>,
+    pub claimed: HashMap<Uuid, Claimed>,
     /// Every settlement's outcome, by task id: the task as it is now, or why nothing changed.
     pub settled: HashMap<Uuid, Result<Task, Refusal>>,
 }
