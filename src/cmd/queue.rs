@@ -417,6 +417,7 @@ async fn settle_within(
         agent,
         lease_id: None,
         action,
+        payload: None,
     }];
     let settle = async |conn: &deadpool_postgres::Object| {
         let mut outcomes = postgres::queue::settle(conn, &write)

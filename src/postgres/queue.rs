@@ -22,8 +22,13 @@ use uuid::Uuid;
 
 /// The columns of a [`Task`], in `task_from_row` order, qualified by `t` (e.g. `"t."`).
 fn columns(t: &str) -> String {
+    columns_with_payload(t, &format!("{t}payload"))
+}
+
+/// [`columns`] with `payload` in the payload's place (NULL where the daemon knows it).
+fn columns_with_payload(t: &str, payload: &str) -> String {
     format!(
-        "{t}id, {t}seq, {t}queue_name, {t}payload, COALESCE({t}priority, 0), \
+        "{t}id, {t}seq, {t}queue_name, {payload}, COALESCE({t}priority, 0), \
          COALESCE({t}scheduled_for, {t}created_at, now()), {t}created_at, {t}attempts, \
          {t}max_attempts, {t}claimed_by, {t}claimed_at, {t}lease_until, {t}completed_at, \
          {t}failed_at, {t}error, {t}result, {t}dedup_key"
@@ -110,8 +115,8 @@ fn settle_sql(set: &str, live_lease: bool) -> String {
     };
     let held = locked_by_id(
         "task_queue",
-        "$1::uuid[], $2::text[], $3::uuid[], $4::jsonb[], $5::text[], $6::int8[]",
-        "id, agent, lease_id, result, error, ms",
+        "$1::uuid[], $2::text[], $3::uuid[], $4::jsonb[], $5::text[], $6::int8[], $7::bool[]",
+        "id, agent, lease_id, result, error, ms, known",
         &format!(
             "t.claimed_by = u.agent AND (u.lease_id IS NULL OR t.lease_id = u.lease_id) {lease} \
              AND t.completed_at IS NULL AND t.failed_at IS NULL"
@@ -121,7 +126,7 @@ fn settle_sql(set: &str, live_lease: bool) -> String {
     format!(
         "WITH s AS ({held}) UPDATE task_queue AS t SET {set} FROM s WHERE t.id = s.id \
          RETURNING {}",
-        columns("t.")
+        columns_with_payload("t.", "CASE WHEN s.known THEN NULL ELSE t.payload END")
     )
 }
 
@@ -331,10 +336,17 @@ pub(crate) async fn settle(
         let agents: Vec<&str> = group.iter().map(|s| s.agent.as_str()).collect();
         let lease_ids: Vec<Option<Uuid>> = group.iter().map(|s| s.lease_id).collect();
         let (results, errors, ms) = settle_args(&group);
-        let rows = tx
-            .query(&stmt, &[&ids, &agents, &lease_ids, &results, &errors, &ms])
-            .await?;
-        out.extend(by_id(rows).into_iter().map(|(id, t)| (id, Ok(t))));
+        let known: Vec<bool> = group.iter().map(|s| s.payload.is_some()).collect();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+            [&ids, &agents, &lease_ids, &results, &errors, &ms, &known];
+        let payloads: HashMap<Uuid, &Arc<serde_json::Value>> = group
+            .iter()
+            .filter_map(|s| Some((s.id, s.payload.as_ref()?)))
+            .collect();
+        for row in tx.query(&stmt, &params).await? {
+            let task = task_with_payload(&row, payloads.get(&row.get(0)).copied());
+            out.insert(task.id, Ok(task));
+        }
     }
     let refused: Vec<&SettleWrite> = settles
         .iter()
@@ -422,16 +434,17 @@ fn inserted_from_row(r: &Row) -> Inserted {
     }
 }
 
-fn by_id(rows: Vec<Row>) -> HashMap<Uuid, Task> {
-    rows.iter().map(|r| (r.get(0), task_from_row(r))).collect()
+fn task_from_row(r: &Row) -> Task {
+    task_with_payload(r, None)
 }
 
-fn task_from_row(r: &Row) -> Task {
+/// A task from a row of [`columns_with_payload`]: `payload` when given (the row's is NULL).
+fn task_with_payload(r: &Row, payload: Option<&Arc<serde_json::Value>>) -> Task {
     Task {
         id: r.get(0),
         seq: r.get(1),
         queue: r.get(2),
-        payload: Arc::new(r.get(3)),
+        payload: payload.map_or_else(|| Arc::new(r.get(3)), Arc::clone),
         priority: r.get(4),
         scheduled_for: r.get(5),
         created_at: r

@@ -327,6 +327,7 @@ impl Queue {
                 agent: held.agent,
                 lease_id: Some(held.lease_id),
                 action: Settle::Expire,
+                payload: held.payload,
             })
             .collect();
         self.settle(writes, None, ctx);
@@ -353,6 +354,7 @@ impl Queue {
                 agent: lease.agent.clone(),
                 lease_id: Some(lease.lease_id),
                 action: Settle::Release,
+                payload: Some(t.payload),
             })
             .collect();
         self.settle(writes, None, ctx);
@@ -454,14 +456,17 @@ impl Handler<Pushes> for Queue {
 impl Queue {
     /// Gives claimed tasks to their consumer, or back to the queue when it has gone.
     fn hand_over(&mut self, waiter: Waiter, tasks: Vec<Task>, ctx: &mut Context<Self>) {
-        let held = Held {
+        let deadline = Instant::now() + waiter.lease.duration;
+        let held = |t: &Task| Held {
             session: waiter.session,
             agent: waiter.lease.agent.clone(),
             lease_id: waiter.lease.lease_id,
-            deadline: Instant::now() + waiter.lease.duration,
+            deadline,
+            payload: Some(t.payload.clone()),
         };
-        let ids: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
-        let _ = self.guarded(ctx, |s| ids.iter().for_each(|id| s.hold(*id, held.clone())));
+        let holds: Vec<(Uuid, Held)> = tasks.iter().map(|t| (t.id, held(t))).collect();
+        let ids: Vec<Uuid> = holds.iter().map(|(id, _)| *id).collect();
+        let _ = self.guarded(ctx, |s| holds.into_iter().for_each(|(id, h)| s.hold(id, h)));
         if let Err(Ok(tasks)) = waiter.reply.send(Ok(tasks)) {
             let _ = self.guarded(ctx, |s| ids.iter().for_each(|id| drop(s.unhold(id))));
             self.give_back(tasks, &waiter.lease, ctx);
@@ -552,16 +557,13 @@ impl Handler<SettleTask> for Queue {
     type Result = ();
 
     fn handle(&mut self, msg: SettleTask, ctx: &mut Context<Self>) {
-        let lease_id = self
-            .state
-            .held(&msg.id)
-            .filter(|h| h.agent == msg.agent)
-            .map(|h| h.lease_id);
+        let held = self.state.held(&msg.id).filter(|h| h.agent == msg.agent);
         let write = SettleWrite {
             id: msg.id,
             agent: msg.agent,
-            lease_id,
+            lease_id: held.map(|h| h.lease_id),
             action: msg.action,
+            payload: held.and_then(|h| h.payload.clone()),
         };
         self.settle(vec![write], Some(msg.reply), ctx);
     }

@@ -97,6 +97,7 @@ impl Queues {
             agent: lease.agent.clone(),
             lease_id: lease.lease_id,
             deadline: Instant::now() + remaining(first.lease_until.unwrap_or_else(Utc::now)),
+            payload: None,
         };
         let ids = tasks.iter().map(|t| t.id).collect();
         self.get(queue).do_send(Adopt { ids, held });

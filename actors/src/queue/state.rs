@@ -10,6 +10,7 @@
 use crate::message::SessionId;
 use crate::task::{Lease, Rank, Task};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -36,6 +37,9 @@ pub struct Held {
     pub agent: String,
     pub lease_id: Uuid,
     pub deadline: Instant,
+    /// The task's payload, when the claim was taken here (not adopted from a transaction), so
+    /// that settling it need not read the payload back.
+    pub payload: Option<Arc<serde_json::Value>>,
 }
 
 /// Live counters of one queue actor.
@@ -347,6 +351,7 @@ mod tests {
             agent: "a".into(),
             lease_id: Uuid::new_v4(),
             deadline: Instant::now(),
+            payload: None,
         }
     }
 

@@ -7,6 +7,7 @@ use crate::task::{Claimed, Lease, NewTask, Rank, Task};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -50,6 +51,8 @@ pub struct SettleWrite {
     pub agent: String,
     pub lease_id: Option<Uuid>,
     pub action: Settle,
+    /// The task's payload when the daemon holds it: the store need not read it back.
+    pub payload: Option<Arc<serde_json::Value>>,
 }
 
 /// The queue writes of one group commit.
