@@ -21,6 +21,10 @@ pub struct CacheConfig {
     pub sweep_interval: Duration,
 }
 
+/// Most writes stored in one batch: bounded so that a batch's buffers (here and in the store)
+/// stay small enough to be reused rather than freshly mapped each time.
+const MAX_BATCH: usize = 1024;
+
 /// Changes wait to be stored (sent by a handle when the first one arrives).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -102,7 +106,7 @@ impl Cache {
                 });
                 return;
             }
-            state.take_unstored()
+            state.take_unstored(MAX_BATCH)
         };
         self.writing = true;
         let store = self.store.clone();
