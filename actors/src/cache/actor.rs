@@ -111,7 +111,10 @@ impl Cache {
         self.writing = true;
         let store = self.store.clone();
         let write = async move {
+            let started = std::time::Instant::now();
             let result = store.write(&writes).await;
+            let ms = started.elapsed().as_millis() as u64;
+            debug!(writes = writes.len(), ms, "cache write-behind batch");
             (writes, result)
         };
         ctx.spawn(write.into_actor(self).map(|(writes, result), act, ctx| {
