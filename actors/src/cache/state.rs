@@ -75,6 +75,8 @@ impl PartialEq for Key {
 impl Eq for Key {}
 
 struct Entry {
+    /// The map's key, here too: one lookup reaches both (overwriting a key needs no other).
+    key: Key,
     value: Arc<Value>,
     bytes: usize,
     expires_ms: Option<i64>,
@@ -248,23 +250,36 @@ impl CacheState {
 
     fn insert(
         &mut self,
-        key: String,
+        name: String,
         value: Arc<Value>,
         expires_ms: Option<i64>,
         bytes: usize,
     ) -> Key {
-        self.remove(&key);
         let tick = self.next_tick;
         self.next_tick += 1;
-        let key = Key::new(key, tick);
-        self.recency.push_back((tick, key.clone()));
-        self.bytes += bytes;
-        let entry = Entry {
-            value,
-            bytes,
-            expires_ms,
+        let key = match self.entries.get_mut(name.as_str()) {
+            Some(entry) => {
+                self.bytes = self.bytes - entry.bytes + bytes;
+                entry.value = value;
+                entry.bytes = bytes;
+                entry.expires_ms = expires_ms;
+                entry.key.used(tick);
+                entry.key.clone()
+            }
+            None => {
+                let key = Key::new(name, tick);
+                self.bytes += bytes;
+                let entry = Entry {
+                    key: key.clone(),
+                    value,
+                    bytes,
+                    expires_ms,
+                };
+                self.entries.insert(key.clone(), entry);
+                key
+            }
         };
-        self.entries.insert(key.clone(), entry);
+        self.recency.push_back((tick, key.clone()));
         self.drop_stale_uses();
         key
     }
