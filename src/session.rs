@@ -1,9 +1,11 @@
 //! One client connection: authentication, then pipelined requests.
 //!
 //! Frames are read in order; until `hello` succeeds each request is answered before the next is
-//! read. After that each request runs at once, in place; one that has to wait continues as its
-//! own task (at most `max_in_flight` at once) and its response is written as soon as it is
-//! ready, so responses may leave out of order. A bad frame is answered with `bad_frame` (id 0)
+//! read. After that each request runs at once, in place, and its reply joins those of the other
+//! requests answered in place since the read buffer was last drained: they go to the writer as
+//! one batch (one write) before the session waits for more bytes. A request that has to wait
+//! continues as its own task (at most `max_in_flight` at once) and its response is written as
+//! soon as it is ready, so responses may leave out of order. A bad frame is answered with `bad_frame` (id 0)
 //! and ends the connection; on close or shutdown the in-flight requests finish, the mailboxes
 //! this session received from get their deliveries back, and its subscriptions end. Pushes share
 //! the bounded response queue.
@@ -23,6 +25,7 @@ use std::cell::{OnceCell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use tokio::net::unix::OwnedReadHalf;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, Semaphore};
@@ -149,41 +152,63 @@ async fn serve_requests(
     let max = services.config.daemon.max_in_flight;
     let permits = Arc::new(Semaphore::new(max));
     let mut shutdown = services.shutdown.clone();
+    // The replies of the requests answered in place since the read buffer was last drained:
+    // they leave together, as one frame batch for the writer (one write), before reading more.
+    let mut replies = Vec::new();
     while !shutdown.is_raised() {
         // Pipelined requests are often buffered already: those are taken without waiting.
         let frame = match reader.buffered_frame() {
-            Ok(None) => tokio::select! {
-                f = reader.read_frame() => f,
-                _ = shutdown.wait() => break,
-            },
+            Ok(None) => {
+                send_replies(out, &mut replies).await;
+                tokio::select! {
+                    f = reader.read_frame() => f,
+                    _ = shutdown.wait() => break,
+                }
+            }
             buffered => buffered,
         };
-        let req = match next_request(frame, out).await {
-            Next::Request(req) => req,
-            Next::Skip => continue,
-            Next::Close => break,
+        let req = match next_request(frame) {
+            Ok(req) => req,
+            Err((next, answer)) => {
+                replies.extend_from_slice(&answer);
+                match next {
+                    Next::Skip => continue,
+                    Next::Close => break,
+                }
+            }
         };
         let (services, session, out) = (services.clone(), session.clone(), out.clone());
-        let mut request = Box::pin(async move {
-            let frame = cmd::dispatch(req, &services, &session).await;
-            let _ = out.send(frame).await;
-        });
+        let mut request = Box::pin(async move { cmd::dispatch(req, &services, &session).await });
         // Most requests (every cache op) complete without waiting: they run here, in order.
         // One that waits continues as a task of its own, holding one of the `max_in_flight`
         // permits; when none is left, reading stops until one is returned (waiting requests
         // end on shutdown, so this wait does too).
-        if futures::poll!(&mut request).is_pending() {
-            let permit = permits.clone().acquire_owned().await;
-            let permit = permit.expect("the semaphore is never closed");
-            spawn_local(async move {
-                request.await;
-                drop(permit);
-            });
+        match futures::poll!(&mut request) {
+            Poll::Ready(frame) => replies.extend_from_slice(&frame),
+            Poll::Pending => {
+                send_replies(&out, &mut replies).await;
+                let permit = permits.clone().acquire_owned().await;
+                let permit = permit.expect("the semaphore is never closed");
+                spawn_local(async move {
+                    let _ = out.send(request.await).await;
+                    drop(permit);
+                });
+            }
         }
     }
+    send_replies(out, &mut replies).await;
     // Let the requests in flight finish (waiting receives end now) before the connection closes.
     session.closing.trigger();
     let _ = permits.acquire_many(max as u32).await;
+}
+
+/// Hands the replies gathered so far to the writer, as one batch; the next batch starts with
+/// room for as much.
+async fn send_replies(out: &Out, replies: &mut Vec<u8>) {
+    if !replies.is_empty() {
+        let next = Vec::with_capacity(replies.len());
+        let _ = out.send(std::mem::replace(replies, next)).await;
+    }
 }
 
 /// Reads requests one at a time until `hello` succeeds; `None` when the connection must end.
@@ -198,10 +223,15 @@ async fn authenticate(
             f = reader.read_frame() => f,
             _ = shutdown.wait() => return None,
         };
-        let req = match next_request(frame, out).await {
-            Next::Request(req) => req,
-            Next::Skip => continue,
-            Next::Close => return None,
+        let req = match next_request(frame) {
+            Ok(req) => req,
+            Err((next, mut answer)) => {
+                send_replies(out, &mut answer).await;
+                match next {
+                    Next::Skip => continue,
+                    Next::Close => return None,
+                }
+            }
         };
         match cmd::hello::authenticate(&req, services).await {
             cmd::hello::Outcome::Welcome(session, reply) => {
@@ -219,28 +249,31 @@ async fn authenticate(
     }
 }
 
+/// What follows a frame that is not a request.
 enum Next {
-    Request(Request),
     Skip,
     Close,
 }
 
-/// Decodes the next frame; errors are answered here (a bad frame also ends the connection).
-async fn next_request(frame: Result<Option<bytes::Bytes>, ReadError>, out: &Out) -> Next {
-    let (next, answer) = match frame {
+/// Decodes the next frame; otherwise what follows, and the answer to send (a bad frame also ends
+/// the connection).
+fn next_request(
+    frame: Result<Option<bytes::Bytes>, ReadError>,
+) -> Result<Request, (Next, Vec<u8>)> {
+    match frame {
         Ok(Some(body)) => match decode_request(&body) {
-            Ok(req) => return Next::Request(req),
-            Err(DecodeError::BadFrame(message)) => bad_frame(message),
+            Ok(req) => Ok(req),
+            Err(DecodeError::BadFrame(message)) => Err(bad_frame(message)),
             Err(DecodeError::BadRequest { id, message }) => {
                 let body = ErrorBody::new(ErrorCode::BadRequest, message, false);
-                (Next::Skip, encode_err(id, &body))
+                Err((Next::Skip, encode_err(id, &body)))
             }
         },
-        Ok(None) | Err(ReadError::Io(_)) => return Next::Close,
-        Err(e @ (ReadError::TooLarge { .. } | ReadError::Truncated)) => bad_frame(e.to_string()),
-    };
-    let _ = out.send(answer).await;
-    next
+        Ok(None) | Err(ReadError::Io(_)) => Err((Next::Close, Vec::new())),
+        Err(e @ (ReadError::TooLarge { .. } | ReadError::Truncated)) => {
+            Err(bad_frame(e.to_string()))
+        }
+    }
 }
 
 fn bad_frame(message: String) -> (Next, Vec<u8>) {

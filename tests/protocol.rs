@@ -182,15 +182,22 @@ async fn pipelined_requests_are_matched_by_id() {
     assert_eq!(order, (100..=105).collect::<Vec<_>>());
 }
 
-#[tokio::test]
-async fn a_client_that_never_reads_holds_only_itself_and_not_the_shutdown() {
+/// Floods the daemon with `op` (after `setup`) from a client that never reads the replies:
+/// everyone else is still served, and shutdown still ends within its grace.
+async fn a_client_that_never_reads(
+    setup: Option<(&'static str, serde_json::Value)>,
+    op: &'static str,
+    args: serde_json::Value,
+) {
     let mut d = Daemon::start_with("[daemon]\nmax_in_flight = 4\nshutdown_grace_ms = 500\n").await;
     let mut raw = Raw::hello(&d).await;
     // Far more responses than the socket buffers hold; this client never reads them.
-    let big = json!({"mailbox": "admin", "payload": "x".repeat(4000)});
     let flood = tokio::spawn(async move {
+        if let Some((op, args)) = setup {
+            raw.request(1, op, &args).await;
+        }
         for id in 2..2000 {
-            raw.request(id, "mailbox.send", &big).await;
+            raw.request(id, op, &args).await;
         }
         raw
     });
@@ -204,4 +211,17 @@ async fn a_client_that_never_reads_holds_only_itself_and_not_the_shutdown() {
         started.elapsed()
     );
     drop(flood);
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_holds_only_itself_and_not_the_shutdown() {
+    let big = json!({"mailbox": "admin", "payload": "x".repeat(4000)});
+    a_client_that_never_reads(None, "mailbox.send", big).await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_in_place_replies_holds_only_itself() {
+    // Cache replies are answered in place and batched: the batches back up, not the daemon.
+    let big = json!({"key": "k", "value": "x".repeat(4000)});
+    a_client_that_never_reads(Some(("cache.set", big)), "cache.get", json!({"key": "k"})).await;
 }

@@ -21,6 +21,10 @@ pub struct CacheConfig {
     pub sweep_interval: Duration,
 }
 
+/// Most writes stored in one batch: bounded so that a batch's buffers (here and in the store)
+/// stay small enough to be reused rather than freshly mapped each time.
+const MAX_BATCH: usize = 1024;
+
 /// Changes wait to be stored (sent by a handle when the first one arrives).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -102,12 +106,15 @@ impl Cache {
                 });
                 return;
             }
-            state.take_unstored()
+            state.take_unstored(MAX_BATCH)
         };
         self.writing = true;
         let store = self.store.clone();
         let write = async move {
+            let started = std::time::Instant::now();
             let result = store.write(&writes).await;
+            let ms = started.elapsed().as_millis() as u64;
+            debug!(writes = writes.len(), ms, "cache write-behind batch");
             (writes, result)
         };
         ctx.spawn(write.into_actor(self).map(|(writes, result), act, ctx| {

@@ -7,10 +7,11 @@
 //! neither allocate nor walk a tree, and dropping stale uses needs no lookup.
 
 use super::{CacheError, CacheRow, CacheWrite};
+use foldhash::fast::RandomState;
 use serde_json::Value;
 use std::borrow::Borrow;
 use std::cell::Cell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -74,32 +75,35 @@ impl PartialEq for Key {
 impl Eq for Key {}
 
 struct Entry {
+    /// The map's key, here too: one lookup reaches both (overwriting a key needs no other).
+    key: Key,
     value: Arc<Value>,
     bytes: usize,
     expires_ms: Option<i64>,
 }
 
-/// Every live entry, in memory.
+/// Every live entry, in memory. The maps hash with foldhash, seeded at random per map: several
+/// times cheaper than SipHash on short keys, and keys chosen to collide cannot be precomputed.
 pub struct CacheState {
-    entries: HashMap<Key, Entry>,
+    entries: HashMap<Key, Entry, RandomState>,
     /// Uses, oldest first; stale elements are skipped (see the module header).
     recency: VecDeque<(u64, Key)>,
     next_tick: u64,
     bytes: usize,
     max_bytes: usize,
-    /// Changes not yet stored, one per key (the last one wins).
-    unstored: HashMap<String, Option<CacheRow>>,
+    /// Keys changed since they were last stored; what is stored is their state when taken.
+    unstored: HashSet<Key, RandomState>,
 }
 
 impl CacheState {
     pub fn new(max_bytes: usize) -> Self {
         CacheState {
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             recency: VecDeque::new(),
             next_tick: 0,
             bytes: 0,
             max_bytes,
-            unstored: HashMap::new(),
+            unstored: HashSet::default(),
         }
     }
 
@@ -155,14 +159,9 @@ impl CacheState {
             let max = self.max_bytes;
             return Err(CacheError::TooLarge { bytes, max });
         }
-        let row = CacheRow {
-            key: key.clone(),
-            value: value.clone(),
-            expires_ms,
-        };
-        self.unstored.insert(key.clone(), Some(row));
-        self.insert(key.clone(), value, expires_ms, bytes);
-        self.evict(Some(&key));
+        let key = self.insert(key, value, expires_ms, bytes);
+        self.evict(Some(key.name()));
+        self.unstored.replace(key);
         Ok(())
     }
 
@@ -172,8 +171,8 @@ impl CacheState {
             .entries
             .get(key)
             .is_some_and(|e| live(e.expires_ms, now));
-        if self.remove(key) {
-            self.unstored.insert(key.to_owned(), None);
+        if let Some(key) = self.remove(key) {
+            self.unstored.replace(key);
         }
         was_live
     }
@@ -208,11 +207,22 @@ impl CacheState {
         expired.len()
     }
 
-    /// The changes to store next, at most one per key.
-    pub fn take_unstored(&mut self) -> Vec<CacheWrite> {
-        self.unstored
-            .drain()
-            .map(|(key, row)| row.map_or(CacheWrite::Remove(key), CacheWrite::Put))
+    /// The changes to store next, at most `max`, one per key: each key's state now.
+    pub fn take_unstored(&mut self, max: usize) -> Vec<CacheWrite> {
+        let keys: Vec<Key> = self.unstored.iter().take(max).cloned().collect();
+        keys.iter()
+            .map(|key| {
+                self.unstored.remove(key);
+                let name = key.name();
+                match self.entries.get(name) {
+                    Some(e) => CacheWrite::Put(CacheRow {
+                        key: name.to_owned(),
+                        value: e.value.clone(),
+                        expires_ms: e.expires_ms,
+                    }),
+                    None => CacheWrite::Remove(name.to_owned()),
+                }
+            })
             .collect()
     }
 
@@ -220,40 +230,66 @@ impl CacheState {
         !self.unstored.is_empty()
     }
 
-    /// Takes back writes whose storing failed, unless their key changed again meanwhile.
+    /// Takes back the keys of writes whose storing failed: their state now is stored next.
     pub fn unstored_again(&mut self, writes: Vec<CacheWrite>) {
         for write in writes {
-            let (key, row) = match write {
-                CacheWrite::Put(row) => (row.key.clone(), Some(row)),
-                CacheWrite::Remove(key) => (key, None),
+            let name = match write {
+                CacheWrite::Put(row) => row.key,
+                CacheWrite::Remove(key) => key,
             };
-            self.unstored.entry(key).or_insert(row);
+            if !self.unstored.contains(name.as_str()) {
+                let key = self
+                    .entries
+                    .get_key_value(name.as_str())
+                    .map(|(k, _)| k.clone());
+                self.unstored
+                    .insert(key.unwrap_or_else(|| Key::new(name, REMOVED)));
+            }
         }
     }
 
-    fn insert(&mut self, key: String, value: Arc<Value>, expires_ms: Option<i64>, bytes: usize) {
-        self.remove(&key);
+    fn insert(
+        &mut self,
+        name: String,
+        value: Arc<Value>,
+        expires_ms: Option<i64>,
+        bytes: usize,
+    ) -> Key {
         let tick = self.next_tick;
         self.next_tick += 1;
-        let key = Key::new(key, tick);
-        self.recency.push_back((tick, key.clone()));
-        self.bytes += bytes;
-        let entry = Entry {
-            value,
-            bytes,
-            expires_ms,
+        let key = match self.entries.get_mut(name.as_str()) {
+            Some(entry) => {
+                self.bytes = self.bytes - entry.bytes + bytes;
+                entry.value = value;
+                entry.bytes = bytes;
+                entry.expires_ms = expires_ms;
+                entry.key.used(tick);
+                entry.key.clone()
+            }
+            None => {
+                let key = Key::new(name, tick);
+                self.bytes += bytes;
+                let entry = Entry {
+                    key: key.clone(),
+                    value,
+                    bytes,
+                    expires_ms,
+                };
+                self.entries.insert(key.clone(), entry);
+                key
+            }
         };
-        self.entries.insert(key, entry);
+        self.recency.push_back((tick, key.clone()));
         self.drop_stale_uses();
+        key
     }
 
-    fn remove(&mut self, key: &str) -> bool {
-        let Some((key, entry)) = self.entries.remove_entry(key) else {
-            return false;
-        };
+    /// Removes a key; the removed key, if it was there.
+    fn remove(&mut self, key: &str) -> Option<Key> {
+        let (key, entry) = self.entries.remove_entry(key)?;
         key.used(REMOVED);
         self.bytes -= entry.bytes;
-        true
+        Some(key)
     }
 
     /// Drops the stale uses once they outnumber the entries (amortized: one check per use).
@@ -277,7 +313,7 @@ impl CacheState {
                 return;
             }
             self.remove(oldest.name());
-            self.unstored.insert(oldest.name().to_owned(), None);
+            self.unstored.replace(oldest);
         }
     }
 }
@@ -351,12 +387,12 @@ mod tests {
             c.set(k.into(), v(json!("x")), None).unwrap();
         }
         c.get("a/0", 0);
-        c.take_unstored();
+        c.take_unstored(usize::MAX);
         c.set("a/3".into(), v(json!("x")), None).unwrap();
         assert_eq!(c.get("a/1", 0), None, "a/1 was the least recently used");
         assert!(c.get("a/0", 0).is_some());
         assert!(c.bytes() <= one * 3);
-        let writes = c.take_unstored();
+        let writes = c.take_unstored(usize::MAX);
         assert!(
             writes.contains(&CacheWrite::Remove("a/1".into())),
             "{writes:?}"
@@ -406,18 +442,32 @@ mod tests {
         c.set("a/k".into(), v(json!(2)), None).unwrap();
         c.set("a/gone".into(), v(json!(1)), None).unwrap();
         c.delete("a/gone", 0);
-        let mut writes = c.take_unstored();
+        let mut writes = c.take_unstored(usize::MAX);
         writes.sort_by_key(|w| format!("{w:?}"));
         assert_eq!(writes.len(), 2);
         assert!(writes.contains(&CacheWrite::Remove("a/gone".into())));
         c.set("a/k".into(), v(json!(3)), None).unwrap();
         c.unstored_again(writes);
-        let again = c.take_unstored();
+        let again = c.take_unstored(usize::MAX);
         let put_k = again.iter().find_map(|w| match w {
             CacheWrite::Put(r) if r.key == "a/k" => Some(r.value.clone()),
             _ => None,
         });
         assert_eq!(put_k, Some(v(json!(3))), "the newer write wins");
         assert_eq!(again.len(), 2);
+    }
+
+    #[test]
+    fn unstored_writes_are_taken_in_bounded_batches() {
+        let mut c = CacheState::new(1 << 20);
+        for k in 0..10 {
+            c.set(format!("a/{k}"), v(json!(k)), None).unwrap();
+        }
+        let mut taken = c.take_unstored(4);
+        assert_eq!(taken.len(), 4);
+        taken.extend(c.take_unstored(4));
+        taken.extend(c.take_unstored(4));
+        assert_eq!(taken.len(), 10);
+        assert!(!c.has_unstored());
     }
 }

@@ -5,7 +5,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// Why reading a frame failed. Every variant ends the connection.
@@ -76,24 +76,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-/// Writes every frame sent on `frames` to `w`, flushing whenever the queue runs dry, so that a
-/// burst of pipelined frames leaves in few writes. Ends when the channel closes or a write fails.
-pub async fn pump_frames<W: AsyncWrite + Unpin>(w: W, mut frames: mpsc::Receiver<Vec<u8>>) {
-    let mut out = BufWriter::with_capacity(64 * 1024, w);
-    while let Some(frame) = frames.recv().await {
-        if out.write_all(&frame).await.is_err() {
-            return;
-        }
+/// Writes every frame sent on `frames` to `w`: the frames queued together leave in one write
+/// (appended to the first one), so that a burst of pipelined frames leaves in few writes. Ends
+/// when the channel closes or a write fails.
+pub async fn pump_frames<W: AsyncWrite + Unpin>(mut w: W, mut frames: mpsc::Receiver<Vec<u8>>) {
+    while let Some(mut batch) = frames.recv().await {
         while let Ok(frame) = frames.try_recv() {
-            if out.write_all(&frame).await.is_err() {
-                return;
-            }
+            batch.extend_from_slice(&frame);
         }
-        if out.flush().await.is_err() {
+        if w.write_all(&batch).await.is_err() {
             return;
         }
     }
-    let _ = out.shutdown().await;
+    let _ = w.shutdown().await;
 }
 
 #[cfg(test)]

@@ -197,13 +197,25 @@ pub fn encode_request<T: Serialize + ?Sized>(
     op: &str,
     args: &T,
 ) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(256);
+    encode_request_into(&mut out, id, op, args)?;
+    Ok(out)
+}
+
+/// Appends the frame of a request `{"id", "op", "args"}` to `out` (left as it was on error).
+pub fn encode_request_into<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    id: u64,
+    op: &str,
+    args: &T,
+) -> Result<(), EncodeError> {
     #[derive(Serialize)]
     struct Req<'a, T: ?Sized> {
         id: u64,
         op: &'a str,
         args: &'a T,
     }
-    encode(&Req { id, op, args })
+    encode_into(out, &Req { id, op, args })
 }
 
 /// Converts an untyped msgpack value into `T`, with a message fit for a `bad_request`.
@@ -214,11 +226,29 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, String> {
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
     // Most frames are small: one allocation instead of a few growths.
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(&[0u8; 4]);
-    rmp_serde::encode::write_named(&mut out, value).map_err(|e| EncodeError(e.to_string()))?;
-    let len = u32::try_from(out.len() - 4).map_err(|_| EncodeError("frame over 4 GiB".into()))?;
-    out[..4].copy_from_slice(&len.to_be_bytes());
+    encode_into(&mut out, value)?;
     Ok(out)
+}
+
+/// Appends one frame (length prefix and body) to `out`; on error `out` is left as it was.
+fn encode_into<T: Serialize>(out: &mut Vec<u8>, value: &T) -> Result<(), EncodeError> {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; 4]);
+    let body = rmp_serde::encode::write_named(out, value)
+        .map_err(|e| EncodeError(e.to_string()))
+        .and_then(|()| {
+            u32::try_from(out.len() - start - 4).map_err(|_| EncodeError("frame over 4 GiB".into()))
+        });
+    match body {
+        Ok(len) => {
+            out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
 }
 
 fn decode_map(body: &[u8]) -> Result<Vec<(Value, Value)>, DecodeError> {
@@ -357,6 +387,26 @@ mod tests {
         assert!(args(Value::Ext(3, vec![0])).parse::<P>().is_err());
         assert!(args(Value::F64(f64::NAN)).parse::<P>().is_err());
         assert!(args(Value::from("a\0b")).parse::<P>().is_err());
+    }
+
+    #[test]
+    fn requests_append_to_a_buffer_whole_or_not_at_all() {
+        let mut out = encode_request(1, "a", &()).unwrap();
+        let first = out.len();
+        encode_request_into(&mut out, 2, "b", &()).unwrap();
+        assert_eq!(decode(body(&out[first..])).unwrap().op, "b");
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("no"))
+            }
+        }
+        assert!(encode_request_into(&mut out, 3, "c", &Refuses).is_err());
+        assert_eq!(
+            decode(body(&out[first..])).unwrap().id,
+            2,
+            "nothing appended"
+        );
     }
 
     #[test]

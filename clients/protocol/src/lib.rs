@@ -16,7 +16,7 @@ pub use connection::{pump_frames, FrameReader, ReadError};
 pub use error::{ErrorBody, ErrorCode};
 pub use frame::{
     decode_incoming, decode_request, encode_err, encode_ok, encode_push, encode_request,
-    from_value, DecodeError, Incoming, Request, Value,
+    encode_request_into, from_value, DecodeError, Incoming, Request, Value,
 };
 pub use payload::Json;
 pub use raw::Raw;

@@ -1,7 +1,11 @@
 //! The connection: a writer task, a reader task, and a table of calls waiting for replies.
+//!
+//! Calls append their request frames to one shared output buffer; the writer task writes all
+//! that accumulated with one write while the next requests accumulate behind it, so a burst of
+//! pipelined calls leaves in a few writes without a channel message or an allocation per frame.
 
 use ikigai_protocol::{
-    decode_incoming, encode_request, pump_frames, ErrorBody, FrameReader, Incoming, Raw, Value,
+    decode_incoming, encode_request_into, ErrorBody, FrameReader, Incoming, Raw, Value,
     PROTOCOL_VERSION,
 };
 use serde::de::DeserializeOwned;
@@ -11,8 +15,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 /// Why a call failed.
 #[derive(Debug, Error)]
@@ -82,6 +88,9 @@ impl Pending {
 /// Calls waiting for their reply, by id; `None` once the connection is gone.
 type Waiters = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Reply>>>>>;
 
+/// Bytes of queued requests beyond which a call waits for the writer (back-pressure).
+const MAX_QUEUED: usize = 1 << 20;
+
 /// A connection to the daemon. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct Client {
@@ -89,10 +98,102 @@ pub struct Client {
 }
 
 struct Inner {
-    writes: mpsc::Sender<Vec<u8>>,
+    output: Arc<Output>,
     pending: Waiters,
     next_id: AtomicU64,
     pushes: tokio::sync::Mutex<mpsc::UnboundedReceiver<Push>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.output.close();
+    }
+}
+
+/// Request frames waiting for the writer task, shared with it.
+#[derive(Default)]
+struct Output {
+    queued: Mutex<Queued>,
+    /// Something was queued, or the connection is closing.
+    queued_some: Notify,
+    /// The writer took what was queued.
+    taken: Notify,
+}
+
+#[derive(Default)]
+struct Queued {
+    frames: Vec<u8>,
+    /// No more writes: the client was dropped or a write failed.
+    closed: bool,
+}
+
+impl Output {
+    /// Appends the frame of one request; waits while too much is queued.
+    async fn queue<A: Serialize + ?Sized>(
+        &self,
+        id: u64,
+        op: &str,
+        args: &A,
+    ) -> Result<(), ClientError> {
+        loop {
+            let taken = self.taken.notified();
+            {
+                let mut queued = self.queued.lock().expect("output lock");
+                if queued.closed {
+                    return Err(ClientError::Closed);
+                }
+                if queued.frames.len() < MAX_QUEUED {
+                    let was_empty = queued.frames.is_empty();
+                    encode_request_into(&mut queued.frames, id, op, args)
+                        .map_err(|e| ClientError::Decode(e.to_string()))?;
+                    drop(queued);
+                    if was_empty {
+                        self.queued_some.notify_one();
+                    }
+                    return Ok(());
+                }
+            }
+            taken.await;
+        }
+    }
+
+    fn close(&self) {
+        self.queued.lock().expect("output lock").closed = true;
+        self.queued_some.notify_one();
+    }
+
+    /// Swaps what is queued into `batch` (empty before): `Some(true)` if it took frames,
+    /// `Some(false)` if none are queued, `None` once closed with none left.
+    fn take(&self, batch: &mut Vec<u8>) -> Option<bool> {
+        let mut queued = self.queued.lock().expect("output lock");
+        if queued.frames.is_empty() {
+            return (!queued.closed).then_some(false);
+        }
+        std::mem::swap(&mut queued.frames, batch);
+        drop(queued);
+        self.taken.notify_waiters();
+        Some(true)
+    }
+}
+
+/// Writes whatever requests have queued, one write per batch, until the client is dropped or a
+/// write fails.
+async fn write_loop(mut w: OwnedWriteHalf, output: Arc<Output>) {
+    let mut batch = Vec::new();
+    loop {
+        match output.take(&mut batch) {
+            Some(true) => {
+                if w.write_all(&batch).await.is_err() {
+                    output.close();
+                    return;
+                }
+                batch.clear();
+            }
+            Some(false) => output.queued_some.notified().await,
+            None => break,
+        }
+    }
+    let _ = w.shutdown().await;
 }
 
 impl Client {
@@ -100,10 +201,10 @@ impl Client {
     pub async fn connect(socket: impl AsRef<Path>) -> Result<Client, ClientError> {
         let stream = UnixStream::connect(socket).await?;
         let (read, write) = stream.into_split();
-        let (writes, write_rx) = mpsc::channel(4096);
+        let output = Arc::new(Output::default());
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let pending: Waiters = Arc::new(Mutex::new(Some(HashMap::new())));
-        tokio::spawn(pump_frames(write, write_rx));
+        tokio::spawn(write_loop(write, output.clone()));
         tokio::spawn(read_loop(
             // The daemon is trusted: its replies (a receive of many large messages) may exceed the
             // request limit, up to what a 4-byte length can say.
@@ -113,7 +214,7 @@ impl Client {
         ));
         Ok(Client {
             inner: Arc::new(Inner {
-                writes,
+                output,
                 pending,
                 next_id: AtomicU64::new(1),
                 pushes: tokio::sync::Mutex::new(push_rx),
@@ -184,16 +285,15 @@ impl Client {
         args: &A,
     ) -> Result<Pending, ClientError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_request(id, op, args).map_err(|e| ClientError::Decode(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
         match self.inner.pending.lock().expect("pending lock").as_mut() {
             Some(pending) => pending.insert(id, tx),
             None => return Err(ClientError::Closed),
         };
-        if self.inner.writes.send(frame).await.is_err() {
+        if let Err(e) = self.inner.output.queue(id, op, args).await {
             let mut pending = self.inner.pending.lock().expect("pending lock");
             pending.as_mut().map(|p| p.remove(&id));
-            return Err(ClientError::Closed);
+            return Err(e);
         }
         Ok(Pending { rx })
     }
