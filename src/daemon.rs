@@ -85,7 +85,7 @@ async fn serve(
     let identities = Identities::new(db.pool.clone(), root.clone());
     identities.ensure_admin().await?;
     let origin = root.daemon_id()?;
-    let journal = PgJournal::new(db.pool.clone(), origin.clone());
+    let journal = PgJournal::start(&db.config, origin.clone())?;
     let persister = Persister::new(Arc::new(journal)).start();
     let telemetry_sink: Arc<dyn TelemetrySink> = Arc::new(PgTelemetrySink::new(db.pool.clone()));
     let telemetry = Telemetry::start(telemetry_sink.clone(), telemetry_config(&config));

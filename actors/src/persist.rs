@@ -95,15 +95,10 @@ impl Persister {
         self.committing = true;
         let journal = self.journal.clone();
         let commit = async move {
-            let started = std::time::Instant::now();
-            let result = journal.commit(&batch).await;
+            let (started, writes) = (std::time::Instant::now(), batch.len());
+            let result = journal.commit(batch).await;
             let ms = started.elapsed().as_secs_f64() * 1000.0;
-            debug!(
-                writes = batch.len(),
-                ok = result.is_ok(),
-                ms,
-                "group committed"
-            );
+            debug!(writes, ok = result.is_ok(), ms, "group committed");
             result
         };
         ctx.spawn(commit.into_actor(self).map(move |result, act, ctx| {

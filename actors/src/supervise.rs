@@ -20,6 +20,15 @@ pub fn contain<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|p| Panicked(panic_message(&p)))
 }
 
+/// Runs the future `f`, turning a panic while it is polled into `Err(Panicked)`.
+pub async fn contain_future<F: std::future::Future>(f: F) -> Result<F::Output, Panicked> {
+    use futures::FutureExt;
+    AssertUnwindSafe(f)
+        .catch_unwind()
+        .await
+        .map_err(|p| Panicked(panic_message(&p)))
+}
+
 /// Runs an actor's logic on its state with panics contained: a panic is logged, stops the actor
 /// (its supervisor restarts it, rebuilding the state) and becomes `Err`.
 pub fn guarded<A, S, T>(

@@ -50,6 +50,8 @@ pub enum DbError {
     Cluster(String),
     #[error("schema: {0}")]
     Schema(String),
+    #[error("cannot start the journal thread: {0}")]
+    Journal(String),
 }
 
 /// An open database: the pool, and the private cluster when the daemon started one.
@@ -66,17 +68,7 @@ impl Database {
     /// Connects as configured (see `[postgres]` in `ikigai.conf`) and applies `schema.sql`.
     pub async fn open(config: &PostgresConfig, root: &Root) -> Result<Database, DbError> {
         let (pg, target, cluster) = locate(config, root).await?;
-        let manager = Manager::from_config(
-            pg.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
-            .build()
-            .map_err(|e| DbError::Url(e.to_string()))?;
+        let pool = pool(&pg, config.pool_size)?;
         schema::apply(&pool).await?;
         info!(target = %target, "database ready");
         Ok(Database {
@@ -94,6 +86,22 @@ impl Database {
             cluster.stop();
         }
     }
+}
+
+/// A pool of up to `size` connections to `pg`. Connections are made, and their I/O driven, on
+/// the runtime of the task that first asks for them.
+pub fn pool(pg: &tokio_postgres::Config, size: usize) -> Result<Pool, DbError> {
+    let manager = Manager::from_config(
+        pg.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .build()
+        .map_err(|e| DbError::Url(e.to_string()))
 }
 
 type Located = (tokio_postgres::Config, String, Option<PrivateCluster>);

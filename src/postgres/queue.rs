@@ -163,9 +163,13 @@ pub async fn write(
     batch: &QueueBatch,
     origin: &str,
 ) -> Result<QueueCommitted, tokio_postgres::Error> {
-    let pushed = push(tx, &batch.pushes, origin).await?;
-    let claimed = claim(tx, &batch.claims, origin).await?;
-    let settled = settle(tx, &batch.settles).await?;
+    // Pipelined on the group's connection: the three touch different tasks (new ones, claimable
+    // ones, claimed ones), and one round trip serves them all.
+    let (pushed, claimed, settled) = futures::try_join!(
+        push(tx, &batch.pushes, origin),
+        claim(tx, &batch.claims, origin),
+        settle(tx, &batch.settles),
+    )?;
     Ok(QueueCommitted {
         pushed,
         claimed,
@@ -321,39 +325,55 @@ pub(crate) async fn settle(
     tx: &impl GenericClient,
     settles: &[SettleWrite],
 ) -> Result<HashMap<Uuid, Result<Task, Refusal>>, tokio_postgres::Error> {
-    let mut out = HashMap::new();
-    for kind in 0..5 {
+    let kinds = (0..5).map(|kind| {
         let group: Vec<&SettleWrite> = settles
             .iter()
             .filter(|s| kind_of(&s.action) == kind)
             .collect();
-        let Some(first) = group.first() else { continue };
-        let live = !matches!(first.action, Settle::Expire);
-        let stmt = tx
-            .prepare_cached(&settle_sql(&settle_set(&first.action), live))
-            .await?;
-        let ids: Vec<Uuid> = group.iter().map(|s| s.id).collect();
-        let agents: Vec<&str> = group.iter().map(|s| s.agent.as_str()).collect();
-        let lease_ids: Vec<Option<Uuid>> = group.iter().map(|s| s.lease_id).collect();
-        let (results, errors, ms) = settle_args(&group);
-        let known: Vec<bool> = group.iter().map(|s| s.payload.is_some()).collect();
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
-            [&ids, &agents, &lease_ids, &results, &errors, &ms, &known];
-        let payloads: HashMap<Uuid, &Arc<serde_json::Value>> = group
-            .iter()
-            .filter_map(|s| Some((s.id, s.payload.as_ref()?)))
-            .collect();
-        for row in tx.query(&stmt, &params).await? {
-            let task = task_with_payload(&row, payloads.get(&row.get(0)).copied());
-            out.insert(task.id, Ok(task));
-        }
-    }
+        settle_kind(tx, group)
+    });
+    let mut out: HashMap<Uuid, Result<Task, Refusal>> = futures::future::try_join_all(kinds)
+        .await?
+        .into_iter()
+        .flatten()
+        .map(|t| (t.id, Ok(t)))
+        .collect();
     let refused: Vec<&SettleWrite> = settles
         .iter()
         .filter(|s| !out.contains_key(&s.id))
         .collect();
     out.extend(classify(tx, &refused).await?);
     Ok(out)
+}
+
+/// Applies settlements of one kind in one statement; returns the tasks it changed.
+async fn settle_kind(
+    tx: &impl GenericClient,
+    group: Vec<&SettleWrite>,
+) -> Result<Vec<Task>, tokio_postgres::Error> {
+    let Some(first) = group.first() else {
+        return Ok(Vec::new());
+    };
+    let live = !matches!(first.action, Settle::Expire);
+    let stmt = tx
+        .prepare_cached(&settle_sql(&settle_set(&first.action), live))
+        .await?;
+    let ids: Vec<Uuid> = group.iter().map(|s| s.id).collect();
+    let agents: Vec<&str> = group.iter().map(|s| s.agent.as_str()).collect();
+    let lease_ids: Vec<Option<Uuid>> = group.iter().map(|s| s.lease_id).collect();
+    let (results, errors, ms) = settle_args(&group);
+    let known: Vec<bool> = group.iter().map(|s| s.payload.is_some()).collect();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+        [&ids, &agents, &lease_ids, &results, &errors, &ms, &known];
+    let payloads: HashMap<Uuid, &Arc<serde_json::Value>> = group
+        .iter()
+        .filter_map(|s| Some((s.id, s.payload.as_ref()?)))
+        .collect();
+    let rows = tx.query(&stmt, &params).await?;
+    Ok(rows
+        .iter()
+        .map(|row| task_with_payload(row, payloads.get(&row.get(0)).copied()))
+        .collect())
 }
 
 fn kind_of(action: &Settle) -> usize {

@@ -61,5 +61,5 @@ pub struct Committed {
 #[async_trait]
 pub trait Journal: Send + Sync + 'static {
     /// Applies `batch` in one transaction and reports what it produced.
-    async fn commit(&self, batch: &Batch) -> Result<Committed, StoreError>;
+    async fn commit(&self, batch: Batch) -> Result<Committed, StoreError>;
 }
