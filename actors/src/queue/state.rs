@@ -309,30 +309,27 @@ impl QueueState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::task::{Inserted, NewTask};
     use chrono::{TimeZone, Utc};
     use std::sync::Arc;
     use std::time::Duration;
 
     fn task(seq: i64, priority: i32) -> Task {
-        Task {
+        let new = NewTask {
             id: Uuid::from_u128(seq as u128),
-            seq,
             queue: "q".into(),
             payload: Arc::new(serde_json::json!(seq)),
             priority,
+            run_at: None,
+            max_attempts: 3,
+            dedup_key: None,
+        };
+        let inserted = Inserted {
+            seq,
             scheduled_for: Utc.timestamp_opt(0, 0).unwrap(),
             created_at: Utc.timestamp_opt(1_000 + seq, 0).unwrap(),
-            attempts: 0,
-            max_attempts: 3,
-            claimed_by: None,
-            claimed_at: None,
-            lease_until: None,
-            completed_at: None,
-            failed_at: None,
-            error: None,
-            result: None,
-            dedup_key: None,
-        }
+        };
+        new.stored(inserted, None)
     }
 
     fn seqs(tasks: &[Task]) -> Vec<i64> {
