@@ -5,10 +5,10 @@
 //! requests answered in place since the read buffer was last drained: they go to the writer as
 //! one batch (one write) before the session waits for more bytes. A request that has to wait
 //! continues as its own task (at most `max_in_flight` at once) and its response is written as
-//! soon as it is ready, so responses may leave out of order. A bad frame is answered with `bad_frame` (id 0)
-//! and ends the connection; on close or shutdown the in-flight requests finish, the mailboxes
-//! this session received from get their deliveries back, and its subscriptions end. Pushes share
-//! the bounded response queue.
+//! soon as it is ready, so responses may leave out of order. A bad frame is answered with
+//! `bad_frame` (id 0) and ends the connection; on close or shutdown the in-flight requests
+//! finish, the mailboxes this session received from get their deliveries back, and its
+//! subscriptions end. Pushes share the bounded response queue.
 
 use crate::cmd;
 use crate::services::{Services, Shutdown, ShutdownTrigger};

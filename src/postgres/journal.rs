@@ -1,6 +1,7 @@
 //! The group commit on Postgres: one transaction per group, whatever services its writes
-//! belong to, run on the journal's own thread and connection. Each transaction names this daemon (`ikigai.origin`) so that the notifications
-//! its writes trigger can be told apart from other daemons'.
+//! belong to, run on the journal's own thread and connection. Each transaction names this
+//! daemon (`ikigai.origin`) so that the notifications its writes trigger can be told apart from
+//! other daemons'.
 
 use super::{mailbox, queue, store_error, DbError};
 use async_trait::async_trait;
