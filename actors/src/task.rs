@@ -2,6 +2,7 @@
 //! claim takes on it.
 
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -87,6 +88,14 @@ impl NewTask {
             None => task,
         }
     }
+}
+
+/// The candidates whose claim took effect (in `won`), claimed by `agent`, in candidate order.
+pub fn won_by(candidates: Vec<Task>, mut won: HashMap<Uuid, Claimed>, agent: &str) -> Vec<Task> {
+    candidates
+        .into_iter()
+        .filter_map(|t| won.remove(&t.id).map(|c| t.claimed(agent, c)))
+        .collect()
 }
 
 impl Task {

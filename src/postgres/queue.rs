@@ -11,7 +11,7 @@ use ikigai_actors::store::{
     ClaimWrite, PushWrite, Pushed, QueueBatch, QueueCommitted, QueueCounts, QueueStore, Refusal,
     Settle, SettleWrite, StoreError, TaskState,
 };
-use ikigai_actors::task::{Claimed, Inserted, Rank};
+use ikigai_actors::task::{won_by, Claimed, Inserted, Rank};
 use ikigai_actors::{Lease, Task};
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -314,11 +314,8 @@ pub(crate) async fn claim_next(
             lease: lease.clone(),
         })
         .collect();
-    let mut won = claim(tx, &claims, origin).await?;
-    Ok(candidates
-        .into_iter()
-        .filter_map(|t| won.remove(&t.id).map(|c| t.claimed(&lease.agent, c)))
-        .collect())
+    let won = claim(tx, &claims, origin).await?;
+    Ok(won_by(candidates, won, &lease.agent))
 }
 
 pub(crate) async fn settle(

@@ -11,7 +11,7 @@ use crate::store::{
     ClaimWrite, PushWrite, Pushed, QueueStore, Refusal, Settle, SettleWrite, StoreError,
 };
 use crate::supervise::{guarded, retry_delay};
-use crate::task::{Lease, NewTask, Rank, Task};
+use crate::task::{won_by, Lease, NewTask, Rank, Task};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -528,13 +528,9 @@ impl Handler<Claims> for Queue {
         } = msg;
         let ids: Vec<Uuid> = candidates.iter().map(|t| t.id).collect();
         match result {
-            Ok(Outcome::Claimed(mut won)) if !won.is_empty() => {
+            Ok(Outcome::Claimed(won)) if !won.is_empty() => {
                 let _ = self.guarded(ctx, |s| s.drop_candidates(&ids));
-                let agent = &waiter.lease.agent;
-                let tasks = candidates
-                    .into_iter()
-                    .filter_map(|t| won.remove(&t.id).map(|c| t.claimed(agent, c)))
-                    .collect();
+                let tasks = won_by(candidates, won, &waiter.lease.agent);
                 self.hand_over(waiter, tasks, ctx);
             }
             Ok(Outcome::Claimed(_)) => {
