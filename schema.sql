@@ -232,14 +232,42 @@ CREATE TABLE IF NOT EXISTS document (
     PRIMARY KEY (namespace, key)
 );
 
--- daemon: cache entries, written behind from the daemon's memory. UNLOGGED: a daemon restart
--- keeps them; a Postgres crash empties the table, as it empties every unlogged table.
-CREATE UNLOGGED TABLE IF NOT EXISTS cache (
-    key             TEXT PRIMARY KEY,   -- <agent>/<key>, or /<key> for a shared key
-    value           JSONB NOT NULL,
-    expires_at      TIMESTAMPTZ
+-- daemon: the cache, written behind from the daemon's memory as a log (schema version 4): each
+-- row is one batch of changes, a JSON array of [key, value, expires_ms | null] (key set) and
+-- [key] (key removed), key = <agent>/<key> or /<key> for a shared key. Replaying the rows in seq
+-- order gives the cache; the daemon rewrites the log from memory (compaction) once it has grown
+-- to twice the live entries. Appending a batch is one row, where a table of one row per key cost
+-- an index probe and an update per change. TEXT, stored uncompressed: nothing parses or
+-- compresses a batch on the way in. UNLOGGED: a daemon restart keeps it; a Postgres crash
+-- empties it, as it empties every unlogged table. Operators read the view `cache` below.
+CREATE UNLOGGED TABLE IF NOT EXISTS cache_log (
+    seq             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    changes         TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS cache_expires ON cache (expires_at) WHERE expires_at IS NOT NULL;
+ALTER TABLE cache_log ALTER COLUMN changes SET STORAGE EXTERNAL;
+DO $$
+BEGIN
+    -- versions 1 to 3 kept a table `cache` of one row per key: move its rows into the log.
+    IF EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass('cache') AND relkind = 'r') THEN
+        INSERT INTO cache_log (changes)
+            SELECT jsonb_agg(jsonb_build_array(key, value,
+                       (extract(epoch FROM expires_at) * 1000)::bigint))::text
+            FROM cache HAVING count(*) > 0;
+        DROP TABLE cache;
+    END IF;
+END
+$$;
+-- Each live key with its value, as the daemon would load it: the last change of each key, unless
+-- it is a removal or has expired. Reads the whole log; for operators, not for hot paths.
+CREATE OR REPLACE VIEW cache AS
+    SELECT key, value, expires_at FROM (
+        SELECT DISTINCT ON (change->>0) change->>0 AS key, change->1 AS value,
+               to_timestamp((change->>2)::double precision / 1000) AS expires_at,
+               jsonb_array_length(change) > 1 AS set
+        FROM cache_log, jsonb_array_elements(changes::jsonb) WITH ORDINALITY AS c(change, n)
+        ORDER BY change->>0, seq DESC, n DESC
+    ) latest
+    WHERE set AND (expires_at IS NULL OR expires_at > now());
 
 -- daemon: pub/sub messages too large for a NOTIFY payload; the notification carries the id.
 -- Read within moments by the other daemons, removed after five minutes. UNLOGGED: delivery is
@@ -362,3 +390,6 @@ INSERT INTO ikigai_schema (version) VALUES (2) ON CONFLICT (version) DO NOTHING;
 
 -- version 3: the telemetry search text leaves UUID-shaped strings out (ikigai_search_text).
 INSERT INTO ikigai_schema (version) VALUES (3) ON CONFLICT (version) DO NOTHING;
+
+-- version 4: the cache is written as a log of batches (cache_log), read through the view cache.
+INSERT INTO ikigai_schema (version) VALUES (4) ON CONFLICT (version) DO NOTHING;

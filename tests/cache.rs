@@ -1,12 +1,14 @@
 //! The cache against the real daemon and Postgres: namespaces, TTL expiry, counters, the LRU
-//! bound, and surviving a daemon restart.
+//! bound, surviving a daemon restart, and the log it is stored in (compaction, the `cache` view,
+//! the move from the table of schema versions before 4).
 
 mod support;
 
+use futures::FutureExt;
 use ikigai_client::{Client, ErrorCode};
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{assert_code, Daemon};
+use support::{assert_code, wait_until, Daemon, TestDb};
 
 async fn set(client: &Client, args: Value) {
     client.call_value("cache.set", &args).await.unwrap();
@@ -55,26 +57,27 @@ async fn keys_are_per_agent_unless_shared() {
 }
 
 #[tokio::test]
-async fn expired_keys_are_never_returned_and_are_swept_from_the_table() {
+async fn expired_keys_are_never_returned_nor_shown_by_the_cache_view() {
     let d = Daemon::start_with("[cache]\nsweep_interval_ms = 50\n").await;
     let a = d.agent("alice").await;
     set(&a, json!({"key": "short", "value": 1, "ttl_ms": 150})).await;
     set(&a, json!({"key": "long", "value": 2, "ttl_ms": 60000})).await;
     assert_eq!(get(&a, "short").await, Some(json!(1)));
+    let in_view = "SELECT count(*) FROM cache WHERE key = 'alice/short'";
+    wait_until(
+        "the write-behind stores the key",
+        Duration::from_secs(5),
+        || d.db.count(in_view).map(|n| n == 1),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(get(&a, "short").await, None);
     assert_eq!(get(&a, "long").await, Some(json!(2)));
-    let db = d.db.client().await;
-    let mut left = i64::MAX;
-    for _ in 0..100 {
-        let sql = "SELECT count(*) FROM cache WHERE key = 'alice/short'";
-        left = db.query_one(sql, &[]).await.unwrap().get(0);
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(left, 0, "the expired row is swept from the table");
+    assert_eq!(
+        d.db.count(in_view).await,
+        0,
+        "the view hides it once expired"
+    );
     let ttl = a
         .call_value("cache.set", &json!({"key": "k", "value": 1, "ttl_ms": 0}))
         .await;
@@ -159,4 +162,63 @@ async fn the_cache_survives_a_daemon_restart() {
     );
     let n: Value = a.call("cache.incr", &json!({"key": "n"})).await.unwrap();
     assert_eq!(n, json!({"value": 42}));
+}
+
+/// The log rows holding a change of `key`.
+async fn logged(d: &Daemon, key: &str) -> i64 {
+    let sql = format!("SELECT count(*) FROM cache_log WHERE changes LIKE '%\"{key}\"%'");
+    d.db.count(&sql).await
+}
+
+#[tokio::test]
+async fn the_log_is_compacted_once_it_outgrows_the_live_entries_and_keeps_them() {
+    let mut d = Daemon::start().await;
+    let a = d.agent("alice").await;
+    set(&a, json!({"key": "kept", "value": {"n": 1}})).await;
+    set(&a, json!({"key": "brief", "value": 1, "ttl_ms": 100})).await;
+    set(&a, json!({"key": "gone", "value": 1})).await;
+    a.call_value("cache.delete", &json!({"key": "gone"}))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // 3 MB of changes to one ~100 KB entry: the log passes twice the live bytes plus 1 MB.
+    let big = "x".repeat(100_000);
+    for i in 0..30 {
+        set(&a, json!({"key": "big", "value": format!("{i}{big}")})).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let log_bytes = "SELECT coalesce(sum(length(changes)), 0)::bigint FROM cache_log";
+    wait_until("the log is compacted", Duration::from_secs(10), || {
+        d.db.count(log_bytes).map(|n| n < 1_000_000)
+    })
+    .await;
+    assert_eq!(logged(&d, "alice/brief").await, 0, "expired entries leave");
+    assert_eq!(logged(&d, "alice/gone").await, 0, "removed entries leave");
+    assert_eq!(d.terminate(), 0);
+    d.restart().await;
+    let a = d.agent("alice").await;
+    assert_eq!(get(&a, "kept").await, Some(json!({"n": 1})));
+    assert_eq!(get(&a, "big").await, Some(json!(format!("29{big}"))));
+    assert_eq!(get(&a, "gone").await, None);
+}
+
+#[tokio::test]
+async fn a_cache_table_from_before_schema_version_4_moves_into_the_log() {
+    let db = TestDb::create().await;
+    let old = db.client().await;
+    old.batch_execute(
+        "CREATE UNLOGGED TABLE cache (key TEXT PRIMARY KEY, value JSONB NOT NULL, \
+             expires_at TIMESTAMPTZ); \
+         INSERT INTO cache VALUES ('alice/kept', '{\"n\": 1}', NULL), \
+             ('alice/later', '2', now() + interval '1 hour'), \
+             ('alice/past', '3', now() - interval '1 hour')",
+    )
+    .await
+    .unwrap();
+    let d = Daemon::start_on(db, "").await;
+    let a = d.agent("alice").await;
+    assert_eq!(get(&a, "kept").await, Some(json!({"n": 1})));
+    assert_eq!(get(&a, "later").await, Some(json!(2)));
+    assert_eq!(get(&a, "past").await, None);
+    assert_eq!(d.db.count("SELECT count(*) FROM cache").await, 2);
 }

@@ -1,66 +1,70 @@
-//! `CacheStore` on Postgres: the UNLOGGED `cache` table the cache actor writes behind to.
+//! `CacheStore` on Postgres: the UNLOGGED log `cache_log` the cache actor writes behind to.
 //!
-//! The SQL of a write batch is a function over any [`GenericClient`], so that a transaction op
-//! can run it inside its own transaction (and apply the change in memory after commit).
+//! A batch of changes is one row: a JSON array of `[key, value, expires_ms | null]` (set) and
+//! `[key]` (removed), in text, so that storing it costs Postgres one insert whatever the batch
+//! holds. Loading replays the rows in `seq` order. The store remembers which rows it wrote or
+//! loaded and how many bytes they hold; once they outgrow the live entries, the actor hands it
+//! every live entry and [`PgCacheStore::compact`] replaces those rows with them, in one
+//! transaction. Rows another daemon appends meanwhile are left alone.
 
 use super::store_error;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use ikigai_actors::cache::{CacheRow, CacheStore, CacheWrite};
 use ikigai_actors::store::StoreError;
+use serde::de::{self, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
-use std::sync::Arc;
-use tokio_postgres::GenericClient;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-const REMOVE: &str = "DELETE FROM cache WHERE key = ANY($1::text[])";
+const APPEND: &str = "INSERT INTO cache_log (changes) SELECT unnest($1::text[]) RETURNING seq";
 
-const PUT: &str = "\
-    INSERT INTO cache (key, value, expires_at) \
-    SELECT * FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[]) \
-    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at";
+const LOAD: &str = "SELECT seq, changes FROM cache_log ORDER BY seq";
 
-const LOAD: &str = "\
-    SELECT key, value, expires_at FROM cache WHERE expires_at IS NULL OR expires_at > now()";
+const FORGET: &str = "DELETE FROM cache_log WHERE seq = ANY($1)";
 
-const SWEEP: &str = "DELETE FROM cache WHERE expires_at <= $1";
+/// A row is closed once its text passes this size, so that no row nears Postgres's 1 GB limit
+/// and a compaction's rows are built and sent a piece at a time.
+const ROW_BYTES: usize = 1 << 20;
 
-/// Applies a batch of cache writes (at most one per key) through `client`.
-pub async fn write_in(
-    client: &impl GenericClient,
-    writes: &[CacheWrite],
-) -> Result<(), tokio_postgres::Error> {
-    let mut removed: Vec<&str> = Vec::new();
-    let (mut keys, mut values, mut expiries) = (Vec::new(), Vec::new(), Vec::new());
-    for write in writes {
-        match write {
-            CacheWrite::Remove(key) => removed.push(key),
-            CacheWrite::Put(row) => {
-                keys.push(row.key.as_str());
-                values.push(row.value.as_ref());
-                expiries.push(
-                    row.expires_ms
-                        .and_then(DateTime::<Utc>::from_timestamp_millis),
-                );
-            }
+/// Bytes of log the store lets grow before compacting, beyond twice the live entries' bytes.
+const SLACK_BYTES: u64 = 1 << 20;
+
+/// The rows of the log this store answers for, and their size.
+#[derive(Default)]
+struct Owned {
+    seqs: Vec<i64>,
+    bytes: u64,
+}
+
+impl Owned {
+    fn extend(&mut self, rows: impl IntoIterator<Item = (i64, usize)>) {
+        for (seq, bytes) in rows {
+            self.seqs.push(seq);
+            self.bytes += bytes as u64;
         }
     }
-    if !removed.is_empty() {
-        client.execute(REMOVE, &[&removed]).await?;
-    }
-    if !keys.is_empty() {
-        client.execute(PUT, &[&keys, &values, &expiries]).await?;
-    }
-    Ok(())
 }
 
 pub struct PgCacheStore {
     pool: Pool,
+    owned: Mutex<Owned>,
 }
 
 impl PgCacheStore {
     pub fn new(pool: Pool) -> Self {
-        PgCacheStore { pool }
+        PgCacheStore {
+            pool,
+            owned: Mutex::default(),
+        }
+    }
+
+    fn owned(&self) -> MutexGuard<'_, Owned> {
+        self.owned
+            .lock()
+            .expect("never poisoned: nothing panics while holding it")
     }
 }
 
@@ -69,30 +73,156 @@ impl CacheStore for PgCacheStore {
     async fn load(&self) -> Result<Vec<CacheRow>, StoreError> {
         let client = self.pool.get().await.map_err(store_error)?;
         let rows = client.query(LOAD, &[]).await.map_err(store_error)?;
-        Ok(rows
-            .iter()
-            .map(|r| CacheRow {
-                key: r.get(0),
-                value: Arc::new(r.get::<_, Value>(1)),
-                expires_ms: r
-                    .get::<_, Option<DateTime<Utc>>>(2)
-                    .map(|t| t.timestamp_millis()),
-            })
-            .collect())
+        let mut owned = Owned::default();
+        let mut entries: HashMap<String, Option<CacheRow>> = HashMap::new();
+        for row in &rows {
+            let (seq, changes): (i64, &str) = (row.get(0), row.get(1));
+            let batch: Vec<Change> = serde_json::from_str(changes).map_err(|e| {
+                StoreError::Rejected(format!(
+                    "cache_log row {seq} is not a batch of changes: {e}"
+                ))
+            })?;
+            for change in batch {
+                match change {
+                    Change::Set(row) => entries.insert(row.key.clone(), Some(row)),
+                    Change::Remove(key) => entries.insert(key, None),
+                };
+            }
+            owned.extend([(seq, changes.len())]);
+        }
+        *self.owned() = owned;
+        Ok(entries.into_values().flatten().collect())
     }
 
     async fn write(&self, writes: &[CacheWrite]) -> Result<(), StoreError> {
-        let mut client = self.pool.get().await.map_err(store_error)?;
-        let tx = client.transaction().await.map_err(store_error)?;
-        write_in(&*tx, writes).await.map_err(store_error)?;
-        tx.commit().await.map_err(store_error)
+        let rows = log_rows(writes.iter().map(Logged::of))?;
+        let client = self.pool.get().await.map_err(store_error)?;
+        let appended = append(&client, &rows).await?;
+        self.owned().extend(appended);
+        Ok(())
     }
 
-    async fn sweep(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let Some(now) = DateTime::<Utc>::from_timestamp_millis(now_ms) else {
-            return Ok(0);
+    fn wants_compaction(&self, live_bytes: usize) -> bool {
+        self.owned().bytes > 2 * live_bytes as u64 + SLACK_BYTES
+    }
+
+    /// The actor never runs it beside a write, so the rows owned before are the rows replaced.
+    async fn compact(&self, live: Vec<CacheRow>) -> Result<(), StoreError> {
+        let rows = tokio::task::spawn_blocking(move || log_rows(live.iter().map(Logged::Set)))
+            .await
+            .map_err(rejected)??;
+        let forget = self.owned().seqs.clone();
+        let mut client = self.pool.get().await.map_err(store_error)?;
+        let tx = client.transaction().await.map_err(store_error)?;
+        tx.execute(FORGET, &[&forget]).await.map_err(store_error)?;
+        let appended = append(&tx, &rows).await?;
+        tx.commit().await.map_err(store_error)?;
+        let mut owned = Owned::default();
+        owned.extend(appended);
+        *self.owned() = owned;
+        Ok(())
+    }
+}
+
+fn rejected(e: impl fmt::Display) -> StoreError {
+    StoreError::Rejected(e.to_string())
+}
+
+/// Appends rows to the log; answers each one's seq and size.
+async fn append(
+    client: &impl GenericClient,
+    rows: &[String],
+) -> Result<Vec<(i64, usize)>, StoreError> {
+    let append = client.prepare_cached(APPEND).await.map_err(store_error)?;
+    let seqs = client.query(&append, &[&rows]).await.map_err(store_error)?;
+    Ok(seqs
+        .iter()
+        .zip(rows)
+        .map(|(r, text)| (r.get(0), text.len()))
+        .collect())
+}
+
+/// Changes as log rows: JSON arrays of at most about [`ROW_BYTES`] each.
+fn log_rows<'a>(changes: impl Iterator<Item = Logged<'a>>) -> Result<Vec<String>, StoreError> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    for change in changes {
+        row.push(if row.is_empty() { b'[' } else { b',' });
+        serde_json::to_writer(&mut row, &change).map_err(rejected)?;
+        if row.len() >= ROW_BYTES {
+            rows.push(closed(std::mem::take(&mut row))?);
+        }
+    }
+    if !row.is_empty() {
+        rows.push(closed(row)?);
+    }
+    Ok(rows)
+}
+
+fn closed(mut row: Vec<u8>) -> Result<String, StoreError> {
+    row.push(b']');
+    String::from_utf8(row).map_err(rejected)
+}
+
+/// One change as written: `[key, value, expires_ms | null]` or `[key]`.
+enum Logged<'a> {
+    Set(&'a CacheRow),
+    Remove(&'a str),
+}
+
+impl<'a> Logged<'a> {
+    fn of(write: &'a CacheWrite) -> Self {
+        match write {
+            CacheWrite::Put(row) => Logged::Set(row),
+            CacheWrite::Remove(key) => Logged::Remove(key),
+        }
+    }
+}
+
+impl Serialize for Logged<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Logged::Set(row) => (&row.key, &*row.value, row.expires_ms).serialize(s),
+            Logged::Remove(key) => [key].serialize(s),
+        }
+    }
+}
+
+/// One change as read back.
+enum Change {
+    Set(CacheRow),
+    Remove(String),
+}
+
+impl<'de> Deserialize<'de> for Change {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_seq(ChangeVisitor)
+    }
+}
+
+struct ChangeVisitor;
+
+impl<'de> Visitor<'de> for ChangeVisitor {
+    type Value = Change;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("[key, value, expires_ms | null] or [key]")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Change, A::Error> {
+        let key: String = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+        let Some(value) = seq.next_element::<Value>()? else {
+            return Ok(Change::Remove(key));
         };
-        let client = self.pool.get().await.map_err(store_error)?;
-        client.execute(SWEEP, &[&now]).await.map_err(store_error)
+        let expires_ms: Option<i64> = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(2, &self))?;
+        Ok(Change::Set(CacheRow {
+            key,
+            value: Arc::new(value),
+            expires_ms,
+        }))
     }
 }

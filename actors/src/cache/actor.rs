@@ -1,5 +1,6 @@
 //! The cache actor: one per daemon, supervised. It loads the state that the handles serve from,
-//! writes its changes behind in batches, sweeps expired keys, and reloads after a panic.
+//! writes its changes behind in batches, compacts storage when it asks, sweeps expired keys, and
+//! reloads after a panic.
 
 use super::handle::{now_ms, Shared};
 use super::{CacheStore, CacheWrite};
@@ -89,13 +90,21 @@ impl Cache {
             debug!(entries = state.len(), bytes = state.bytes(), "cache loaded");
             drop(state);
             act.shared.ready.send_replace(true);
+            act.write_behind(ctx);
         }));
     }
 
-    /// Stores the changes made since the last write, one batch at a time.
+    /// Stores the changes made since the last write, one batch at a time, or compacts storage
+    /// first when it holds enough superseded changes.
     fn write_behind(&mut self, ctx: &mut Context<Self>) {
         if self.writing {
             return;
+        }
+        if self
+            .store
+            .wants_compaction(self.shared.state.borrow().bytes())
+        {
+            return self.compact(ctx);
         }
         let writes = {
             let mut state = self.shared.state.borrow_mut();
@@ -129,11 +138,37 @@ impl Cache {
         }));
     }
 
+    /// Replaces storage with every live entry (changes not yet stored included: they are stored
+    /// again after, as they would have been).
+    fn compact(&mut self, ctx: &mut Context<Self>) {
+        let live = self.shared.state.borrow().live_rows(now_ms());
+        let entries = live.len();
+        self.writing = true;
+        let store = self.store.clone();
+        let compact = async move { store.compact(live).await };
+        ctx.spawn(compact.into_actor(self).map(move |result, act, ctx| {
+            act.writing = false;
+            match result {
+                Ok(()) => {
+                    debug!(entries, "cache storage compacted");
+                    act.write_failures = 0;
+                    act.write_behind(ctx);
+                }
+                Err(e) => act.retry_storing(ctx, "compacting cache storage", e),
+            }
+        }));
+    }
+
     fn write_failed(&mut self, ctx: &mut Context<Self>, writes: Vec<CacheWrite>, e: StoreError) {
+        self.shared.state.borrow_mut().unstored_again(writes);
+        self.retry_storing(ctx, "storing cache writes", e);
+    }
+
+    /// Tries storing again after a backoff that grows with each failure in a row.
+    fn retry_storing(&mut self, ctx: &mut Context<Self>, what: &str, e: StoreError) {
         self.write_failures += 1;
         let delay = backoff(self.write_failures);
-        warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "storing cache writes failed");
-        self.shared.state.borrow_mut().unstored_again(writes);
+        warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "{what} failed");
         self.writing = true;
         ctx.run_later(delay, |act, ctx| {
             act.writing = false;
@@ -158,13 +193,6 @@ impl Cache {
             }
         }
         self.write_behind(ctx);
-        let store = self.store.clone();
-        let sweep = async move { store.sweep(now).await };
-        ctx.spawn(sweep.into_actor(self).map(|result, _, _| {
-            if let Err(e) = result {
-                warn!(error = %e, "sweeping stored cache entries failed");
-            }
-        }));
     }
 }
 

@@ -3,7 +3,7 @@
 //! [`CacheState`] holds the rules (expiry, the least-recently-used bound, atomic counters, the
 //! coalesced writes still to be stored). Requests reach it through a [`CacheHandle`], in place on
 //! the daemon's thread; [`Cache`] is the supervised actor beside it, which loads the stored
-//! entries at start, writes changes behind in batches and sweeps expired keys.
+//! entries at start, writes changes behind in batches, compacts storage and sweeps expired keys.
 
 mod actor;
 mod handle;
@@ -47,15 +47,20 @@ pub enum CacheError {
     Panicked(String),
 }
 
-/// Durable storage of cache entries (an UNLOGGED table on Postgres).
+/// Durable storage of cache entries (on Postgres, an UNLOGGED log of batches).
 #[async_trait]
 pub trait CacheStore: Send + Sync + 'static {
-    /// Every entry that has not expired.
+    /// Every entry stored, expired ones included (the state drops those).
     async fn load(&self) -> Result<Vec<CacheRow>, StoreError>;
 
-    /// Applies a batch of changes (at most one per key), all or nothing.
+    /// Stores a batch of changes (at most one per key), all or nothing.
     async fn write(&self, writes: &[CacheWrite]) -> Result<(), StoreError>;
 
-    /// Deletes expired entries; returns how many.
-    async fn sweep(&self, now_ms: i64) -> Result<u64, StoreError>;
+    /// Whether storage holds enough superseded changes, against `live_bytes` of live entries
+    /// (as [`CacheState::bytes`] counts them), for a [`CacheStore::compact`] to pay.
+    fn wants_compaction(&self, live_bytes: usize) -> bool;
+
+    /// Replaces what this store wrote and loaded with `live`, every live entry, all or nothing.
+    /// Never runs beside a [`CacheStore::write`].
+    async fn compact(&self, live: Vec<CacheRow>) -> Result<(), StoreError>;
 }

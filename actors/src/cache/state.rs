@@ -226,6 +226,19 @@ impl CacheState {
             .collect()
     }
 
+    /// Every live entry, as storage keeps it.
+    pub fn live_rows(&self, now_ms: i64) -> Vec<CacheRow> {
+        self.entries
+            .values()
+            .filter(|e| live(e.expires_ms, now_ms))
+            .map(|e| CacheRow {
+                key: e.key.name().to_owned(),
+                value: e.value.clone(),
+                expires_ms: e.expires_ms,
+            })
+            .collect()
+    }
+
     pub fn has_unstored(&self) -> bool {
         !self.unstored.is_empty()
     }
