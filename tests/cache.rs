@@ -222,3 +222,63 @@ async fn a_cache_table_from_before_schema_version_4_moves_into_the_log() {
     assert_eq!(get(&a, "past").await, None);
     assert_eq!(d.db.count("SELECT count(*) FROM cache").await, 2);
 }
+
+#[tokio::test]
+async fn values_keep_their_json_meaning_through_memory_the_log_and_a_restart() {
+    let mut d = Daemon::start().await;
+    let a = d.agent("alice").await;
+    let value = json!({
+        "z": [1, -2, 18446744073709551615u64, 1.5, null, true, "é ✓", {"nested": []}],
+        "a": {}, "n": null, "s": "",
+    });
+    set(&a, json!({"key": "v", "value": value})).await;
+    set(&a, json!({"key": "null", "value": null})).await;
+    assert_eq!(get(&a, "v").await, Some(value.clone()));
+    assert_eq!(d.terminate(), 0);
+    d.restart().await;
+    let a = d.agent("alice").await;
+    assert_eq!(get(&a, "v").await, Some(value.clone()));
+    assert_eq!(get(&a, "null").await, Some(Value::Null));
+    let view = d.db.client().await;
+    let row = view
+        .query_one("SELECT value FROM cache WHERE key = 'alice/v'", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, Value>(0),
+        value,
+        "the view shows the same JSON"
+    );
+}
+
+#[tokio::test]
+async fn values_without_a_json_form_are_refused_and_nothing_is_stored() {
+    #[derive(serde::Serialize)]
+    struct Binary<'a> {
+        key: &'a str,
+        #[serde(serialize_with = "as_bytes")]
+        value: &'a [u8],
+    }
+    fn as_bytes<S: serde::Serializer>(v: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+    let d = Daemon::start().await;
+    let a = d.agent("alice").await;
+    let binary = Binary {
+        key: "k",
+        value: &[1, 2, 3],
+    };
+    assert_code(
+        a.call_value("cache.set", &binary).await,
+        ErrorCode::BadRequest,
+    );
+    let nul = json!({"key": "k", "value": {"s": "a\u{0}b"}});
+    assert_code(a.call_value("cache.set", &nul).await, ErrorCode::BadRequest);
+    assert_eq!(get(&a, "k").await, None);
+    set(&a, json!({"key": "k", "value": 1})).await;
+    assert_eq!(
+        get(&a, "k").await,
+        Some(json!(1)),
+        "the connection still works"
+    );
+}

@@ -7,11 +7,9 @@ use super::check_text;
 use crate::error::Error;
 use crate::services::Services;
 use crate::session::Session;
-use ikigai_protocol::Json;
+use ikigai_protocol::Packed;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 const MAX_KEY: usize = 1024;
@@ -36,7 +34,7 @@ pub struct KeyArgs {
 #[derive(Serialize)]
 pub struct Found {
     found: bool,
-    value: Option<Arc<Value>>,
+    value: Option<Packed>,
 }
 
 pub async fn get(args: KeyArgs, s: &Services, session: &Session) -> Result<Found, Error> {
@@ -58,7 +56,7 @@ pub struct ManyArgs {
 
 #[derive(Serialize)]
 pub struct Values {
-    values: HashMap<String, Arc<Value>>,
+    values: HashMap<String, Packed>,
 }
 
 pub async fn get_many(args: ManyArgs, s: &Services, session: &Session) -> Result<Values, Error> {
@@ -84,7 +82,7 @@ pub async fn get_many(args: ManyArgs, s: &Services, session: &Session) -> Result
 #[serde(deny_unknown_fields)]
 pub struct SetArgs {
     key: String,
-    value: Json,
+    value: Packed,
     ttl_ms: Option<u64>,
     #[serde(default)]
     shared: bool,
@@ -97,7 +95,7 @@ pub async fn set(args: SetArgs, s: &Services, session: &Session) -> Result<super
     if args.ttl_ms == Some(0) {
         return Err(Error::BadRequest("ttl_ms must be at least 1".into()));
     }
-    let (value, ttl) = (args.value.0, args.ttl_ms.map(Duration::from_millis));
+    let (value, ttl) = (args.value, args.ttl_ms.map(Duration::from_millis));
     match &args.tx {
         None => s.cache.set(key, value, ttl).await?,
         Some(tx) => {

@@ -12,12 +12,12 @@ use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Pool};
 use ikigai_actors::cache::{CacheRow, CacheStore, CacheWrite};
 use ikigai_actors::store::StoreError;
+use ikigai_protocol::Packed;
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 const APPEND: &str = "INSERT INTO cache_log (changes) SELECT unnest($1::text[]) RETURNING seq";
 
@@ -182,7 +182,7 @@ impl<'a> Logged<'a> {
 impl Serialize for Logged<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Logged::Set(row) => (&row.key, &*row.value, row.expires_ms).serialize(s),
+            Logged::Set(row) => (&row.key, &row.value, row.expires_ms).serialize(s),
             Logged::Remove(key) => [key].serialize(s),
         }
     }
@@ -213,7 +213,7 @@ impl<'de> Visitor<'de> for ChangeVisitor {
         let key: String = seq
             .next_element()?
             .ok_or_else(|| de::Error::invalid_length(0, &self))?;
-        let Some(value) = seq.next_element::<Value>()? else {
+        let Some(value) = seq.next_element::<Packed>()? else {
             return Ok(Change::Remove(key));
         };
         let expires_ms: Option<i64> = seq
@@ -221,7 +221,7 @@ impl<'de> Visitor<'de> for ChangeVisitor {
             .ok_or_else(|| de::Error::invalid_length(2, &self))?;
         Ok(Change::Set(CacheRow {
             key,
-            value: Arc::new(value),
+            value,
             expires_ms,
         }))
     }

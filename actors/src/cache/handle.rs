@@ -13,7 +13,7 @@ use crate::persist::Flush;
 use crate::supervise::contain;
 use crate::telemetry::Telemetry;
 use actix::Addr;
-use serde_json::Value;
+use ikigai_protocol::Packed;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -51,13 +51,13 @@ impl CacheHandle {
     }
 
     /// The value of a live key; marks it recently used.
-    pub async fn get(&self, key: &str) -> Result<Option<Arc<Value>>, CacheError> {
+    pub async fn get(&self, key: &str) -> Result<Option<Packed>, CacheError> {
         self.ready().await;
         self.run(|s, now| s.get(key, now))
     }
 
     /// The values of several keys, `None` where absent.
-    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Arc<Value>>>, CacheError> {
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Packed>>, CacheError> {
         self.ready().await;
         self.run(|s, now| keys.iter().map(|k| s.get(k, now)).collect())
     }
@@ -66,7 +66,7 @@ impl CacheHandle {
     pub async fn set(
         &self,
         key: String,
-        value: Value,
+        value: Packed,
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
         self.ready().await;
@@ -76,7 +76,7 @@ impl CacheHandle {
     /// Sets a key as [`CacheHandle::set`] does, without waiting: at once when the cache is
     /// loaded (the effect of a committed transaction is seen by the requests that follow), else
     /// as soon as it is.
-    pub fn set_soon(&self, key: String, value: Value, ttl: Option<Duration>) {
+    pub fn set_soon(&self, key: String, value: Packed, ttl: Option<Duration>) {
         if *self.shared.ready.borrow() {
             let _ = self.set_loaded(key, value, ttl);
         } else {
@@ -107,12 +107,12 @@ impl CacheHandle {
     fn set_loaded(
         &self,
         key: String,
-        value: Value,
+        value: Packed,
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
         self.run(|s, now| {
             let expires = ttl.map(|t| now.now_ms().saturating_add(t.as_millis() as i64));
-            s.set(key, Arc::new(value), expires)
+            s.set(key, value, expires)
         })?
     }
 

@@ -1,4 +1,4 @@
-//! Cache: keys and JSON values served from memory, written behind to storage.
+//! Cache: keys and JSON values (kept as msgpack) served from memory, written behind to storage.
 //!
 //! [`CacheState`] holds the rules (expiry, the least-recently-used bound, atomic counters, the
 //! coalesced writes still to be stored). Requests reach it through a [`CacheHandle`], in place on
@@ -15,15 +15,14 @@ pub use state::CacheState;
 
 use crate::store::StoreError;
 use async_trait::async_trait;
-use serde_json::Value;
-use std::sync::Arc;
+use ikigai_protocol::Packed;
 use thiserror::Error;
 
 /// A stored entry. `key` is the full key (`<namespace>/<key>`); expiry in Unix milliseconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CacheRow {
     pub key: String,
-    pub value: Arc<Value>,
+    pub value: Packed,
     pub expires_ms: Option<i64>,
 }
 

@@ -8,15 +8,14 @@
 
 use super::{CacheError, CacheRow, CacheWrite};
 use foldhash::fast::RandomState;
-use serde_json::Value;
+use ikigai_protocol::Packed;
 use std::borrow::Borrow;
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
-use std::sync::Arc;
 
-/// Bytes counted per entry beyond its key and JSON value (maps, timestamps, bookkeeping).
+/// Bytes counted per entry beyond its key and its value's msgpack (maps, timestamps, bookkeeping).
 const OVERHEAD: usize = 64;
 
 /// The tick of a key that was removed: never a use's.
@@ -77,7 +76,7 @@ impl Eq for Key {}
 struct Entry {
     /// The map's key, here too: one lookup reaches both (overwriting a key needs no other).
     key: Key,
-    value: Arc<Value>,
+    value: Packed,
     bytes: usize,
     expires_ms: Option<i64>,
 }
@@ -134,7 +133,7 @@ impl CacheState {
     }
 
     /// The value of a live key; marks it recently used.
-    pub fn get(&mut self, key: &str, now: impl Clock) -> Option<Arc<Value>> {
+    pub fn get(&mut self, key: &str, now: impl Clock) -> Option<Packed> {
         let (key, entry) = self.entries.get_key_value(key)?;
         if !live(entry.expires_ms, now) {
             return None;
@@ -151,7 +150,7 @@ impl CacheState {
     pub fn set(
         &mut self,
         key: String,
-        value: Arc<Value>,
+        value: Packed,
         expires_ms: Option<i64>,
     ) -> Result<(), CacheError> {
         let bytes = entry_bytes(&key, &value);
@@ -189,7 +188,7 @@ impl CacheState {
         let next = current
             .checked_add(by)
             .ok_or_else(|| CacheError::Overflow(key.to_owned()))?;
-        self.set(key.to_owned(), Arc::new(Value::from(next)), expires_ms)?;
+        self.set(key.to_owned(), Packed::from_i64(next), expires_ms)?;
         Ok(next)
     }
 
@@ -264,7 +263,7 @@ impl CacheState {
     fn insert(
         &mut self,
         name: String,
-        value: Arc<Value>,
+        value: Packed,
         expires_ms: Option<i64>,
         bytes: usize,
     ) -> Key {
@@ -347,24 +346,8 @@ impl Clock for i64 {
     }
 }
 
-fn entry_bytes(key: &str, value: &Value) -> usize {
-    let mut json = ByteCount(0);
-    let _ = serde_json::to_writer(&mut json, value);
-    key.len() + json.0 + OVERHEAD
-}
-
-/// Counts the bytes written to it (the size of a value's JSON, without building the text).
-struct ByteCount(usize);
-
-impl std::io::Write for ByteCount {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+fn entry_bytes(key: &str, value: &Packed) -> usize {
+    key.len() + value.len() + OVERHEAD
 }
 
 #[cfg(test)]
@@ -372,8 +355,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn v(x: Value) -> Arc<Value> {
-        Arc::new(x)
+    fn v(x: serde_json::Value) -> Packed {
+        serde::Deserialize::deserialize(x).unwrap()
     }
 
     #[test]
@@ -394,7 +377,7 @@ mod tests {
 
     #[test]
     fn the_byte_bound_evicts_the_least_recently_used() {
-        let one = entry_bytes("a/0", &json!("x"));
+        let one = entry_bytes("a/0", &v(json!("x")));
         let mut c = CacheState::new(one * 3);
         for k in ["a/0", "a/1", "a/2"] {
             c.set(k.into(), v(json!("x")), None).unwrap();
@@ -416,7 +399,7 @@ mod tests {
 
     #[test]
     fn repeated_uses_keep_the_recency_queue_bounded_and_exact() {
-        let one = entry_bytes("a/0", &json!("x"));
+        let one = entry_bytes("a/0", &v(json!("x")));
         let mut c = CacheState::new(one * 2);
         c.set("a/0".into(), v(json!("x")), None).unwrap();
         c.set("a/1".into(), v(json!("x")), None).unwrap();

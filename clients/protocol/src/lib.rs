@@ -3,12 +3,13 @@
 //! A frame is a 4-byte big-endian length followed by one msgpack map. This crate owns those
 //! bytes: [`frame`] encodes and decodes them, [`connection`] reads and writes them on a stream,
 //! [`error`] names the stable error codes, [`payload`] defines what a JSON-compatible payload
-//! is, and [`raw`] holds values left undecoded until needed. Nothing outside this crate touches
+//! is, [`packed`] keeps one as msgpack, and [`raw`] holds values left undecoded until needed. Nothing outside this crate touches
 //! `rmp-serde`.
 
 pub mod connection;
 pub mod error;
 pub mod frame;
+pub mod packed;
 pub mod payload;
 pub mod raw;
 
@@ -18,6 +19,7 @@ pub use frame::{
     decode_incoming, decode_request, encode_err, encode_ok, encode_push, encode_request,
     encode_request_into, from_value, DecodeError, Incoming, Request, Value,
 };
+pub use packed::Packed;
 pub use payload::Json;
 pub use raw::Raw;
 

@@ -104,7 +104,7 @@ impl<'de> Deserialize<'de> for MapKey {
     }
 }
 
-fn checked_string<E: de::Error>(s: &str) -> Result<&str, E> {
+pub(crate) fn checked_string<E: de::Error>(s: &str) -> Result<&str, E> {
     if s.contains('\0') {
         Err(E::custom(
             "payload string contains U+0000, which JSONB cannot store",
