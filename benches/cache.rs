@@ -4,8 +4,9 @@
 //! C client connections each run `BENCH_OPS / C` operations, at most `BENCH_WINDOW` in flight,
 //! `BENCH_SET_PERCENT`% sets and the rest gets over `BENCH_KEYS` keys (filled beforehand) with
 //! values of about 100 bytes. Reports ops/s and p50/p99 latency (submit to reply) for each.
-//! Sizes: `BENCH_OPS` (200000), `BENCH_CLIENTS` (8), `BENCH_WINDOW` (64), `BENCH_KEYS` (10000),
-//! `BENCH_SET_PERCENT` (20).
+//! Sizes: `BENCH_OPS` (1000000), `BENCH_CLIENTS` (8), `BENCH_WINDOW` (64), `BENCH_KEYS` (10000),
+//! `BENCH_SET_PERCENT` (20). Both sides are filled first; the daemon's measured run starts once
+//! its fill is stored.
 
 mod support;
 
@@ -54,6 +55,8 @@ struct Run {
     ops: usize,
     elapsed: Duration,
     latencies_us: Vec<u64>,
+    /// CPU time each process spent during the run, named.
+    cpu: Vec<(&'static str, Duration)>,
 }
 
 impl Run {
@@ -73,6 +76,13 @@ impl Run {
             p50,
             p99
         );
+        let per_op = |t: &Duration| t.as_secs_f64() * 1e6 / self.ops as f64;
+        let cpu: Vec<String> = self
+            .cpu
+            .iter()
+            .map(|(who, t)| format!("{who} {:.2}", per_op(t)))
+            .collect();
+        println!("        cpu us/op: {}", cpu.join(", "));
         p50
     }
 }
@@ -118,7 +128,35 @@ where
         ops: per_client * p.clients,
         elapsed,
         latencies_us,
+        cpu: Vec::new(),
     }
+}
+
+/// The CPU time named processes spend between [`Cpu::start`] and [`Cpu::spent`].
+struct Cpu<F: Fn() -> Vec<(&'static str, Duration)>> {
+    read: F,
+    before: Vec<Duration>,
+}
+
+impl<F: Fn() -> Vec<(&'static str, Duration)>> Cpu<F> {
+    fn start(read: F) -> Self {
+        let before = read().into_iter().map(|(_, t)| t).collect();
+        Cpu { read, before }
+    }
+
+    fn spent(self) -> Vec<(&'static str, Duration)> {
+        let after = (self.read)();
+        let before = self.before.into_iter();
+        after
+            .into_iter()
+            .zip(before)
+            .map(|((who, a), b)| (who, a.saturating_sub(b)))
+            .collect()
+    }
+}
+
+fn client_cpu() -> (&'static str, Duration) {
+    ("client", support::cpu_time(std::process::id()))
 }
 
 async fn bench_daemon(p: &Arc<Params>) -> Run {
@@ -136,7 +174,17 @@ async fn bench_daemon(p: &Arc<Params>) -> Run {
         let last = json!({"key": "k0"});
         client.call_value("cache.get", &last).await.unwrap();
     }
-    let run = drive("daemon", p, clients, |client, p, c, n| async move {
+    stored(&db, p.clients * p.keys).await;
+    let (pid, postgres) = (daemon.pid(), support::backends(&db.name).await);
+    let cpu = Cpu::start(|| {
+        let daemon = ("daemon", support::cpu_time(pid));
+        vec![
+            daemon,
+            ("postgres", support::cpu_times(&postgres)),
+            client_cpu(),
+        ]
+    });
+    let mut run = drive("daemon", p, clients, |client, p, c, n| async move {
         let key = p.key(c, n);
         if p.is_set(n) {
             let args = SetArgs {
@@ -150,9 +198,26 @@ async fn bench_daemon(p: &Arc<Params>) -> Run {
         }
     })
     .await;
+    run.cpu = cpu.spent();
     drop(daemon);
     db.drop_now().await;
     run
+}
+
+/// Waits until the fill's writes are stored, so that writing them behind does not overlap the
+/// measured operations (Redis keeps nothing on disk here, so its fill leaves no work behind).
+async fn stored(db: &Db, entries: usize) {
+    let sql = support::sql(&db.url()).await;
+    loop {
+        let row = sql
+            .query_one("SELECT count(*) FROM cache", &[])
+            .await
+            .unwrap();
+        if row.get::<_, i64>(0) as usize >= entries {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn bench_redis(p: &Arc<Params>) -> Option<Run> {
@@ -172,7 +237,12 @@ async fn bench_redis(p: &Arc<Params>) -> Option<Run> {
                 .ok()?;
         }
     }
-    let run = drive("redis", p, conns, |mut conn, p, c, n| async move {
+    let server = support::pid_of("redis-server");
+    let cpu = Cpu::start(|| {
+        let redis = server.map_or(Duration::ZERO, support::cpu_time);
+        vec![("redis", redis), client_cpu()]
+    });
+    let mut run = drive("redis", p, conns, |mut conn, p, c, n| async move {
         let key = format!("ikigai-bench-{c}-{}", p.key(c, n));
         if p.is_set(n) {
             let _: () = redis::cmd("SET")
@@ -190,6 +260,7 @@ async fn bench_redis(p: &Arc<Params>) -> Option<Run> {
         }
     })
     .await;
+    run.cpu = cpu.spent();
     Some(run)
 }
 
@@ -197,7 +268,7 @@ async fn bench_redis(p: &Arc<Params>) -> Option<Run> {
 async fn main() {
     let value = json!({"user": 42, "name": "x".repeat(72)});
     let p = Arc::new(Params {
-        ops: env("BENCH_OPS", 200_000),
+        ops: env("BENCH_OPS", 1_000_000),
         clients: env("BENCH_CLIENTS", 8),
         window: env("BENCH_WINDOW", 64),
         keys: env("BENCH_KEYS", 10_000).max(1),

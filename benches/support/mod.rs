@@ -175,6 +175,10 @@ impl Daemon {
         Daemon { child, root }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub async fn client(&self, agent: &str) -> Client {
         let socket = self.root.path().join(".ikigai/daemon.sock");
         let token = std::fs::read_to_string(self.root.path().join(".ikigai/admin.token")).unwrap();
@@ -226,4 +230,50 @@ pub fn percentile(values: &mut [u64], p: f64) -> u64 {
     values.sort_unstable();
     let i = ((values.len() as f64 - 1.0) * p).round() as usize;
     values.get(i).copied().unwrap_or(0)
+}
+
+/// CPU time a process has used (user + system), from `/proc/<pid>/stat`; zero if it is gone.
+pub fn cpu_time(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces), closed by the last ')'.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
+        .sum();
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_micros(ticks * 1_000_000 / per_second)
+}
+
+/// The first process whose command name is `comm`.
+pub fn pid_of(comm: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse().ok()?;
+            let name = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            (name.trim() == comm).then_some(pid)
+        })
+}
+
+/// The CPU time of several processes together.
+pub fn cpu_times(pids: &[u32]) -> Duration {
+    pids.iter().map(|p| cpu_time(*p)).sum()
+}
+
+/// The server processes serving connections to database `name`.
+pub async fn backends(name: &str) -> Vec<u32> {
+    let admin = sql(&server_url()).await;
+    let rows = admin
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get::<_, i32>(0) as u32).collect()
 }

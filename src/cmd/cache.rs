@@ -20,7 +20,12 @@ const MAX_KEYS: usize = 1000;
 fn full_key(key: &str, shared: bool, session: &Session) -> Result<String, Error> {
     check_text("key", key, MAX_KEY)?;
     let namespace = if shared { "" } else { &session.agent };
-    Ok(format!("{namespace}/{key}"))
+    // Built by hand: `format!` cost ~5% of the daemon under the cache benchmark.
+    let mut full = String::with_capacity(namespace.len() + 1 + key.len());
+    full.push_str(namespace);
+    full.push('/');
+    full.push_str(key);
+    Ok(full)
 }
 
 #[derive(Deserialize)]

@@ -53,7 +53,8 @@ impl fmt::Debug for Packed {
 
 impl<'de> Deserialize<'de> for Packed {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut out = Vec::new();
+        // Most values are small: one allocation rather than a few growths.
+        let mut out = Vec::with_capacity(128);
         Pack(&mut out).deserialize(d)?;
         Ok(Packed(out.into()))
     }

@@ -4,6 +4,7 @@
 //! that accumulated with one write while the next requests accumulate behind it, so a burst of
 //! pipelined calls leaves in a few writes without a channel message or an allocation per frame.
 
+use foldhash::fast::RandomState;
 use ikigai_protocol::{
     decode_incoming, encode_request_into, ErrorBody, FrameReader, Incoming, Raw, Value,
     PROTOCOL_VERSION,
@@ -86,7 +87,7 @@ impl Pending {
     }
 }
 /// Calls waiting for their reply, by id; `None` once the connection is gone.
-type Waiters = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Reply>>>>>;
+type Waiters = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Reply>, RandomState>>>>;
 
 /// Bytes of queued requests beyond which a call waits for the writer (back-pressure).
 const MAX_QUEUED: usize = 1 << 20;
@@ -136,8 +137,7 @@ impl Output {
         args: &A,
     ) -> Result<(), ClientError> {
         loop {
-            let taken = self.taken.notified();
-            {
+            let taken = {
                 let mut queued = self.queued.lock().expect("output lock");
                 if queued.closed {
                     return Err(ClientError::Closed);
@@ -152,7 +152,9 @@ impl Output {
                     }
                     return Ok(());
                 }
-            }
+                // Made while the lock is held, so the writer's take cannot be missed.
+                self.taken.notified()
+            };
             taken.await;
         }
     }
@@ -169,9 +171,13 @@ impl Output {
         if queued.frames.is_empty() {
             return (!queued.closed).then_some(false);
         }
+        // Callers wait only while the queue is full.
+        let full = queued.frames.len() >= MAX_QUEUED;
         std::mem::swap(&mut queued.frames, batch);
         drop(queued);
-        self.taken.notify_waiters();
+        if full {
+            self.taken.notify_waiters();
+        }
         Some(true)
     }
 }
@@ -203,7 +209,7 @@ impl Client {
         let (read, write) = stream.into_split();
         let output = Arc::new(Output::default());
         let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let pending: Waiters = Arc::new(Mutex::new(Some(HashMap::new())));
+        let pending: Waiters = Arc::new(Mutex::new(Some(HashMap::default())));
         tokio::spawn(write_loop(write, output.clone()));
         tokio::spawn(read_loop(
             // The daemon is trusted: its replies (a receive of many large messages) may exceed the
