@@ -5,11 +5,14 @@
 //! `BENCH_SET_PERCENT`% sets and the rest gets over `BENCH_KEYS` keys (filled beforehand) with
 //! values of about 100 bytes. Reports ops/s and p50/p99 latency (submit to reply) for each.
 //! Sizes: `BENCH_OPS` (1000000), `BENCH_CLIENTS` (8), `BENCH_WINDOW` (64), `BENCH_KEYS` (10000),
-//! `BENCH_SET_PERCENT` (20). Both sides are filled first; the daemon's measured run starts once
-//! its fill is stored.
+//! `BENCH_SET_PERCENT` (20), `BENCH_ROUNDS` (4). Both sides are filled first (the daemon's
+//! measuring starts once its fill is stored); then the ops run in rounds that alternate between
+//! the daemon and Redis, so that the machine's drifts in speed weigh on both alike. Also reports
+//! the CPU time per op of each process involved.
 
 mod support;
 
+use ikigai_client::Client;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -18,6 +21,7 @@ use support::{env, percentile, pipelined, Daemon, Db};
 
 struct Params {
     ops: usize,
+    rounds: usize,
     clients: usize,
     window: usize,
     keys: usize,
@@ -60,6 +64,29 @@ struct Run {
 }
 
 impl Run {
+    fn new(name: &'static str) -> Run {
+        Run {
+            name,
+            ops: 0,
+            elapsed: Duration::ZERO,
+            latencies_us: Vec::new(),
+            cpu: Vec::new(),
+        }
+    }
+
+    /// Adds a round's result to this one.
+    fn absorb(&mut self, round: Run) {
+        self.ops += round.ops;
+        self.elapsed += round.elapsed;
+        self.latencies_us.extend(round.latencies_us);
+        for (who, t) in round.cpu {
+            match self.cpu.iter_mut().find(|(w, _)| *w == who) {
+                Some((_, total)) => *total += t,
+                None => self.cpu.push((who, t)),
+            }
+        }
+    }
+
     fn rate(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }
@@ -94,8 +121,8 @@ where
     F: Fn(C, Arc<Params>, usize, usize) -> Fut + Copy + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let latencies = Arc::new(Mutex::new(Vec::with_capacity(p.ops)));
-    let per_client = p.ops / p.clients;
+    let per_client = p.ops / p.rounds / p.clients;
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(per_client * p.clients)));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (c, conn) in conns.into_iter().enumerate() {
@@ -159,49 +186,71 @@ fn client_cpu() -> (&'static str, Duration) {
     ("client", support::cpu_time(std::process::id()))
 }
 
-async fn bench_daemon(p: &Arc<Params>) -> Run {
-    let db = Db::create("cache").await;
-    let daemon = Daemon::start(&db).await;
-    let mut clients = Vec::new();
-    for c in 0..p.clients {
-        clients.push(daemon.client(&format!("bench{c}")).await);
-    }
-    for (c, client) in clients.iter().enumerate() {
-        for k in 0..p.keys {
-            let args = json!({"key": p.key(c, k), "value": p.value});
-            client.submit("cache.set", &args).await.unwrap();
+/// The daemon, filled, with its clients and the Postgres backends serving it.
+struct DaemonSide {
+    db: Db,
+    daemon: Daemon,
+    clients: Vec<Client>,
+    postgres: Vec<u32>,
+}
+
+impl DaemonSide {
+    async fn start(p: &Params) -> DaemonSide {
+        let db = Db::create("cache").await;
+        let daemon = Daemon::start(&db).await;
+        let mut clients = Vec::new();
+        for c in 0..p.clients {
+            clients.push(daemon.client(&format!("bench{c}")).await);
         }
-        let last = json!({"key": "k0"});
-        client.call_value("cache.get", &last).await.unwrap();
-    }
-    stored(&db, p.clients * p.keys).await;
-    let (pid, postgres) = (daemon.pid(), support::backends(&db.name).await);
-    let cpu = Cpu::start(|| {
-        let daemon = ("daemon", support::cpu_time(pid));
-        vec![
+        for (c, client) in clients.iter().enumerate() {
+            for k in 0..p.keys {
+                let args = json!({"key": p.key(c, k), "value": p.value});
+                client.submit("cache.set", &args).await.unwrap();
+            }
+            let last = json!({"key": "k0"});
+            client.call_value("cache.get", &last).await.unwrap();
+        }
+        stored(&db, p.clients * p.keys).await;
+        let postgres = support::backends(&db.name).await;
+        DaemonSide {
+            db,
             daemon,
-            ("postgres", support::cpu_times(&postgres)),
-            client_cpu(),
-        ]
-    });
-    let mut run = drive("daemon", p, clients, |client, p, c, n| async move {
-        let key = p.key(c, n);
-        if p.is_set(n) {
-            let args = SetArgs {
-                key: &key,
-                value: &p.value,
-            };
-            client.call_value("cache.set", &args).await.unwrap();
-        } else {
-            let args = GetArgs { key: &key };
-            client.call_value("cache.get", &args).await.unwrap();
+            clients,
+            postgres,
         }
-    })
-    .await;
-    run.cpu = cpu.spent();
-    drop(daemon);
-    db.drop_now().await;
-    run
+    }
+
+    async fn round(&self, p: &Arc<Params>) -> Run {
+        let (pid, postgres) = (self.daemon.pid(), &self.postgres);
+        let cpu = Cpu::start(|| {
+            let daemon = ("daemon", support::cpu_time(pid));
+            let postgres = ("postgres", support::cpu_times(postgres));
+            vec![daemon, postgres, client_cpu()]
+        });
+        let clients = self.clients.clone();
+        let mut run = drive("daemon", p, clients, |client, p, c, n| async move {
+            let key = p.key(c, n);
+            if p.is_set(n) {
+                let args = SetArgs {
+                    key: &key,
+                    value: &p.value,
+                };
+                client.call_value("cache.set", &args).await.unwrap();
+            } else {
+                let args = GetArgs { key: &key };
+                client.call_value("cache.get", &args).await.unwrap();
+            }
+        })
+        .await;
+        run.cpu = cpu.spent();
+        run
+    }
+
+    async fn stop(self) {
+        drop(self.clients);
+        drop(self.daemon);
+        self.db.drop_now().await;
+    }
 }
 
 /// Waits until the fill's writes are stored, so that writing them behind does not overlap the
@@ -220,48 +269,63 @@ async fn stored(db: &Db, entries: usize) {
     }
 }
 
-async fn bench_redis(p: &Arc<Params>) -> Option<Run> {
-    let redis = redis::Client::open("redis://127.0.0.1:6379/").ok()?;
-    let mut conns = Vec::new();
-    for _ in 0..p.clients {
-        conns.push(redis.get_multiplexed_async_connection().await.ok()?);
-    }
-    for (c, conn) in conns.iter_mut().enumerate() {
-        for k in 0..p.keys {
-            let key = format!("ikigai-bench-{c}-{}", p.key(c, k));
-            let _: () = redis::cmd("SET")
-                .arg(key)
-                .arg(&p.body)
-                .query_async(conn)
-                .await
-                .ok()?;
+/// Redis, filled, with one multiplexed connection per client.
+struct RedisSide {
+    conns: Vec<redis::aio::MultiplexedConnection>,
+    server: Option<u32>,
+}
+
+impl RedisSide {
+    /// `None` when Redis is not reachable.
+    async fn connect(p: &Params) -> Option<RedisSide> {
+        let redis = redis::Client::open("redis://127.0.0.1:6379/").ok()?;
+        let mut conns = Vec::new();
+        for _ in 0..p.clients {
+            conns.push(redis.get_multiplexed_async_connection().await.ok()?);
         }
-    }
-    let server = support::pid_of("redis-server");
-    let cpu = Cpu::start(|| {
-        let redis = server.map_or(Duration::ZERO, support::cpu_time);
-        vec![("redis", redis), client_cpu()]
-    });
-    let mut run = drive("redis", p, conns, |mut conn, p, c, n| async move {
-        let key = format!("ikigai-bench-{c}-{}", p.key(c, n));
-        if p.is_set(n) {
-            let _: () = redis::cmd("SET")
-                .arg(key)
-                .arg(&p.body)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        } else {
-            let _: Option<String> = redis::cmd("GET")
-                .arg(key)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
+        for (c, conn) in conns.iter_mut().enumerate() {
+            for k in 0..p.keys {
+                let key = format!("ikigai-bench-{c}-{}", p.key(c, k));
+                let _: () = redis::cmd("SET")
+                    .arg(key)
+                    .arg(&p.body)
+                    .query_async(conn)
+                    .await
+                    .ok()?;
+            }
         }
-    })
-    .await;
-    run.cpu = cpu.spent();
-    Some(run)
+        let server = support::pid_of("redis-server");
+        Some(RedisSide { conns, server })
+    }
+
+    async fn round(&self, p: &Arc<Params>) -> Run {
+        let server = self.server;
+        let cpu = Cpu::start(|| {
+            let redis = server.map_or(Duration::ZERO, support::cpu_time);
+            vec![("redis", redis), client_cpu()]
+        });
+        let conns = self.conns.clone();
+        let mut run = drive("redis", p, conns, |mut conn, p, c, n| async move {
+            let key = format!("ikigai-bench-{c}-{}", p.key(c, n));
+            if p.is_set(n) {
+                let _: () = redis::cmd("SET")
+                    .arg(key)
+                    .arg(&p.body)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            } else {
+                let _: Option<String> = redis::cmd("GET")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+        run.cpu = cpu.spent();
+        run
+    }
 }
 
 #[tokio::main]
@@ -269,6 +333,7 @@ async fn main() {
     let value = json!({"user": 42, "name": "x".repeat(72)});
     let p = Arc::new(Params {
         ops: env("BENCH_OPS", 1_000_000),
+        rounds: env("BENCH_ROUNDS", 4).max(1),
         clients: env("BENCH_CLIENTS", 8),
         window: env("BENCH_WINDOW", 64),
         keys: env("BENCH_KEYS", 10_000).max(1),
@@ -277,12 +342,22 @@ async fn main() {
         body: value.to_string(),
     });
     println!(
-        "cache: {} clients, window {}, {} keys, {}% sets, ~100-byte values",
-        p.clients, p.window, p.keys, p.set_percent
+        "cache: {} clients, window {}, {} keys, {}% sets, ~100-byte values, {} alternating rounds",
+        p.clients, p.window, p.keys, p.set_percent, p.rounds
     );
-    let mut daemon = bench_daemon(&p).await;
+    let daemon_side = DaemonSide::start(&p).await;
+    let redis_side = RedisSide::connect(&p).await;
+    let (mut daemon, mut redis) = (Run::new("daemon"), Run::new("redis"));
+    // Rounds alternate, so that the machine's drifts in speed weigh on both sides alike.
+    for _ in 0..p.rounds {
+        daemon.absorb(daemon_side.round(&p).await);
+        if let Some(side) = &redis_side {
+            redis.absorb(side.round(&p).await);
+        }
+    }
+    daemon_side.stop().await;
     let daemon_p50 = daemon.report();
-    let mut redis = bench_redis(&p).await;
+    let mut redis = redis_side.map(|_| redis);
     let vs_redis = match redis.as_mut() {
         Some(r) => {
             let redis_p50 = r.report();

@@ -115,10 +115,12 @@ impl CacheStore for PgCacheStore {
         let mut client = self.pool.get().await.map_err(store_error)?;
         let tx = client.transaction().await.map_err(store_error)?;
         tx.execute(FORGET, &[&forget]).await.map_err(store_error)?;
-        let appended = append(&tx, &rows).await?;
-        tx.commit().await.map_err(store_error)?;
         let mut owned = Owned::default();
-        owned.extend(appended);
+        // A row per statement: no buffer, here or in Postgres, holds the whole cache at once.
+        for row in rows.chunks(1) {
+            owned.extend(append(&tx, row).await?);
+        }
+        tx.commit().await.map_err(store_error)?;
         *self.owned() = owned;
         Ok(())
     }
