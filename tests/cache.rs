@@ -282,3 +282,20 @@ async fn values_without_a_json_form_are_refused_and_nothing_is_stored() {
         "the connection still works"
     );
 }
+
+#[tokio::test]
+async fn a_log_row_that_is_not_a_batch_is_skipped_and_the_rest_loads() {
+    let mut d = Daemon::start().await;
+    let a = d.agent("alice").await;
+    set(&a, json!({"key": "kept", "value": 1})).await;
+    assert_eq!(d.terminate(), 0);
+    let db = d.db.client().await;
+    db.batch_execute("INSERT INTO cache_log (changes) VALUES ('not json')")
+        .await
+        .unwrap();
+    d.restart().await;
+    let a = d.agent("alice").await;
+    assert_eq!(get(&a, "kept").await, Some(json!(1)));
+    set(&a, json!({"key": "new", "value": 2})).await;
+    assert_eq!(get(&a, "new").await, Some(json!(2)));
+}
