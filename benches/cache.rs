@@ -198,10 +198,7 @@ impl DaemonSide {
     async fn start(p: &Params) -> DaemonSide {
         let db = Db::create("cache").await;
         let daemon = Daemon::start(&db).await;
-        let mut clients = Vec::new();
-        for c in 0..p.clients {
-            clients.push(daemon.client(&format!("bench{c}")).await);
-        }
+        let clients = daemon.clients("bench", p.clients).await;
         for (c, client) in clients.iter().enumerate() {
             for k in 0..p.keys {
                 let args = json!({"key": p.key(c, k), "value": p.value});

@@ -27,14 +27,8 @@ struct Params {
 async fn bench_daemon(p: &Params) -> Run {
     let db = Db::create("daemon").await;
     let daemon = Daemon::start(&db).await;
-    let mut consumers = Vec::new();
-    for c in 0..p.consumers {
-        consumers.push(daemon.client(&format!("sink{c}")).await);
-    }
-    let mut producers = Vec::new();
-    for i in 0..p.producers {
-        producers.push(daemon.client(&format!("producer{i}")).await);
-    }
+    let consumers = daemon.clients("sink", p.consumers).await;
+    let producers = daemon.clients("producer", p.producers).await;
     let received = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(p.messages)));
     let started = Instant::now();

@@ -179,6 +179,15 @@ impl Daemon {
         self.child.id()
     }
 
+    /// Clients of agents `<prefix>0` to `<prefix>{n - 1}`, one connection each.
+    pub async fn clients(&self, prefix: &str, n: usize) -> Vec<Client> {
+        let mut clients = Vec::with_capacity(n);
+        for i in 0..n {
+            clients.push(self.client(&format!("{prefix}{i}")).await);
+        }
+        clients
+    }
+
     pub async fn client(&self, agent: &str) -> Client {
         let socket = self.root.path().join(".ikigai/daemon.sock");
         let token = std::fs::read_to_string(self.root.path().join(".ikigai/admin.token")).unwrap();
