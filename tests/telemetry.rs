@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{assert_code, Daemon};
+use support::{assert_code, Daemon, TestDb};
 
 async fn events(client: &Client, args: Value) -> Vec<Value> {
     let reply: Value = client.call("telemetry.query", &args).await.unwrap();
@@ -108,6 +108,73 @@ async fn full_text_search_finds_a_logged_phrase() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(stdout.contains("a full moon tonight"), "{stdout}");
+}
+
+/// Rows whose stored search text is not what `ikigai_search_text` makes of their payload.
+const SEARCH_MISMATCHES: &str =
+    "SELECT count(*) FROM telemetry WHERE search IS DISTINCT FROM ikigai_search_text(payload)";
+
+#[tokio::test]
+async fn the_search_text_the_daemon_writes_is_the_one_the_schema_defines() {
+    let d = Daemon::start().await;
+    let agent = d.agent("words").await;
+    let payloads = [
+        json!({"zz": "last key", "a": ["first", {"k": "nested"}, ["deeper"]], "bb": {"yy": "two", "x": "one"}}),
+        json!({"éé": "multibyte key", "ab": "same length", "b": "short", "abc": 3, "ok": true}),
+        json!(["top", ["level"], "array", null, 1.5]),
+        json!("a bare string"),
+        json!({"id": "3FCAACE7-D59D-4B66-96FD-5A92D5A521D2", "lower": "3fcaace7-d59d-4b66-96fd-5a92d5a521d2"}),
+        json!({"near": "3fcaace7d59d4b6696fd5a92d5a521d2", "braces": "{3fcaace7-d59d-4b66-96fd-5a92d5a521d2}"}),
+        json!({"newline": "3fcaace7-d59d-4b66-96fd-5a92d5a521d2\n", "g": "3fcaace7-d59d-4b66-96fd-5a92d5a521dg"}),
+        json!({"empty": "", "phrase": "The disk is full, again!", "n": {"m": {"o": "deep down"}}}),
+        json!({}),
+    ];
+    for payload in &payloads {
+        emit(&agent, "log", payload.clone()).await;
+    }
+    eventually(&agent, json!({}), payloads.len()).await;
+    d.db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO telemetry (agent_name, event_type, payload) \
+             VALUES ('sql', 'log', '{\"message\": \"written by hand\"}'); \
+             UPDATE telemetry SET payload = '{\"message\": \"edited by hand\"}' \
+             WHERE payload->>'phrase' IS NOT NULL",
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.db.count(SEARCH_MISMATCHES).await, 0);
+    let by_hand = events(&d.admin().await, json!({"text": "hand"})).await;
+    assert_eq!(
+        by_hand.len(),
+        2,
+        "plain SQL rows are searchable: {by_hand:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_generated_search_column_of_schema_version_4_becomes_a_written_one() {
+    let db = TestDb::create().await;
+    let old = db.client().await;
+    old.batch_execute(include_str!("../schema.sql"))
+        .await
+        .unwrap();
+    old.batch_execute(
+        "DROP TRIGGER telemetry_search_insert ON telemetry; \
+             DROP TRIGGER telemetry_search_update ON telemetry; \
+             ALTER TABLE telemetry DROP COLUMN search; \
+             ALTER TABLE telemetry ADD COLUMN search tsvector \
+                 GENERATED ALWAYS AS (ikigai_search_text(payload)) STORED; \
+             DELETE FROM ikigai_schema WHERE version = 5; \
+             INSERT INTO telemetry (agent_name, event_type, payload) \
+                 VALUES ('old', 'log', '{\"message\": \"from an older daemon\"}')",
+    )
+    .await
+    .unwrap();
+    let d = Daemon::start_on(db, "").await;
+    let old = events(&d.admin().await, json!({"text": "older"})).await;
+    assert_eq!(old.len(), 1, "{old:?}");
+    assert_eq!(d.db.count(SEARCH_MISMATCHES).await, 0);
 }
 
 #[tokio::test]

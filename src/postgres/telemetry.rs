@@ -1,6 +1,6 @@
 //! `TelemetrySink` on Postgres: the seed's `telemetry` table, written a batch per statement,
-//! searched through its generated `search` tsvector (GIN index; `ikigai_search_text` in
-//! schema.sql says which strings are words).
+//! searched through its `search` tsvector (GIN index; `ikigai_search_text` in schema.sql says
+//! which strings are words, and [`search_words`] picks the same strings out here).
 
 use super::store_error;
 use async_trait::async_trait;
@@ -8,11 +8,17 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use ikigai_actors::store::{StoreError, TelemetrySink};
 use ikigai_actors::telemetry::{TelemetryEvent, TelemetryQuery};
+use serde_json::Value;
 use uuid::Uuid;
 
+/// `search` is `ikigai_search_text(payload)`, computed from the words [`search_words`] picked
+/// out (the function's own jsonpath regex cost more than the rest of the row).
 const INSERT: &str = "\
-    INSERT INTO telemetry (id, agent_name, event_type, payload, created_at) \
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[])";
+    INSERT INTO telemetry (id, agent_name, event_type, payload, created_at, search) \
+    SELECT u.id, u.agent, u.event_type, u.payload, u.created_at, \
+        jsonb_to_tsvector('english', u.words, '[\"string\"]') \
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[], $6::jsonb[]) \
+        AS u(id, agent, event_type, payload, created_at, words)";
 
 /// Events are accepted before they are written and acknowledged to no one, so their batch need
 /// not wait for its WAL flush (the WAL writer flushes it within a fraction of a second): a
@@ -52,10 +58,11 @@ impl TelemetrySink for PgTelemetrySink {
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
         let times: Vec<DateTime<Utc>> = events.iter().map(|e| e.created_at).collect();
+        let words: Vec<Value> = events.iter().map(|e| search_words(&e.payload)).collect();
         let mut client = self.pool.get().await.map_err(store_error)?;
         let stmt = client.prepare_cached(INSERT).await.map_err(store_error)?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-            [&ids, &agents, &types, &payloads, &times];
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+            [&ids, &agents, &types, &payloads, &times, &words];
         let tx = client.transaction().await.map_err(store_error)?;
         futures::try_join!(tx.execute(NO_FLUSH_WAIT, &[]), tx.execute(&stmt, &params))
             .map_err(store_error)?;
@@ -93,4 +100,41 @@ impl TelemetrySink for PgTelemetrySink {
             .await
             .map_err(store_error)
     }
+}
+
+/// The strings of `payload` that `ikigai_search_text` makes words, as a JSON array in the order
+/// its jsonpath `strict $.**` visits them: depth first, the value before its children, arrays in
+/// order, objects in jsonb's key order (shorter keys first, then bytewise); UUID-shaped strings
+/// left out.
+fn search_words(payload: &Value) -> Value {
+    let mut words = Vec::new();
+    collect_words(payload, &mut words);
+    Value::Array(words)
+}
+
+fn collect_words(value: &Value, words: &mut Vec<Value>) {
+    match value {
+        Value::String(s) if !uuid_shaped(s) => words.push(value.clone()),
+        Value::Array(items) => items.iter().for_each(|v| collect_words(v, words)),
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|(a, _), (b, _)| {
+                (a.len(), a.as_bytes()).cmp(&(b.len(), b.as_bytes()))
+            });
+            entries
+                .into_iter()
+                .for_each(|(_, v)| collect_words(v, words));
+        }
+        _ => {}
+    }
+}
+
+/// What `ikigai_search_text`'s regex matches:
+/// `^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`.
+fn uuid_shaped(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
 }
