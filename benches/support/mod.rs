@@ -72,6 +72,8 @@ pub fn now_us() -> u64 {
         .as_micros() as u64
 }
 
+/// The server the scratch databases are created on: `$IKIGAI_TEST_DATABASE_URL` (key=value
+/// form, `dbname=postgres`), as for the tests.
 pub fn server_url() -> String {
     std::env::var("IKIGAI_TEST_DATABASE_URL").unwrap_or_else(|_| {
         let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
@@ -157,7 +159,7 @@ impl Daemon {
             std::fs::create_dir_all(root.path().join(".ikigai")).unwrap();
             std::fs::write(root.path().join(".ikigai/ikigai.conf"), config).unwrap();
         }
-        let child = Command::new(env!("CARGO_BIN_EXE_ikigai-daemon"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ikigai-daemon"))
             .arg("--root")
             .arg(root.path())
             .env("IKIGAI_DATABASE_URL", db.url())
@@ -170,6 +172,9 @@ impl Daemon {
             .expect("start ikigai-daemon");
         let socket = root.path().join(".ikigai/daemon.sock");
         while tokio::net::UnixStream::connect(&socket).await.is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("ikigai-daemon exited with {status} before listening (its log is above)");
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Daemon { child, root }
