@@ -196,7 +196,9 @@ CREATE INDEX IF NOT EXISTS agent_token_agent ON agent_token (agent_name);
 -- GIN index cost more than the rest of the event (seen: 28 us of Postgres CPU per event against
 -- 9 us without, so that a daemon completing tasks spent as much on their events as on the
 -- tasks). Never change this function's result for a payload: stored `search` values would no
--- longer match it; define a new function and migrate the column instead.
+-- longer match it, nor would the daemon's writer, which picks out the same strings itself
+-- (`search_words` in src/postgres/telemetry.rs); define a new function, change the writer, and
+-- migrate the column instead.
 CREATE OR REPLACE FUNCTION ikigai_search_text(payload JSONB) RETURNS tsvector
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT jsonb_to_tsvector('english', jsonb_path_query_array(payload,
@@ -218,9 +220,9 @@ ALTER TABLE telemetry ADD COLUMN IF NOT EXISTS search tsvector
     GENERATED ALWAYS AS (ikigai_search_text(payload)) STORED;
 -- version 5: `search` is a plain column, equal to ikigai_search_text(payload) on every row.
 -- The daemon's writer fills it from the payload's strings it already picked out (the same
--- strings in the same order, so the same tsvector), because running the function's jsonpath
--- regex cost ~9 us of Postgres CPU per event (a third of writing the event) under queue load,
--- where every completed task writes an event. A row written without `search` (plain SQL) gets
+-- strings in the same order, so the same tsvector), because the function's jsonpath regex,
+-- compiled again for every row, made an event's INSERT cost 29.9 us of Postgres time instead of
+-- 16.4 under queue load, where every completed task writes an event. A row written without `search` (plain SQL) gets
 -- it from the trigger below, as does a row whose payload changes.
 ALTER TABLE telemetry ALTER COLUMN search DROP EXPRESSION IF EXISTS;
 CREATE OR REPLACE FUNCTION ikigai_telemetry_search() RETURNS trigger LANGUAGE plpgsql AS $$
