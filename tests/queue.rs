@@ -303,6 +303,31 @@ async fn release_gives_the_task_back_untouched_and_extend_keeps_it() {
 }
 
 #[tokio::test]
+async fn a_task_rescheduled_by_another_writer_is_not_claimed_from_a_stale_window() {
+    let d = Daemon::start().await;
+    let c = d.agent("worker").await;
+    push(&c, "retries", json!({"payload": "x"})).await;
+    // Another writer (another daemon's `queue.fail`, say) moves the task an hour later; with the
+    // notify trigger off, this daemon's window still holds it as due.
+    d.db.client()
+        .await
+        .batch_execute(
+            "ALTER TABLE task_queue DISABLE TRIGGER task_queue_notify_claimable; \
+             UPDATE task_queue SET scheduled_for = now() + interval '1 hour'; \
+             ALTER TABLE task_queue ENABLE TRIGGER task_queue_notify_claimable",
+        )
+        .await
+        .unwrap();
+    let got = c.queue_claim(&claim("retries", 1, 300)).await.unwrap();
+    assert!(got.is_empty(), "claimed before it was due: {got:?}");
+    let stats: Value = c
+        .call("queue.stats", &json!({"queue": "retries"}))
+        .await
+        .unwrap();
+    assert_eq!(stats["scheduled"], 1, "{stats}");
+}
+
+#[tokio::test]
 async fn a_task_inserted_with_plain_sql_wakes_a_waiting_consumer() {
     let d = Daemon::start().await;
     let w = d.agent("w").await;

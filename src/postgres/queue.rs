@@ -87,12 +87,14 @@ fn dedup_sql() -> String {
     )
 }
 
+/// The conditional claim of tasks a window picked: still claimable and due, since another
+/// writer may have claimed, finished or rescheduled a task since the window read it.
 fn claim_sql() -> String {
     let free = locked_by_id(
         "task_queue",
         "$1::uuid[], $2::text[], $3::int8[], $4::uuid[]",
         "id, agent, lease_ms, lease_id",
-        &format!("t.{CLAIMABLE}"),
+        &format!("t.{CLAIMABLE} AND {DUE}"),
         "SKIP LOCKED",
     );
     format!(
