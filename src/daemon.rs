@@ -15,10 +15,10 @@ use crate::postgres::{
 use crate::root::{Root, RootError, RootLock};
 use crate::server;
 use crate::services::{Services, Shutdown, Status};
-use actix::Actor;
+use actix::{Actor, Addr};
 use ikigai_actors::cache::{CacheConfig, CacheHandle};
 use ikigai_actors::mailbox::{MailboxConfig, Mailboxes};
-use ikigai_actors::persist::{Flush, Persister};
+use ikigai_actors::persist::{Lanes, Persister};
 use ikigai_actors::pubsub::Hub;
 use ikigai_actors::queue::{QueueConfig, Queues, Refresh};
 use ikigai_actors::store::{MailboxStore, StoreError, TelemetrySink};
@@ -30,7 +30,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::oneshot;
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -85,8 +84,14 @@ async fn serve(
     let identities = Identities::new(db.pool.clone(), root.clone());
     identities.ensure_admin().await?;
     let origin = root.daemon_id()?;
-    let journal = PgJournal::start(&db.config, origin.clone())?;
-    let persister = Persister::new(Arc::new(journal)).start();
+    let lane = || -> Result<Addr<Persister>, StartError> {
+        let journal = PgJournal::start(&db.config, origin.clone())?;
+        Ok(Persister::new(Arc::new(journal)).start())
+    };
+    let lanes = Lanes {
+        main: lane()?,
+        pushes: lane()?,
+    };
     let telemetry_sink: Arc<dyn TelemetrySink> = Arc::new(PgTelemetrySink::new(db.pool.clone()));
     let telemetry = Telemetry::start(telemetry_sink.clone(), telemetry_config(&config));
     let loaded =
@@ -101,7 +106,7 @@ async fn serve(
     };
     let mailboxes = Mailboxes::new(
         store.clone(),
-        persister.clone(),
+        lanes.main.clone(),
         mailbox_config,
         telemetry.clone(),
     );
@@ -111,7 +116,7 @@ async fn serve(
     };
     let queues = Queues::new(
         Arc::new(PgQueueStore::new(db.pool.clone())),
-        persister.clone(),
+        lanes.clone(),
         queue_config,
     );
     let queues_replayed = queues.replay(&origin).await?;
@@ -191,9 +196,7 @@ async fn serve(
     info!("stopping agents");
     agents.shutdown().await;
     mailboxes.release_all().await;
-    let (flushed, done) = oneshot::channel();
-    persister.do_send(Flush(flushed));
-    let _ = done.await;
+    lanes.flush().await;
     cache.flush().await;
     llm.flush().await;
     telemetry.flush().await;

@@ -4,6 +4,10 @@
 //! group is committed in one transaction as soon as the current one finishes. Each writer's
 //! callback runs only after its group has committed (or failed), in submission order: a send is
 //! acknowledged after its commit and never before.
+//!
+//! [`Lanes`] runs two persisters side by side: the queue's pushes commit on a lane of their own,
+//! so that a push (and the consumer it wakes) never waits behind a group of claims and
+//! settlements.
 
 use crate::message::{NewMessage, StoredMessage};
 use crate::store::{
@@ -63,6 +67,39 @@ pub struct Persist {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Flush(pub oneshot::Sender<()>);
+
+/// Two persisters, each with its own journal: the queue's pushes on one, every other write on the
+/// other. Each lane keeps its own rules (groups, order, ack after commit). Splitting them keeps
+/// every write's meaning, because no write depends on a push that has not committed: a claim
+/// takes a task from the window, which holds committed tasks only, and a settlement follows its
+/// committed claim (a push claimed in its own insert is one write). Nor do the lanes wait on
+/// each other in a cycle: a push can wait on the main lane only for a row the main lane holds
+/// (a pending task with the same dedup key), and the main lane never touches a row before its
+/// push committed. Mailbox writes all stay on the main lane, in one order.
+#[derive(Clone)]
+pub struct Lanes {
+    pub main: Addr<Persister>,
+    pub pushes: Addr<Persister>,
+}
+
+impl Lanes {
+    /// Submits `write` to its lane; `done` runs after that lane committed it.
+    pub fn persist(&self, write: Write, done: Done) {
+        let lane = match write {
+            Write::Push(_) => &self.pushes,
+            _ => &self.main,
+        };
+        lane.do_send(Persist { write, done });
+    }
+
+    /// Returns once every write submitted to either lane before the call has committed or failed.
+    pub async fn flush(&self) {
+        let (main, pushes) = (oneshot::channel(), oneshot::channel());
+        self.main.do_send(Flush(main.0));
+        self.pushes.do_send(Flush(pushes.0));
+        let _ = futures::join!(main.1, pushes.1);
+    }
+}
 
 /// The group-commit actor.
 pub struct Persister {

@@ -6,7 +6,7 @@
 use super::state::{Held, LiveCounts, QueueState, Waiter};
 use super::QueueError;
 use crate::message::SessionId;
-use crate::persist::{Outcome, Persist, Persister, Write};
+use crate::persist::{Lanes, Outcome, Write};
 use crate::store::{
     ClaimWrite, PushWrite, Pushed, QueueStore, Refusal, Settle, SettleWrite, StoreError,
 };
@@ -134,7 +134,7 @@ struct Settled {
 pub struct Queue {
     state: QueueState,
     store: Arc<dyn QueueStore>,
-    persister: Addr<Persister>,
+    lanes: Lanes,
     config: QueueConfig,
     loading: bool,
     load_failures: u32,
@@ -145,13 +145,13 @@ impl Queue {
     pub fn new(
         name: String,
         store: Arc<dyn QueueStore>,
-        persister: Addr<Persister>,
+        lanes: Lanes,
         config: QueueConfig,
     ) -> Self {
         Queue {
             state: QueueState::new(name, config.window),
             store,
-            persister,
+            lanes,
             config,
             loading: false,
             load_failures: 0,
@@ -178,10 +178,7 @@ impl Queue {
         write: Write,
         done: impl FnOnce(Result<Outcome, StoreError>) + Send + 'static,
     ) {
-        self.persister.do_send(Persist {
-            write,
-            done: Box::new(done),
-        });
+        self.lanes.persist(write, Box::new(done));
     }
 
     /// Reloads the window of claimable tasks and the next due time; blocks other messages

@@ -4,7 +4,7 @@ use super::actor::{Adopt, ExtendedElsewhere, Queue, QueueConfig, Refresh, Settle
 use super::state::Held;
 use crate::directory::Directory;
 use crate::message::SessionId;
-use crate::persist::Persister;
+use crate::persist::Lanes;
 use crate::store::{QueueStore, StoreError};
 use crate::task::{Lease, Task};
 use actix::Addr;
@@ -25,14 +25,10 @@ struct Inner {
 }
 
 impl Queues {
-    pub fn new(
-        store: Arc<dyn QueueStore>,
-        persister: Addr<Persister>,
-        config: QueueConfig,
-    ) -> Self {
+    pub fn new(store: Arc<dyn QueueStore>, lanes: Lanes, config: QueueConfig) -> Self {
         let make = {
             let store = store.clone();
-            move |name| Queue::new(name, store.clone(), persister.clone(), config.clone())
+            move |name| Queue::new(name, store.clone(), lanes.clone(), config.clone())
         };
         Queues {
             inner: Rc::new(Inner {
