@@ -103,13 +103,7 @@ impl Run {
             p50,
             p99
         );
-        let per_op = |t: &Duration| t.as_secs_f64() * 1e6 / self.ops as f64;
-        let cpu: Vec<String> = self
-            .cpu
-            .iter()
-            .map(|(who, t)| format!("{who} {:.2}", per_op(t)))
-            .collect();
-        println!("        cpu us/op: {}", cpu.join(", "));
+        support::report_cpu(&self.cpu, self.ops, "op");
         p50
     }
 }
@@ -159,33 +153,6 @@ where
     }
 }
 
-/// The CPU time named processes spend between [`Cpu::start`] and [`Cpu::spent`].
-struct Cpu<F: Fn() -> Vec<(&'static str, Duration)>> {
-    read: F,
-    before: Vec<Duration>,
-}
-
-impl<F: Fn() -> Vec<(&'static str, Duration)>> Cpu<F> {
-    fn start(read: F) -> Self {
-        let before = read().into_iter().map(|(_, t)| t).collect();
-        Cpu { read, before }
-    }
-
-    fn spent(self) -> Vec<(&'static str, Duration)> {
-        let after = (self.read)();
-        let before = self.before.into_iter();
-        after
-            .into_iter()
-            .zip(before)
-            .map(|((who, a), b)| (who, a.saturating_sub(b)))
-            .collect()
-    }
-}
-
-fn client_cpu() -> (&'static str, Duration) {
-    ("client", support::cpu_time(std::process::id()))
-}
-
 /// The daemon, filled, with its clients and the Postgres backends serving it.
 struct DaemonSide {
     db: Db,
@@ -219,10 +186,10 @@ impl DaemonSide {
 
     async fn round(&self, p: &Arc<Params>) -> Run {
         let (pid, postgres) = (self.daemon.pid(), &self.postgres);
-        let cpu = Cpu::start(|| {
+        let cpu = support::Cpu::start(|| {
             let daemon = ("daemon", support::cpu_time(pid));
             let postgres = ("postgres", support::cpu_times(postgres));
-            vec![daemon, postgres, client_cpu()]
+            vec![daemon, postgres, support::client_cpu()]
         });
         let clients = self.clients.clone();
         let mut run = drive("daemon", p, clients, |client, p, c, n| async move {
@@ -297,9 +264,9 @@ impl RedisSide {
 
     async fn round(&self, p: &Arc<Params>) -> Run {
         let server = self.server;
-        let cpu = Cpu::start(|| {
+        let cpu = support::Cpu::start(|| {
             let redis = server.map_or(Duration::ZERO, support::cpu_time);
-            vec![("redis", redis), client_cpu()]
+            vec![("redis", redis), support::client_cpu()]
         });
         let conns = self.conns.clone();
         let mut run = drive("redis", p, conns, |mut conn, p, c, n| async move {

@@ -8,7 +8,8 @@
 //! per task, the seed's claim `UPDATE ... FOR UPDATE SKIP LOCKED LIMIT 1`, one `UPDATE` to
 //! complete, with the same concurrency. Sizes: `BENCH_TASKS` (200000), `BENCH_PRODUCERS` (4),
 //! `BENCH_CONSUMERS` (8), `BENCH_WINDOW` (1024), `BENCH_SEED_TASKS` (20000),
-//! `BENCH_WAKES` (2000).
+//! `BENCH_WAKES` (2000). Below the throughput line, the CPU time per task of the daemon, of
+//! every Postgres server process, of this process (the clients) and the machine's idle time.
 
 mod support;
 
@@ -228,8 +229,21 @@ async fn main() {
     );
     let db = Db::create("queue").await;
     let daemon = Daemon::start(&db).await;
+    let pid = daemon.pid();
+    let cpu = support::Cpu::start(|| {
+        vec![
+            ("daemon", support::cpu_time(pid)),
+            (
+                "postgres",
+                support::cpu_times(&support::pids_of("postgres")),
+            ),
+            support::client_cpu(),
+            ("idle", support::machine_idle()),
+        ]
+    });
     let mut throughput = bench_daemon(&p, &daemon).await;
     throughput.report("tasks", "push->claim");
+    support::report_cpu(&cpu.spent(), throughput.messages, "task");
     let mut wake = bench_wake(&p, &daemon).await;
     wake.report("tasks", "push->claim (consumers waiting)");
     drop(daemon);

@@ -19,7 +19,7 @@ for telemetry in with without; do
         sed '/^-- telemetry:/,$d' "$here/ceiling.pgb" >"$script"
         trap 'rm -f "$script"' EXIT
     fi
-    tps=$(pgbench -n -c "$clients" -j "$clients" -T "$seconds" -f "$script" "$db" 2>/dev/null |
+    tps=$(pgbench -n -M prepared -c "$clients" -j "$clients" -T "$seconds" -f "$script" "$db" 2>/dev/null |
         sed -n 's/^tps = \([0-9.]*\).*/\1/p')
     echo "$telemetry telemetry, $clients clients: $(awk -v t="$tps" 'BEGIN { printf "%.0f", t * 170 }') tasks/s"
 done

@@ -49,6 +49,16 @@ impl Run {
     }
 }
 
+/// Prints the CPU time each named process spent per `unit` (op, task) over `count` of them.
+pub fn report_cpu(cpu: &[(&str, Duration)], count: usize, unit: &str) {
+    let per = |t: &Duration| t.as_secs_f64() * 1e6 / count.max(1) as f64;
+    let line: Vec<String> = cpu
+        .iter()
+        .map(|(who, t)| format!("{who} {:.2}", per(t)))
+        .collect();
+    println!("        cpu us/{unit}: {}", line.join(", "));
+}
+
 /// Runs `make(0..n)` with at most `window` of them in flight at once, on the calling task.
 pub async fn pipelined<F, Fut>(n: usize, window: usize, mut make: F)
 where
@@ -258,20 +268,76 @@ pub fn cpu_time(pid: u32) -> Duration {
         .iter()
         .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
         .sum();
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_micros(ticks * 1_000_000 / per_second)
+    Duration::from_micros(ticks * 1_000_000 / clock_ticks())
 }
 
 /// The first process whose command name is `comm`.
 pub fn pid_of(comm: &str) -> Option<u32> {
-    std::fs::read_dir("/proc")
-        .ok()?
+    pids_of(comm).into_iter().next()
+}
+
+/// Every process whose command name is `comm`.
+pub fn pids_of(comm: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
         .flatten()
-        .find_map(|entry| {
+        .filter_map(|entry| {
             let pid = entry.file_name().to_str()?.parse().ok()?;
             let name = std::fs::read_to_string(entry.path().join("comm")).ok()?;
             (name.trim() == comm).then_some(pid)
         })
+        .collect()
+}
+
+/// Time the machine's CPUs have spent idle (idle and iowait, all CPUs together), from
+/// `/proc/stat`.
+pub fn machine_idle() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .enumerate()
+        .filter(|(i, _)| matches!(i, 3 | 4))
+        .filter_map(|(_, t)| t.parse::<u64>().ok())
+        .sum();
+    Duration::from_micros(ticks * 1_000_000 / clock_ticks())
+}
+
+fn clock_ticks() -> u64 {
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64
+}
+
+/// This process's CPU time (the benchmark's clients).
+pub fn client_cpu() -> (&'static str, Duration) {
+    ("client", cpu_time(std::process::id()))
+}
+
+/// The CPU time named processes spend between [`Cpu::start`] and [`Cpu::spent`].
+pub struct Cpu<F: Fn() -> Vec<(&'static str, Duration)>> {
+    read: F,
+    before: Vec<Duration>,
+}
+
+impl<F: Fn() -> Vec<(&'static str, Duration)>> Cpu<F> {
+    pub fn start(read: F) -> Self {
+        let before = read().into_iter().map(|(_, t)| t).collect();
+        Cpu { read, before }
+    }
+
+    pub fn spent(self) -> Vec<(&'static str, Duration)> {
+        let after = (self.read)();
+        let before = self.before.into_iter();
+        after
+            .into_iter()
+            .zip(before)
+            .map(|((who, a), b)| (who, a.saturating_sub(b)))
+            .collect()
+    }
 }
 
 /// The CPU time of several processes together.
