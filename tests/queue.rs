@@ -349,6 +349,31 @@ async fn a_task_inserted_with_plain_sql_wakes_a_waiting_consumer() {
     );
 }
 
+/// Notifications name their writer: a daemon's pushes and give-backs wake the other daemons
+/// under its id, which lets it ignore its own; plain SQL names no one and wakes every daemon.
+#[tokio::test]
+async fn notifications_name_the_daemon_that_wrote() {
+    let d = Daemon::start().await;
+    let mut notifications = d.db.listen("ikigai_task_queue").await;
+    let id = std::fs::read_to_string(d.root().join(".ikigai/daemon.id")).unwrap();
+    let by_daemon = format!("{}\nnamed", id.trim());
+    let c = d.agent("worker").await;
+    let task = push(&c, "named", json!({"payload": {}})).await;
+    assert_eq!(notifications.next().await, by_daemon, "a push");
+    c.queue_claim(&claim("named", 1, 1_000)).await.unwrap();
+    let _: Value = c.call("queue.release", &json!({"id": task})).await.unwrap();
+    assert_eq!(notifications.next().await, by_daemon, "a give-back");
+    d.db.client()
+        .await
+        .execute(
+            "INSERT INTO task_queue (queue_name, payload) VALUES ('named', '{}')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(notifications.next().await, "\nnamed", "plain SQL");
+}
+
 #[tokio::test]
 async fn the_seeds_claim_query_still_works_on_the_table() {
     let d = Daemon::start().await;

@@ -28,7 +28,7 @@ pub use telemetry::PgTelemetrySink;
 
 use crate::config::{PostgresConfig, ServerMode};
 use crate::root::Root;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolBuilder, RecyclingMethod};
 use ikigai_actors::store::StoreError;
 use std::path::Path;
 use thiserror::Error;
@@ -91,6 +91,13 @@ impl Database {
 /// A pool of up to `size` connections to `pg`. Connections are made, and their I/O driven, on
 /// the runtime of the task that first asks for them.
 pub fn pool(pg: &tokio_postgres::Config, size: usize) -> Result<Pool, DbError> {
+    pool_builder(pg, size)
+        .build()
+        .map_err(|e| DbError::Url(e.to_string()))
+}
+
+/// The builder of [`pool`], for a pool that prepares each new connection (`post_create`).
+pub fn pool_builder(pg: &tokio_postgres::Config, size: usize) -> PoolBuilder {
     let manager = Manager::from_config(
         pg.clone(),
         NoTls,
@@ -98,10 +105,7 @@ pub fn pool(pg: &tokio_postgres::Config, size: usize) -> Result<Pool, DbError> {
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    Pool::builder(manager)
-        .max_size(size)
-        .build()
-        .map_err(|e| DbError::Url(e.to_string()))
+    Pool::builder(manager).max_size(size)
 }
 
 type Located = (tokio_postgres::Config, String, Option<PrivateCluster>);

@@ -59,6 +59,30 @@ impl TestDb {
         client
     }
 
+    /// Listens on `channel` of this database.
+    pub async fn listen(&self, channel: &str) -> Notifications {
+        let (client, mut conn) = tokio_postgres::connect(&self.url(), NoTls)
+            .await
+            .expect("connect to test db");
+        let (tx, payloads) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = futures::future::poll_fn(|cx| conn.poll_message(cx)).await
+            {
+                if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                    let _ = tx.send(n.payload().to_owned());
+                }
+            }
+        });
+        client
+            .batch_execute(&format!("LISTEN {channel}"))
+            .await
+            .unwrap();
+        Notifications {
+            _client: client,
+            payloads,
+        }
+    }
+
     /// The single number a query returns (a `count(*)`, mostly).
     pub async fn count(&self, sql: &str) -> i64 {
         let row = self.client().await.query_one(sql, &[]).await;
@@ -80,6 +104,22 @@ impl Drop for TestDb {
             rt.block_on(admin_sql(&sql));
         })
         .join();
+    }
+}
+
+/// The payloads of the notifications a [`TestDb::listen`] receives, in order.
+pub struct Notifications {
+    _client: tokio_postgres::Client,
+    payloads: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Notifications {
+    /// The next notification's payload; panics after 10 s without one.
+    pub async fn next(&mut self) -> String {
+        tokio::time::timeout(Duration::from_secs(10), self.payloads.recv())
+            .await
+            .expect("a notification within 10 s")
+            .expect("the listening connection is open")
     }
 }
 
