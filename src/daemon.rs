@@ -91,6 +91,7 @@ async fn serve(
     let lanes = Lanes {
         main: lane()?,
         pushes: lane()?,
+        claims: lane()?,
     };
     let telemetry_sink: Arc<dyn TelemetrySink> = Arc::new(PgTelemetrySink::new(db.pool.clone()));
     let telemetry = Telemetry::start(telemetry_sink.clone(), telemetry_config(&config));

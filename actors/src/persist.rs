@@ -5,9 +5,10 @@
 //! callback runs only after its group has committed (or failed), in submission order: a send is
 //! acknowledged after its commit and never before.
 //!
-//! [`Lanes`] runs two persisters side by side: the queue's pushes commit on a lane of their own,
-//! so that a push (and the consumer it wakes) never waits behind a group of claims and
-//! settlements.
+//! [`Lanes`] runs three persisters side by side: the queue's pushes commit on a lane of their
+//! own, so that a push (and the consumer it wakes) never waits behind a group of claims and
+//! settlements, and so do its claims, so that a consumer's next claim never waits behind the
+//! completions of the others.
 
 use crate::message::{NewMessage, StoredMessage};
 use crate::store::{
@@ -68,18 +69,21 @@ pub struct Persist {
 #[rtype(result = "()")]
 pub struct Flush(pub oneshot::Sender<()>);
 
-/// Two persisters, each with its own journal: the queue's pushes on one, every other write on the
-/// other. Each lane keeps its own rules (groups, order, ack after commit). Splitting them keeps
-/// every write's meaning, because no write depends on a push that has not committed: a claim
-/// takes a task from the window, which holds committed tasks only, and a settlement follows its
-/// committed claim (a push claimed in its own insert is one write). Nor do the lanes wait on
-/// each other in a cycle: a push can wait on the main lane only for a row the main lane holds
-/// (a pending task with the same dedup key), and the main lane never touches a row before its
-/// push committed. Mailbox writes all stay on the main lane, in one order.
+/// Three persisters, each with its own journal: the queue's pushes on one, its claims on
+/// another, every other write (settlements, mailboxes) on the main one. Each lane keeps its own
+/// rules (groups, order, ack after commit). Splitting them keeps every write's meaning, because
+/// no write depends on another lane's write that has not committed: a claim takes a task from
+/// the window, which holds committed tasks only (pushed, or given back by a committed
+/// settlement), and a settlement follows its committed claim (a push claimed in its own insert
+/// is one write). Nor do the lanes wait on each other in a cycle: claims skip locked rows and
+/// so never wait; a push can wait on the main lane only for a row the main lane holds (a
+/// pending task with the same dedup key), and the main lane never touches a row before its
+/// push and its claim committed. Mailbox writes all stay on the main lane, in one order.
 #[derive(Clone)]
 pub struct Lanes {
     pub main: Addr<Persister>,
     pub pushes: Addr<Persister>,
+    pub claims: Addr<Persister>,
 }
 
 impl Lanes {
@@ -87,17 +91,20 @@ impl Lanes {
     pub fn persist(&self, write: Write, done: Done) {
         let lane = match write {
             Write::Push(_) => &self.pushes,
+            Write::Claim(_) => &self.claims,
             _ => &self.main,
         };
         lane.do_send(Persist { write, done });
     }
 
-    /// Returns once every write submitted to either lane before the call has committed or failed.
+    /// Returns once every write submitted to any lane before the call has committed or failed.
     pub async fn flush(&self) {
-        let (main, pushes) = (oneshot::channel(), oneshot::channel());
-        self.main.do_send(Flush(main.0));
-        self.pushes.do_send(Flush(pushes.0));
-        let _ = futures::join!(main.1, pushes.1);
+        let flushed = [&self.main, &self.pushes, &self.claims].map(|lane| {
+            let (done, flushed) = oneshot::channel();
+            lane.do_send(Flush(done));
+            flushed
+        });
+        let _ = futures::future::join_all(flushed).await;
     }
 }
 
