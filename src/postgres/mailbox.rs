@@ -116,18 +116,6 @@ impl PgMailboxStore {
 }
 
 /// Applies the mailbox writes of a group inside its transaction.
-/// How many statements [`write`] runs for `batch`: one per kind of write.
-pub fn statements(batch: &MailboxBatch) -> usize {
-    [
-        batch.sends.is_empty(),
-        batch.acks.is_empty(),
-        batch.attempts.is_empty(),
-    ]
-    .iter()
-    .filter(|empty| !**empty)
-    .count()
-}
-
 pub async fn write(
     tx: &impl GenericClient,
     batch: &MailboxBatch,

@@ -179,17 +179,6 @@ pub async fn write(
     })
 }
 
-/// How many statements [`write`] runs to change rows for `batch`: one per kind of write (each
-/// kind of settlement is one). Reads that explain an outcome (a dedup key's existing task, why
-/// a settlement was refused) are not counted.
-pub fn statements(batch: &QueueBatch) -> usize {
-    let settle_kinds: std::collections::HashSet<usize> =
-        batch.settles.iter().map(|s| kind_of(&s.action)).collect();
-    usize::from(!batch.pushes.is_empty())
-        + usize::from(!batch.claims.is_empty())
-        + settle_kinds.len()
-}
-
 pub(crate) async fn push(
     tx: &impl GenericClient,
     pushes: &[PushWrite],
