@@ -222,8 +222,8 @@ ALTER TABLE telemetry ADD COLUMN IF NOT EXISTS search tsvector
 -- The daemon's writer fills it from the payload's strings it already picked out (the same
 -- strings in the same order, so the same tsvector), because the function's jsonpath regex,
 -- compiled again for every row, made an event's INSERT cost 29.9 us of Postgres time instead of
--- 16.4 under queue load, where every completed task writes an event. A row written without `search` (plain SQL) gets
--- it from the trigger below, as does a row whose payload changes.
+-- 16.4 under queue load, where every completed task writes an event. A row written without
+-- `search` (plain SQL) gets it from the trigger below, as does a row whose payload changes.
 ALTER TABLE telemetry ALTER COLUMN search DROP EXPRESSION IF EXISTS;
 CREATE OR REPLACE FUNCTION ikigai_telemetry_search() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

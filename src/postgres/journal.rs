@@ -112,13 +112,13 @@ async fn write(
 }
 
 /// A group of one kind of write other than settlements (sends, acks, attempt counts, pushes or
-/// claims alone: the push lane's groups, and the main lane's when one service is busy) is one
-/// statement, and a statement is a transaction by itself: Postgres commits it before answering,
-/// so the group needs no `BEGIN` and `COMMIT` round trips (~0.2 ms of a waiting consumer's
-/// ~0.9 ms wake-up here). The tasks a push's dedup key collided with are then read after that
-/// commit, as a later statement of a transaction would read them. Settlements are left out:
-/// each kind is a statement of its own, and refusals are explained by a read of what the
-/// settlement saw.
+/// claims alone: every group of the push and claim lanes, and the main lane's when only
+/// mailboxes write) is one statement, and a statement is a transaction by itself: Postgres
+/// commits it before answering, so the group needs no `BEGIN` and `COMMIT` round trips (~0.2 ms
+/// of a waiting consumer's ~0.9 ms wake-up here). The tasks a push's dedup key collided with are
+/// then read after that commit, as a later statement of a transaction would read them.
+/// Settlements stay in a transaction: run alone, completions made wake-ups slower
+/// (docs/benchmarks.md).
 fn one_statement(batch: &Batch) -> bool {
     let (m, q) = (&batch.mailbox, &batch.queue);
     let kinds = [
