@@ -375,6 +375,57 @@ async fn notifications_name_the_daemon_that_wrote() {
 }
 
 #[tokio::test]
+async fn the_cli_pushes_counts_lists_and_shows_dead_tasks() {
+    let d = Daemon::start().await;
+    let out = d.cli(&[
+        "queue",
+        "push",
+        "ops",
+        r#"{"from":"cli"}"#,
+        "--priority",
+        "3",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pushed = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    let stats = String::from_utf8(d.cli(&["queue", "stats", "ops"]).stdout).unwrap();
+    assert!(stats.lines().any(|l| l == "pending: 1"), "{stats}");
+    let list = String::from_utf8(
+        d.cli(&["queue", "list", "ops", "--state", "pending"])
+            .stdout,
+    )
+    .unwrap();
+    let task: Value = serde_json::from_str(list.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (&task["id"], &task["priority"], &task["payload"]),
+        (&json!(pushed), &json!(3), &json!({"from": "cli"}))
+    );
+
+    let c = d.agent("worker").await;
+    let doomed = push(
+        &c,
+        "ops",
+        json!({"payload": {}, "priority": 9, "max_attempts": 1}),
+    )
+    .await;
+    c.queue_claim(&claim("ops", 1, 1_000)).await.unwrap();
+    let _: Value = c
+        .call("queue.fail", &json!({"id": doomed, "error": "boom"}))
+        .await
+        .unwrap();
+    let dead = String::from_utf8(d.cli(&["queue", "dead", "ops"]).stdout).unwrap();
+    let ids: Vec<Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!(doomed)], "{dead}");
+}
+
+#[tokio::test]
 async fn the_seeds_claim_query_still_works_on_the_table() {
     let d = Daemon::start().await;
     let c = d.agent("w").await;
