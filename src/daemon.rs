@@ -113,6 +113,7 @@ async fn serve(
     );
     let queue_config = QueueConfig {
         window: config.queues.window,
+        idle: config.queues.idle,
         ..QueueConfig::default()
     };
     let queues = Queues::new(

@@ -676,3 +676,54 @@ async fn push_arguments_are_checked_and_bad_ones_store_nothing() {
     let stored: i64 = d.db.count("SELECT count(*) FROM task_queue").await;
     assert_eq!(stored, 0);
 }
+
+/// Queue actors running in the daemon now (`daemon.status`).
+async fn queues_running(c: &Client) -> u64 {
+    let status: Value = c.call("daemon.status", &json!({})).await.unwrap();
+    status["queues_running"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn an_idle_queue_stops_its_actor_and_a_later_claim_finds_its_tasks() {
+    let d = Daemon::start_with("[queues]\nidle_ms = 300\n").await;
+    let (producer, holder) = (d.agent("producer").await, d.agent("holder").await);
+    push(&producer, "held", json!({"payload": "a"})).await;
+    push(&producer, "held", json!({"payload": "b"})).await;
+    let claimed = holder.queue_claim(&claim("held", 1, 0)).await.unwrap();
+    push(&producer, "unused", json!({"payload": "c"})).await;
+    let waiter = d.agent("waiter").await;
+    let waiting = tokio::spawn(async move {
+        let got = waiter.queue_claim(&claim("awaited", 1, 5_000)).await;
+        (waiter, got)
+    });
+    support::wait_until(
+        "the unused queue stops",
+        Duration::from_secs(10),
+        || async { queues_running(&producer).await == 2 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        queues_running(&producer).await,
+        2,
+        "a queue with a claim held or a consumer waiting keeps its actor"
+    );
+    push(&producer, "awaited", json!({"payload": "d"})).await;
+    let (waiter, got) = waiting.await.unwrap();
+    let got = got.unwrap();
+    assert_eq!(got[0].payload, json!("d"));
+    holder.queue_complete(&claimed[0].id, None).await.unwrap();
+    waiter.queue_complete(&got[0].id, None).await.unwrap();
+    support::wait_until("every queue stops", Duration::from_secs(10), || async {
+        queues_running(&producer).await == 0
+    })
+    .await;
+
+    let later = holder.queue_claim(&claim("unused", 5, 0)).await.unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!((&later[0].payload, later[0].attempts), (&json!("c"), 1));
+    let rest = holder.queue_claim(&claim("held", 5, 0)).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].payload, json!("b"));
+    assert_eq!(queues_running(&producer).await, 2);
+}

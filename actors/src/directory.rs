@@ -1,20 +1,49 @@
 //! A directory of named actors: one supervised actor per name, started on first use. Services
-//! (mailboxes, queues) keep their actors in one.
+//! (mailboxes, queues) keep their actors in one. An actor with nothing left to do may leave it
+//! (see [`Leave`]); the next use of its name starts a new one, which loads from storage.
 
 use actix::{Actor, Addr, Context, Supervised, Supervisor};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+type Actors<A> = RefCell<HashMap<String, Addr<A>>>;
 
 pub struct Directory<A: Actor<Context = Context<A>> + Supervised> {
-    actors: RefCell<HashMap<String, Addr<A>>>,
-    make: Box<dyn Fn(String) -> A>,
+    actors: Rc<Actors<A>>,
+    make: Box<dyn Fn(String, Leave<A>) -> A>,
+}
+
+/// Given to each actor the directory starts: takes the actor out of the directory, so that it
+/// can stop for good. Everything runs on the daemon's actor thread, and every sender asks the
+/// directory for an address right before sending; so once an actor with an empty mailbox has
+/// left, no message can reach it, and with no address of it left, its supervisor lets it go.
+pub struct Leave<A: Actor> {
+    actors: Weak<Actors<A>>,
+    name: String,
+}
+
+impl<A: Actor> Leave<A> {
+    /// Removes `me` from the directory; false if the name now belongs to another actor (or to
+    /// none), which `me` was never, or is no longer, in the directory as.
+    pub fn leave(&self, me: &Addr<A>) -> bool {
+        let Some(actors) = self.actors.upgrade() else {
+            return false;
+        };
+        let mut actors = actors.borrow_mut();
+        if actors.get(&self.name) != Some(me) {
+            return false;
+        }
+        actors.remove(&self.name);
+        true
+    }
 }
 
 impl<A: Actor<Context = Context<A>> + Supervised> Directory<A> {
     /// `make` builds the actor of a name the first time it is asked for.
-    pub fn new(make: impl Fn(String) -> A + 'static) -> Self {
+    pub fn new(make: impl Fn(String, Leave<A>) -> A + 'static) -> Self {
         Directory {
-            actors: RefCell::new(HashMap::new()),
+            actors: Rc::new(RefCell::new(HashMap::new())),
             make: Box::new(make),
         }
     }
@@ -24,7 +53,11 @@ impl<A: Actor<Context = Context<A>> + Supervised> Directory<A> {
         if let Some(addr) = self.running(name) {
             return addr;
         }
-        let actor = (self.make)(name.to_owned());
+        let leave = Leave {
+            actors: Rc::downgrade(&self.actors),
+            name: name.to_owned(),
+        };
+        let actor = (self.make)(name.to_owned(), leave);
         let addr = Supervisor::start(move |_| actor);
         self.actors
             .borrow_mut()

@@ -84,7 +84,7 @@ impl Agents {
         });
         let make = {
             let shared = shared.clone();
-            move |name| AgentActor::new(name, shared.clone())
+            move |name, _| AgentActor::new(name, shared.clone())
         };
         Agents {
             inner: Rc::new(Inner {

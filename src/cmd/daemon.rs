@@ -20,6 +20,7 @@ pub struct Status {
     config: String,
     connections: usize,
     mailboxes_running: usize,
+    queues_running: usize,
 }
 
 pub fn status(s: &Services) -> Status {
@@ -34,5 +35,6 @@ pub fn status(s: &Services) -> Status {
         config: s.config.source.clone(),
         connections: s.status.connections.get(),
         mailboxes_running: s.mailboxes.all().len(),
+        queues_running: s.queues.all().len(),
     }
 }

@@ -96,6 +96,8 @@ pub struct QueueSettings {
     pub window: usize,
     /// How often the safety sweep releases leases abandoned by dead daemons.
     pub sweep: Duration,
+    /// How long an unused queue's actor lives on (see `QueueConfig::idle`).
+    pub idle: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -237,6 +239,7 @@ impl Config {
                 max_attempts: doc.number("queues", "max_attempts", 5, 1)?,
                 window: doc.number("queues", "window", 10_000, 16)?,
                 sweep: doc.millis("queues", "sweep_ms", 5_000, 100)?,
+                idle: doc.millis("queues", "idle_ms", 300_000, 1)?,
             },
             cache: CacheSettings {
                 max_bytes: doc.number("cache", "max_bytes", 256 << 20, 1024)?,
@@ -299,6 +302,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "max_attempts",
             "window",
             "sweep_ms",
+            "idle_ms",
         ],
     ),
     ("cache", &["max_bytes", "sweep_interval_ms"]),

@@ -234,7 +234,7 @@ pub struct Threads {
 impl Threads {
     pub fn new(pool: Pool) -> Threads {
         let make_pool = pool.clone();
-        let actors = Directory::new(move |id: String| ThreadActor {
+        let actors = Directory::new(move |id: String, _| ThreadActor {
             id: Uuid::parse_str(&id).unwrap_or_default(),
             pool: make_pool.clone(),
             state: ThreadState::default(),

@@ -33,7 +33,7 @@ impl Mailboxes {
     ) -> Self {
         let make = {
             let persister = persister.clone();
-            move |name| {
+            move |name, _| {
                 let mailbox = Mailbox::new(name, store.clone(), persister.clone(), config.clone());
                 mailbox.with_telemetry(telemetry.clone())
             }

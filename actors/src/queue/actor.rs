@@ -5,6 +5,7 @@
 
 use super::state::{Held, LiveCounts, QueueState, Waiter};
 use super::QueueError;
+use crate::directory::Leave;
 use crate::message::SessionId;
 use crate::persist::{Lanes, Outcome, Write};
 use crate::store::{
@@ -27,6 +28,9 @@ pub struct QueueConfig {
     pub window: usize,
     /// How often lease deadlines are checked.
     pub tick: Duration,
+    /// How long a queue stays unused, holding nothing that lives only in memory (no waiting
+    /// consumer, no claim, no write in flight), before its actor stops.
+    pub idle: Duration,
 }
 
 impl Default for QueueConfig {
@@ -34,6 +38,7 @@ impl Default for QueueConfig {
         QueueConfig {
             window: 10_000,
             tick: Duration::from_millis(50),
+            idle: Duration::from_secs(300),
         }
     }
 }
@@ -139,6 +144,11 @@ pub struct Queue {
     loading: bool,
     load_failures: u32,
     wake: Option<(DateTime<Utc>, SpawnHandle)>,
+    /// Writes sent to the persister whose outcome has not come back.
+    writing: usize,
+    /// When an agent last pushed, claimed or settled here.
+    used: Instant,
+    leave: Leave<Queue>,
 }
 
 impl Queue {
@@ -147,6 +157,7 @@ impl Queue {
         store: Arc<dyn QueueStore>,
         lanes: Lanes,
         config: QueueConfig,
+        leave: Leave<Queue>,
     ) -> Self {
         Queue {
             state: QueueState::new(name, config.window),
@@ -156,6 +167,9 @@ impl Queue {
             loading: false,
             load_failures: 0,
             wake: None,
+            writing: 0,
+            used: Instant::now(),
+            leave,
         }
     }
 
@@ -173,12 +187,33 @@ impl Queue {
         })
     }
 
+    /// Sends `write` to the persister; `done` must bring its outcome back to a handler that
+    /// calls [`Queue::written`].
     fn persist(
-        &self,
+        &mut self,
         write: Write,
         done: impl FnOnce(Result<Outcome, StoreError>) + Send + 'static,
     ) {
+        self.writing += 1;
         self.lanes.persist(write, Box::new(done));
+    }
+
+    fn written(&mut self) {
+        self.writing -= 1;
+    }
+
+    /// Stops the actor when the queue has been unused for `config.idle` and nothing of it lives
+    /// only here: its tasks are all in storage, and its next use starts a new actor that loads
+    /// them. Runs in the tick, after the mailbox was emptied, so no request is left unanswered.
+    fn stop_if_idle(&mut self, ctx: &mut Context<Self>) {
+        if self.writing > 0 || self.loading || self.used.elapsed() < self.config.idle {
+            return;
+        }
+        if let Ok(true) = self.guarded(ctx, |s| s.is_quiet()) {
+            self.leave.leave(&ctx.address());
+            info!(queue = %self.state.name(), "queue idle; its actor stops");
+            ctx.stop();
+        }
     }
 
     /// Reloads the window of claimable tasks and the next due time; blocks other messages
@@ -373,6 +408,7 @@ impl Actor for Queue {
             }) {
                 act.expire(due, ctx);
             }
+            act.stop_if_idle(ctx);
         });
         self.load(ctx);
     }
@@ -391,6 +427,7 @@ impl Handler<Push> for Queue {
     type Result = ();
 
     fn handle(&mut self, msg: Push, ctx: &mut Context<Self>) {
+        self.used = Instant::now();
         let now = Utc::now();
         let paired = self.guarded(ctx, |s| {
             msg.tasks
@@ -425,6 +462,7 @@ impl Handler<Pushes> for Queue {
     type Result = ();
 
     fn handle(&mut self, msg: Pushes, ctx: &mut Context<Self>) {
+        self.written();
         let pushed = match msg.result {
             Ok(Outcome::Pushed(pushed)) => pushed,
             other => {
@@ -475,6 +513,7 @@ impl Handler<Claim> for Queue {
     type Result = ();
 
     fn handle(&mut self, msg: Claim, ctx: &mut Context<Self>) {
+        self.used = Instant::now();
         if !self.state.is_loaded() {
             let _ = msg
                 .reply
@@ -518,6 +557,7 @@ impl Handler<Claims> for Queue {
     type Result = ();
 
     fn handle(&mut self, msg: Claims, ctx: &mut Context<Self>) {
+        self.written();
         let Claims {
             waiter,
             candidates,
@@ -550,6 +590,7 @@ impl Handler<SettleTask> for Queue {
     type Result = ();
 
     fn handle(&mut self, msg: SettleTask, ctx: &mut Context<Self>) {
+        self.used = Instant::now();
         let held = self.state.held(&msg.id).filter(|h| h.agent == msg.agent);
         let write = SettleWrite {
             id: msg.id,
@@ -566,6 +607,7 @@ impl Handler<Settled> for Queue {
     type Result = ();
 
     fn handle(&mut self, msg: Settled, ctx: &mut Context<Self>) {
+        self.written();
         let outcomes = match msg.result {
             Ok(Outcome::Settled(outcomes)) => outcomes,
             other => {
@@ -648,6 +690,7 @@ impl Handler<Adopt> for Queue {
     type Result = ();
 
     fn handle(&mut self, msg: Adopt, ctx: &mut Context<Self>) {
+        self.used = Instant::now();
         let Adopt { ids, held } = msg;
         let _ = self.guarded(ctx, |s| {
             ids.iter().for_each(|id| s.adopt(*id, held.clone()))

@@ -28,7 +28,7 @@ impl Queues {
     pub fn new(store: Arc<dyn QueueStore>, lanes: Lanes, config: QueueConfig) -> Self {
         let make = {
             let store = store.clone();
-            move |name| Queue::new(name, store.clone(), lanes.clone(), config.clone())
+            move |name, leave| Queue::new(name, store.clone(), lanes.clone(), config.clone(), leave)
         };
         Queues {
             inner: Rc::new(Inner {

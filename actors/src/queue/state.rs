@@ -293,6 +293,11 @@ impl QueueState {
         !self.waiters.is_empty()
     }
 
+    /// Nothing here lives only in memory: no consumer waits, no claim is held or being made.
+    pub fn is_quiet(&mut self) -> bool {
+        !self.has_waiters() && self.held.is_empty() && self.claiming.is_empty()
+    }
+
     pub fn has_ready(&self) -> bool {
         !self.ready.is_empty()
     }
