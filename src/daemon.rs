@@ -103,6 +103,7 @@ async fn serve(
     let mailbox_config = MailboxConfig {
         max_buffered: config.mailboxes.max_buffered,
         lease: config.mailboxes.lease,
+        idle: config.mailboxes.idle,
         ..MailboxConfig::default()
     };
     let mailboxes = Mailboxes::new(

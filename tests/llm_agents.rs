@@ -582,3 +582,28 @@ async fn the_seeds_queries_run_as_written() {
     let expected = [("alpha", "0.018000"), ("beta", "0.006000")].map(|(a, c)| (a.into(), c.into()));
     assert_eq!(costs, expected);
 }
+
+#[tokio::test]
+async fn an_idle_thread_leaves_memory_and_its_next_prompt_reads_the_history_back() {
+    let mock = MockLlm::start().await;
+    let d = daemon(&mock, "thread_idle_ms = 300").await;
+    let c = allow_all(&d, "triage").await;
+    let t: Value = c.call("threads.create", &json!({})).await.unwrap();
+    let thread = t["id"].as_str().unwrap();
+    mock.push(Api::Anthropic, Reply::text("noted"));
+    let first = json!({"model": "sonnet", "thread": thread, "messages": user("remember 7")});
+    prompt(&c, first).await.unwrap();
+    assert_eq!(support::running(&c, "threads").await, 1);
+    support::wait_until(
+        "the thread's actor stops",
+        Duration::from_secs(10),
+        || async { support::running(&c, "threads").await == 0 },
+    )
+    .await;
+    mock.push(Api::Anthropic, Reply::text("7"));
+    let second = json!({"model": "sonnet", "thread": thread, "messages": user("which number?")});
+    assert_eq!(prompt(&c, second).await.unwrap()["content"], "7");
+    let sent = &mock.received()[1].body["messages"];
+    assert_eq!(sent.as_array().unwrap().len(), 3, "{sent}");
+    assert_eq!(sent[1]["content"][0]["text"], "noted");
+}

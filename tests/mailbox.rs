@@ -7,7 +7,7 @@ use ikigai_client::{ErrorCode, Receive};
 use serde_json::json;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-use support::{assert_code, Daemon};
+use support::{assert_code, running, running_settles_at, wait_until, Daemon};
 
 fn receive(mailbox: &str, max: u32, wait_ms: u64) -> Receive<'_> {
     Receive {
@@ -374,4 +374,47 @@ async fn many_messages_page_through_a_small_memory_window() {
     assert_eq!(seen, (0..100).collect::<Vec<_>>());
     let unique: HashSet<u64> = seen.into_iter().collect();
     assert_eq!(unique.len(), 100);
+}
+
+#[tokio::test]
+async fn an_unused_mailbox_stops_its_actor_and_keeps_its_messages() {
+    let d = Daemon::start_with("[mailboxes]\nidle_ms = 300\n").await;
+    let (alice, bob, carol) = (
+        d.agent("alice").await,
+        d.agent("bob").await,
+        d.agent("carol").await,
+    );
+    alice
+        .mailbox_send("bob", &json!("for later"))
+        .await
+        .unwrap();
+    alice
+        .mailbox_send("carol", &json!("unacked"))
+        .await
+        .unwrap();
+    let held = carol
+        .mailbox_receive(&receive("carol", 1, 0))
+        .await
+        .unwrap();
+    let why = "the unread mailbox stops; one with a delivery not yet acknowledged stays";
+    running_settles_at(&alice, "mailboxes", 1, why).await;
+    carol
+        .mailbox_ack("carol", &[held[0].id.clone()])
+        .await
+        .unwrap();
+    wait_until("every mailbox stops", Duration::from_secs(10), || async {
+        running(&alice, "mailboxes").await == 0
+    })
+    .await;
+    let later = bob.mailbox_receive(&receive("bob", 10, 0)).await.unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].payload, json!("for later"));
+    let again = carol
+        .mailbox_receive(&receive("carol", 10, 0))
+        .await
+        .unwrap();
+    assert!(
+        again.is_empty(),
+        "the acknowledged message stays acknowledged"
+    );
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{assert_code, Daemon};
+use support::{assert_code, running, running_settles_at, Daemon};
 
 fn claim(queue: &str, max: u32, wait_ms: u64) -> ClaimArgs<'_> {
     ClaimArgs {
@@ -677,12 +677,6 @@ async fn push_arguments_are_checked_and_bad_ones_store_nothing() {
     assert_eq!(stored, 0);
 }
 
-/// Queue actors running in the daemon now (`daemon.status`).
-async fn queues_running(c: &Client) -> u64 {
-    let status: Value = c.call("daemon.status", &json!({})).await.unwrap();
-    status["queues_running"].as_u64().unwrap()
-}
-
 #[tokio::test]
 async fn an_idle_queue_stops_its_actor_and_a_later_claim_finds_its_tasks() {
     let d = Daemon::start_with("[queues]\nidle_ms = 300\n").await;
@@ -696,18 +690,8 @@ async fn an_idle_queue_stops_its_actor_and_a_later_claim_finds_its_tasks() {
         let got = waiter.queue_claim(&claim("awaited", 1, 5_000)).await;
         (waiter, got)
     });
-    support::wait_until(
-        "the unused queue stops",
-        Duration::from_secs(10),
-        || async { queues_running(&producer).await == 2 },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(
-        queues_running(&producer).await,
-        2,
-        "a queue with a claim held or a consumer waiting keeps its actor"
-    );
+    let why = "the unused queue stops; one with a claim held or a consumer waiting stays";
+    running_settles_at(&producer, "queues", 2, why).await;
     push(&producer, "awaited", json!({"payload": "d"})).await;
     let (waiter, got) = waiting.await.unwrap();
     let got = got.unwrap();
@@ -715,7 +699,7 @@ async fn an_idle_queue_stops_its_actor_and_a_later_claim_finds_its_tasks() {
     holder.queue_complete(&claimed[0].id, None).await.unwrap();
     waiter.queue_complete(&got[0].id, None).await.unwrap();
     support::wait_until("every queue stops", Duration::from_secs(10), || async {
-        queues_running(&producer).await == 0
+        running(&producer, "queues").await == 0
     })
     .await;
 
@@ -725,5 +709,5 @@ async fn an_idle_queue_stops_its_actor_and_a_later_claim_finds_its_tasks() {
     let rest = holder.queue_claim(&claim("held", 5, 0)).await.unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].payload, json!("b"));
-    assert_eq!(queues_running(&producer).await, 2);
+    assert_eq!(running(&producer, "queues").await, 2);
 }

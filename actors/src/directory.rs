@@ -2,7 +2,7 @@
 //! (mailboxes, queues) keep their actors in one. An actor with nothing left to do may leave it
 //! (see [`Leave`]); the next use of its name starts a new one, which loads from storage.
 
-use actix::{Actor, Addr, Context, Supervised, Supervisor};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Supervised, Supervisor};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
@@ -23,19 +23,17 @@ pub struct Leave<A: Actor> {
     name: String,
 }
 
-impl<A: Actor> Leave<A> {
-    /// Removes `me` from the directory; false if the name now belongs to another actor (or to
-    /// none), which `me` was never, or is no longer, in the directory as.
-    pub fn leave(&self, me: &Addr<A>) -> bool {
-        let Some(actors) = self.actors.upgrade() else {
-            return false;
-        };
-        let mut actors = actors.borrow_mut();
-        if actors.get(&self.name) != Some(me) {
-            return false;
+impl<A: Actor<Context = Context<A>>> Leave<A> {
+    /// Takes the actor out of the directory (unless its name has since gone to another actor)
+    /// and stops it. Call only with nothing left in the actor that lives only in memory.
+    pub fn stop(&self, ctx: &mut Context<A>) {
+        if let Some(actors) = self.actors.upgrade() {
+            let mut actors = actors.borrow_mut();
+            if actors.get(&self.name) == Some(&ctx.address()) {
+                actors.remove(&self.name);
+            }
         }
-        actors.remove(&self.name);
-        true
+        ctx.stop();
     }
 }
 

@@ -21,6 +21,7 @@ pub struct Status {
     connections: usize,
     mailboxes_running: usize,
     queues_running: usize,
+    threads_running: usize,
 }
 
 pub fn status(s: &Services) -> Status {
@@ -36,5 +37,6 @@ pub fn status(s: &Services) -> Status {
         connections: s.status.connections.get(),
         mailboxes_running: s.mailboxes.all().len(),
         queues_running: s.queues.all().len(),
+        threads_running: s.llm.threads_running(),
     }
 }

@@ -81,6 +81,8 @@ pub struct MailboxSettings {
     pub max_buffered: usize,
     /// How long this daemon's claim to serve a mailbox lasts unless renewed.
     pub lease: Duration,
+    /// How long an unused mailbox's actor lives on (see `MailboxConfig::idle`).
+    pub idle: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -230,6 +232,7 @@ impl Config {
                 max_wait: doc.millis("mailboxes", "max_wait_ms", 300_000, 0)?,
                 max_buffered: doc.number("mailboxes", "max_buffered", 10_000, 16)?,
                 lease: doc.millis("mailboxes", "lease_ms", 10_000, 200)?,
+                idle: doc.millis("mailboxes", "idle_ms", 300_000, 1)?,
             },
             queues: QueueSettings {
                 lease: doc.millis("queues", "lease_ms", 30_000, 1)?,
@@ -290,6 +293,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "max_wait_ms",
             "max_buffered",
             "lease_ms",
+            "idle_ms",
         ],
     ),
     (

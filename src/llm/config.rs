@@ -22,6 +22,7 @@ pub const LLM_KEYS: &[&str] = &[
     "failures_before_cooldown",
     "default_max_tokens",
     "reservation_ttl_ms",
+    "thread_idle_ms",
 ];
 const PROVIDER_KEYS: &[&str] = &[
     "kind",
@@ -115,6 +116,8 @@ pub struct LlmConfig {
     pub default_max_tokens: u64,
     /// How long a quota reservation holds if its daemon dies before settling it.
     pub reservation_ttl: Duration,
+    /// How long a thread's actor (its history in memory) lives on unused.
+    pub thread_idle: Duration,
 }
 
 impl LlmConfig {
@@ -141,6 +144,7 @@ impl LlmConfig {
             failures_before_cooldown: doc.number("llm", "failures_before_cooldown", 3, 1)?,
             default_max_tokens: doc.number("llm", "default_max_tokens", 1024, 1)?,
             reservation_ttl: doc.millis("llm", "reservation_ttl_ms", 600_000, 1000)?,
+            thread_idle: doc.millis("llm", "thread_idle_ms", 300_000, 100)?,
         })
     }
 }

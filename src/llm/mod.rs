@@ -98,13 +98,18 @@ impl Llm {
         Ok(Llm {
             router: Router::new(&config)?,
             log: InteractionLog::start(pool.clone()),
-            threads: Threads::new(pool.clone()),
+            threads: Threads::new(pool.clone(), config.thread_idle),
             quotas: Quotas::new(pool.clone(), config.reservation_ttl),
             config,
             pool,
             grants: RefCell::default(),
             waiting: RefCell::default(),
         })
+    }
+
+    /// Thread actors running now (threads in use, their history in memory).
+    pub fn threads_running(&self) -> usize {
+        self.threads.running()
     }
 
     /// Waits until every interaction logged so far is written.

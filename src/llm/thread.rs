@@ -4,16 +4,19 @@
 //! across restarts. Prompts on a thread take turns: `Begin` hands the conversation to one prompt
 //! at a time, and `Finish` appends that turn's messages (the request, the answers, the tool
 //! results) in one statement, so a tool call is never stored without its result, then hands out
-//! the next turn. A turn dropped without `Finish` (a failed prompt) appends nothing.
+//! the next turn. A turn dropped without `Finish` (a failed prompt) appends nothing. A thread
+//! unused for `[llm] thread_idle_ms`, with no turn running or waiting, stops its actor (its
+//! history is in Postgres; the next prompt loads it again).
 
 use super::provider::{Message, Role};
 use super::LlmError;
 use crate::postgres;
 use actix::prelude::*;
 use deadpool_postgres::Pool;
-use ikigai_actors::directory::Directory;
+use ikigai_actors::directory::{Directory, Leave};
 use ikigai_actors::supervise::guarded;
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::warn;
 use uuid::Uuid;
@@ -73,6 +76,11 @@ impl ThreadState {
         }
     }
 
+    /// No turn runs and none waits.
+    fn is_quiet(&self) -> bool {
+        !self.busy && self.waiting.is_empty()
+    }
+
     fn fail_waiting(&mut self, e: impl Fn() -> LlmError) {
         for (_, reply) in self.waiting.drain(..) {
             let _ = reply.send(Err(e()));
@@ -85,6 +93,10 @@ pub struct ThreadActor {
     pool: Pool,
     state: ThreadState,
     loaded: bool,
+    /// When a prompt last began or finished a turn here.
+    used: Instant,
+    idle: Duration,
+    leave: Leave<ThreadActor>,
 }
 
 impl ThreadActor {
@@ -131,6 +143,13 @@ impl Actor for ThreadActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.load(ctx);
+        // Not polled while a load or an append runs (`ctx.wait`), nor before the mailbox is
+        // empty: a thread stops only between turns, with no request unanswered.
+        ctx.run_interval(self.idle / 4, |act, ctx| {
+            if act.state.is_quiet() && act.used.elapsed() >= act.idle {
+                act.leave.stop(ctx);
+            }
+        });
     }
 }
 
@@ -146,6 +165,7 @@ impl Handler<Begin> for ThreadActor {
     type Result = ();
 
     fn handle(&mut self, msg: Begin, ctx: &mut Context<Self>) {
+        self.used = Instant::now();
         self.state.waiting.push_back((msg.agent, msg.reply));
         match self.loaded {
             true => self.guarded(ctx, ThreadState::serve),
@@ -158,6 +178,7 @@ impl Handler<Finish> for ThreadActor {
     type Result = ();
 
     fn handle(&mut self, msg: Finish, ctx: &mut Context<Self>) {
+        self.used = Instant::now();
         if msg.messages.is_empty() {
             self.guarded(ctx, |s| {
                 s.busy = false;
@@ -232,15 +253,24 @@ pub struct Threads {
 }
 
 impl Threads {
-    pub fn new(pool: Pool) -> Threads {
+    /// `idle`: how long an unused thread's actor lives on.
+    pub fn new(pool: Pool, idle: Duration) -> Threads {
         let make_pool = pool.clone();
-        let actors = Directory::new(move |id: String, _| ThreadActor {
+        let actors = Directory::new(move |id: String, leave| ThreadActor {
             id: Uuid::parse_str(&id).unwrap_or_default(),
             pool: make_pool.clone(),
             state: ThreadState::default(),
             loaded: false,
+            used: Instant::now(),
+            idle,
+            leave,
         });
         Threads { pool, actors }
+    }
+
+    /// Thread actors running now.
+    pub fn running(&self) -> usize {
+        self.actors.all().len()
     }
 
     pub async fn create(&self, agent: &str, context: Option<String>) -> Result<Uuid, LlmError> {

@@ -465,6 +465,28 @@ pub fn run_to_exit(mut cmd: Command) -> (i32, String) {
     )
 }
 
+/// How many actors of `kind` (`"queues"`, `"mailboxes"`, `"threads"`) the daemon runs now, from
+/// `daemon.status`.
+pub async fn running(c: &Client, kind: &str) -> u64 {
+    let status: serde_json::Value = c
+        .call("daemon.status", &serde_json::json!({}))
+        .await
+        .unwrap();
+    status[format!("{kind}_running")].as_u64().unwrap()
+}
+
+/// Waits until the daemon runs `n` actors of `kind`, then checks that it still runs `n` 600 ms
+/// later (longer than the idle time the test configured): the others stopped, these stay.
+pub async fn running_settles_at(c: &Client, kind: &str, n: u64, why: &str) {
+    let what = format!("{n} {kind} actors run");
+    wait_until(&what, Duration::from_secs(10), || async {
+        running(c, kind).await == n
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(running(c, kind).await, n, "{why}");
+}
+
 /// Polls `check` every 50 ms until it holds; panics naming `what` after `timeout`.
 pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where

@@ -7,6 +7,7 @@
 
 use super::state::{LiveCounts, MailboxState, Waiter};
 use super::MailboxError;
+use crate::directory::Leave;
 use crate::message::{SessionId, StoredMessage};
 use crate::persist::{Outcome, Persist, Persister, Write};
 use crate::store::{AttemptsWrite, MailboxStore, StoreError};
@@ -29,6 +30,9 @@ pub struct MailboxConfig {
     pub tick: Duration,
     /// How long a lease to serve the mailbox lasts unless renewed.
     pub lease: Duration,
+    /// How long a mailbox stays unused, not served here (its lease given up) and with no
+    /// receiver waiting, before its actor stops.
+    pub idle: Duration,
 }
 
 impl Default for MailboxConfig {
@@ -37,6 +41,7 @@ impl Default for MailboxConfig {
             max_buffered: 10_000,
             tick: Duration::from_millis(50),
             lease: Duration::from_secs(10),
+            idle: Duration::from_secs(300),
         }
     }
 }
@@ -148,6 +153,7 @@ pub struct Mailbox {
     /// Counts acquisitions, so that the answer to an older renewal is ignored.
     generation: u64,
     last_used: Instant,
+    leave: Leave<Mailbox>,
 }
 
 impl Mailbox {
@@ -156,6 +162,7 @@ impl Mailbox {
         store: Arc<dyn MailboxStore>,
         persister: Addr<Persister>,
         config: MailboxConfig,
+        leave: Leave<Mailbox>,
     ) -> Self {
         Mailbox {
             state: MailboxState::new(name, config.max_buffered),
@@ -170,6 +177,7 @@ impl Mailbox {
             },
             generation: 0,
             last_used: Instant::now(),
+            leave,
         }
     }
 
@@ -267,6 +275,9 @@ impl Mailbox {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
         self.tend_lease(ctx, now);
+        if self.stop_if_idle(ctx, now) {
+            return;
+        }
         if let Ok(writes) = self.guarded(ctx, |s| {
             let writes = s.expire(now);
             s.serve_waiters(now);
@@ -300,6 +311,20 @@ impl Mailbox {
             }
             _ => {}
         }
+    }
+
+    /// Stops the actor when the mailbox has been unused for `config.idle`, is not served here
+    /// and nobody waits: all it has is in storage, and its next use starts a new actor. Runs in
+    /// the tick, after the mailbox was emptied (and never during a load or a lease change,
+    /// which block the actor), so no request is left unanswered. True if it stopped.
+    fn stop_if_idle(&mut self, ctx: &mut Context<Self>, now: Instant) -> bool {
+        let c = self.state.counts();
+        let quiet = !self.serving() && !self.loading && c.waiting == 0 && c.in_flight == 0;
+        let stop = quiet && now.duration_since(self.last_used) >= self.config.idle;
+        if stop {
+            self.leave.stop(ctx);
+        }
+        stop
     }
 
     fn idle(&self, now: Instant) -> bool {

@@ -33,8 +33,14 @@ impl Mailboxes {
     ) -> Self {
         let make = {
             let persister = persister.clone();
-            move |name, _| {
-                let mailbox = Mailbox::new(name, store.clone(), persister.clone(), config.clone());
+            move |name, leave| {
+                let mailbox = Mailbox::new(
+                    name,
+                    store.clone(),
+                    persister.clone(),
+                    config.clone(),
+                    leave,
+                );
                 mailbox.with_telemetry(telemetry.clone())
             }
         };

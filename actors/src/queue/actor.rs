@@ -210,9 +210,8 @@ impl Queue {
             return;
         }
         if let Ok(true) = self.guarded(ctx, |s| s.is_quiet()) {
-            self.leave.leave(&ctx.address());
             info!(queue = %self.state.name(), "queue idle; its actor stops");
-            ctx.stop();
+            self.leave.stop(ctx);
         }
     }
 
