@@ -98,7 +98,17 @@ async fn messages_sent_through_both_daemons_are_each_delivered_once_in_order_per
 
 #[tokio::test]
 async fn a_mailbox_is_served_by_one_daemon_at_a_time_and_moves_when_that_one_goes_idle() {
-    let (a, b) = two_daemons("").await;
+    served_by_one_then_moves("").await;
+}
+
+#[tokio::test]
+async fn a_mailbox_moves_as_soon_also_when_its_idle_actor_stops_at_once() {
+    served_by_one_then_moves("[mailboxes]\nidle_ms = 1\n").await;
+}
+
+/// Daemon A serves bob while its consumer is there, B not; once A goes idle, B delivers.
+async fn served_by_one_then_moves(config: &str) {
+    let (a, b) = two_daemons(config).await;
     let alice = a.agent("alice").await;
     let (bob_a, bob_b) = (a.agent("bob").await, b.agent("bob").await);
     let first = alice.mailbox_send("bob", &json!(1)).await.unwrap();

@@ -25,8 +25,13 @@ pub struct Leave<A: Actor> {
 
 impl<A: Actor<Context = Context<A>>> Leave<A> {
     /// Takes the actor out of the directory (unless its name has since gone to another actor)
-    /// and stops it. Call only with nothing left in the actor that lives only in memory.
+    /// and stops it. Call only with nothing left in the actor that lives only in memory. Does
+    /// nothing while the actor waits on work of its own (`ctx.wait`, such as giving up a lease
+    /// it just decided to give up), which a stop would drop: the caller's next check stops it.
     pub fn stop(&self, ctx: &mut Context<A>) {
+        if ctx.waiting() {
+            return;
+        }
         if let Some(actors) = self.actors.upgrade() {
             let mut actors = actors.borrow_mut();
             if actors.get(&self.name) == Some(&ctx.address()) {

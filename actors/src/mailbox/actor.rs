@@ -275,9 +275,6 @@ impl Mailbox {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
         self.tend_lease(ctx, now);
-        if self.stop_if_idle(ctx, now) {
-            return;
-        }
         if let Ok(writes) = self.guarded(ctx, |s| {
             let writes = s.expire(now);
             s.serve_waiters(now);
@@ -290,6 +287,7 @@ impl Mailbox {
             self.record_redelivery(&writes, "visibility_timeout");
             self.record_attempts(writes);
         }
+        self.stop_if_idle(ctx, now);
     }
 
     fn serving(&self) -> bool {
@@ -316,15 +314,13 @@ impl Mailbox {
     /// Stops the actor when the mailbox has been unused for `config.idle`, is not served here
     /// and nobody waits: all it has is in storage, and its next use starts a new actor. Runs in
     /// the tick, after the mailbox was emptied (and never during a load or a lease change,
-    /// which block the actor), so no request is left unanswered. True if it stopped.
-    fn stop_if_idle(&mut self, ctx: &mut Context<Self>, now: Instant) -> bool {
+    /// which block the actor), so no request is left unanswered.
+    fn stop_if_idle(&mut self, ctx: &mut Context<Self>, now: Instant) {
         let c = self.state.counts();
         let quiet = !self.serving() && !self.loading && c.waiting == 0 && c.in_flight == 0;
-        let stop = quiet && now.duration_since(self.last_used) >= self.config.idle;
-        if stop {
+        if quiet && now.duration_since(self.last_used) >= self.config.idle {
             self.leave.stop(ctx);
         }
-        stop
     }
 
     fn idle(&self, now: Instant) -> bool {
