@@ -3,7 +3,7 @@
 //! (see [`Leave`]); the next use of its name starts a new one, which loads from storage.
 
 use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Supervised, Supervisor};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
@@ -21,6 +21,7 @@ pub struct Directory<A: Actor<Context = Context<A>> + Supervised> {
 pub struct Leave<A: Actor> {
     actors: Weak<Actors<A>>,
     name: String,
+    stopped: Cell<bool>,
 }
 
 impl<A: Actor<Context = Context<A>>> Leave<A> {
@@ -38,7 +39,16 @@ impl<A: Actor<Context = Context<A>>> Leave<A> {
                 actors.remove(&self.name);
             }
         }
+        self.stopped.set(true);
         ctx.stop();
+    }
+
+    /// For `Supervised::restarting`: whether this restart follows [`Leave::stop`] (then clears
+    /// that). The supervisor restarts such an actor, outside the directory, only to answer a
+    /// message whose sender kept its address (a send's hand-over after its commit): not a
+    /// failure, unlike a restart after a panic.
+    pub fn after_stop(&self) -> bool {
+        self.stopped.replace(false)
     }
 }
 
@@ -59,6 +69,7 @@ impl<A: Actor<Context = Context<A>> + Supervised> Directory<A> {
         let leave = Leave {
             actors: Rc::downgrade(&self.actors),
             name: name.to_owned(),
+            stopped: Cell::new(false),
         };
         let actor = (self.make)(name.to_owned(), leave);
         let addr = Supervisor::start(move |_| actor);

@@ -155,7 +155,9 @@ impl Actor for ThreadActor {
 
 impl Supervised for ThreadActor {
     fn restarting(&mut self, _: &mut Context<Self>) {
-        warn!(thread = %self.id, "thread actor restarting; reloading its history");
+        if !self.leave.after_stop() {
+            warn!(thread = %self.id, "thread actor restarting; reloading its history");
+        }
         self.state = ThreadState::default();
         self.loaded = false;
     }

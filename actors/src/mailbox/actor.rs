@@ -493,9 +493,11 @@ impl Actor for Mailbox {
 
 impl Supervised for Mailbox {
     fn restarting(&mut self, _: &mut Context<Self>) {
-        warn!(mailbox = %self.state.name(), "mailbox actor restarting; rebuilding from storage");
-        let payload = serde_json::json!({"actor": "mailbox", "mailbox": self.state.name()});
-        self.record("actor_restarted", payload);
+        if !self.leave.after_stop() {
+            warn!(mailbox = %self.state.name(), "mailbox actor restarting; rebuilding from storage");
+            let payload = serde_json::json!({"actor": "mailbox", "mailbox": self.state.name()});
+            self.record("actor_restarted", payload);
+        }
         self.state.reset();
         self.loading = false;
         self.free(Duration::ZERO);

@@ -415,7 +415,9 @@ impl Actor for Queue {
 
 impl Supervised for Queue {
     fn restarting(&mut self, _: &mut Context<Self>) {
-        warn!(queue = %self.state.name(), "queue actor restarting; rebuilding from storage");
+        if !self.leave.after_stop() {
+            warn!(queue = %self.state.name(), "queue actor restarting; rebuilding from storage");
+        }
         self.state.reset();
         self.loading = false;
         self.wake = None;
