@@ -538,34 +538,24 @@ async fn operators_list_stop_start_and_read_the_logs_of_agents_from_the_cli() {
     let script = "echo hello from talker\necho oops >&2\nexec sleep 1000";
     d.deploy(&AgentDir::script("talker", script, json!({})));
     d.agent_pid("talker", None).await;
-    let stdout = |args: &[&str]| {
-        let out = d.cli(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-
-    let list = stdout(&["agents", "list"]);
+    let list = d.cli_ok(&["agents", "list"]);
     let row = list.lines().find(|l| l.starts_with("talker")).expect(&list);
     assert!(row.contains(" 1 ") && row.contains("running"), "{row}");
     wait_until("both lines are logged", LONG, || async {
         count(&d, "talker", "log").await == 2
     })
     .await;
-    let logs = stdout(&["agents", "logs", "talker"]);
+    let logs = d.cli_ok(&["agents", "logs", "talker"]);
     assert!(logs.contains("stdout: hello from talker"), "{logs}");
     assert!(logs.contains("stderr: oops"), "{logs}");
 
-    stdout(&["agents", "stop", "talker"]);
+    d.cli_ok(&["agents", "stop", "talker"]);
     assert_eq!(d.entry("talker").await["status"], "stopped");
     assert!(processes_in(&d.service_dir("talker")).is_empty());
-    stdout(&["agents", "start", "talker"]);
+    d.cli_ok(&["agents", "start", "talker"]);
     d.agent_pid("talker", None).await;
-    stdout(&["agents", "undeploy", "talker"]);
-    assert!(!stdout(&["agents", "list"]).contains("talker"));
+    d.cli_ok(&["agents", "undeploy", "talker"]);
+    assert!(!d.cli_ok(&["agents", "list"]).contains("talker"));
 }
 
 #[tokio::test]

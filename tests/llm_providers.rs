@@ -394,13 +394,7 @@ async fn the_cli_prints_usage_per_agent_and_model() {
         .await
         .unwrap();
     rows(&d, 1).await;
-    let out = d.cli(&["llm", "usage", "--since", "24h"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = d.cli_ok(&["llm", "usage", "--since", "24h"]);
     let line = text
         .lines()
         .find(|l| l.contains("triage"))

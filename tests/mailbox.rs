@@ -320,13 +320,8 @@ async fn receive_arguments_are_checked() {
 #[tokio::test]
 async fn the_cli_sends_peeks_and_counts() {
     let d = Daemon::start().await;
-    let out = d.cli(&["mailbox", "send", "bob", r#"{"from":"cli"}"#]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let sent = d.cli_ok(&["mailbox", "send", "bob", r#"{"from":"cli"}"#]);
+    let id = sent.trim().to_owned();
 
     let peek = String::from_utf8(d.cli(&["mailbox", "peek", "bob"]).stdout).unwrap();
     let line: serde_json::Value = serde_json::from_str(peek.lines().next().unwrap()).unwrap();

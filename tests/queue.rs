@@ -377,20 +377,15 @@ async fn notifications_name_the_daemon_that_wrote() {
 #[tokio::test]
 async fn the_cli_pushes_counts_lists_and_shows_dead_tasks() {
     let d = Daemon::start().await;
-    let out = d.cli(&[
+    let args = [
         "queue",
         "push",
         "ops",
         r#"{"from":"cli"}"#,
         "--priority",
         "3",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pushed = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    ];
+    let pushed = d.cli_ok(&args).trim().to_owned();
 
     let stats = String::from_utf8(d.cli(&["queue", "stats", "ops"]).stdout).unwrap();
     assert!(stats.lines().any(|l| l == "pending: 1"), "{stats}");

@@ -328,6 +328,15 @@ impl Daemon {
             .output()
             .expect("run ikigai")
     }
+
+    /// The standard output of `ikigai <args>`, which must succeed (else its stderr is shown).
+    #[track_caller]
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "ikigai {args:?}: {err}");
+        String::from_utf8(out.stdout).unwrap()
+    }
 }
 
 impl Drop for Daemon {
