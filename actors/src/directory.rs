@@ -6,6 +6,7 @@ use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Supervised, Superv
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
+use tracing::debug;
 
 type Actors<A> = RefCell<HashMap<String, Addr<A>>>;
 
@@ -39,6 +40,7 @@ impl<A: Actor<Context = Context<A>>> Leave<A> {
                 actors.remove(&self.name);
             }
         }
+        debug!(actor = %self.name, "idle; the actor stops");
         self.stopped.set(true);
         ctx.stop();
     }

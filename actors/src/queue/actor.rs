@@ -210,7 +210,6 @@ impl Queue {
             return;
         }
         if let Ok(true) = self.guarded(ctx, |s| s.is_quiet()) {
-            info!(queue = %self.state.name(), "queue idle; its actor stops");
             self.leave.stop(ctx);
         }
     }
