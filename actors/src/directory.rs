@@ -86,6 +86,11 @@ impl<A: Actor<Context = Context<A>> + Supervised> Directory<A> {
         self.actors.borrow().get(name).cloned()
     }
 
+    /// How many actors are running.
+    pub fn count(&self) -> usize {
+        self.actors.borrow().len()
+    }
+
     /// Every running actor, with its name.
     pub fn all(&self) -> Vec<(String, Addr<A>)> {
         let actors = self.actors.borrow();

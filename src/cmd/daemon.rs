@@ -35,8 +35,8 @@ pub fn status(s: &Services) -> Status {
         schema_version: crate::postgres::SCHEMA_VERSION,
         config: s.config.source.clone(),
         connections: s.status.connections.get(),
-        mailboxes_running: s.mailboxes.all().len(),
-        queues_running: s.queues.all().len(),
+        mailboxes_running: s.mailboxes.count(),
+        queues_running: s.queues.count(),
         threads_running: s.llm.threads_running(),
     }
 }

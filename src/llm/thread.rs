@@ -272,7 +272,7 @@ impl Threads {
 
     /// Thread actors running now.
     pub fn running(&self) -> usize {
-        self.actors.all().len()
+        self.actors.count()
     }
 
     pub async fn create(&self, agent: &str, context: Option<String>) -> Result<Uuid, LlmError> {

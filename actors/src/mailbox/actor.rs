@@ -313,11 +313,11 @@ impl Mailbox {
 
     /// Stops the actor when the mailbox has been unused for `config.idle`, is not served here
     /// and nobody waits: all it has is in storage, and its next use starts a new actor. Runs in
-    /// the tick, after the mailbox was emptied (and never during a load or a lease change,
-    /// which block the actor), so no request is left unanswered.
+    /// the tick, after the mailbox was emptied (and [`Leave::stop`] waits out a load or a lease
+    /// change, which block the actor), so no request is left unanswered.
     fn stop_if_idle(&mut self, ctx: &mut Context<Self>, now: Instant) {
         let c = self.state.counts();
-        let quiet = !self.serving() && !self.loading && c.waiting == 0 && c.in_flight == 0;
+        let quiet = !self.serving() && c.waiting == 0 && c.in_flight == 0;
         if quiet && now.duration_since(self.last_used) >= self.config.idle {
             self.leave.stop(ctx);
         }

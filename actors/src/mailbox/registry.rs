@@ -62,6 +62,11 @@ impl Mailboxes {
         self.inner.actors.running(name)
     }
 
+    /// How many mailbox actors are running.
+    pub fn count(&self) -> usize {
+        self.inner.actors.count()
+    }
+
     /// Every running mailbox actor.
     pub fn all(&self) -> Vec<(String, Addr<Mailbox>)> {
         self.inner.actors.all()

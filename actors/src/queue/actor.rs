@@ -204,9 +204,10 @@ impl Queue {
 
     /// Stops the actor when the queue has been unused for `config.idle` and nothing of it lives
     /// only here: its tasks are all in storage, and its next use starts a new actor that loads
-    /// them. Runs in the tick, after the mailbox was emptied, so no request is left unanswered.
+    /// them. Runs in the tick, after the mailbox was emptied (and [`Leave::stop`] waits out a
+    /// load), so no request is left unanswered.
     fn stop_if_idle(&mut self, ctx: &mut Context<Self>) {
-        if self.writing > 0 || self.loading || self.used.elapsed() < self.config.idle {
+        if self.writing > 0 || self.used.elapsed() < self.config.idle {
             return;
         }
         if let Ok(true) = self.guarded(ctx, |s| s.is_quiet()) {

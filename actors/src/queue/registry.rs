@@ -48,6 +48,11 @@ impl Queues {
         self.inner.actors.running(name)
     }
 
+    /// How many queue actors are running.
+    pub fn count(&self) -> usize {
+        self.inner.actors.count()
+    }
+
     /// Every running queue actor.
     pub fn all(&self) -> Vec<Addr<Queue>> {
         self.inner
