@@ -38,9 +38,13 @@ pub struct Root {
 }
 
 impl Root {
+    /// The root at `dir`, made absolute (resolved when it exists, else against the working
+    /// directory): the private cluster and agents run in other working directories.
     pub fn new(dir: impl Into<PathBuf>) -> Root {
         let dir = dir.into();
-        let dir = fs::canonicalize(&dir).unwrap_or(dir);
+        let dir = fs::canonicalize(&dir)
+            .or_else(|_| std::path::absolute(&dir))
+            .unwrap_or(dir);
         Root { dir }
     }
 

@@ -7,6 +7,7 @@ use ikigai_client::{Client, Receive};
 use serde_json::json;
 use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::{daemon_command, run_to_exit, temp_root, Daemon};
@@ -325,21 +326,22 @@ async fn fault_injection_is_refused_unless_configured() {
 }
 
 #[tokio::test]
-async fn without_a_url_the_daemon_runs_and_stops_a_private_cluster() {
-    let root = temp_root();
-    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::create_dir_all(root.path().join(".ikigai")).unwrap();
-    std::fs::write(
-        root.path().join(".ikigai/ikigai.conf"),
-        "[postgres]\nserver = private\n",
-    )
-    .unwrap();
-    let mut child = daemon_command(root.path())
-        .stderr(std::fs::File::create(root.path().join("daemon.log")).unwrap())
+async fn without_a_url_the_daemon_runs_and_stops_a_private_cluster_under_a_relative_root() {
+    let top = temp_root();
+    std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = top.path().join("demo");
+    let config = top.path().join("private.conf");
+    std::fs::write(&config, "[postgres]\nserver = private\n").unwrap();
+    // As the README runs it: `--root ./demo` from the directory above, ./demo not there yet.
+    let mut child = daemon_command(Path::new("./demo"))
+        .arg("--config")
+        .arg(&config)
+        .current_dir(top.path())
+        .stderr(std::fs::File::create(top.path().join("daemon.log")).unwrap())
         .spawn()
         .unwrap();
-    let socket = root.path().join(".ikigai/daemon.sock");
-    let log = || std::fs::read_to_string(root.path().join("daemon.log")).unwrap_or_default();
+    let socket = root.join(".ikigai/daemon.sock");
+    let log = || std::fs::read_to_string(top.path().join("daemon.log")).unwrap_or_default();
     for _ in 0..600 {
         if socket.exists() || child.try_wait().unwrap().is_some() {
             break;
@@ -352,7 +354,12 @@ async fn without_a_url_the_daemon_runs_and_stops_a_private_cluster() {
         log()
     );
     assert!(log().contains("private cluster"), "{}", log());
-    let token = std::fs::read_to_string(root.path().join(".ikigai/admin.token")).unwrap();
+    assert!(
+        !log().contains("NOTICE"),
+        "applying the schema is quiet:\n{}",
+        log()
+    );
+    let token = std::fs::read_to_string(root.join(".ikigai/admin.token")).unwrap();
     let admin = Client::connect_as(&socket, "admin", token.trim())
         .await
         .unwrap();
@@ -374,10 +381,7 @@ async fn without_a_url_the_daemon_runs_and_stops_a_private_cluster() {
         log()
     );
     assert!(
-        !root
-            .path()
-            .join(".ikigai/postgres/data/postmaster.pid")
-            .exists(),
+        !root.join(".ikigai/postgres/data/postmaster.pid").exists(),
         "cluster is down"
     );
 }

@@ -19,6 +19,10 @@ pub async fn apply(pool: &Pool) -> Result<(), DbError> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
         .await
         .map_err(|e| schema_error(&e))?;
+    // `DROP ... IF EXISTS` and `CREATE ... IF NOT EXISTS` notices say nothing an operator needs.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await
+        .map_err(|e| schema_error(&e))?;
     tx.batch_execute(SCHEMA)
         .await
         .map_err(|e| match e.as_db_error() {
