@@ -104,7 +104,6 @@ async fn serve(
         max_buffered: config.mailboxes.max_buffered,
         lease: config.mailboxes.lease,
         idle: config.mailboxes.idle,
-        ..MailboxConfig::default()
     };
     let mailboxes = Mailboxes::new(
         store.clone(),
@@ -115,7 +114,6 @@ async fn serve(
     let queue_config = QueueConfig {
         window: config.queues.window,
         idle: config.queues.idle,
-        ..QueueConfig::default()
     };
     let queues = Queues::new(
         Arc::new(PgQueueStore::new(db.pool.clone())),

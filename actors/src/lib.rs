@@ -7,6 +7,7 @@
 //! implementing those traits live in the daemon crate.
 //! Nothing here knows about sockets, frames or SQL.
 
+pub mod alarm;
 pub mod cache;
 pub mod directory;
 pub mod mailbox;

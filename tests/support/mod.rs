@@ -232,6 +232,21 @@ impl Daemon {
         self.child.as_ref().expect("daemon running").id()
     }
 
+    /// CPU time the daemon has used so far (user + system, `/proc/<pid>/stat` fields 14 and
+    /// 15, in clock ticks).
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // The fields after the command name, which may hold spaces and ends at the last ')'.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .map(|i| fields[*i].parse::<u64>().unwrap())
+            .sum();
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        Duration::from_micros(ticks * 1_000_000 / per_second)
+    }
+
     /// `kill -9`: the daemon dies at once, leaving its socket behind.
     pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("daemon running");

@@ -4,9 +4,14 @@
 //! when a receiver asks (loading the unread messages then), renews it while in use, gives it up
 //! after [`IDLE_RELEASE`] without receivers or deliveries, and stops serving at once if a renewal
 //! fails. Messages another daemon commits for a held mailbox arrive as [`ForeignSent`].
+//!
+//! It never polls: its [`Alarm`] rings at the next thing due (a visibility deadline, the
+//! lease's renewal or end, the idle release, a retry to take the lease, the idle stop), so a
+//! mailbox that is only sent to has one timer set minutes ahead and costs no CPU.
 
 use super::state::{LiveCounts, MailboxState, Waiter};
 use super::MailboxError;
+use crate::alarm::{Alarm, Alarmed};
 use crate::directory::Leave;
 use crate::message::{SessionId, StoredMessage};
 use crate::persist::{Outcome, Persist, Persister, Write};
@@ -26,8 +31,6 @@ use uuid::Uuid;
 pub struct MailboxConfig {
     /// Most ready messages kept in memory per mailbox; the rest are paged in from storage.
     pub max_buffered: usize,
-    /// How often visibility deadlines and the lease are checked.
-    pub tick: Duration,
     /// How long a lease to serve the mailbox lasts unless renewed.
     pub lease: Duration,
     /// How long a mailbox stays unused, not served here (its lease given up) and with no
@@ -39,7 +42,6 @@ impl Default for MailboxConfig {
     fn default() -> Self {
         MailboxConfig {
             max_buffered: 10_000,
-            tick: Duration::from_millis(50),
             lease: Duration::from_secs(10),
             idle: Duration::from_secs(300),
         }
@@ -153,6 +155,7 @@ pub struct Mailbox {
     /// Counts acquisitions, so that the answer to an older renewal is ignored.
     generation: u64,
     last_used: Instant,
+    alarm: Alarm,
     leave: Leave<Mailbox>,
 }
 
@@ -177,6 +180,7 @@ impl Mailbox {
             },
             generation: 0,
             last_used: Instant::now(),
+            alarm: Alarm::default(),
             leave,
         }
     }
@@ -239,6 +243,7 @@ impl Mailbox {
                 }
                 Err(e) => act.retry_load(ctx, e),
             }
+            act.rearm(ctx);
         }));
     }
 
@@ -272,24 +277,6 @@ impl Mailbox {
         });
     }
 
-    fn tick(&mut self, ctx: &mut Context<Self>) {
-        let now = Instant::now();
-        self.tend_lease(ctx, now);
-        if let Ok(writes) = self.guarded(ctx, |s| {
-            let writes = s.expire(now);
-            s.serve_waiters(now);
-            s.purge_waiters();
-            writes
-        }) {
-            if !writes.is_empty() {
-                info!(mailbox = %self.state.name(), count = writes.len(), "redelivering after visibility timeout");
-            }
-            self.record_redelivery(&writes, "visibility_timeout");
-            self.record_attempts(writes);
-        }
-        self.stop_if_idle(ctx, now);
-    }
-
     fn serving(&self) -> bool {
         matches!(self.lease, Lease::Held { .. })
     }
@@ -312,20 +299,34 @@ impl Mailbox {
     }
 
     /// Stops the actor when the mailbox has been unused for `config.idle`, is not served here
-    /// and nobody waits: all it has is in storage, and its next use starts a new actor. Runs in
-    /// the tick, after the mailbox was emptied (and [`Leave::stop`] waits out a load or a lease
-    /// change, which block the actor), so no request is left unanswered.
+    /// and nobody waits: all it has is in storage, and its next use starts a new actor. Runs
+    /// from the alarm, after the mailbox was emptied (and [`Leave::stop`] waits out a load or a
+    /// lease change, which block the actor, after which [`Alarmed::rearm`] rings again at
+    /// once), so no request is left unanswered.
     fn stop_if_idle(&mut self, ctx: &mut Context<Self>, now: Instant) {
-        let c = self.state.counts();
-        let quiet = !self.serving() && c.waiting == 0 && c.in_flight == 0;
-        if quiet && now.duration_since(self.last_used) >= self.config.idle {
+        if self.stop_at().is_some_and(|at| now >= at) {
             self.leave.stop(ctx);
         }
     }
 
-    fn idle(&self, now: Instant) -> bool {
+    /// Nothing is delivered and nobody waits here.
+    fn quiet(&self) -> bool {
         let c = self.state.counts();
-        c.in_flight == 0 && c.waiting == 0 && now.duration_since(self.last_used) >= IDLE_RELEASE
+        c.in_flight == 0 && c.waiting == 0
+    }
+
+    /// When a held lease is given up, if the mailbox stays unused until then.
+    fn release_at(&self) -> Option<Instant> {
+        (self.serving() && self.quiet()).then(|| self.last_used + IDLE_RELEASE)
+    }
+
+    /// When the actor stops, if the mailbox stays unused and not served here until then.
+    fn stop_at(&self) -> Option<Instant> {
+        (!self.serving() && self.quiet()).then(|| self.last_used + self.config.idle)
+    }
+
+    fn idle(&self, now: Instant) -> bool {
+        self.release_at().is_some_and(|at| now >= at)
     }
 
     /// The lease is ours from `since` (when the statement that took or renewed it was sent).
@@ -353,30 +354,44 @@ impl Mailbox {
         );
         let since = Instant::now();
         let fut = async move { store.acquire(&name, lease).await };
-        ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
+        ctx.wait(fut.into_actor(self).map(move |result, act, ctx| {
+            act.acquired(ctx, result, since, receive);
+            act.rearm(ctx);
+        }));
+    }
+
+    /// The answer to [`Mailbox::acquire`], sent at `since`.
+    fn acquired(
+        &mut self,
+        ctx: &mut Context<Self>,
+        result: Result<bool, StoreError>,
+        since: Instant,
+        receive: Option<Receive>,
+    ) {
+        match result {
             Ok(true) => {
-                act.generation += 1;
-                act.hold(since);
-                act.state.reload();
-                act.load(ctx);
+                self.generation += 1;
+                self.hold(since);
+                self.state.reload();
+                self.load(ctx);
                 if let Some(receive) = receive {
                     ctx.address().do_send(receive);
                 }
             }
             Ok(false) => {
-                act.free(RETRY_ACQUIRE);
+                self.free(RETRY_ACQUIRE);
                 if let Some(receive) = receive {
-                    act.wait_elsewhere(receive);
+                    self.wait_elsewhere(receive);
                 }
             }
             Err(e) => {
-                warn!(mailbox = %act.state.name(), error = %e, "taking the mailbox lease failed");
-                act.free(RETRY_ACQUIRE);
+                warn!(mailbox = %self.state.name(), error = %e, "taking the mailbox lease failed");
+                self.free(RETRY_ACQUIRE);
                 if let Some(receive) = receive {
                     let _ = receive.reply.send(Err(e.into()));
                 }
             }
-        }));
+        }
     }
 
     /// Another daemon serves the mailbox: a waiting receiver parks until it lets go.
@@ -404,22 +419,46 @@ impl Mailbox {
         );
         let (since, generation) = (Instant::now(), self.generation);
         let fut = async move { store.renew(&name, lease).await };
-        ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
-            if act.generation != generation || !act.serving() {
-                return;
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+            if act.generation == generation && act.serving() {
+                act.renewed(result, since);
             }
-            match result {
-                Ok(true) => act.hold(since),
-                Ok(false) => act.lose(),
-                Err(e) => {
-                    warn!(mailbox = %act.state.name(), error = %e, "renewing the mailbox lease failed");
-                    if let Lease::Held { renewing, renew_at, .. } = &mut act.lease {
-                        *renewing = false;
-                        *renew_at = Instant::now() + act.config.lease / 10;
-                    }
+            act.rearm(ctx);
+        }));
+    }
+
+    /// The answer to a renewal of the current lease, sent at `since`.
+    fn renewed(&mut self, result: Result<bool, StoreError>, since: Instant) {
+        match result {
+            Ok(true) => self.hold(since),
+            Ok(false) => self.lose(),
+            Err(e) => {
+                warn!(mailbox = %self.state.name(), error = %e, "renewing the mailbox lease failed");
+                if let Lease::Held {
+                    renewing, renew_at, ..
+                } = &mut self.lease
+                {
+                    *renewing = false;
+                    *renew_at = Instant::now() + self.config.lease / 10;
                 }
             }
-        }));
+        }
+    }
+
+    /// When the lease needs tending: renewed, or ended at its deadline when renewals fail;
+    /// not held, taken again for the receivers waiting here.
+    fn lease_due(&self) -> Option<Instant> {
+        match self.lease {
+            Lease::Held {
+                until,
+                renewing: true,
+                ..
+            } => Some(until),
+            Lease::Held {
+                until, renew_at, ..
+            } => Some(until.min(renew_at)),
+            Lease::Free { retry_at } => (self.state.counts().waiting > 0).then_some(retry_at),
+        }
     }
 
     /// The lease ran out or was taken: stop serving; receivers still here try again.
@@ -442,10 +481,11 @@ impl Mailbox {
                 }
             }
             .into_actor(self)
-            .map(move |(), _, _| {
+            .map(move |(), act, ctx| {
                 if let Some(done) = done {
                     let _ = done.send(());
                 }
+                act.rearm(ctx);
             }),
         );
     }
@@ -464,20 +504,23 @@ impl Mailbox {
                 None => store.load_unread(&name, 0, limit).await,
             }
         };
-        ctx.wait(fut.into_actor(self).map(|result, act, ctx| match result {
-            Ok(page) => {
-                let _ = act.guarded(ctx, |s| {
-                    page.into_iter().for_each(|m| {
-                        s.append(m);
+        ctx.wait(fut.into_actor(self).map(|result, act, ctx| {
+            match result {
+                Ok(page) => {
+                    let _ = act.guarded(ctx, |s| {
+                        page.into_iter().for_each(|m| {
+                            s.append(m);
+                        });
+                        s.serve_waiters(Instant::now());
                     });
-                    s.serve_waiters(Instant::now());
-                });
+                }
+                Err(e) => {
+                    warn!(mailbox = %act.state.name(), error = %e, "reading messages sent elsewhere failed; re-reading");
+                    act.state.reload();
+                    act.load(ctx);
+                }
             }
-            Err(e) => {
-                warn!(mailbox = %act.state.name(), error = %e, "reading messages sent elsewhere failed; re-reading");
-                act.state.reload();
-                act.load(ctx);
-            }
+            act.rearm(ctx);
         }));
     }
 }
@@ -487,7 +530,40 @@ impl Actor for Mailbox {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
-        ctx.run_interval(self.config.tick, |act, ctx| act.tick(ctx));
+        self.rearm(ctx);
+    }
+}
+
+impl Alarmed for Mailbox {
+    fn alarm(&mut self) -> &mut Alarm {
+        &mut self.alarm
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        let due = [self.lease_due(), self.release_at(), self.stop_at()];
+        due.into_iter()
+            .chain([self.state.next_deadline()])
+            .flatten()
+            .min()
+    }
+
+    fn ring(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        self.tend_lease(ctx, now);
+        if let Ok(writes) = self.guarded(ctx, |s| {
+            let writes = s.expire(now);
+            s.serve_waiters(now);
+            s.purge_waiters();
+            writes
+        }) {
+            if !writes.is_empty() {
+                info!(mailbox = %self.state.name(), count = writes.len(), "redelivering after visibility timeout");
+            }
+            self.record_redelivery(&writes, "visibility_timeout");
+            self.record_attempts(writes);
+        }
+        self.stop_if_idle(ctx, now);
+        self.rearm(ctx);
     }
 }
 
@@ -500,6 +576,7 @@ impl Supervised for Mailbox {
         }
         self.state.reset();
         self.loading = false;
+        self.alarm.clear();
         self.free(Duration::ZERO);
     }
 }
@@ -508,6 +585,13 @@ impl Handler<Receive> for Mailbox {
     type Result = ();
 
     fn handle(&mut self, msg: Receive, ctx: &mut Context<Self>) {
+        self.receive(msg, ctx);
+        self.rearm(ctx);
+    }
+}
+
+impl Mailbox {
+    fn receive(&mut self, msg: Receive, ctx: &mut Context<Self>) {
         self.last_used = Instant::now();
         if !self.serving() {
             return self.acquire(ctx, Some(msg));
@@ -559,6 +643,7 @@ impl Handler<Appended> for Mailbox {
                 s.serve_waiters(Instant::now());
             }
         });
+        self.rearm(ctx);
     }
 }
 
@@ -602,6 +687,7 @@ impl Handler<AckDone> for Mailbox {
                 .and(Err(MailboxError::Store(e))),
         };
         let _ = reply.send(answer);
+        self.rearm(ctx);
     }
 }
 
@@ -636,6 +722,7 @@ impl Handler<SessionClosed> for Mailbox {
             self.record_redelivery(&writes, "connection_closed");
             self.record_attempts(writes);
         }
+        self.rearm(ctx);
     }
 }
 
@@ -644,6 +731,7 @@ impl Handler<Forget> for Mailbox {
 
     fn handle(&mut self, msg: Forget, ctx: &mut Context<Self>) {
         let _ = self.guarded(ctx, |s| s.forget(&msg.0));
+        self.rearm(ctx);
     }
 }
 

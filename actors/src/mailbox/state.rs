@@ -216,6 +216,11 @@ impl MailboxState {
         due.into_iter().filter_map(|id| self.requeue(id)).collect()
     }
 
+    /// The earliest visibility deadline of a delivery, when one is in flight.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|&(deadline, _)| deadline)
+    }
+
     /// Makes every delivery held by a closed session deliverable again.
     pub fn session_closed(&mut self, session: SessionId) -> Vec<AttemptsWrite> {
         let held: Vec<Uuid> = self
@@ -400,6 +405,29 @@ mod tests {
         let again = s.take(SessionId::new(), 10, VIS, now + VIS);
         assert_eq!(seqs(&again), [1, 2]);
         assert_eq!(again[0].attempts, 2);
+    }
+
+    #[test]
+    fn the_next_deadline_is_the_earliest_visibility_deadline_in_flight() {
+        let mut s = loaded(10, [1, 2, 3]);
+        let now = Instant::now();
+        assert_eq!(s.next_deadline(), None, "nothing in flight, nothing due");
+        s.take(SessionId::new(), 1, VIS, now);
+        let short = s.take(SessionId::new(), 1, VIS / 3, now);
+        assert_eq!(s.next_deadline(), Some(now + VIS / 3));
+        s.begin_ack(&[short[0].id], "box", now);
+        s.ack_committed(&[short[0].id]);
+        assert_eq!(
+            s.next_deadline(),
+            Some(now + VIS),
+            "an acked delivery is not due"
+        );
+        s.expire(now + VIS);
+        assert_eq!(
+            s.next_deadline(),
+            None,
+            "an expired delivery is ready again"
+        );
     }
 
     #[test]

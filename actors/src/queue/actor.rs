@@ -2,9 +2,14 @@
 //!
 //! Every state change that other agents could observe is a write through the persister
 //! (pushes, claims, settlements); the actor applies its effect in memory only after the commit.
+//!
+//! It never polls: its [`Alarm`] rings at the next thing due (a lease running out, a waiting
+//! claim's wait ending, the idle stop), and a second timer reloads the window when a scheduled
+//! task falls due.
 
 use super::state::{Held, LiveCounts, QueueState, Waiter};
 use super::QueueError;
+use crate::alarm::{Alarm, Alarmed};
 use crate::directory::Leave;
 use crate::message::SessionId;
 use crate::persist::{Lanes, Outcome, Write};
@@ -26,8 +31,6 @@ use uuid::Uuid;
 pub struct QueueConfig {
     /// Most claimable tasks kept in memory per queue.
     pub window: usize,
-    /// How often lease deadlines are checked.
-    pub tick: Duration,
     /// How long a queue stays unused, holding nothing that lives only in memory (no waiting
     /// consumer, no claim, no write in flight), before its actor stops.
     pub idle: Duration,
@@ -37,7 +40,6 @@ impl Default for QueueConfig {
     fn default() -> Self {
         QueueConfig {
             window: 10_000,
-            tick: Duration::from_millis(50),
             idle: Duration::from_secs(300),
         }
     }
@@ -148,6 +150,7 @@ pub struct Queue {
     writing: usize,
     /// When an agent last pushed, claimed or settled here.
     used: Instant,
+    alarm: Alarm,
     leave: Leave<Queue>,
 }
 
@@ -169,6 +172,7 @@ impl Queue {
             wake: None,
             writing: 0,
             used: Instant::now(),
+            alarm: Alarm::default(),
             leave,
         }
     }
@@ -204,15 +208,19 @@ impl Queue {
 
     /// Stops the actor when the queue has been unused for `config.idle` and nothing of it lives
     /// only here: its tasks are all in storage, and its next use starts a new actor that loads
-    /// them. Runs in the tick, after the mailbox was emptied (and [`Leave::stop`] waits out a
-    /// load), so no request is left unanswered.
-    fn stop_if_idle(&mut self, ctx: &mut Context<Self>) {
-        if self.writing > 0 || self.used.elapsed() < self.config.idle {
-            return;
-        }
-        if let Ok(true) = self.guarded(ctx, |s| s.is_quiet()) {
+    /// them. Runs from the alarm, after the mailbox was emptied (and [`Leave::stop`] waits out a
+    /// load, after which [`Alarmed::rearm`] rings again at once), so no request is left
+    /// unanswered.
+    fn stop_if_idle(&mut self, ctx: &mut Context<Self>, now: Instant) {
+        if self.stop_at().is_some_and(|at| now >= at) {
             self.leave.stop(ctx);
         }
+    }
+
+    /// When the actor stops, if the queue stays unused until then with nothing only in memory.
+    fn stop_at(&self) -> Option<Instant> {
+        let quiet = self.writing == 0 && self.state.is_quiet();
+        quiet.then(|| self.used + self.config.idle)
     }
 
     /// Reloads the window of claimable tasks and the next due time; blocks other messages
@@ -274,6 +282,7 @@ impl Queue {
                     ctx.run_later(delay, |act, ctx| act.load(ctx));
                 }
             }
+            act.rearm(ctx);
         }));
     }
 
@@ -397,19 +406,35 @@ impl Actor for Queue {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
-        // Waits end on their own timer (see `Claim`); the tick also ends those of waiters put
-        // back in line after their claim found nothing.
-        ctx.run_interval(self.config.tick, |act, ctx| {
-            let now = Instant::now();
-            if let Ok(due) = act.guarded(ctx, |s| {
-                s.stop_waiting(now);
-                s.expired(now)
-            }) {
-                act.expire(due, ctx);
-            }
-            act.stop_if_idle(ctx);
-        });
         self.load(ctx);
+        self.rearm(ctx);
+    }
+}
+
+impl Alarmed for Queue {
+    fn alarm(&mut self) -> &mut Alarm {
+        &mut self.alarm
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.state
+            .next_deadline()
+            .into_iter()
+            .chain(self.stop_at())
+            .min()
+    }
+
+    /// Ends the waits that are over, expires the leases that ran out, stops when idle.
+    fn ring(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        if let Ok(due) = self.guarded(ctx, |s| {
+            s.stop_waiting(now);
+            s.expired(now)
+        }) {
+            self.expire(due, ctx);
+        }
+        self.stop_if_idle(ctx, now);
+        self.rearm(ctx);
     }
 }
 
@@ -421,6 +446,7 @@ impl Supervised for Queue {
         self.state.reset();
         self.loading = false;
         self.wake = None;
+        self.alarm.clear();
     }
 }
 
@@ -471,7 +497,7 @@ impl Handler<Pushes> for Queue {
                     let _ = self.guarded(ctx, |s| s.unpark(w));
                 }
                 let _ = msg.reply.send(Err(unexpected(other).into()));
-                return;
+                return self.rearm(ctx);
             }
         };
         for (p, waiter) in pushed.iter().zip(msg.waiters) {
@@ -486,6 +512,7 @@ impl Handler<Pushes> for Queue {
         }
         let _ = msg.reply.send(Ok(pushed));
         self.serve_waiters(ctx);
+        self.rearm(ctx);
     }
 }
 
@@ -537,11 +564,8 @@ impl Handler<Claim> for Queue {
         };
         match (self.guarded(ctx, |s| s.take(max)), wait) {
             (Ok(candidates), _) if !candidates.is_empty() => self.claim(waiter, candidates, ctx),
-            (Ok(_), Some(wait)) => {
+            (Ok(_), Some(_)) => {
                 let _ = self.guarded(ctx, |s| s.park(waiter));
-                ctx.run_later(wait, |act, ctx| {
-                    let _ = act.guarded(ctx, |s| s.stop_waiting(Instant::now()));
-                });
             }
             (Ok(_), None) => {
                 let _ = waiter.reply.send(Ok(Vec::new()));
@@ -551,6 +575,7 @@ impl Handler<Claim> for Queue {
             }
         }
         self.page_in(ctx);
+        self.rearm(ctx);
     }
 }
 
@@ -584,6 +609,7 @@ impl Handler<Claims> for Queue {
                 let _ = waiter.reply.send(Err(unexpected(other).into()));
             }
         }
+        self.rearm(ctx);
     }
 }
 
@@ -615,7 +641,7 @@ impl Handler<Settled> for Queue {
                 if let Some(reply) = msg.reply {
                     let _ = reply.send(Err(unexpected(other).into()));
                 }
-                return;
+                return self.rearm(ctx);
             }
         };
         let mut answer = None;
@@ -636,6 +662,7 @@ impl Handler<Settled> for Queue {
         if let (Some(reply), Some(answer)) = (msg.reply, answer) {
             let _ = reply.send(answer);
         }
+        self.rearm(ctx);
     }
 }
 
@@ -676,6 +703,7 @@ impl Handler<SettledElsewhere> for Queue {
     fn handle(&mut self, msg: SettledElsewhere, ctx: &mut Context<Self>) {
         let _ = self.guarded(ctx, |s| s.unhold(&msg.0));
         self.load(ctx);
+        self.rearm(ctx);
     }
 }
 
@@ -696,6 +724,7 @@ impl Handler<Adopt> for Queue {
         let _ = self.guarded(ctx, |s| {
             ids.iter().for_each(|id| s.adopt(*id, held.clone()))
         });
+        self.rearm(ctx);
     }
 }
 

@@ -288,14 +288,16 @@ impl QueueState {
         }
     }
 
-    pub fn has_waiters(&mut self) -> bool {
-        self.waiters.retain(|w| !w.reply.is_closed());
-        !self.waiters.is_empty()
+    /// Nothing here lives only in memory: no consumer waits, no claim is held or being made.
+    pub fn is_quiet(&self) -> bool {
+        self.counts().waiting == 0 && self.held.is_empty() && self.claiming.is_empty()
     }
 
-    /// Nothing here lives only in memory: no consumer waits, no claim is held or being made.
-    pub fn is_quiet(&mut self) -> bool {
-        !self.has_waiters() && self.held.is_empty() && self.claiming.is_empty()
+    /// The earliest moment a held lease runs out or a waiting claim's wait is over, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let lease = self.deadlines.first().map(|&(deadline, _)| deadline);
+        let wait = self.waiters.iter().filter_map(|w| w.until).min();
+        lease.into_iter().chain(wait).min()
     }
 
     pub fn has_ready(&self) -> bool {
@@ -451,7 +453,7 @@ mod tests {
         q.waiters.push_back(waiter(1, gone));
         q.waiters.push_back(waiter(2, tx));
         assert_eq!(q.next_waiter().map(|w| w.max), Some(2));
-        assert!(!q.has_waiters());
+        assert_eq!(q.counts().waiting, 0);
     }
 
     #[tokio::test]
@@ -477,6 +479,49 @@ mod tests {
         q.stop_waiting(now);
         assert!(matches!(over.try_recv(), Ok(Ok(tasks)) if tasks.is_empty()));
         assert!(waiting.try_recv().is_err(), "still waiting");
-        assert!(q.has_waiters());
+        assert_eq!(q.counts().waiting, 1);
+    }
+
+    #[tokio::test]
+    async fn the_next_deadline_is_the_earliest_lease_end_or_end_of_a_wait() {
+        let mut q = loaded(10);
+        assert_eq!(q.next_deadline(), None, "nothing held, nobody waits");
+        assert!(q.is_quiet());
+        let now = Instant::now();
+        let at = |s| now + Duration::from_secs(s);
+        q.hold(
+            Uuid::from_u128(1),
+            Held {
+                deadline: at(30),
+                ..held(SessionId::new())
+            },
+        );
+        q.hold(
+            Uuid::from_u128(2),
+            Held {
+                deadline: at(20),
+                ..held(SessionId::new())
+            },
+        );
+        assert_eq!(q.next_deadline(), Some(at(20)));
+        let (reply, _rx) = oneshot::channel();
+        q.park(Waiter {
+            session: SessionId::new(),
+            lease: Lease::new("a".into(), Duration::from_secs(1)),
+            max: 1,
+            until: Some(at(10)),
+            reply,
+        });
+        assert_eq!(q.next_deadline(), Some(at(10)), "a wait ends first");
+        q.stop_waiting(at(10));
+        q.extend(&Uuid::from_u128(2), at(40));
+        assert_eq!(
+            q.next_deadline(),
+            Some(at(30)),
+            "an extended lease is due later"
+        );
+        q.expired(at(40));
+        assert_eq!(q.next_deadline(), None, "expiring leases are no longer due");
+        assert!(!q.is_quiet(), "until their expiry commits");
     }
 }
