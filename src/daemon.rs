@@ -95,6 +95,7 @@ async fn serve(
     };
     let telemetry_sink: Arc<dyn TelemetrySink> = Arc::new(PgTelemetrySink::new(db.pool.clone()));
     let telemetry = Telemetry::start(telemetry_sink.clone(), telemetry_config(&config));
+    crate::postgres::rows::report_to(telemetry.clone());
     let loaded =
         serde_json::json!({"config": config.source, "root": root.dir().display().to_string()});
     telemetry.record(DAEMON_AGENT, "config_loaded", loaded);

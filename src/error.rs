@@ -150,5 +150,6 @@ fn store_code(e: &StoreError) -> (ErrorCode, bool) {
     match e {
         StoreError::Unavailable(_) => (ErrorCode::Unavailable, true),
         StoreError::Rejected(_) => (ErrorCode::Internal, false),
+        StoreError::Undecodable(_) => (ErrorCode::Unavailable, false),
     }
 }

@@ -3,7 +3,7 @@
 //! Keys belong to the caller's namespace (its agent name) unless `shared: true` names the
 //! platform-wide namespace. Keys are 1 to 1024 bytes without U+0000.
 
-use super::check_text;
+use super::{check_ms, check_text};
 use crate::error::Error;
 use crate::services::Services;
 use crate::session::Session;
@@ -97,10 +97,11 @@ pub struct SetArgs {
 
 pub async fn set(args: SetArgs, s: &Services, session: &Session) -> Result<super::Empty, Error> {
     let key = full_key(&args.key, args.shared, session)?;
-    if args.ttl_ms == Some(0) {
-        return Err(Error::BadRequest("ttl_ms must be at least 1".into()));
-    }
-    let (value, ttl) = (args.value, args.ttl_ms.map(Duration::from_millis));
+    let ttl = args
+        .ttl_ms
+        .map(|ms| check_ms("ttl_ms", ms, 1, Duration::MAX))
+        .transpose()?;
+    let value = args.value;
     match &args.tx {
         None => s.cache.set(key, value, ttl).await?,
         Some(tx) => {

@@ -128,7 +128,12 @@ pub struct UsageReply {
 /// Tokens and cost per agent and model (admin only); the last 24 hours by default.
 pub async fn usage(args: UsageArgs, s: &Services, session: &Session) -> Result<UsageReply, Error> {
     require_admin(session, "read everyone's LLM usage")?;
-    let since = Duration::from_millis(args.since_ms.unwrap_or(24 * 3600 * 1000));
+    let since = super::check_ms(
+        "since_ms",
+        args.since_ms.unwrap_or(24 * 3600 * 1000),
+        0,
+        Duration::MAX,
+    )?;
     let usage = s.llm.usage(since).await?;
     Ok(UsageReply { usage })
 }

@@ -3,7 +3,7 @@
 //! The mailbox named like an agent belongs to that agent: only its owner receives and acks
 //! (admin may also peek and read stats); any authenticated session may send.
 
-use super::{ask, check_max, check_name, check_wait, gone, parked};
+use super::{ask, check_max, check_ms, check_name, check_wait, gone, parked};
 use crate::error::Error;
 use crate::postgres::{self, store_error};
 use crate::services::Services;
@@ -87,8 +87,7 @@ pub async fn receive(
     let max = check_max(args.max, limits.max_receive)?;
     let wait = check_wait(args.wait_ms, limits.max_wait)?;
     let visibility = match args.visibility_ms {
-        Some(0) => return Err(Error::BadRequest("visibility_ms must be at least 1".into())),
-        Some(ms) => Duration::from_millis(ms),
+        Some(ms) => check_ms("visibility_ms", ms, 1, Duration::MAX)?,
         None => limits.visibility,
     };
     session.received_from(&args.mailbox);

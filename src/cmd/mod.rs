@@ -28,8 +28,17 @@ use tokio::sync::oneshot;
 
 /// Runs one request and returns the response frame.
 pub async fn dispatch(req: Request, services: &Services, session: &Session) -> Vec<u8> {
-    let Request { id, op, args } = req;
-    match route(id, &op, args, services, session).await {
+    let Request {
+        id,
+        op,
+        args,
+        depth,
+    } = req;
+    let routed = match check_depth(depth, services) {
+        Ok(()) => route(id, &op, args, services, session).await,
+        Err(e) => Err(e),
+    };
+    match routed {
         Ok(frame) => frame,
         Err(e) => encode_err(id, &e.to_body(&op)),
     }
@@ -112,6 +121,18 @@ async fn route_waiting(
     }
 }
 
+/// Refuses args nested deeper than `[daemon] max_depth`: below every reader's limit, so that
+/// nothing stored is unreadable later.
+fn check_depth(depth: usize, s: &Services) -> Result<(), Error> {
+    let max = s.config.daemon.max_depth;
+    if depth > max {
+        return Err(Error::BadRequest(format!(
+            "args nest more than {max} levels deep (the limit, [daemon] max_depth)"
+        )));
+    }
+    Ok(())
+}
+
 /// Parses a request's args into the op's argument struct.
 fn parse<T: DeserializeOwned>(op: &str, args: Raw) -> Result<T, Error> {
     args.parse()
@@ -154,14 +175,22 @@ fn check_max(max: Option<usize>, limit: usize) -> Result<usize, Error> {
     }
 }
 
+/// The longest duration any `*_ms` argument may give: ten years (of 366 days). Longer ones would
+/// overflow the clocks they are added to; the ops of waits and leases allow less.
+pub(crate) const MAX_MS: u64 = 10 * 366 * 24 * 3600 * 1000;
+
+/// Checks a `*_ms` argument named `what`: `min` to `max` (at most [`MAX_MS`]) milliseconds.
+fn check_ms(what: &str, ms: u64, min: u64, max: Duration) -> Result<Duration, Error> {
+    let max = u64::try_from(max.as_millis()).map_or(MAX_MS, |m| m.min(MAX_MS));
+    if !(min..=max).contains(&ms) {
+        return Err(Error::BadRequest(format!("{what} must be {min} to {max}")));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
 /// Checks a `wait_ms`: 0 by default, at most `limit`.
 fn check_wait(wait_ms: Option<u64>, limit: Duration) -> Result<Duration, Error> {
-    let wait = Duration::from_millis(wait_ms.unwrap_or(0));
-    if wait > limit {
-        let max = limit.as_millis();
-        return Err(Error::BadRequest(format!("wait_ms must be at most {max}")));
-    }
-    Ok(wait)
+    check_ms("wait_ms", wait_ms.unwrap_or(0), 0, limit)
 }
 
 /// Sends the message `make` builds around a reply channel to an actor; returns the channel its

@@ -4,7 +4,9 @@
 //! Any authenticated agent may push to and claim from any queue; only the claimer may extend,
 //! complete, fail or release its task.
 
-use super::{ask, check_max, check_name, check_wait, gone, parked, parse_time, timestamp};
+use super::{
+    ask, check_max, check_ms, check_name, check_wait, gone, parked, parse_time, timestamp,
+};
 use crate::error::Error;
 use crate::postgres::{self, store_error};
 use crate::services::Services;
@@ -23,20 +25,12 @@ use uuid::Uuid;
 /// Most tasks one `queue.push_many` may carry.
 const MAX_PUSH_MANY: usize = 10_000;
 
-/// Longest `delay_ms` or `retry_in_ms`: about ten years.
-const MAX_DELAY_MS: u64 = 10 * 366 * 24 * 3600 * 1000;
-
 /// Longest `error` text a failure may record.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
-/// Checks a delay argument (values beyond any real schedule would overflow timestamps).
+/// Checks a delay argument: 0 to [`MAX_MS`] (beyond any real schedule, timestamps overflow).
 fn check_delay(what: &str, ms: u64) -> Result<Duration, Error> {
-    if ms > MAX_DELAY_MS {
-        return Err(Error::BadRequest(format!(
-            "{what} must be at most {MAX_DELAY_MS}"
-        )));
-    }
-    Ok(Duration::from_millis(ms))
+    check_ms(what, ms, 0, Duration::MAX)
 }
 
 /// `queue.push` args: `queue` plus the fields of one task.
@@ -275,13 +269,9 @@ async fn claim_within(
 
 fn lease(lease_ms: Option<u64>, s: &Services) -> Result<Duration, Error> {
     let limits = &s.config.queues;
-    match lease_ms.map(Duration::from_millis) {
+    match lease_ms {
         None => Ok(limits.lease),
-        Some(d) if d.is_zero() || d > limits.max_lease => Err(Error::BadRequest(format!(
-            "lease_ms must be 1 to {}",
-            limits.max_lease.as_millis()
-        ))),
-        Some(d) => Ok(d),
+        Some(ms) => check_ms("lease_ms", ms, 1, limits.max_lease),
     }
 }
 

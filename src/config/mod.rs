@@ -64,6 +64,8 @@ pub struct DaemonConfig {
     pub shutdown_grace: Duration,
     /// Longest a transaction may stay open before it is rolled back.
     pub tx_timeout: Duration,
+    /// How deeply the values of a request's args may nest.
+    pub max_depth: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -217,6 +219,7 @@ impl Config {
                 max_in_flight: doc.number("daemon", "max_in_flight", 1024, 1)?,
                 shutdown_grace: doc.millis("daemon", "shutdown_grace_ms", 10_000, 0)?,
                 tx_timeout: doc.millis("daemon", "tx_timeout_ms", 30_000, 1)?,
+                max_depth: doc.max_depth()?,
             },
             postgres: PostgresConfig {
                 url: doc
@@ -261,6 +264,9 @@ impl Config {
     }
 }
 
+/// The largest `[daemon] max_depth`.
+const MAX_DEPTH: usize = 100;
+
 /// The sections and keys this build understands.
 const KNOWN: &[(&str, &[&str])] = &[
     (
@@ -271,6 +277,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "max_in_flight",
             "shutdown_grace_ms",
             "tx_timeout_ms",
+            "max_depth",
         ],
     ),
     ("postgres", &["url", "server", "pool_size"]),
@@ -363,6 +370,17 @@ impl Doc<'_> {
         Ok(())
     }
 
+    /// `[daemon] max_depth`: 64 by default, at most [`MAX_DEPTH`], so that every reader (serde_json
+    /// stops at 128 levels) can decode whatever a request stored, wrapped in its own envelope.
+    fn max_depth(&self) -> Result<usize, ConfigError> {
+        let depth = self.number("daemon", "max_depth", 64, 1)?;
+        if depth > MAX_DEPTH {
+            let message = format!("must be at most {MAX_DEPTH}, below what readers decode (128)");
+            return Err(self.error("daemon", "max_depth", message));
+        }
+        Ok(depth)
+    }
+
     fn server_mode(&self) -> Result<ServerMode, ConfigError> {
         match self.get("postgres", "server") {
             None | Some("auto") => Ok(ServerMode::Auto),
@@ -396,7 +414,7 @@ mod tests {
     fn unknown_keys_and_sections_name_file_line_and_key() {
         assert_eq!(
             err("[daemon]\nmax_frame_bytes = 100\nmax_frames = 3\n"),
-            "t.conf:3: [daemon] max_frames: unknown key (known: max_frame_bytes, max_connections, max_in_flight, shutdown_grace_ms, tx_timeout_ms)"
+            "t.conf:3: [daemon] max_frames: unknown key (known: max_frame_bytes, max_connections, max_in_flight, shutdown_grace_ms, tx_timeout_ms, max_depth)"
         );
         assert!(err("\n[dameon]\n").starts_with("t.conf:2: [dameon]: unknown section"));
     }
@@ -417,6 +435,15 @@ mod tests {
         assert!(
             e.starts_with("t.conf:2: [queues] lease_ms: 5000 is more than"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn nesting_deeper_than_readers_decode_cannot_be_configured() {
+        assert_eq!(Config::parse("", "t").unwrap().daemon.max_depth, 64);
+        assert_eq!(
+            err("[daemon]\nmax_depth = 101\n"),
+            "t.conf:2: [daemon] max_depth: must be at most 100, below what readers decode (128)"
         );
     }
 

@@ -77,7 +77,9 @@ impl CacheStore for PgCacheStore {
         let mut owned = Owned::default();
         let mut entries: HashMap<String, Option<CacheRow>> = HashMap::new();
         for row in &rows {
-            let (seq, changes): (i64, &str) = (row.get(0), row.get(1));
+            let undecodable = super::rows::undecodable;
+            let seq: i64 = row.try_get(0).map_err(undecodable)?;
+            let changes: &str = row.try_get(1).map_err(undecodable)?;
             owned.extend([(seq, changes.len())]);
             // A row edited by hand into something else costs its own changes, not the cache:
             // it is skipped, and the next compaction drops it.
@@ -142,11 +144,11 @@ async fn append(
 ) -> Result<Vec<(i64, usize)>, StoreError> {
     let append = client.prepare_cached(APPEND).await.map_err(store_error)?;
     let seqs = client.query(&append, &[&rows]).await.map_err(store_error)?;
-    Ok(seqs
-        .iter()
+    seqs.iter()
         .zip(rows)
-        .map(|(r, text)| (r.get(0), text.len()))
-        .collect())
+        .map(|(r, text)| Ok((r.try_get(0)?, text.len())))
+        .collect::<Result<_, _>>()
+        .map_err(super::rows::undecodable)
 }
 
 /// Changes as log rows: JSON arrays of at most about [`ROW_BYTES`] each.

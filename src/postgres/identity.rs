@@ -28,7 +28,9 @@ pub async fn agent_of(pool: &Pool, token_hash: &str) -> Result<Option<String>, S
         )
         .await
         .map_err(store_error)?;
-    Ok(row.map(|r| r.get(0)))
+    row.map(|r| r.try_get(0))
+        .transpose()
+        .map_err(super::rows::undecodable)
 }
 
 /// Revokes every token of `agent` and, given one, records `token_hash` as its only valid token,

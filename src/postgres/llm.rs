@@ -1,6 +1,7 @@
 //! The SQL of LLM access: the caller's manifest, quota reservations, the interaction log (which
 //! settles reservations in the same transaction), thread history, and usage reports.
 
+use super::rows::undecodable;
 use super::store_error;
 use crate::llm::log::Interaction;
 use crate::llm::quota::Reserved;
@@ -20,7 +21,7 @@ pub async fn manifest(pool: &Pool, agent: &str) -> Result<Option<Value>, StoreEr
         )
         .await
         .map_err(store_error)?;
-    Ok(row.map(|r| r.get(0)))
+    row.map(|r| r.try_get(0)).transpose().map_err(undecodable)
 }
 
 /// Reserves each of `tokens`, in order, of `agent`'s hourly `limit` (see `ikigai_llm_reserve`
@@ -42,15 +43,21 @@ pub async fn reserve(
         )
         .await
         .map_err(store_error)?;
-    let outcome = |row: &tokio_postgres::Row| match row.get::<_, Option<Uuid>>(0) {
-        Some(id) => Reserved::Granted(Some(id)),
-        None => Reserved::Refused {
-            used: row.get::<_, i64>(1) as u64,
-            held: row.get::<_, i64>(2) as u64,
-            retry_after_ms: row.get::<_, i64>(3) as u64,
-        },
+    let outcome = |row: &tokio_postgres::Row| -> Result<Reserved, tokio_postgres::Error> {
+        let count = |i| row.try_get::<_, i64>(i).map(i64::unsigned_abs);
+        Ok(match row.try_get::<_, Option<Uuid>>(0)? {
+            Some(id) => Reserved::Granted(Some(id)),
+            None => Reserved::Refused {
+                used: count(1)?,
+                held: count(2)?,
+                retry_after_ms: count(3)?,
+            },
+        })
     };
-    Ok(rows.iter().map(outcome).collect())
+    rows.iter()
+        .map(outcome)
+        .collect::<Result<_, _>>()
+        .map_err(undecodable)
 }
 
 /// Adds a batch's tokens to the per-minute usage the quota sums (in a fixed order, so that
@@ -151,7 +158,7 @@ pub async fn thread_owner(pool: &Pool, id: Uuid) -> Result<Option<String>, Store
         .query_opt("SELECT agent FROM llm_thread WHERE id = $1", &[&id])
         .await
         .map_err(store_error)?;
-    Ok(row.map(|r| r.get(0)))
+    row.map(|r| r.try_get(0)).transpose().map_err(undecodable)
 }
 
 /// A thread's owner, context and messages in order; `None` if there is no such thread.
@@ -177,10 +184,13 @@ pub async fn load_thread(
         )
         .await
         .map_err(store_error)?;
+    let messages = rows.iter().map(|r| r.try_get(0));
+    let messages = messages.collect::<Result<_, _>>().map_err(undecodable)?;
+    let agent = head.try_get(0).map_err(undecodable)?;
     Ok(Some((
-        head.get(0),
-        head.get(1),
-        rows.iter().map(|r| r.get(0)).collect(),
+        agent,
+        head.try_get(1).map_err(undecodable)?,
+        messages,
     )))
 }
 
@@ -218,5 +228,8 @@ pub async fn usage(pool: &Pool, since: Duration) -> Result<Vec<Value>, StoreErro
         )
         .await
         .map_err(store_error)?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    rows.iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()
+        .map_err(undecodable)
 }

@@ -4,6 +4,7 @@
 //! [`PgMailboxStore`] serves the reads. Acks and attempt counts reach their rows by id through
 //! [`locked_by_id`], whatever the statistics say.
 
+use super::rows::{id_of, report, split, undecodable};
 use super::{locked_by_id, store_error};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -66,6 +67,14 @@ const LOAD_IDS: &str = "\
     SELECT id, seq, mailbox_name, sender, payload, created_at, attempts FROM mailbox \
     WHERE mailbox_name = $1 AND read_at IS NULL AND id = ANY($2) ORDER BY seq";
 
+/// Dead-letters messages that do not decode: marked read by [`UNDECODABLE`], kept in the table
+/// for inspection, never delivered.
+const BURY: &str = "\
+    UPDATE mailbox SET read_at = now(), read_by = $2 WHERE id = ANY($1) AND read_at IS NULL";
+
+/// The `read_by` of a dead-lettered message.
+pub const UNDECODABLE: &str = "ikigai:undecodable";
+
 const ACQUIRE: &str = "\
     INSERT INTO mailbox_lease AS l (mailbox_name, daemon_id, lease_until) \
     VALUES ($1, $2, now() + $3::float8 * interval '1 millisecond') \
@@ -113,6 +122,35 @@ impl PgMailboxStore {
             .map_err(store_error)?;
         Ok(!rows.is_empty())
     }
+
+    /// Runs a load (`sql` over `params`) until every row it returns decodes: those that do not
+    /// are dead-lettered, so the next run no longer returns them and a page stays full.
+    async fn load(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let client = self.pool.get().await.map_err(store_error)?;
+        let stmt = client.prepare_cached(sql).await.map_err(store_error)?;
+        loop {
+            let rows = client.query(&stmt, params).await.map_err(store_error)?;
+            let (good, bad) = split(&rows, stored_from_row);
+            if bad.is_empty() {
+                return Ok(good);
+            }
+            let ids: Vec<Uuid> = bad.iter().filter_map(|(r, _)| r.try_get(0).ok()).collect();
+            let buried = client
+                .execute(BURY, &[&ids, &UNDECODABLE])
+                .await
+                .map_err(store_error)?;
+            for (row, error) in &bad {
+                report("mailbox", &id_of(row), error, "dead-lettered");
+            }
+            if buried == 0 {
+                return Ok(good);
+            }
+        }
+    }
 }
 
 /// Applies the mailbox writes of a group inside its transaction.
@@ -136,14 +174,8 @@ impl MailboxStore for PgMailboxStore {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let client = self.pool.get().await.map_err(store_error)?;
-        let stmt = client.prepare_cached(LOAD).await.map_err(store_error)?;
         let limit = limit as i64;
-        let rows = client
-            .query(&stmt, &[&mailbox, &after_seq, &limit])
-            .await
-            .map_err(store_error)?;
-        Ok(rows.iter().map(stored_from_row).collect())
+        self.load(LOAD, &[&mailbox, &after_seq, &limit]).await
     }
 
     async fn load_ids(
@@ -151,13 +183,7 @@ impl MailboxStore for PgMailboxStore {
         mailbox: &str,
         ids: &[Uuid],
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let client = self.pool.get().await.map_err(store_error)?;
-        let stmt = client.prepare_cached(LOAD_IDS).await.map_err(store_error)?;
-        let rows = client
-            .query(&stmt, &[&mailbox, &ids])
-            .await
-            .map_err(store_error)?;
-        Ok(rows.iter().map(stored_from_row).collect())
+        self.load(LOAD_IDS, &[&mailbox, &ids]).await
     }
 
     async fn acquire(&self, mailbox: &str, lease: Duration) -> Result<bool, StoreError> {
@@ -183,15 +209,18 @@ impl MailboxStore for PgMailboxStore {
             .query(COUNTS, &[&mailbox])
             .await
             .map_err(store_error)?;
-        Ok(rows
-            .iter()
-            .map(|r| MailboxCounts {
-                mailbox: r.get(0),
-                unread: r.get::<_, i64>(1) as u64,
-                read: r.get::<_, i64>(2) as u64,
-                oldest_unread: r.get(3),
+        let counts = |r: &Row| -> Result<MailboxCounts, tokio_postgres::Error> {
+            Ok(MailboxCounts {
+                mailbox: r.try_get(0)?,
+                unread: r.try_get::<_, i64>(1)?.unsigned_abs(),
+                read: r.try_get::<_, i64>(2)?.unsigned_abs(),
+                oldest_unread: r.try_get(3)?,
             })
-            .collect())
+        };
+        rows.iter()
+            .map(counts)
+            .collect::<Result<_, _>>()
+            .map_err(undecodable)
     }
 }
 
@@ -212,8 +241,8 @@ pub(crate) async fn insert(
         .await?;
     let mut committed: HashMap<Uuid, (i64, DateTime<Utc>)> = rows
         .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2))))
-        .collect();
+        .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     Ok(sends
         .iter()
         .filter_map(|m| {
@@ -246,7 +275,7 @@ pub(crate) async fn ack(
     let rows = tx
         .query(&stmt, &[&ids, &names, &readers, &attempts])
         .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    rows.iter().map(|r| r.try_get(0)).collect()
 }
 
 async fn record_attempts(
@@ -263,18 +292,18 @@ async fn record_attempts(
     Ok(())
 }
 
-fn stored_from_row(r: &Row) -> StoredMessage {
-    StoredMessage {
-        id: r.get(0),
-        seq: r.get(1),
-        mailbox: r.get(2),
-        sender: r.get(3),
-        payload: Arc::new(r.get(4)),
+fn stored_from_row(r: &Row) -> Result<StoredMessage, tokio_postgres::Error> {
+    Ok(StoredMessage {
+        id: r.try_get(0)?,
+        seq: r.try_get(1)?,
+        mailbox: r.try_get(2)?,
+        sender: r.try_get(3)?,
+        payload: Arc::new(r.try_get(4)?),
         created_at: r
-            .get::<_, Option<DateTime<Utc>>>(5)
+            .try_get::<_, Option<DateTime<Utc>>>(5)?
             .unwrap_or_else(Utc::now),
-        attempts: r.get::<_, i32>(6).max(0) as u32,
-    }
+        attempts: r.try_get::<_, i32>(6)?.max(0).unsigned_abs(),
+    })
 }
 
 fn saturating_i32(n: u32) -> i32 {

@@ -11,6 +11,7 @@ pub mod mailbox;
 pub mod pubsub;
 pub mod queue;
 pub mod registry;
+pub mod rows;
 mod schema;
 pub mod storage;
 pub mod telemetry;

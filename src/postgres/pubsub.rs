@@ -133,7 +133,13 @@ async fn decode(pool: &Pool, me: Uuid, payload: &str) -> Result<Option<Publicati
                 debug!(id = %note.i, "stored publication already removed");
                 return Ok(None);
             };
-            (row.get(0), Arc::new(row.get::<_, Value>(1)), row.get(2))
+            let undecodable = super::rows::undecodable;
+            let message = Arc::new(row.try_get::<_, Value>(1).map_err(undecodable)?);
+            (
+                row.try_get(0).map_err(undecodable)?,
+                message,
+                row.try_get(2).map_err(undecodable)?,
+            )
         }
     };
     Ok(Some(Publication {

@@ -3,6 +3,7 @@
 //! [`PgQueueStore`] serves the reads. Claims are conditional (`claimed_by IS NULL`) and skip
 //! rows another transaction holds, so two daemons never claim one task and never deadlock.
 
+use super::rows::{id_of, report, split, undecodable};
 use super::{locked_by_id, store_error};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -70,12 +71,17 @@ fn claim_stamp(t: &str) -> String {
     format!("{t}attempts, {t}claimed_at, {t}lease_until")
 }
 
-fn claimed_from_row(r: &Row, at: usize) -> Option<Claimed> {
-    Some(Claimed {
-        attempts: r.get(at),
-        claimed_at: r.get::<_, Option<_>>(at + 1)?,
-        lease_until: r.get::<_, Option<_>>(at + 2)?,
-    })
+fn claimed_from_row(r: &Row, at: usize) -> Result<Option<Claimed>, tokio_postgres::Error> {
+    let claimed_at: Option<DateTime<Utc>> = r.try_get(at + 1)?;
+    let lease_until: Option<DateTime<Utc>> = r.try_get(at + 2)?;
+    let attempts = r.try_get(at)?;
+    Ok(claimed_at
+        .zip(lease_until)
+        .map(|(claimed_at, lease_until)| Claimed {
+            attempts,
+            claimed_at,
+            lease_until,
+        }))
 }
 
 fn dedup_sql() -> String {
@@ -223,8 +229,13 @@ pub(crate) async fn push(
         .query(&stmt, &params)
         .await?
         .iter()
-        .map(|r| (r.get(0), (inserted_from_row(r), claimed_from_row(r, 4))))
-        .collect();
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                (inserted_from_row(r)?, claimed_from_row(r, 4)?),
+            ))
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     let existing = existing_for_dedup(tx, pushes, &created).await?;
     Ok(pushes
         .iter()
@@ -260,11 +271,12 @@ async fn existing_for_dedup(
         return Ok(HashMap::new());
     }
     let rows = tx.query(&dedup_sql(), &[&queues, &keys]).await?;
-    Ok(rows
-        .iter()
-        .map(task_from_row)
-        .filter_map(|t| Some(((t.queue.clone(), t.dedup_key.clone()?), t)))
-        .collect())
+    Ok(
+        decoded(&rows, "skipped (a push with its dedup key was not made)")
+            .into_iter()
+            .filter_map(|t| Some(((t.queue.clone(), t.dedup_key.clone()?), t)))
+            .collect(),
+    )
 }
 
 pub(crate) async fn claim(
@@ -283,9 +295,13 @@ pub(crate) async fn claim(
     let rows = tx
         .query(&stmt, &[&ids, &agents, &lease_ms, &lease_ids, &origin])
         .await?;
-    Ok(rows
+    let won = rows
         .iter()
-        .filter_map(|r| Some((r.get(0), claimed_from_row(r, 1)?)))
+        .map(|r| Ok((r.try_get(0)?, claimed_from_row(r, 1)?)));
+    let won: Vec<(Uuid, Option<Claimed>)> = won.collect::<Result<_, tokio_postgres::Error>>()?;
+    Ok(won
+        .into_iter()
+        .filter_map(|(id, claimed)| Some((id, claimed?)))
         .collect())
 }
 
@@ -303,12 +319,8 @@ pub(crate) async fn claim_next(
          ORDER BY priority DESC, created_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED",
         columns("")
     );
-    let candidates: Vec<Task> = tx
-        .query(&sql, &[&queue, &(max as i64)])
-        .await?
-        .iter()
-        .map(task_from_row)
-        .collect();
+    let rows = tx.query(&sql, &[&queue, &(max as i64)]).await?;
+    let candidates = decoded(&rows, "skipped (left unclaimed)");
     let claims: Vec<ClaimWrite> = candidates
         .iter()
         .map(|t| ClaimWrite {
@@ -369,10 +381,20 @@ async fn settle_kind(
         .filter_map(|s| Some((s.id, s.payload.as_ref()?)))
         .collect();
     let rows = tx.query(&stmt, &params).await?;
-    Ok(rows
-        .iter()
-        .map(|row| task_with_payload(row, payloads.get(&row.get(0)).copied()))
-        .collect())
+    rows.iter()
+        .map(|row| {
+            let id: Uuid = row.try_get(0)?;
+            task_with_payload(row, payloads.get(&id).copied()).or_else(|e| {
+                report(
+                    "task_queue",
+                    &id.to_string(),
+                    &e,
+                    "settled, answered without payload",
+                );
+                task_from_parts(row, Arc::default(), None)
+            })
+        })
+        .collect()
 }
 
 fn kind_of(action: &Settle) -> usize {
@@ -416,15 +438,19 @@ async fn classify(
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = refused.iter().map(|s| s.id).collect();
+    // Only the claim and the state decide: payload and result are not read.
     let sql = format!(
         "SELECT {}, lease_id FROM task_queue WHERE id = ANY($1)",
-        columns("")
+        columns_with_payload("", "NULL")
     );
     let rows = tx.query(&sql, &[&ids]).await?;
     let found: HashMap<Uuid, (Task, Option<Uuid>)> = rows
         .iter()
-        .map(|r| (r.get(0), (task_from_row(r), r.get(17))))
-        .collect();
+        .map(|r| {
+            let task = task_from_parts(r, Arc::default(), None)?;
+            Ok((task.id, (task, r.try_get(17)?)))
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     Ok(refused
         .iter()
         .map(|s| (s.id, Err(refusal(s, found.get(&s.id)))))
@@ -445,42 +471,78 @@ fn refusal(s: &SettleWrite, found: Option<&(Task, Option<Uuid>)>) -> Refusal {
     }
 }
 
-fn inserted_from_row(r: &Row) -> Inserted {
-    Inserted {
-        seq: r.get(1),
-        scheduled_for: r.get(2),
-        created_at: r.get(3),
-    }
+fn inserted_from_row(r: &Row) -> Result<Inserted, tokio_postgres::Error> {
+    Ok(Inserted {
+        seq: r.try_get(1)?,
+        scheduled_for: r.try_get(2)?,
+        created_at: r.try_get(3)?,
+    })
 }
 
-fn task_from_row(r: &Row) -> Task {
+fn task_from_row(r: &Row) -> Result<Task, tokio_postgres::Error> {
     task_with_payload(r, None)
 }
 
-/// A task from a row of [`columns_with_payload`]: `payload` when given (the row's is NULL).
-fn task_with_payload(r: &Row, payload: Option<&Arc<serde_json::Value>>) -> Task {
-    Task {
-        id: r.get(0),
-        seq: r.get(1),
-        queue: r.get(2),
-        payload: payload.map_or_else(|| Arc::new(r.get(3)), Arc::clone),
-        priority: r.get(4),
-        scheduled_for: r.get(5),
-        created_at: r
-            .get::<_, Option<DateTime<Utc>>>(6)
-            .unwrap_or_else(Utc::now),
-        attempts: r.get(7),
-        max_attempts: r.get(8),
-        claimed_by: r.get(9),
-        claimed_at: r.get(10),
-        lease_until: r.get(11),
-        completed_at: r.get(12),
-        failed_at: r.get(13),
-        error: r.get(14),
-        result: r.get::<_, Option<serde_json::Value>>(15).map(Arc::new),
-        dedup_key: r.get(16),
+/// The tasks of `rows` that decode; the others are reported, with what became of them.
+fn decoded(rows: &[Row], action: &str) -> Vec<Task> {
+    let (tasks, bad) = split(rows, task_from_row);
+    for (row, error) in &bad {
+        report("task_queue", &id_of(row), error, action);
     }
+    tasks
 }
+
+/// A task from a row of [`columns_with_payload`]: `payload` when given (the row's is NULL).
+fn task_with_payload(
+    r: &Row,
+    payload: Option<&Arc<serde_json::Value>>,
+) -> Result<Task, tokio_postgres::Error> {
+    let payload = match payload {
+        Some(p) => Arc::clone(p),
+        None => Arc::new(
+            r.try_get::<_, Option<serde_json::Value>>(3)?
+                .unwrap_or_default(),
+        ),
+    };
+    let result = r.try_get::<_, Option<serde_json::Value>>(15)?;
+    task_from_parts(r, payload, result.map(Arc::new))
+}
+
+/// A task from a row of [`columns_with_payload`], its JSON columns given (not read).
+fn task_from_parts(
+    r: &Row,
+    payload: Arc<serde_json::Value>,
+    result: Option<Arc<serde_json::Value>>,
+) -> Result<Task, tokio_postgres::Error> {
+    Ok(Task {
+        id: r.try_get(0)?,
+        seq: r.try_get(1)?,
+        queue: r.try_get(2)?,
+        payload,
+        priority: r.try_get(4)?,
+        scheduled_for: r.try_get(5)?,
+        created_at: r
+            .try_get::<_, Option<DateTime<Utc>>>(6)?
+            .unwrap_or_else(Utc::now),
+        attempts: r.try_get(7)?,
+        max_attempts: r.try_get(8)?,
+        claimed_by: r.try_get(9)?,
+        claimed_at: r.try_get(10)?,
+        lease_until: r.try_get(11)?,
+        completed_at: r.try_get(12)?,
+        failed_at: r.try_get(13)?,
+        error: r.try_get(14)?,
+        result,
+        dedup_key: r.try_get(16)?,
+    })
+}
+
+/// Dead-letters claimable tasks that do not decode: dead, with an error saying why.
+const BURY: &str = "\
+    UPDATE task_queue AS t SET failed_at = now(), error = u.error \
+    FROM unnest($1::uuid[], $2::text[]) AS u(id, error) \
+    WHERE t.id = u.id AND t.claimed_by IS NULL AND t.completed_at IS NULL AND t.failed_at IS NULL \
+    RETURNING t.id";
 
 /// Due: its scheduled time has come (a missing one counts as due).
 const DUE: &str = "COALESCE(scheduled_for, created_at, now()) <= now()";
@@ -510,10 +572,40 @@ impl PgQueueStore {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<String>, StoreError> {
         let rows = self.rows(sql, params).await?;
-        let mut names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let names = rows.iter().map(|r| r.try_get(0));
+        let mut names: Vec<String> = names.collect::<Result<_, _>>().map_err(undecodable)?;
         names.sort();
         names.dedup();
         Ok(names)
+    }
+
+    /// Runs a load of claimable tasks until every row it returns decodes: those that do not
+    /// are dead-lettered, so the next run no longer returns them and a page stays full.
+    async fn claimable(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Task>, StoreError> {
+        loop {
+            let rows = self.rows(sql, params).await?;
+            let (tasks, bad) = split(&rows, task_from_row);
+            if bad.is_empty() {
+                return Ok(tasks);
+            }
+            let mut ids: Vec<Uuid> = Vec::with_capacity(bad.len());
+            let mut errors = Vec::with_capacity(bad.len());
+            for (row, error) in &bad {
+                report("task_queue", &id_of(row), error, "dead-lettered");
+                if let Ok(id) = row.try_get(0) {
+                    ids.push(id);
+                    errors.push(format!("the stored task does not decode: {error}"));
+                }
+            }
+            // Nothing buried (another writer changed the rows): they will not come back.
+            if self.rows(BURY, &[&ids, &errors]).await?.is_empty() {
+                return Ok(tasks);
+            }
+        }
     }
 }
 
@@ -530,10 +622,10 @@ impl QueueStore for PgQueueStore {
             "SELECT {} FROM task_queue WHERE queue_name = $1 AND {CLAIMABLE} AND {DUE}",
             columns("")
         );
-        let rows = match &after {
+        match &after {
             None => {
                 let sql = format!("{select} ORDER BY priority DESC, created_at, seq LIMIT $2");
-                self.rows(&sql, &[&queue, &limit]).await?
+                self.claimable(&sql, &[&queue, &limit]).await
             }
             // Two index range scans (the rest of this priority, then lower priorities): one
             // condition with OR would walk the index from its start.
@@ -545,11 +637,10 @@ impl QueueStore for PgQueueStore {
                      ({select} AND priority < $3 ORDER BY priority DESC, created_at, seq LIMIT $2) \
                      LIMIT $2"
                 );
-                self.rows(&sql, &[&queue, &limit, priority, created_at, seq])
-                    .await?
+                self.claimable(&sql, &[&queue, &limit, priority, created_at, seq])
+                    .await
             }
-        };
-        Ok(rows.iter().map(task_from_row).collect())
+        }
     }
 
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -558,7 +649,8 @@ impl QueueStore for PgQueueStore {
              AND scheduled_for > created_at AND scheduled_for > now()"
         );
         let rows = self.rows(&sql, &[&queue]).await?;
-        Ok(rows.first().and_then(|r| r.get(0)))
+        let first = rows.first().map(|r| r.try_get(0)).transpose();
+        Ok(first.map_err(undecodable)?.flatten())
     }
 
     async fn queues_with_work(&self) -> Result<Vec<String>, StoreError> {
@@ -593,7 +685,10 @@ impl QueueStore for PgQueueStore {
         let rows = self
             .rows("SELECT queue_name FROM task_queue WHERE id = $1", &[&id])
             .await?;
-        Ok(rows.first().map(|r| r.get(0)))
+        rows.first()
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(undecodable)
     }
 
     async fn counts(&self, queue: &str) -> Result<QueueCounts, StoreError> {
@@ -607,13 +702,16 @@ impl QueueStore for PgQueueStore {
              FROM task_queue WHERE queue_name = $1"
         );
         let rows = self.rows(&sql, &[&queue]).await?;
-        let count = |i: usize| rows.first().map_or(0, |r| r.get::<_, i64>(i) as u64);
+        let count = |i: usize| -> Result<u64, StoreError> {
+            let n = rows.first().map(|r| r.try_get::<_, i64>(i)).transpose();
+            Ok(n.map_err(undecodable)?.unwrap_or(0).unsigned_abs())
+        };
         Ok(QueueCounts {
-            pending: count(0),
-            scheduled: count(1),
-            claimed: count(2),
-            completed: count(3),
-            dead: count(4),
+            pending: count(0)?,
+            scheduled: count(1)?,
+            claimed: count(2)?,
+            completed: count(3)?,
+            dead: count(4)?,
         })
     }
 
@@ -639,8 +737,18 @@ impl QueueStore for PgQueueStore {
              ORDER BY seq LIMIT $3",
             columns("")
         );
-        let rows = self.rows(&sql, &[&queue, &after, &(limit as i64)]).await?;
-        Ok(rows.iter().map(task_from_row).collect())
+        // Rows that do not decode are skipped; the page is filled from the rows after them.
+        let (mut tasks, mut after) = (Vec::with_capacity(limit), after);
+        while tasks.len() < limit {
+            let want = limit - tasks.len();
+            let rows = self.rows(&sql, &[&queue, &after, &(want as i64)]).await?;
+            tasks.extend(decoded(&rows, "skipped"));
+            match rows.last().map(|r| r.try_get::<_, i64>(1)) {
+                Some(Ok(seq)) if rows.len() == want => after = seq,
+                _ => break,
+            }
+        }
+        Ok(tasks)
     }
 }
 

@@ -41,29 +41,32 @@ impl PgRegistryStore {
     ) -> Result<Vec<Entry>, StoreError> {
         let client = self.pool.get().await.map_err(store_error)?;
         let rows = client.query(sql, params).await.map_err(store_error)?;
-        Ok(rows.iter().map(entry).collect())
+        rows.iter()
+            .map(entry)
+            .collect::<Result<_, _>>()
+            .map_err(super::rows::undecodable)
     }
 }
 
-fn entry(row: &Row) -> Entry {
-    let pid: Option<i32> = row.get(8);
-    let started_at: Option<i64> = row.get(9);
-    let restarts: i32 = row.get(10);
-    Entry {
-        name: row.get(0),
-        version: row.get(1),
-        manifest: row.get(2),
-        deployed_at: row.get(3),
-        status: Status::parse(row.get::<_, Option<&str>>(4).unwrap_or_default()),
-        last_heartbeat: row.get(5),
-        server: row.get(6),
-        daemon_id: row.get(7),
+fn entry(row: &Row) -> Result<Entry, tokio_postgres::Error> {
+    let pid: Option<i32> = row.try_get(8)?;
+    let started_at: Option<i64> = row.try_get(9)?;
+    let restarts: i32 = row.try_get(10)?;
+    Ok(Entry {
+        name: row.try_get(0)?,
+        version: row.try_get(1)?,
+        manifest: row.try_get(2)?,
+        deployed_at: row.try_get(3)?,
+        status: Status::parse(row.try_get::<_, Option<&str>>(4)?.unwrap_or_default()),
+        last_heartbeat: row.try_get(5)?,
+        server: row.try_get(6)?,
+        daemon_id: row.try_get(7)?,
         process: pid.zip(started_at).map(|(pid, t)| ProcessId {
             pid,
             started_at: t as u64,
         }),
         restarts: restarts.max(0) as u32,
-    }
+    })
 }
 
 #[async_trait]

@@ -3,6 +3,7 @@
 //! The SQL of each write is a function over any [`GenericClient`], so that a transaction op can
 //! run it inside its own transaction; [`PgDocumentStore`] runs it on a pooled connection.
 
+use super::rows::{report, split};
 use super::store_error;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -55,7 +56,7 @@ pub async fn put_in(
             client.query_opt(UPDATE, &args).await?
         }
     };
-    Ok(row.map(|r| r.get(0)))
+    row.map(|r| r.try_get(0)).transpose()
 }
 
 /// Deletes a document; `Some(true)` deleted, `Some(false)` absent, `None` version mismatch.
@@ -114,7 +115,13 @@ impl DocumentStore for PgDocumentStore {
             .query_opt(GET, &[&namespace, &key])
             .await
             .map_err(store_error)?;
-        Ok(row.as_ref().map(document))
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        document(&row).map(Some).map_err(|e| {
+            report("document", &format!("{namespace}/{key}"), &e, "refused");
+            StoreError::Undecodable(format!("document {key:?}: {e}"))
+        })
     }
 
     async fn delete(
@@ -133,22 +140,37 @@ impl DocumentStore for PgDocumentStore {
     async fn list(&self, namespace: &str, q: &ListQuery) -> Result<Vec<Document>, StoreError> {
         let client = self.pool.get().await.map_err(store_error)?;
         let pattern = format!("{}%", like_escape(&q.prefix));
-        let limit = q.limit as i64 + 1;
-        let rows = client
-            .query(LIST, &[&namespace, &pattern, &q.after, &limit])
-            .await
-            .map_err(store_error)?;
-        Ok(rows.iter().map(document).collect())
+        // One more than asked, to tell whether more follow. Rows that do not decode are
+        // skipped; the page is filled from the rows after them.
+        let limit = q.limit + 1;
+        let (mut docs, mut after) = (Vec::with_capacity(limit), q.after.clone());
+        while docs.len() < limit {
+            let want = limit - docs.len();
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                [&namespace, &pattern, &after, &(want as i64)];
+            let rows = client.query(LIST, &params).await.map_err(store_error)?;
+            let (good, bad) = split(&rows, document);
+            for (row, error) in &bad {
+                let key = row.try_get::<_, String>(0).unwrap_or_default();
+                report("document", &format!("{namespace}/{key}"), error, "skipped");
+            }
+            docs.extend(good);
+            match rows.last().map(|r| r.try_get::<_, String>(0)) {
+                Some(Ok(key)) if rows.len() == want => after = Some(key),
+                _ => break,
+            }
+        }
+        Ok(docs)
     }
 }
 
-fn document(r: &Row) -> Document {
-    Document {
-        key: r.get(0),
-        value: r.get(1),
-        version: r.get(2),
-        updated_at: r.get::<_, DateTime<Utc>>(3),
-    }
+fn document(r: &Row) -> Result<Document, tokio_postgres::Error> {
+    Ok(Document {
+        key: r.try_get(0)?,
+        value: r.try_get(1)?,
+        version: r.try_get(2)?,
+        updated_at: r.try_get::<_, DateTime<Utc>>(3)?,
+    })
 }
 
 /// `s` as a literal inside a LIKE pattern (default escape character `\`).

@@ -2,6 +2,7 @@
 //! searched through its `search` tsvector (GIN index; `ikigai_search_text` in schema.sql says
 //! which strings are words, and [`search_words`] picks the same strings out here).
 
+use super::rows::{id_of, report, split};
 use super::store_error;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -79,18 +80,11 @@ impl TelemetrySink for PgTelemetrySink {
             )
             .await
             .map_err(store_error)?;
-        Ok(rows
-            .iter()
-            .map(|r| TelemetryEvent {
-                id: r.get(0),
-                agent: r.get(1),
-                event_type: r.get(2),
-                payload: r.get(3),
-                created_at: r
-                    .get::<_, Option<DateTime<Utc>>>(4)
-                    .unwrap_or_else(Utc::now),
-            })
-            .collect())
+        let (events, bad) = split(&rows, event_from_row);
+        for (row, error) in &bad {
+            report("telemetry", &id_of(row), error, "skipped");
+        }
+        Ok(events)
     }
 
     async fn purge(&self, before: DateTime<Utc>, batch: usize) -> Result<u64, StoreError> {
@@ -100,6 +94,18 @@ impl TelemetrySink for PgTelemetrySink {
             .await
             .map_err(store_error)
     }
+}
+
+fn event_from_row(r: &tokio_postgres::Row) -> Result<TelemetryEvent, tokio_postgres::Error> {
+    Ok(TelemetryEvent {
+        id: r.try_get(0)?,
+        agent: r.try_get(1)?,
+        event_type: r.try_get(2)?,
+        payload: r.try_get(3)?,
+        created_at: r
+            .try_get::<_, Option<DateTime<Utc>>>(4)?
+            .unwrap_or_else(Utc::now),
+    })
 }
 
 /// The strings of `payload` that `ikigai_search_text` makes words, as a JSON array in the order

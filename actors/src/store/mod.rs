@@ -25,6 +25,10 @@ pub enum StoreError {
     /// The engine rejected the operation; retrying the same thing will fail again.
     #[error("storage error: {0}")]
     Rejected(String),
+    /// A stored row cannot be decoded (plain SQL beside the daemon wrote it); retrying reads the
+    /// same row.
+    #[error("stored data cannot be decoded: {0}")]
+    Undecodable(String),
 }
 
 impl StoreError {

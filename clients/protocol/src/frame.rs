@@ -4,6 +4,7 @@
 //! `{"id", "err": {code, message, retriable}}`; server pushes `{"push": str, "data": value}`.
 //! Every encoder here returns the whole frame, length prefix included.
 
+use crate::check::{walk, Found};
 use crate::error::ErrorBody;
 use crate::raw::{self, Raw};
 use bytes::Bytes;
@@ -21,6 +22,8 @@ pub struct Request {
     pub op: String,
     /// Always a map (`{}` when the request sent none).
     pub args: Raw,
+    /// How deeply the values in `args` nest: `{"p": 1}` is 0, `{"p": [[1]]}` is 2.
+    pub depth: usize,
 }
 
 /// What a client reads from the daemon.
@@ -52,11 +55,29 @@ pub enum DecodeError {
 #[error("cannot encode frame: {0}")]
 pub struct EncodeError(String);
 
-/// Decodes one request frame body.
+/// Decodes one request frame body, and checks every value in it (see [`crate::check`]): one
+/// that breaks a rule is a `BadRequest` naming it.
 pub fn decode_request(body: &Bytes) -> Result<Request, DecodeError> {
-    match envelope(body) {
-        Some(request) => Ok(request),
-        None => decode_request_value(body),
+    let mut found = Found::default();
+    let request = match envelope(body, &mut found) {
+        Some(request) => request,
+        None => {
+            let request = decode_request_value(body)?;
+            found = Found::default();
+            walk(&mut &body[..], 0, &mut found);
+            request
+        }
+    };
+    match found.refusal {
+        Some(why) => {
+            let op = request.op.replace('\0', "\\0");
+            Err(bad_request(request.id, format!("{op}: {why}")))
+        }
+        // The frame's map and the args map are the first two levels.
+        None => Ok(Request {
+            depth: found.depth.saturating_sub(2),
+            ..request
+        }),
     }
 }
 
@@ -64,9 +85,9 @@ pub fn decode_request(body: &Bytes) -> Result<Request, DecodeError> {
 /// uint, `op` a UTF-8 string and `args` a map, nil or absent (other keys are skipped; the first
 /// of duplicate keys counts), and nothing after it. `None` for anything else, which
 /// [`decode_request_value`] then reads, naming what is wrong.
-fn envelope(body: &Bytes) -> Option<Request> {
+fn envelope(body: &Bytes, found: &mut Found) -> Option<Request> {
     let (mut id, mut op, mut args) = (None, None, None);
-    raw::entries(body, |key, value| {
+    raw::entries(body, found, |key, value| {
         match key {
             "id" if id.is_none() => id = Some(raw::uint(value)?),
             "op" if op.is_none() => op = Some(raw::str(value)?.to_owned()),
@@ -84,6 +105,7 @@ fn envelope(body: &Bytes) -> Option<Request> {
         id: id?,
         op: op?,
         args,
+        depth: 0,
     })
 }
 
@@ -110,7 +132,12 @@ fn decode_request_value(body: &[u8]) -> Result<Request, DecodeError> {
         Some(Value::Nil) | None => Raw::empty_map(),
         Some(_) => return Err(bad_request(id, "args must be a map")),
     };
-    Ok(Request { id, op, args })
+    Ok(Request {
+        id,
+        op,
+        args,
+        depth: 0,
+    })
 }
 
 /// Decodes one frame body sent by the daemon.
@@ -125,7 +152,7 @@ pub fn decode_incoming(body: &Bytes) -> Result<Incoming, DecodeError> {
 /// nothing else. `None` for anything else (errors, pushes), which [`decode_incoming_value`] reads.
 fn ok_response(body: &Bytes) -> Option<Incoming> {
     let (mut id, mut ok) = (None, None);
-    raw::entries(body, |key, value| {
+    raw::entries(body, &mut Found::default(), |key, value| {
         match key {
             "id" if id.is_none() => id = Some(raw::uint(value)?),
             "ok" if ok.is_none() => ok = Some(Raw::new(body.slice_ref(value))),
@@ -354,7 +381,8 @@ mod tests {
             .collect(),
         ];
         for bytes in bodies.map(Bytes::from) {
-            let fast = envelope(&bytes).expect("the usual shape takes the fast path");
+            let fast = envelope(&bytes, &mut Found::default())
+                .expect("the usual shape takes the fast path");
             assert_eq!(Ok(fast), decode_request_value(&bytes));
         }
         let odd = Value::Map(vec![(Value::from(1), Value::from(2))]);
@@ -362,7 +390,7 @@ mod tests {
         rmpv::encode::write_value(&mut bytes, &odd).unwrap();
         let odd = Bytes::from(bytes);
         assert!(
-            envelope(&odd).is_none(),
+            envelope(&odd, &mut Found::default()).is_none(),
             "a non-string key takes the general path"
         );
 
@@ -385,8 +413,65 @@ mod tests {
         assert!(args(Value::from("ok")).parse::<P>().is_ok());
         assert!(args(Value::Binary(vec![1])).parse::<P>().is_err());
         assert!(args(Value::Ext(3, vec![0])).parse::<P>().is_err());
-        assert!(args(Value::F64(f64::NAN)).parse::<P>().is_err());
-        assert!(args(Value::from("a\0b")).parse::<P>().is_err());
+    }
+
+    fn nested(levels: usize) -> Value {
+        (0..levels).fold(Value::from(1), |v, _| Value::Array(vec![v]))
+    }
+
+    fn with_arg(v: Value) -> Vec<u8> {
+        encode_request(5, "x", &Value::Map(vec![(Value::from("p"), v)])).unwrap()
+    }
+
+    #[test]
+    fn a_request_knows_how_deeply_its_args_nest() {
+        let depth = |v| decode(body(&with_arg(v))).unwrap().depth;
+        assert_eq!(depth(Value::from(1)), 0);
+        assert_eq!(depth(nested(64)), 64);
+        assert_eq!(depth(nested(65)), 65);
+        // {"id": 5, "op": "x", "args": {"p": [[[...1]]]}}, 5000 arrays deep, as bytes.
+        let mut deep = vec![0x83, 0xa2, b'i', b'd', 5, 0xa2, b'o', b'p', 0xa1, b'x'];
+        deep.extend([0xa4, b'a', b'r', b'g', b's', 0x81, 0xa1, b'p']);
+        deep.extend(std::iter::repeat_n(0x91, 5000).chain([1]));
+        let depth_of_deep = decode(&deep).unwrap().depth;
+        assert!(depth_of_deep > 1000, "any depth is measured, none recursed");
+        let general = Value::Map(vec![
+            (Value::from("id"), Value::from(5)),
+            (Value::from("op"), Value::from("x")),
+            (Value::from(1), Value::from(1)),
+            (
+                Value::from("args"),
+                Value::Map(vec![(Value::from("p"), nested(3))]),
+            ),
+        ]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &general).unwrap();
+        assert_eq!(
+            decode(&bytes).unwrap().depth,
+            3,
+            "the general path measures too"
+        );
+    }
+
+    #[test]
+    fn nul_anywhere_and_non_finite_floats_are_bad_requests_that_keep_the_id() {
+        let key = Value::Map(vec![(Value::from("k\0"), Value::from(1))]);
+        let refused = [
+            with_arg(Value::from("a\0b")),
+            with_arg(Value::Array(vec![key])),
+            with_arg(Value::F64(f64::NAN)),
+            encode_request(5, "x\0", &()).unwrap(),
+            encode_request(5, "x", &Value::Map(vec![(Value::from("\0"), Value::Nil)])).unwrap(),
+        ];
+        for frame in refused {
+            match decode(body(&frame)) {
+                Err(DecodeError::BadRequest { id: 5, message }) => {
+                    assert!(!message.contains('\0'), "{message:?}")
+                }
+                other => panic!("expected a bad request, got {other:?}"),
+            }
+        }
+        assert!(decode(body(&with_arg(Value::F64(f64::MAX)))).is_ok());
     }
 
     #[test]

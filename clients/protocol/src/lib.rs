@@ -3,9 +3,11 @@
 //! A frame is a 4-byte big-endian length followed by one msgpack map. This crate owns those
 //! bytes: [`frame`] encodes and decodes them, [`connection`] reads and writes them on a stream,
 //! [`error`] names the stable error codes, [`payload`] defines what a JSON-compatible payload
-//! is, [`packed`] keeps one as msgpack, and [`raw`] holds values left undecoded until needed. Nothing outside this crate touches
+//! is, [`packed`] keeps one as msgpack, and [`raw`] holds values left undecoded until needed, and `check` the rules every request's values
+//! meet. Nothing outside this crate touches
 //! `rmp-serde`.
 
+mod check;
 pub mod connection;
 pub mod error;
 pub mod frame;

@@ -2,11 +2,13 @@
 //!
 //! A [`Raw`] is the bytes of one value, a slice of the frame it came in (not a copy), decoded by
 //! its reader straight into the type it wants. [`entries`] walks the top-level map of a frame,
-//! handing over each value's bytes without decoding them: the frame decoders' fast path.
+//! handing over each value's bytes without decoding them (checking them as it goes, see
+//! [`crate::check`]): the frame decoders' fast path.
 
 use bytes::Bytes;
 use serde::de::{Deserialize, DeserializeOwned};
 
+use crate::check::{length, walk, Found};
 use rmpv::Value;
 
 /// How deeply values may nest (rmpv's limit, which the decoders' general path applies).
@@ -52,10 +54,12 @@ impl Raw {
     }
 }
 
-/// Calls `f` with each key of the map `body` holds and its value's bytes, in order. `None` when
-/// `body` is not exactly one map with string keys, or as soon as `f` says `None`.
+/// Calls `f` with each key of the map `body` holds and its value's bytes, in order, checking
+/// every key and value on the way into `found` (the map itself counts as one level). `None`
+/// when `body` is not exactly one map with string keys, or as soon as `f` says `None`.
 pub(crate) fn entries<'a>(
     body: &'a [u8],
+    found: &mut Found,
     mut f: impl FnMut(&'a str, &'a [u8]) -> Option<()>,
 ) -> Option<()> {
     let mut cur = body;
@@ -65,12 +69,14 @@ pub(crate) fn entries<'a>(
         rmp::Marker::Map32 => length(&mut cur, 4)?,
         _ => return None,
     };
+    found.depth = found.depth.max(1);
     for _ in 0..len {
         let (key, rest) = rmp::decode::read_str_from_slice(cur).ok()?;
+        found.text(key);
         cur = rest;
         let value = cur;
-        skip(&mut cur, 0)?;
-        f(key, &value[..value.len() - cur.len()])?;
+        walk(&mut cur, 1, found)?;
+        f(key, value.get(..value.len() - cur.len())?)?;
     }
     cur.is_empty().then_some(())
 }
@@ -93,47 +99,4 @@ pub(crate) fn is_map(value: &[u8]) -> bool {
 /// Whether `value` holds nil.
 pub(crate) fn is_nil(value: &[u8]) -> bool {
     value.first() == Some(&0xc0)
-}
-
-/// Skips one value; `None` when the bytes do not hold one (or it nests too deeply).
-fn skip(cur: &mut &[u8], depth: usize) -> Option<()> {
-    use rmp::Marker as M;
-    if depth > MAX_DEPTH {
-        return None;
-    }
-    let (bytes, values) = match rmp::decode::read_marker(cur).ok()? {
-        M::Null | M::True | M::False | M::FixPos(_) | M::FixNeg(_) => (0, 0),
-        M::U8 | M::I8 => (1, 0),
-        M::U16 | M::I16 => (2, 0),
-        M::U32 | M::I32 | M::F32 => (4, 0),
-        M::U64 | M::I64 | M::F64 => (8, 0),
-        M::FixStr(n) => (usize::from(n), 0),
-        M::Str8 | M::Bin8 => (length(cur, 1)?, 0),
-        M::Str16 | M::Bin16 => (length(cur, 2)?, 0),
-        M::Str32 | M::Bin32 => (length(cur, 4)?, 0),
-        M::FixExt1 => (2, 0),
-        M::FixExt2 => (3, 0),
-        M::FixExt4 => (5, 0),
-        M::FixExt8 => (9, 0),
-        M::FixExt16 => (17, 0),
-        M::Ext8 => (length(cur, 1)? + 1, 0),
-        M::Ext16 => (length(cur, 2)? + 1, 0),
-        M::Ext32 => (length(cur, 4)? + 1, 0),
-        M::FixArray(n) => (0, usize::from(n)),
-        M::Array16 => (0, length(cur, 2)?),
-        M::Array32 => (0, length(cur, 4)?),
-        M::FixMap(n) => (0, 2 * usize::from(n)),
-        M::Map16 => (0, 2 * length(cur, 2)?),
-        M::Map32 => (0, 2 * length(cur, 4)?),
-        M::Reserved => return None,
-    };
-    *cur = cur.get(bytes..)?;
-    (0..values).try_for_each(|_| skip(cur, depth + 1))
-}
-
-/// Reads a big-endian length of `n` bytes.
-fn length(cur: &mut &[u8], n: usize) -> Option<usize> {
-    let (head, rest) = (cur.get(..n)?, cur.get(n..)?);
-    *cur = rest;
-    Some(head.iter().fold(0, |len, b| len << 8 | usize::from(*b)))
 }
