@@ -6,6 +6,7 @@
 //! store traits implemented in [`postgres`]. [`daemon`] wires it together; [`cli`] is the
 //! operator's `ikigai` command.
 
+pub mod admission;
 pub mod agents;
 pub mod cli;
 pub mod cmd;

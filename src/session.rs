@@ -9,7 +9,14 @@
 //! `bad_frame` (id 0) and ends the connection; on close or shutdown the in-flight requests
 //! finish, the mailboxes this session received from get their deliveries back, and its
 //! subscriptions end. Pushes share the bounded response queue.
+//!
+//! Every connection is bounded in bytes: replies and pushes waiting to be written take
+//! `max_reply_bytes` permits, requests served as tasks `max_in_flight_bytes`; reading pauses
+//! while either is used up, and a connection whose replies waiting for room exceed
+//! `max_reply_bytes` as well (its client does not read) is closed. `hello` must succeed within
+//! `hello_timeout_ms`, and a started frame must be complete within `frame_timeout_ms`.
 
+use crate::admission::{Admission, Peer, Ticket};
 use crate::cmd;
 use crate::services::{Services, Shutdown, ShutdownTrigger};
 use crate::tx::Transactions;
@@ -21,16 +28,17 @@ use ikigai_protocol::{
     decode_request, encode_err, pump_frames, DecodeError, ErrorBody, ErrorCode, FrameReader,
     ReadError, Request,
 };
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 use tokio::net::unix::OwnedReadHalf;
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, Semaphore};
-use tokio::task::spawn_local;
-use tracing::{debug, info_span, Instrument};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::task::{spawn_local, JoinHandle};
+use tracing::{debug, info, info_span, Instrument};
 use uuid::Uuid;
 
 /// An authenticated session.
@@ -63,8 +71,9 @@ impl Session {
         }
     }
 
-    /// Where pushes to this connection go: the same bounded queue as responses, so a client
-    /// that stops reading stops receiving (its subscriptions then overflow).
+    /// Where pushes to this connection go: the same queue as responses, within the same byte
+    /// budget, so a client that stops reading stops receiving (its subscriptions then
+    /// overflow).
     pub fn pushes(&self) -> Option<Out> {
         self.pushes.get().cloned()
     }
@@ -119,28 +128,182 @@ impl Session {
     }
 }
 
-/// Response frames on their way to the writer. Bounded: a client that stops reading stops
-/// its own requests (their tasks wait here, holding their in-flight permits).
-pub type Out = mpsc::Sender<Vec<u8>>;
+/// Replies gathered in place are handed to the writer once they reach this size, even while
+/// more requests are buffered.
+const FLUSH_REPLIES_AT: usize = 256 << 10;
 
-/// Serves one connection until the peer closes, a frame is bad, or the daemon shuts down.
-pub async fn serve(stream: UnixStream, services: Services) {
+/// Response and push frames on their way to the writer, bounded in bytes: each queued frame
+/// holds permits of the connection's reply budget until it is written. A sender waits for
+/// room; when the frames waiting for room exceed the budget too, the connection overflows:
+/// every send fails from then on and the session closes.
+#[derive(Clone)]
+pub struct Out(Rc<Outbox>);
+
+struct Outbox {
+    frames: mpsc::UnboundedSender<Queued>,
+    budget: Arc<Semaphore>,
+    max: usize,
+    /// Bytes of frames whose senders wait for room.
+    waiting: Cell<usize>,
+    overflowed: ShutdownTrigger,
+    overflow: Shutdown,
+}
+
+/// A frame in the writer's queue, with the budget it holds.
+struct Queued {
+    bytes: Vec<u8>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Queued {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// The connection is closing: the frame was not queued.
+#[derive(Debug)]
+pub struct Closed;
+
+/// Takes its frame's bytes out of `waiting` when its send ends, however it ends.
+struct Waiting<'a>(&'a Outbox, usize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.set(self.0.waiting.get() - self.1);
+    }
+}
+
+impl Out {
+    fn new(max: usize) -> (Out, mpsc::UnboundedReceiver<Queued>) {
+        let (frames, rx) = mpsc::unbounded_channel();
+        let (overflowed, overflow) = Shutdown::new();
+        let max = max.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
+        let outbox = Outbox {
+            frames,
+            budget: Arc::new(Semaphore::new(max)),
+            max,
+            waiting: Cell::new(0),
+            overflowed,
+            overflow,
+        };
+        (Out(Rc::new(outbox)), rx)
+    }
+
+    /// Queues a frame for the writer, waiting for room in the budget (a frame larger than the
+    /// whole budget waits until nothing else is queued).
+    pub async fn send(&self, frame: Vec<u8>) -> Result<(), Closed> {
+        let o = &self.0;
+        // The budget is at most u32::MAX, so this fits.
+        let n = frame.len().min(o.max) as u32;
+        let permit = match o.budget.clone().try_acquire_many_owned(n) {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(Closed),
+            Err(TryAcquireError::NoPermits) => {
+                if o.waiting.get() + frame.len() > o.max {
+                    self.overflow();
+                    return Err(Closed);
+                }
+                o.waiting.set(o.waiting.get() + frame.len());
+                let _waiting = Waiting(o, frame.len());
+                o.budget
+                    .clone()
+                    .acquire_many_owned(n)
+                    .await
+                    .map_err(|_| Closed)?
+            }
+        };
+        let queued = Queued {
+            bytes: frame,
+            _permit: permit,
+        };
+        o.frames.send(queued).map_err(|_| Closed)
+    }
+
+    /// Waits until the budget has room (at once when it has).
+    async fn room(&self) {
+        let _ = self.0.budget.acquire().await;
+    }
+
+    fn overflow(&self) {
+        info!(
+            max_reply_bytes = self.0.max,
+            "replies waiting to be written exceed the connection's budget (the client does not \
+             read them); closing the connection"
+        );
+        self.0.budget.close();
+        self.0.overflowed.trigger();
+    }
+
+    fn overflowed(&self) -> Shutdown {
+        self.0.overflow.clone()
+    }
+}
+
+/// Serves one connection until the peer closes, a frame is bad, a deadline passes, the
+/// admission pool closes it, or the daemon shuts down.
+pub async fn serve(
+    stream: UnixStream,
+    services: Services,
+    admission: Rc<Admission>,
+    ticket: Ticket,
+) {
+    let peer: Peer = stream.peer_cred().ok().map(|c| c.uid());
     let (read, write) = stream.into_split();
-    let (out, out_rx) = mpsc::channel(services.config.daemon.max_in_flight);
+    let daemon = &services.config.daemon;
+    let (out, out_rx) = Out::new(daemon.max_reply_bytes);
     let writer = spawn_local(pump_frames(write, out_rx));
-    let mut reader = FrameReader::new(read, services.config.daemon.max_frame_bytes);
+    let mut reader = FrameReader::new(read, daemon.max_frame_bytes);
     let services = Rc::new(services);
-    if let Some(session) = authenticate(&mut reader, &out, &services).await {
+    let mut evicted = ticket.evicted.clone();
+    let hello = tokio::time::timeout(
+        services.config.daemon.hello_timeout,
+        authenticate(&mut reader, &out, &services, &admission, peer),
+    );
+    let authenticated = tokio::select! {
+        done = hello => done.unwrap_or_else(|_| {
+            debug!("no hello in time; closing the connection");
+            None
+        }),
+        _ = evicted.wait() => {
+            debug!("too many connections before hello; closing the oldest");
+            None
+        }
+    };
+    drop(ticket);
+    if let Some((session, _slot)) = authenticated {
         let span = info_span!("session", agent = %session.agent, session = %session.id);
         let _ = session.pushes.set(out.clone());
-        let session = Rc::new(session);
+        let session = Rc::new(*session);
         serve_requests(&mut reader, &out, &services, &session)
             .instrument(span)
             .await;
         session.release(&services);
     }
+    let grace = match out.overflowed().is_raised() {
+        true => Duration::ZERO,
+        false => services.config.daemon.frame_timeout,
+    };
     drop(out);
-    let _ = writer.await;
+    finish_writing(writer, grace).await;
+}
+
+/// Lets the writer write what is queued, for at most `grace` (a client that does not read
+/// cannot keep its connection open).
+async fn finish_writing(writer: JoinHandle<()>, grace: Duration) {
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(grace, writer).await.is_err() {
+        abort.abort();
+    }
+}
+
+/// Reads the next frame, which must be complete within `[daemon] frame_timeout_ms` once started.
+async fn read_frame(
+    reader: &mut FrameReader<OwnedReadHalf>,
+    services: &Services,
+) -> Result<Option<bytes::Bytes>, ReadError> {
+    let limit = services.config.daemon.frame_timeout;
+    reader.read_frame_before(|| tokio::time::sleep(limit)).await
 }
 
 async fn serve_requests(
@@ -149,24 +312,38 @@ async fn serve_requests(
     services: &Rc<Services>,
     session: &Rc<Session>,
 ) {
-    let max = services.config.daemon.max_in_flight;
+    let daemon = &services.config.daemon;
+    let max = daemon.max_in_flight;
     let permits = Arc::new(Semaphore::new(max));
+    let max_bytes = daemon
+        .max_in_flight_bytes
+        .min(Semaphore::MAX_PERMITS)
+        .min(u32::MAX as usize);
+    let bytes = Arc::new(Semaphore::new(max_bytes));
     let mut shutdown = services.shutdown.clone();
+    let mut overflow = out.overflowed();
     // The replies of the requests answered in place since the read buffer was last drained:
     // they leave together, as one frame batch for the writer (one write), before reading more.
     let mut replies = Vec::new();
-    while !shutdown.is_raised() {
+    while !shutdown.is_raised() && !overflow.is_raised() {
         // Pipelined requests are often buffered already: those are taken without waiting.
         let frame = match reader.buffered_frame() {
             Ok(None) => {
                 send_replies(out, &mut replies).await;
                 tokio::select! {
-                    f = reader.read_frame() => f,
+                    f = async { out.room().await; read_frame(reader, services).await } => f,
                     _ = shutdown.wait() => break,
+                    _ = overflow.wait() => break,
                 }
             }
             buffered => buffered,
         };
+        // Fits in u32: the budget is at most u32::MAX.
+        let size = frame
+            .as_ref()
+            .ok()
+            .and_then(Option::as_ref)
+            .map_or(0, |f| f.len().min(max_bytes)) as u32;
         let req = match next_request(frame) {
             Ok(req) => req,
             Err((next, answer)) => {
@@ -181,17 +358,27 @@ async fn serve_requests(
         let mut request = Box::pin(async move { cmd::dispatch(req, &services, &session).await });
         // Most requests (every cache op) complete without waiting: they run here, in order.
         // One that waits continues as a task of its own, holding one of the `max_in_flight`
-        // permits; when none is left, reading stops until one is returned (waiting requests
-        // end on shutdown, so this wait does too).
+        // permits and its frame's bytes of `max_in_flight_bytes`; when either is used up,
+        // reading stops until some is returned (waiting requests end on shutdown, so this
+        // wait does too).
         match futures::poll!(&mut request) {
-            Poll::Ready(frame) => replies.extend_from_slice(&frame),
+            Poll::Ready(frame) => {
+                replies.extend_from_slice(&frame);
+                if replies.len() >= FLUSH_REPLIES_AT {
+                    send_replies(&out, &mut replies).await;
+                }
+            }
             Poll::Pending => {
                 send_replies(&out, &mut replies).await;
-                let permit = permits.clone().acquire_owned().await;
-                let permit = permit.expect("the semaphore is never closed");
+                let (Ok(permit), Ok(held)) = (
+                    permits.clone().acquire_owned().await,
+                    bytes.clone().acquire_many_owned(size).await,
+                ) else {
+                    break;
+                };
                 spawn_local(async move {
                     let _ = out.send(request.await).await;
-                    drop(permit);
+                    drop((permit, held));
                 });
             }
         }
@@ -206,21 +393,24 @@ async fn serve_requests(
 /// room for as much.
 async fn send_replies(out: &Out, replies: &mut Vec<u8>) {
     if !replies.is_empty() {
-        let next = Vec::with_capacity(replies.len());
+        let next = Vec::with_capacity(replies.len().min(FLUSH_REPLIES_AT));
         let _ = out.send(std::mem::replace(replies, next)).await;
     }
 }
 
-/// Reads requests one at a time until `hello` succeeds; `None` when the connection must end.
+/// Reads requests one at a time until `hello` succeeds: then the session and its
+/// `max_connections` slot; `None` when the connection must end.
 async fn authenticate(
     reader: &mut FrameReader<OwnedReadHalf>,
     out: &Out,
     services: &Services,
-) -> Option<Session> {
+    admission: &Admission,
+    peer: Peer,
+) -> Option<(Box<Session>, OwnedSemaphorePermit)> {
     let mut shutdown = services.shutdown.clone();
     loop {
         let frame = tokio::select! {
-            f = reader.read_frame() => f,
+            f = read_frame(reader, services) => f,
             _ = shutdown.wait() => return None,
         };
         let req = match next_request(frame) {
@@ -233,13 +423,13 @@ async fn authenticate(
                 }
             }
         };
-        match cmd::hello::authenticate(&req, services).await {
-            cmd::hello::Outcome::Welcome(session, reply) => {
-                let _ = out.send(reply).await;
-                return Some(session);
+        match cmd::hello::authenticate(&req, services, admission, peer).await {
+            cmd::hello::Outcome::Welcome(session, slot, reply) => {
+                out.send(reply).await.ok()?;
+                return Some((session, slot));
             }
             cmd::hello::Outcome::Refused(reply) => {
-                let _ = out.send(reply).await;
+                out.send(reply).await.ok()?;
             }
             cmd::hello::Outcome::Rejected(reply) => {
                 let _ = out.send(reply).await;
@@ -270,7 +460,7 @@ fn next_request(
             }
         },
         Ok(None) | Err(ReadError::Io(_)) => Err((Next::Close, Vec::new())),
-        Err(e @ (ReadError::TooLarge { .. } | ReadError::Truncated)) => {
+        Err(e @ (ReadError::TooLarge { .. } | ReadError::Truncated | ReadError::Stalled)) => {
             Err(bad_frame(e.to_string()))
         }
     }

@@ -66,6 +66,16 @@ pub struct DaemonConfig {
     pub tx_timeout: Duration,
     /// How deeply the values of a request's args may nest.
     pub max_depth: usize,
+    /// Connections that have not said `hello` yet; the oldest is closed to make room.
+    pub max_unauthenticated: usize,
+    /// How long after accepting a connection `hello` must have succeeded.
+    pub hello_timeout: Duration,
+    /// How long a frame may take to arrive once it started.
+    pub frame_timeout: Duration,
+    /// Bytes of replies and pushes one connection may have waiting to be written.
+    pub max_reply_bytes: usize,
+    /// Bytes of requests one connection may have being served at once.
+    pub max_in_flight_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -220,6 +230,16 @@ impl Config {
                 shutdown_grace: doc.millis("daemon", "shutdown_grace_ms", 10_000, 0)?,
                 tx_timeout: doc.millis("daemon", "tx_timeout_ms", 30_000, 1)?,
                 max_depth: doc.max_depth()?,
+                max_unauthenticated: doc.number("daemon", "max_unauthenticated", 128, 1)?,
+                hello_timeout: doc.millis("daemon", "hello_timeout_ms", 5_000, 1)?,
+                frame_timeout: doc.millis("daemon", "frame_timeout_ms", 30_000, 1)?,
+                max_reply_bytes: doc.number("daemon", "max_reply_bytes", 64 << 20, 64 << 10)?,
+                max_in_flight_bytes: doc.number(
+                    "daemon",
+                    "max_in_flight_bytes",
+                    64 << 20,
+                    64 << 10,
+                )?,
             },
             postgres: PostgresConfig {
                 url: doc
@@ -278,6 +298,11 @@ const KNOWN: &[(&str, &[&str])] = &[
             "shutdown_grace_ms",
             "tx_timeout_ms",
             "max_depth",
+            "max_unauthenticated",
+            "hello_timeout_ms",
+            "frame_timeout_ms",
+            "max_reply_bytes",
+            "max_in_flight_bytes",
         ],
     ),
     ("postgres", &["url", "server", "pool_size"]),
@@ -414,7 +439,7 @@ mod tests {
     fn unknown_keys_and_sections_name_file_line_and_key() {
         assert_eq!(
             err("[daemon]\nmax_frame_bytes = 100\nmax_frames = 3\n"),
-            "t.conf:3: [daemon] max_frames: unknown key (known: max_frame_bytes, max_connections, max_in_flight, shutdown_grace_ms, tx_timeout_ms, max_depth)"
+            "t.conf:3: [daemon] max_frames: unknown key (known: max_frame_bytes, max_connections, max_in_flight, shutdown_grace_ms, tx_timeout_ms, max_depth, max_unauthenticated, hello_timeout_ms, frame_timeout_ms, max_reply_bytes, max_in_flight_bytes)"
         );
         assert!(err("\n[dameon]\n").starts_with("t.conf:2: [dameon]: unknown section"));
     }

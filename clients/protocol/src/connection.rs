@@ -2,8 +2,13 @@
 //!
 //! [`FrameReader::read_frame`] returns one frame body at a time, `None` on a clean close between
 //! frames, and refuses a length prefix over the configured maximum before reading its body.
+//! [`FrameReader::read_frame_before`] also bounds how long a started frame may take, with a
+//! deadline the caller makes (so the reader stays free of any timer).
 
 use bytes::{Buf, Bytes, BytesMut};
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -15,6 +20,8 @@ pub enum ReadError {
     TooLarge { len: usize, max: usize },
     #[error("connection closed in the middle of a frame")]
     Truncated,
+    #[error("frame not completed in time")]
+    Stalled,
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -51,6 +58,43 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Like [`read_frame`](Self::read_frame), but once part of a frame is buffered the rest
+    /// must arrive before the future `started` makes (called then, once) resolves; otherwise
+    /// `Err(Stalled)`. Waiting between frames is not limited.
+    pub async fn read_frame_before<D, F>(&mut self, started: F) -> Result<Option<Bytes>, ReadError>
+    where
+        F: FnOnce() -> D,
+        D: Future<Output = ()>,
+    {
+        let mut started = Some(started);
+        let mut deadline = None;
+        loop {
+            if let Some(frame) = self.parse_frame()? {
+                return Ok(Some(frame));
+            }
+            if !self.buf.is_empty() && deadline.is_none() {
+                deadline = started.take().map(|f| Box::pin(f()));
+            }
+            let mut read = pin!(self.inner.read_buf(&mut self.buf));
+            let n = poll_fn(|cx| {
+                if let Some(d) = deadline.as_mut() {
+                    if d.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(ReadError::Stalled));
+                    }
+                }
+                read.as_mut().poll(cx).map_err(ReadError::from)
+            })
+            .await?;
+            if n == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(ReadError::Truncated)
+                };
+            }
+        }
+    }
+
     /// The next frame if it is already buffered, without reading; `Ok(None)` when it is not.
     pub fn buffered_frame(&mut self) -> Result<Option<Bytes>, ReadError> {
         self.parse_frame()
@@ -76,15 +120,31 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-/// Writes every frame sent on `frames` to `w`: the frames queued together leave in one write
-/// (appended to the first one), so that a burst of pipelined frames leaves in few writes. Ends
-/// when the channel closes or a write fails.
-pub async fn pump_frames<W: AsyncWrite + Unpin>(mut w: W, mut frames: mpsc::Receiver<Vec<u8>>) {
-    while let Some(mut batch) = frames.recv().await {
+/// Writes every frame sent on `frames` to `w`: the frames queued together leave in one write,
+/// so that a burst of pipelined frames leaves in few writes. Each frame is dropped only once
+/// written (a frame may carry what accounts for its bytes). Ends when the channel closes or a
+/// write fails.
+pub async fn pump_frames<W, F>(mut w: W, mut frames: mpsc::UnboundedReceiver<F>)
+where
+    W: AsyncWrite + Unpin,
+    F: AsRef<[u8]>,
+{
+    let mut batch = Vec::new();
+    while let Some(first) = frames.recv().await {
+        let mut written = vec![first];
         while let Ok(frame) = frames.try_recv() {
-            batch.extend_from_slice(&frame);
+            written.push(frame);
         }
-        if w.write_all(&batch).await.is_err() {
+        let sent = match written.as_slice() {
+            [one] => w.write_all(one.as_ref()).await,
+            many => {
+                batch.clear();
+                many.iter()
+                    .for_each(|f| batch.extend_from_slice(f.as_ref()));
+                w.write_all(&batch).await
+            }
+        };
+        if sent.is_err() {
             return;
         }
     }
@@ -117,6 +177,28 @@ mod tests {
             reader.read_frame().await,
             Err(ReadError::TooLarge { len: 1000, max: 16 })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_started_frame_past_its_deadline_is_stalled() {
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(&[0, 0, 0, 5, b'a']).await.unwrap();
+        let mut reader = FrameReader::new(server, 16);
+        let stalled = reader.read_frame_before(|| std::future::ready(())).await;
+        assert!(matches!(stalled, Err(ReadError::Stalled)));
+    }
+
+    #[tokio::test]
+    async fn waiting_between_frames_is_not_limited() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut reader = FrameReader::new(server, 16);
+        let read = reader.read_frame_before(|| std::future::ready(()));
+        let write = async {
+            tokio::task::yield_now().await;
+            client.write_all(&[0, 0, 0, 1, b'a']).await.unwrap();
+        };
+        let (frame, ()) = tokio::join!(read, write);
+        assert_eq!(&frame.unwrap().unwrap()[..], b"a");
     }
 
     #[tokio::test]
