@@ -130,8 +130,9 @@ impl Manifest {
         if self.version.trim().is_empty() || self.version.len() > 64 {
             return Err(invalid("version", "must be 1 to 64 characters"));
         }
-        if self.command.is_empty() || self.command[0].is_empty() {
-            return Err(invalid("command", "must name a program"));
+        match self.command.first() {
+            None => return Err(invalid("command", "must name a program")),
+            Some(program) => check_program(program).map_err(|r| invalid("command[0]", r))?,
         }
         for (key, value) in &self.env {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
@@ -210,6 +211,26 @@ pub const PLATFORM_TOOLS: &[&str] = &[
     "deploy_agent",
 ];
 
+/// A program is a bare name found in `PATH`, or a path inside the service directory: never
+/// absolute, never through `..`, so an agent cannot run what lies outside its directory.
+fn check_program(program: &str) -> Result<(), &'static str> {
+    use std::path::{Component, Path};
+    if program.is_empty() {
+        return Err("must name a program");
+    }
+    if !program.contains('/') {
+        return Ok(());
+    }
+    let inside = Path::new(program)
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if inside {
+        Ok(())
+    } else {
+        Err("must be a program name found in PATH or a path inside the service directory (no absolute path, no ..)")
+    }
+}
+
 fn invalid(field: &str, reason: &str) -> ManifestError {
     ManifestError {
         field: field.to_owned(),
@@ -254,6 +275,19 @@ mod tests {
         let cases = [
             (r#"{"name":"a","version":"1"}"#, "manifest"),
             (r#"{"name":"a","version":"1","command":[]}"#, "command"),
+            (r#"{"name":"a","version":"1","command":[""]}"#, "command[0]"),
+            (
+                r#"{"name":"a","version":"1","command":["/bin/sh"]}"#,
+                "command[0]",
+            ),
+            (
+                r#"{"name":"a","version":"1","command":["../../../../x.sh"]}"#,
+                "command[0]",
+            ),
+            (
+                r#"{"name":"a","version":"1","command":["bin/../../x"]}"#,
+                "command[0]",
+            ),
             (r#"{"name":"A B","version":"1","command":["x"]}"#, "name"),
             (
                 r#"{"name":"a","version":"1","command":["x"],"restart":"always"}"#,

@@ -423,6 +423,14 @@ async fn invalid_manifests_and_files_are_rejected_naming_the_field_and_deploy_no
             "command",
         ),
         (
+            json!({"name": "x", "version": "1", "command": ["/bin/sh", "-c", "id"]}),
+            "command[0]",
+        ),
+        (
+            json!({"name": "x", "version": "1", "command": ["../../../../x.sh"]}),
+            "command[0]",
+        ),
+        (
             json!({"name": "x", "version": "1", "command": ["a"], "restart": "always"}),
             "restart",
         ),
@@ -668,4 +676,27 @@ async fn an_agent_whose_directory_vanished_is_failed_at_the_next_start() {
     })
     .await;
     assert_eq!(d.entry("gone").await["status"], "failed");
+}
+
+#[tokio::test]
+async fn a_manifest_env_value_is_shown_to_admin_and_its_own_agent_only() {
+    let d = Daemon::start().await;
+    let env = json!({"API_KEY": "sk-live-123"});
+    d.register_manifest(json!({"name": "holder", "version": "1", "command": ["x"], "env": env}))
+        .await;
+    let snoop = d.agent("snoop").await;
+    let got: serde_json::Value = snoop
+        .call("agents.get", &json!({"name": "holder"}))
+        .await
+        .unwrap();
+    assert_eq!(got["manifest"]["env"], json!({"API_KEY": "[redacted]"}));
+    let listed: serde_json::Value = snoop.call("agents.list", &json!({})).await.unwrap();
+    assert!(!listed.to_string().contains("sk-live-123"), "{listed}");
+    for seer in [d.admin().await, d.agent("holder").await] {
+        let got: serde_json::Value = seer
+            .call("agents.get", &json!({"name": "holder"}))
+            .await
+            .unwrap();
+        assert_eq!(got["manifest"]["env"], env);
+    }
 }

@@ -111,8 +111,10 @@ async fn unsubscribed_and_disconnected_subscriptions_receive_nothing_more() {
 
 #[tokio::test]
 async fn a_slow_subscriber_overflows_while_a_fast_one_receives_everything() {
-    let d =
-        Daemon::start_with("[daemon]\nmax_in_flight = 4\n[pubsub]\nsubscriber_buffer = 16\n").await;
+    let d = Daemon::start_with(
+        "[daemon]\nmax_in_flight = 4\nmax_reply_bytes = 65536\n[pubsub]\nsubscriber_buffer = 16\n",
+    )
+    .await;
     let mut slow = Raw::hello(&d).await;
     slow.request(2, "pubsub.subscribe", &json!({"topic": "ticks"}))
         .await;

@@ -207,6 +207,26 @@ pub struct WireAgent {
     manifest: serde_json::Value,
 }
 
+impl WireAgent {
+    /// The entry as `session` may see it: a manifest's `env` values (API keys, as often as not)
+    /// only for admin and for the agent itself.
+    fn seen_by(e: Entry, session: &Session) -> WireAgent {
+        let mut wire = WireAgent::from(e);
+        if !session.is_admin() && session.agent != wire.name {
+            redact_env(&mut wire.manifest);
+        }
+        wire
+    }
+}
+
+fn redact_env(manifest: &mut serde_json::Value) {
+    if let Some(env) = manifest.get_mut("env").and_then(|e| e.as_object_mut()) {
+        for value in env.values_mut() {
+            *value = serde_json::Value::String("[redacted]".into());
+        }
+    }
+}
+
 impl From<Entry> for WireAgent {
     fn from(e: Entry) -> Self {
         WireAgent {
@@ -224,8 +244,8 @@ impl From<Entry> for WireAgent {
     }
 }
 
-pub async fn get(args: NameArgs, s: &Services) -> Result<WireAgent, Error> {
-    Ok(found(s, &args.name).await?.into())
+pub async fn get(args: NameArgs, s: &Services, session: &Session) -> Result<WireAgent, Error> {
+    Ok(WireAgent::seen_by(found(s, &args.name).await?, session))
 }
 
 #[derive(Deserialize)]
@@ -237,8 +257,9 @@ pub struct AgentList {
     agents: Vec<WireAgent>,
 }
 
-pub async fn list(_: ListArgs, s: &Services) -> Result<AgentList, Error> {
-    let agents = s.agents.list().await?.into_iter().map(Into::into).collect();
+pub async fn list(_: ListArgs, s: &Services, session: &Session) -> Result<AgentList, Error> {
+    let entries = s.agents.list().await?.into_iter();
+    let agents = entries.map(|e| WireAgent::seen_by(e, session)).collect();
     Ok(AgentList { agents })
 }
 

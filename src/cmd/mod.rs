@@ -106,8 +106,8 @@ async fn route_waiting(
         "threads.create" => reply(id, llm::create_thread(parse(op, a)?, s, session).await?),
         "agents.token" => reply(id, agents::token(parse(op, a)?, s, session).await?),
         "agents.deploy" => reply(id, agents::deploy(parse(op, a)?, s, session).await?),
-        "agents.list" => reply(id, agents::list(parse(op, a)?, s).await?),
-        "agents.get" => reply(id, agents::get(parse(op, a)?, s).await?),
+        "agents.list" => reply(id, agents::list(parse(op, a)?, s, session).await?),
+        "agents.get" => reply(id, agents::get(parse(op, a)?, s, session).await?),
         "agents.start" | "agents.stop" | "agents.restart" | "agents.undeploy" => {
             reply(id, agents::manage(op, parse(op, a)?, s, session).await?)
         }

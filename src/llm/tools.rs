@@ -76,7 +76,7 @@ pub async fn run(
         "query_telemetry" => ask(args, async |a| cmd::telemetry::query(a, s, session).await).await,
         "create_task" => ask(args, async |a| cmd::queue::push(a, s, session).await).await,
         "send_message" => ask(args, async |a| cmd::mailbox::send(a, s, session).await).await,
-        "list_agents" => ask(args, async |a| cmd::agents::list(a, s).await)
+        "list_agents" => ask(args, async |a| cmd::agents::list(a, s, session).await)
             .await
             .map(summaries),
         "read_config" => Ok(read_config(&s.config.source)),
@@ -166,5 +166,9 @@ mod tests {
             "postgres://u:***@h/db"
         );
         assert_eq!(redact("pool_size", "8"), "8");
+        assert_eq!(
+            redact("url", "host=h password=pw dbname=x"),
+            "host=h password=*** dbname=x"
+        );
     }
 }

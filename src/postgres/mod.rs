@@ -195,9 +195,10 @@ fn os_user() -> String {
     })
 }
 
-/// The URL without its password, fit for logs.
+/// The connection string without its password, fit for logs and replies: the URL form's
+/// `user:password@` and any `password=` setting (key=value form, or a URL's query).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let url = match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
             match creds.find(':') {
@@ -211,7 +212,48 @@ pub fn redact(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
+    };
+    redact_password_settings(&url)
+}
+
+/// Every `password=value` (the value bare, up to a space or `&`, or single-quoted) as
+/// `password=***`.
+fn redact_password_settings(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.to_ascii_lowercase().find("password") {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let after_key = from["password".len()..].trim_start();
+        let Some(value) = after_key.strip_prefix('=') else {
+            out.push_str(&from[.."password".len()]);
+            rest = &from["password".len()..];
+            continue;
+        };
+        let value = value.trim_start();
+        out.push_str("password=***");
+        rest = match value.strip_prefix('\'') {
+            Some(quoted) => quoted_end(quoted),
+            None => value.trim_start_matches(|c: char| !c.is_whitespace() && c != '&'),
+        };
     }
+    out.push_str(rest);
+    out
+}
+
+/// What follows a single-quoted libpq value (backslash escapes the next character).
+fn quoted_end(quoted: &str) -> &str {
+    let mut chars = quoted.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '\'' => return &quoted[i + 1..],
+            _ => {}
+        }
+    }
+    ""
 }
 
 /// A `SELECT` of the `unnest` rows whose `table` row (same `id`) meets `condition`, locking
@@ -291,5 +333,17 @@ mod tests {
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("host=/tmp dbname=x"), "host=/tmp dbname=x");
+        assert_eq!(
+            redact("host=h password=s3cret user=u"),
+            "host=h password=*** user=u"
+        );
+        assert_eq!(
+            redact("host=h password = 'a \\' b' user=u"),
+            "host=h password=*** user=u"
+        );
+        assert_eq!(
+            redact("postgres://h/db?user=u&password=pw&sslmode=off"),
+            "postgres://h/db?user=u&password=***&sslmode=off"
+        );
     }
 }

@@ -464,9 +464,18 @@ pub fn daemon_command(root: &Path) -> Command {
         .env("IKIGAI_LOG", "info,ikigai=debug")
         .env_remove("IKIGAI_DATABASE_URL")
         .env_remove("IKIGAI_CONFIG")
+        .env("PATH", path_with_echo_agent())
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     cmd
+}
+
+/// `PATH` with the example agent's directory first: a manifest names it as a bare program.
+fn path_with_echo_agent() -> std::ffi::OsString {
+    let echo = Path::new(env!("CARGO_BIN_EXE_ikigai-echo-agent"));
+    let dirs = echo.parent().into_iter().map(Path::to_path_buf);
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(dirs.chain(std::env::split_paths(&rest))).expect("PATH entries")
 }
 
 /// A temporary root directory under /tmp (short enough for Unix socket paths).
@@ -577,7 +586,7 @@ impl AgentDir {
         for (k, v) in extra.as_object().into_iter().flatten() {
             fields[k] = v.clone();
         }
-        AgentDir::new(name, &[env!("CARGO_BIN_EXE_ikigai-echo-agent")], fields)
+        AgentDir::new(name, &["ikigai-echo-agent"], fields)
     }
 
     pub fn file(&self, path: &str, contents: &str, executable: bool) {
