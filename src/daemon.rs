@@ -175,6 +175,7 @@ async fn serve(
         shutdown,
     };
     let listener = root.bind(lock)?;
+    crate::agents::isolation::prepare(root)?;
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
     info!(

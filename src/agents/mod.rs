@@ -8,6 +8,7 @@
 
 pub mod actor;
 pub mod deploy;
+pub mod isolation;
 pub mod process;
 pub mod state;
 pub mod store;

@@ -73,7 +73,12 @@ pub struct Launch<'a> {
 
 /// Starts the agent's process and the tasks that reap it and forward its output.
 pub fn spawn(launch: &Launch<'_>, telemetry: &Telemetry) -> std::io::Result<Running> {
-    let mut child = command(launch).spawn()?;
+    let mut cmd = command(launch);
+    if super::isolation::enabled() {
+        let uid = super::isolation::user_for(launch.name, launch.dir)?;
+        cmd.uid(uid).gid(uid);
+    }
+    let mut child = cmd.spawn()?;
     let pid = child.id().unwrap_or_default() as i32;
     let id = ProcessId {
         pid,

@@ -163,6 +163,9 @@ impl Daemon {
             .prefix("ik")
             .tempdir_in("/tmp")
             .unwrap();
+        // Searchable by others: agents run under users of their own and must reach their directory.
+        let searchable = std::os::unix::fs::PermissionsExt::from_mode(0o711);
+        std::fs::set_permissions(dir.path(), searchable).unwrap();
         std::fs::create_dir_all(dir.path().join(".ikigai")).unwrap();
         if !config.is_empty() {
             std::fs::write(dir.path().join(".ikigai/ikigai.conf"), config).unwrap();
