@@ -2,8 +2,10 @@
 //! the OpenAI Chat Completions (`POST /v1/chat/completions`) and Anthropic Messages
 //! (`POST /v1/messages`) wire formats, plain JSON or SSE streams (when the request says
 //! `"stream": true`). Each path answers from its own queue of scripted [`Reply`]s, then with
-//! `"ok"`; every request (headers and body) is recorded for assertions.
+//! `"ok"`; every request (headers and body) is recorded for assertions. Suites in other languages
+//! script it over HTTP (`control`).
 
+mod control;
 mod render;
 
 use axum::extract::State;
@@ -111,6 +113,8 @@ impl MockLlm {
         let app = Router::new()
             .route("/v1/chat/completions", post(openai))
             .route("/v1/messages", post(anthropic))
+            .route("/mock/replies", post(control::replies))
+            .route("/mock/received", axum::routing::get(control::received))
             .with_state(script.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
