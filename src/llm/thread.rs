@@ -13,6 +13,7 @@ use super::LlmError;
 use crate::postgres;
 use actix::prelude::*;
 use deadpool_postgres::Pool;
+use ikigai_actors::alarm::{Alarm, Alarmed};
 use ikigai_actors::directory::{Directory, Leave};
 use ikigai_actors::supervise::guarded;
 use std::collections::VecDeque;
@@ -96,14 +97,18 @@ pub struct ThreadActor {
     /// When a prompt last began or finished a turn here.
     used: Instant,
     idle: Duration,
+    /// Set only while quiet, for the idle stop.
+    alarm: Alarm,
     leave: Leave<ThreadActor>,
 }
 
 impl ThreadActor {
-    /// Runs thread logic with panics contained; a panic stops the actor for a restart.
+    /// Runs thread logic with panics contained (a panic stops the actor for a restart), then
+    /// sets the alarm for the idle stop if the thread is quiet now.
     fn guarded<T>(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut ThreadState) -> T) {
         let id = self.id.to_string();
         let _ = guarded::<Self, _, _>(ctx, "thread", &id, &mut self.state, f);
+        self.rearm(ctx);
     }
 
     /// Loads owner, context and history; other messages wait until it is done.
@@ -143,13 +148,25 @@ impl Actor for ThreadActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.load(ctx);
-        // Not polled while a load or an append runs (`ctx.wait`), nor before the mailbox is
-        // empty: a thread stops only between turns, with no request unanswered.
-        ctx.run_interval(self.idle / 4, |act, ctx| {
-            if act.state.is_quiet() && act.used.elapsed() >= act.idle {
-                act.leave.stop(ctx);
-            }
-        });
+    }
+}
+
+/// The alarm rings for the idle stop; not while a load or an append runs (`ctx.wait`), nor
+/// with a turn running or waiting: a thread stops only between turns, none unanswered.
+impl Alarmed for ThreadActor {
+    fn alarm(&mut self) -> &mut Alarm {
+        &mut self.alarm
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.state.is_quiet().then(|| self.used + self.idle)
+    }
+
+    fn ring(&mut self, ctx: &mut Context<Self>) {
+        match self.state.is_quiet() && self.used.elapsed() >= self.idle {
+            true => self.leave.stop(ctx),
+            false => self.rearm(ctx),
+        }
     }
 }
 
@@ -160,6 +177,7 @@ impl Supervised for ThreadActor {
         }
         self.state = ThreadState::default();
         self.loaded = false;
+        self.alarm.clear();
     }
 }
 
@@ -265,6 +283,7 @@ impl Threads {
             loaded: false,
             used: Instant::now(),
             idle,
+            alarm: Alarm::default(),
             leave,
         });
         Threads { pool, actors }
