@@ -38,6 +38,7 @@ pub fn prepare(root: &Root) -> io::Result<()> {
     set_mode(&root.services(), 0o711)?;
     set_mode(&root.tokens(), 0o700)?;
     set_mode(&root.socket(), 0o666)?;
+    close_to_others(&root.config())?;
     if let Some(blocked) = untraversable_ancestor(root.dir()) {
         warn!(
             dir = %blocked.display(),
@@ -55,6 +56,20 @@ pub fn prepare(root: &Root) -> io::Result<()> {
 
 fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+/// Takes other users' access to `.ikigai/ikigai.conf` (it may hold the database password), which
+/// agents could otherwise open by name through the searchable `.ikigai/`.
+fn close_to_others(path: &Path) -> io::Result<()> {
+    let Ok(meta) = fs::metadata(path) else {
+        return Ok(());
+    };
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o007 != 0 {
+        info!(file = %path.display(), "made the configuration unreadable by other users (agents)");
+        set_mode(path, mode & !0o007)?;
+    }
+    Ok(())
 }
 
 /// The first directory from `/` down to `dir` that other users cannot search.

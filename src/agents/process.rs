@@ -114,17 +114,43 @@ fn command(launch: &Launch<'_>) -> tokio::process::Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(false);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("IKIGAI_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.envs(&launch.manifest.env)
+        .kill_on_drop(false)
+        .env_clear()
+        .envs(passed_env(launch.dir))
+        .envs(&launch.manifest.env)
         .env("IKIGAI_SOCKET", "../../daemon.sock")
         .env("IKIGAI_AGENT", launch.name)
         .env("IKIGAI_TOKEN", launch.token);
     cmd
+}
+
+/// The daemon's variables an agent inherits: the search path, locale, time zone, terminal and
+/// where the CA certificates are, never anything else (the daemon's environment holds the providers' API keys and database
+/// URL). An agent under a user of its own gets its service directory as `HOME`.
+fn passed_env(dir: &Path) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    const PASSED: [&str; 8] = [
+        "PATH",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TERM",
+        "TMPDIR",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    ];
+    let isolated = super::isolation::enabled();
+    let mut env: Vec<_> = std::env::vars_os()
+        .filter(|(key, _)| {
+            let key = key.to_string_lossy();
+            PASSED.contains(&key.as_ref())
+                || key.starts_with("LC_")
+                || (!isolated && ["HOME", "USER", "LOGNAME"].contains(&key.as_ref()))
+        })
+        .collect();
+    if isolated {
+        env.push(("HOME".into(), dir.into()));
+    }
+    env
 }
 
 /// The process `id` if it still lives (same pid, same start time) in the service directory
