@@ -77,7 +77,11 @@ async fn kill_9_while_agents_work_loses_no_acknowledged_send_and_redelivers_no_a
             consumer_acked.lock().unwrap().extend(ids);
         }
     }));
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Killed mid-work: once sends and acks are flowing (however slow the machine is today).
+    support::wait_until("sends and acks flow", Duration::from_secs(30), || async {
+        sent.lock().unwrap().len() > 100 && !acked.lock().unwrap().is_empty()
+    })
+    .await;
     d.kill9();
     for t in tasks {
         t.await.unwrap();
