@@ -204,18 +204,27 @@ impl Daemon {
     }
 
     pub async fn client(&self, agent: &str) -> Client {
-        let socket = self.root.path().join(".ikigai/daemon.sock");
+        let token = self.token(agent).await;
+        Client::connect_as(self.socket(), agent, &token)
+            .await
+            .unwrap()
+    }
+
+    pub fn socket(&self) -> std::path::PathBuf {
+        self.root.path().join(".ikigai/daemon.sock")
+    }
+
+    /// The token of `agent`, issued through the admin op.
+    pub async fn token(&self, agent: &str) -> String {
         let token = std::fs::read_to_string(self.root.path().join(".ikigai/admin.token")).unwrap();
-        let admin = Client::connect_as(&socket, "admin", token.trim())
+        let admin = Client::connect_as(self.socket(), "admin", token.trim())
             .await
             .unwrap();
         let reply: serde_json::Value = admin
             .call("agents.token", &json!({"name": agent}))
             .await
             .unwrap();
-        Client::connect_as(&socket, agent, reply["token"].as_str().unwrap())
-            .await
-            .unwrap()
+        reply["token"].as_str().unwrap().to_owned()
     }
 }
 
