@@ -191,21 +191,23 @@ impl Out {
     }
 
     /// Queues a frame for the writer, waiting for room in the budget (a frame larger than the
-    /// whole budget waits until nothing else is queued).
+    /// whole budget waits until nothing else is queued). A frame counts the memory it holds,
+    /// its capacity: an encoded reply may hold up to twice its length.
     pub async fn send(&self, frame: Vec<u8>) -> Result<(), Closed> {
         let o = &self.0;
+        let size = frame.capacity();
         // The budget is at most u32::MAX, so this fits.
-        let n = frame.len().min(o.max) as u32;
+        let n = size.min(o.max) as u32;
         let permit = match o.budget.clone().try_acquire_many_owned(n) {
             Ok(permit) => permit,
             Err(TryAcquireError::Closed) => return Err(Closed),
             Err(TryAcquireError::NoPermits) => {
-                if o.waiting.get() + frame.len() > o.max {
+                if o.waiting.get() + size > o.max {
                     self.overflow();
                     return Err(Closed);
                 }
-                o.waiting.set(o.waiting.get() + frame.len());
-                let _waiting = Waiting(o, frame.len());
+                o.waiting.set(o.waiting.get() + size);
+                let _waiting = Waiting(o, size);
                 o.budget
                     .clone()
                     .acquire_many_owned(n)
@@ -470,4 +472,29 @@ fn bad_frame(message: String) -> (Next, Vec<u8>) {
     debug!(error = %message, "bad frame; closing the connection");
     let body = ErrorBody::new(ErrorCode::BadFrame, message, false);
     (Next::Close, encode_err(0, &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame of `len` bytes holding `capacity`.
+    fn frame(len: usize, capacity: usize) -> Vec<u8> {
+        let mut frame = Vec::with_capacity(capacity);
+        frame.resize(len, 0);
+        frame
+    }
+
+    #[tokio::test]
+    async fn queued_replies_count_the_memory_they_hold_not_their_length() {
+        let (out, _writer) = Out::new(1000);
+        out.send(frame(10, 800)).await.unwrap();
+        let mut second = Box::pin(out.send(frame(10, 800)));
+        assert!(futures::poll!(&mut second).is_pending(), "waits for room");
+        assert!(
+            out.send(frame(10, 800)).await.is_err(),
+            "overflows the budget"
+        );
+        assert!(out.overflowed().is_raised());
+    }
 }

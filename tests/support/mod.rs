@@ -692,3 +692,120 @@ fn processes_where(check: impl Fn(&Path) -> bool) -> Vec<i32> {
         .filter(|pid| alive(*pid))
         .collect()
 }
+
+impl Daemon {
+    /// A field of the daemon's `/proc/<pid>/status` given in kB (`VmRSS`, `VmHWM`), in bytes.
+    pub fn status_bytes(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find_map(|l| l.strip_prefix(field));
+        let kib = line.and_then(|l| l.trim_start_matches(':').split_whitespace().next());
+        kib.and_then(|k| k.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/<pid>/status"))
+            * 1024
+    }
+
+    /// The daemon's resident memory now.
+    pub fn rss(&self) -> u64 {
+        self.status_bytes("VmRSS")
+    }
+
+    /// The daemon's peak resident memory since start or the last [`Daemon::reset_peak_rss`].
+    pub fn peak_rss(&self) -> u64 {
+        self.status_bytes("VmHWM")
+    }
+
+    /// Makes the peak resident memory the current one (`/proc/<pid>/clear_refs`, value 5).
+    pub fn reset_peak_rss(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").unwrap();
+    }
+}
+
+impl Raw {
+    /// Connects as the Unix user `uid`, as the daemon sees it (`SO_PEERCRED`). Needs root: the
+    /// connect runs on a thread of its own whose effective uid alone is changed.
+    pub async fn connect_as_user(d: &Daemon, uid: u32) -> Raw {
+        let socket = d.socket();
+        let connected = std::thread::spawn(move || {
+            // SAFETY: the raw syscall changes the credentials of the calling thread only (the
+            // libc wrapper would change every thread's); this thread ends after connecting.
+            let changed = unsafe {
+                libc::syscall(libc::SYS_setresuid, u32::MAX, uid, u32::MAX) // -1: unchanged
+            };
+            assert_eq!(changed, 0, "setresuid: {}", std::io::Error::last_os_error());
+            std::os::unix::net::UnixStream::connect(socket)
+        });
+        let stream = connected.join().unwrap().expect("connect");
+        stream.set_nonblocking(true).unwrap();
+        Raw {
+            stream: tokio::net::UnixStream::from_std(stream).unwrap(),
+            reader: Vec::new(),
+        }
+    }
+
+    /// Writes `bytes` one at a time, `every` apart (a slowloris), until all are written or the
+    /// daemon closes the connection; how many were written.
+    pub async fn drip(&mut self, bytes: &[u8], every: Duration) -> usize {
+        use tokio::io::AsyncWriteExt;
+        for (written, byte) in bytes.iter().enumerate() {
+            if self.stream.write_all(&[*byte]).await.is_err() {
+                return written;
+            }
+            tokio::time::sleep(every).await;
+        }
+        bytes.len()
+    }
+
+    /// Writes as much of `bytes` as the daemon takes, until a write makes no progress for
+    /// `stall` (it stopped reading); how many were written.
+    pub async fn send_until_stalled(&mut self, bytes: &[u8], stall: Duration) -> usize {
+        use tokio::io::AsyncWriteExt;
+        let mut written = 0;
+        while written < bytes.len() {
+            let end = bytes.len().min(written + (64 << 10));
+            match tokio::time::timeout(stall, self.stream.write(&bytes[written..end])).await {
+                Ok(Ok(n)) if n > 0 => written += n,
+                _ => break,
+            }
+        }
+        written
+    }
+}
+
+/// Connections that never send a byte (an attacker's), held as plain blocking sockets outside
+/// any runtime: a connect blocks while the daemon's listen backlog is full.
+pub struct Silent(Vec<std::os::unix::net::UnixStream>);
+
+impl Silent {
+    pub fn open(d: &Daemon, n: usize) -> Silent {
+        raise_open_files_limit();
+        let connect = |_| std::os::unix::net::UnixStream::connect(d.socket()).expect("connect");
+        let streams: Vec<_> = (0..n).map(connect).collect();
+        for s in &streams {
+            s.set_nonblocking(true).unwrap();
+        }
+        Silent(streams)
+    }
+
+    /// How many of these connections the daemon has closed.
+    pub fn closed(&self) -> usize {
+        use std::io::Read;
+        let mut buf = [0u8; 64];
+        let mut closed = |mut s: &std::os::unix::net::UnixStream| !matches!(s.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        self.0.iter().filter(|s| closed(s)).count()
+    }
+}
+
+/// Raises this process's soft limit of open files to its hard limit (tests that hold thousands
+/// of connections).
+pub fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+}

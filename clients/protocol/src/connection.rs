@@ -7,6 +7,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use std::future::{poll_fn, Future};
+use std::io::IoSlice;
 use std::pin::pin;
 use std::task::Poll;
 use thiserror::Error;
@@ -120,35 +121,42 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-/// Writes every frame sent on `frames` to `w`: the frames queued together leave in one write,
-/// so that a burst of pipelined frames leaves in few writes. Each frame is dropped only once
-/// written (a frame may carry what accounts for its bytes). Ends when the channel closes or a
-/// write fails.
+/// Writes every frame sent on `frames` to `w`: the frames queued together leave in one
+/// vectored write (never copied into one buffer, which would hold them twice), so that a burst
+/// of pipelined frames leaves in few writes. Each frame is dropped only once written (a frame
+/// may carry what accounts for its bytes). Ends when the channel closes or a write fails.
 pub async fn pump_frames<W, F>(mut w: W, mut frames: mpsc::UnboundedReceiver<F>)
 where
     W: AsyncWrite + Unpin,
     F: AsRef<[u8]>,
 {
-    let mut batch = Vec::new();
     while let Some(first) = frames.recv().await {
         let mut written = vec![first];
         while let Ok(frame) = frames.try_recv() {
             written.push(frame);
         }
-        let sent = match written.as_slice() {
-            [one] => w.write_all(one.as_ref()).await,
-            many => {
-                batch.clear();
-                many.iter()
-                    .for_each(|f| batch.extend_from_slice(f.as_ref()));
-                w.write_all(&batch).await
-            }
-        };
-        if sent.is_err() {
+        if write_all_vectored(&mut w, &written).await.is_err() {
             return;
         }
     }
     let _ = w.shutdown().await;
+}
+
+/// Writes all of `frames`, in order, with as few (vectored) writes as `w` takes.
+async fn write_all_vectored<W, F>(w: &mut W, frames: &[F]) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+    F: AsRef<[u8]>,
+{
+    let mut slices: Vec<IoSlice> = frames.iter().map(|f| IoSlice::new(f.as_ref())).collect();
+    let mut unwritten = &mut slices[..];
+    while !unwritten.is_empty() {
+        match w.write_vectored(unwritten).await? {
+            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+            n => IoSlice::advance_slices(&mut unwritten, n),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -199,6 +207,24 @@ mod tests {
         };
         let (frame, ()) = tokio::join!(read, write);
         assert_eq!(&frame.unwrap().unwrap()[..], b"a");
+    }
+
+    #[tokio::test]
+    async fn frames_queued_together_are_written_whole_and_in_order() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let frames: Vec<Vec<u8>> = (0..3000u32)
+            .map(|i| vec![i as u8; i as usize % 700])
+            .collect();
+        for f in &frames {
+            tx.send(f.clone()).unwrap();
+        }
+        drop(tx);
+        let (client, mut server) = tokio::io::duplex(4096);
+        let pump = tokio::spawn(pump_frames(client, rx));
+        let mut written = Vec::new();
+        server.read_to_end(&mut written).await.unwrap();
+        pump.await.unwrap();
+        assert_eq!(written, frames.concat());
     }
 
     #[tokio::test]
