@@ -441,3 +441,35 @@ async fn a_storage_conflict_inside_a_transaction_undoes_all_of_it() {
     );
     assert_eq!(tasks_in_db(&d).await, 0);
 }
+
+#[tokio::test]
+async fn a_nil_tx_is_no_transaction_for_every_op_that_takes_one() {
+    let d = Daemon::start().await;
+    let c = d.agent("plain").await;
+    let pushed = inside_nil(&c, "queue.push", json!({"queue": "q", "payload": 1})).await;
+    assert!(pushed["created"].as_bool().unwrap());
+    inside_nil(
+        &c,
+        "queue.push_many",
+        json!({"queue": "q", "tasks": [{"payload": 2}]}),
+    )
+    .await;
+    inside_nil(
+        &c,
+        "mailbox.send",
+        json!({"mailbox": "plain", "payload": 1}),
+    )
+    .await;
+    inside_nil(&c, "storage.put", json!({"key": "k", "value": 1})).await;
+    inside_nil(&c, "cache.set", json!({"key": "k", "value": 1})).await;
+    let claimed = inside_nil(&c, "queue.claim", json!({"queue": "q", "max": 2})).await;
+    assert_eq!(claimed["tasks"].as_array().unwrap().len(), 2);
+}
+
+/// Runs `op` with `tx: nil`; it must succeed, committed on its own.
+async fn inside_nil(c: &Client, op: &str, mut args: Value) -> Value {
+    args["tx"] = Value::Null;
+    c.call(op, &args)
+        .await
+        .unwrap_or_else(|e| panic!("{op} with tx nil: {e}"))
+}
