@@ -118,8 +118,10 @@ pub(crate) enum Owner {
     Subscription(String),
 }
 
-/// The owners of pushes; a push without one goes to [`Client::next_push`].
-type Routes = Arc<Mutex<HashMap<Owner, Route, RandomState>>>;
+/// The owners of pushes; a push without one goes to [`Client::next_push`]. `None`: an owner
+/// that is gone and whose stragglers are dropped (a subscription ended by its client: pushes
+/// queued before its end may still arrive; its entry stays until the connection closes).
+type Routes = Arc<Mutex<HashMap<Owner, Option<Route>, RandomState>>>;
 
 /// Bytes of queued requests beyond which a call waits for the writer (back-pressure).
 const MAX_QUEUED: usize = 1 << 20;
@@ -376,12 +378,19 @@ impl Client {
             .routes
             .lock()
             .expect("routes lock")
-            .insert(owner, route);
+            .insert(owner, Some(route));
     }
 
-    /// Stops routing the pushes of `owner`; later ones go to [`Client::next_push`].
+    /// Stops routing the pushes of `owner`, which sends no more of them; a later one would go to
+    /// [`Client::next_push`].
     pub(crate) fn unroute(&self, owner: &Owner) {
         self.inner.routes.lock().expect("routes lock").remove(owner);
+    }
+
+    /// Drops the pushes of `owner` from now on.
+    pub(crate) fn discard(&self, owner: Owner) {
+        let mut routes = self.inner.routes.lock().expect("routes lock");
+        routes.insert(owner, None);
     }
 
     /// Sends `op` from a destructor: written in the background, its reply ignored. Without a
@@ -424,7 +433,8 @@ async fn read_loop(
                     if let (Some(route), Ok(ok)) = (waiter.subscription, &result) {
                         if let Ok(sub) = ok.parse::<Subscribed>() {
                             let owner = Owner::Subscription(sub.subscription);
-                            routes.lock().expect("routes lock").insert(owner, route);
+                            let mut routes = routes.lock().expect("routes lock");
+                            routes.insert(owner, Some(route));
                         }
                     }
                     let _ = waiter.reply.send(result);
@@ -438,11 +448,15 @@ async fn read_loop(
                 let push = Push { push, data };
                 let owner = push.owner();
                 let route = routes.lock().expect("routes lock").get(&owner).cloned();
-                match route {
-                    Some(route) if route.send(push.clone()).is_ok() => {}
-                    _ => {
-                        let _ = pushes.send(push);
-                    }
+                // A push nobody claimed goes to `next_push`, as does one whose stream was dropped
+                // before its owner said it was gone.
+                let unowned = match route {
+                    Some(Some(route)) => route.send(push).err().map(|e| e.0),
+                    Some(None) => None,
+                    None => Some(push),
+                };
+                if let Some(push) = unowned {
+                    let _ = pushes.send(push);
                 }
             }
             Err(_) => break,

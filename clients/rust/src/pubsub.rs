@@ -95,7 +95,7 @@ impl Subscription {
     /// Ends the subscription; true if it was still open at the daemon.
     pub async fn unsubscribe(mut self) -> Result<bool, ClientError> {
         self.open = false;
-        self.client.unroute(&Owner::Subscription(self.id.clone()));
+        self.client.discard(Owner::Subscription(self.id.clone()));
         unsubscribe(&self.client, &self.id).await
     }
 }
@@ -119,7 +119,7 @@ async fn unsubscribe(client: &Client, subscription: &str) -> Result<bool, Client
 impl Drop for Subscription {
     fn drop(&mut self) {
         if self.open {
-            self.client.unroute(&Owner::Subscription(self.id.clone()));
+            self.client.discard(Owner::Subscription(self.id.clone()));
             let args = serde_json::json!({ "subscription": self.id });
             self.client.send_and_forget("pubsub.unsubscribe", args);
         }
