@@ -487,3 +487,25 @@ async fn the_daemon_answers_ping_status_and_fault_injection_through_typed_calls(
         ErrorCode::PermissionDenied
     );
 }
+
+#[tokio::test]
+async fn a_panicking_tool_handler_is_a_failed_call_the_model_is_told_of() {
+    let (mock, _d, c) = setup("brittle").await;
+    mock.push(Api::Anthropic, Reply::tool_call("c1", "explode", json!({})));
+    mock.push(Api::Anthropic, Reply::text("recovered"));
+    let explode = CustomTool::new("explode", "fails", json!({"type": "object"}), |_| async {
+        panic!("the handler's own bug")
+    });
+    let prompt = Prompt {
+        model: Some("sonnet".into()),
+        messages: vec![ChatMessage::user("try it")],
+        tools: Some(Tools {
+            custom: vec![explode],
+            ..Tools::default()
+        }),
+        ..Prompt::default()
+    };
+    assert_eq!(c.prompt(&prompt).await.unwrap().content, "recovered");
+    let told = mock.received()[1].body.to_string();
+    assert!(told.contains("the tool's handler failed"), "{told}");
+}

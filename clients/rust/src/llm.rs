@@ -373,12 +373,15 @@ impl Driver {
         let _ = self.events.send(event.map_err(ClientError::Decode));
     }
 
-    /// Runs the handler of the called tool and sends its answer; an unknown tool, a failing
-    /// handler or a refused answer is reported to the model as an error.
+    /// Runs the handler of the called tool (in a task of its own, so that a panic in it is
+    /// only a failed call) and sends its answer; an unknown tool or a failing handler is
+    /// reported to the model as an error.
     async fn answer(&self, call: ToolCall) -> PromptEvent {
         let handler = self.handlers.iter().find(|t| t.name == call.name);
         let outcome = match handler {
-            Some(tool) => (tool.handler)(call.arguments.clone()).await,
+            Some(tool) => tokio::spawn((tool.handler)(call.arguments.clone()))
+                .await
+                .unwrap_or_else(|e| Err(format!("the tool's handler failed: {e}"))),
             None => Err(format!(
                 "this client has no handler for tool {:?}",
                 call.name
