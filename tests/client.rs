@@ -509,3 +509,80 @@ async fn a_panicking_tool_handler_is_a_failed_call_the_model_is_told_of() {
     let told = mock.received()[1].body.to_string();
     assert!(told.contains("the tool's handler failed"), "{told}");
 }
+
+/// The agent scenario every client runs: claim a task, prompt with a platform tool, store the
+/// result, send a message and complete the task, all in one transaction.
+async fn scenario(c: &Client, tx: &ikigai_client::Tx) -> Result<String, ClientError> {
+    let task = tx.queue("reports").claim_one().await?.expect("a task");
+    let ask = Prompt {
+        model: Some("sonnet".into()),
+        messages: vec![ChatMessage::user(&format!("Analyze {}", task.payload))],
+        tools: Some(Tools {
+            platform: vec!["create_task".into()],
+            ..Tools::default()
+        }),
+        ..Prompt::default()
+    };
+    let answer = c.prompt(&ask).await?.content;
+    tx.storage().put(&task.id, &json!(answer)).await?;
+    tx.mailbox("oncall").send(&json!({"task": task.id})).await?;
+    tx.task(&task.id).complete(Some(&json!(answer))).await?;
+    Ok(task.id)
+}
+
+#[tokio::test]
+async fn the_agent_scenario_commits_whole_and_a_cancelled_run_leaves_only_its_platform_tool_work() {
+    let (mock, d, c) = setup("analyst").await;
+    let oncall = d.agent("oncall").await;
+    c.queue("reports").push(&json!("week 1")).await.unwrap();
+    mock.push(Api::Anthropic, Reply::text("all quiet"));
+    let agent = c.clone();
+    let id = c
+        .transaction(|tx| async move { scenario(&agent, &tx).await })
+        .await
+        .unwrap();
+    let done = c.storage().get(&id).await.unwrap().expect("the result");
+    assert_eq!(done.value, json!("all quiet"));
+    let told = oncall
+        .mailbox("oncall")
+        .receive(None, Some(5_000))
+        .await
+        .unwrap();
+    assert_eq!(told[0].payload, json!({"task": id}));
+
+    // The next run is cancelled once its writes are made (its future dropped, as when the agent
+    // stops): the transaction rolls back; the task the model created through create_task ran
+    // outside it, as every platform tool does, and stays.
+    c.queue("reports").push(&json!("week 2")).await.unwrap();
+    let create = json!({"queue": "follow-ups", "payload": {"about": "week 2"}});
+    mock.push(
+        Api::Anthropic,
+        Reply::tool_call("t1", "create_task", create),
+    );
+    mock.push(Api::Anthropic, Reply::text("filed a follow-up"));
+    let (written, wrote) = tokio::sync::oneshot::channel();
+    let agent = c.clone();
+    let run = tokio::spawn(async move {
+        let tx = agent.begin().await.unwrap();
+        let id = scenario(&agent, &tx).await.unwrap();
+        written.send(id).unwrap();
+        std::future::pending::<()>().await
+    });
+    let id = wrote.await.unwrap();
+    run.abort();
+    let back = wait_for(
+        "the claim is rolled back",
+        Duration::from_secs(5),
+        || async { c.queue("reports").claim_one().await.unwrap() },
+    )
+    .await;
+    assert_eq!((back.id.as_str(), back.attempts), (id.as_str(), 1));
+    assert_eq!(c.storage().get(&id).await.unwrap(), None);
+    let none = oncall
+        .mailbox("oncall")
+        .receive(None, Some(300))
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "the message was never sent");
+    assert_eq!(c.queue("follow-ups").stats().await.unwrap().pending, 1);
+}
