@@ -516,7 +516,7 @@ async fn scenario(c: &Client, tx: &ikigai_client::Tx) -> Result<String, ClientEr
     let task = tx.queue("reports").claim_one().await?.expect("a task");
     let ask = Prompt {
         model: Some("sonnet".into()),
-        messages: vec![ChatMessage::user(&format!("Analyze {}", task.payload))],
+        messages: vec![ChatMessage::user(format!("Analyze {}", task.payload))],
         tools: Some(Tools {
             platform: vec!["create_task".into()],
             ..Tools::default()
