@@ -143,6 +143,7 @@ fn agent_code(e: &AgentError) -> (ErrorCode, bool) {
         AgentError::Deploy(DeployError::Io { .. }) => (ErrorCode::Internal, false),
         AgentError::Store(e) => store_code(e),
         AgentError::Gone => (ErrorCode::Unavailable, true),
+        AgentError::NoCommand(_) => (ErrorCode::BadRequest, false),
     }
 }
 

@@ -11,9 +11,13 @@ use std::collections::BTreeMap;
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub name: String,
+    /// Required with a `command`; an agent that only connects may leave it out (`""`).
+    #[serde(default)]
     pub version: String,
-    /// argv: the program and its arguments, run in the service directory.
-    pub command: Vec<String>,
+    /// argv: the program and its arguments, run in the service directory. Absent: the agent
+    /// connects by itself and is never started by the daemon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     #[serde(default)]
@@ -127,12 +131,14 @@ impl Manifest {
         if self.name == crate::identity::ADMIN {
             return Err(invalid("name", "admin is the operator, not an agent"));
         }
-        if self.version.trim().is_empty() || self.version.len() > 64 {
+        let unversioned = self.version.trim().is_empty() && self.command.is_some();
+        if unversioned || self.version.len() > 64 {
             return Err(invalid("version", "must be 1 to 64 characters"));
         }
-        match self.command.first() {
-            None => return Err(invalid("command", "must name a program")),
-            Some(program) => check_program(program).map_err(|r| invalid("command[0]", r))?,
+        match self.command.as_deref() {
+            None => {}
+            Some([]) => return Err(invalid("command", "must name a program")),
+            Some([program, ..]) => check_program(program).map_err(|r| invalid("command[0]", r))?,
         }
         for (key, value) in &self.env {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
@@ -257,6 +263,14 @@ mod tests {
     }
 
     #[test]
+    fn an_agent_that_only_connects_needs_only_a_name() {
+        let m = parse(r#"{"name":"watcher","permissions":{"deploy_agent":false}}"#).unwrap();
+        assert_eq!((m.version.as_str(), &m.command), ("", &None));
+        let again = Manifest::from_value(&serde_json::to_value(&m).unwrap()).unwrap();
+        assert_eq!(again.command, None);
+    }
+
+    #[test]
     fn a_full_manifest_round_trips() {
         let text = r#"{"name":"coder","version":"2","command":["node","main.js"],
             "env":{"MODE":"fast"},"restart":"transient","max_restarts":3,"restart_window_s":10,
@@ -273,7 +287,8 @@ mod tests {
     #[test]
     fn errors_name_the_wrong_field() {
         let cases = [
-            (r#"{"name":"a","version":"1"}"#, "manifest"),
+            (r#"{"name":"a","command":["x"]}"#, "version"),
+            (r#"{"name":"a","version":"","command":["x"]}"#, "version"),
             (r#"{"name":"a","version":"1","command":[]}"#, "command"),
             (r#"{"name":"a","version":"1","command":[""]}"#, "command[0]"),
             (

@@ -59,7 +59,7 @@ impl Transactions {
         tokio::task::spawn_local(async move {
             tokio::time::sleep(limit).await;
             if let Some(txs) = txs.upgrade() {
-                txs.discard(id).await;
+                let _ = txs.rollback(id).await;
             }
         });
         Ok(id)
@@ -81,7 +81,9 @@ impl Transactions {
             }
             Err(e) => {
                 drop(guard);
-                self.discard(id).await;
+                // Rolled back before the error is answered, so that what it locked is free
+                // for the caller's next request (a closed connection frees it only later).
+                let _ = self.rollback(id).await;
                 Err(e)
             }
         }
@@ -104,7 +106,8 @@ impl Transactions {
         }
     }
 
-    /// Rolls transaction `id` back.
+    /// Rolls transaction `id` back; if `ROLLBACK` fails, closes its connection, which makes
+    /// Postgres roll back.
     pub async fn rollback(&self, id: Uuid) -> Result<(), Error> {
         let open = self.take(id).await?;
         if open.conn.batch_execute("ROLLBACK").await.is_err() {
@@ -122,13 +125,6 @@ impl Transactions {
                     let _ = Object::take(open.conn);
                 }
             }
-        }
-    }
-
-    /// Closes the transaction's connection without committing (Postgres rolls it back).
-    async fn discard(&self, id: Uuid) {
-        if let Ok(open) = self.take(id).await {
-            let _ = Object::take(open.conn);
         }
     }
 

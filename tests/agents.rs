@@ -417,7 +417,8 @@ async fn invalid_manifests_and_files_are_rejected_naming_the_field_and_deploy_no
     let d = Daemon::start().await;
     let admin = d.admin().await;
     let cases = [
-        (json!({"name": "x", "version": "1"}), "manifest"),
+        (json!({"version": "1"}), "manifest"),
+        (json!({"name": "x", "command": ["a"]}), "version"),
         (
             json!({"name": "x", "version": "1", "command": []}),
             "command",

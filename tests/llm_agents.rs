@@ -607,3 +607,17 @@ async fn an_idle_thread_leaves_memory_and_its_next_prompt_reads_the_history_back
     assert_eq!(sent.as_array().unwrap().len(), 3, "{sent}");
     assert_eq!(sent[1]["content"][0]["text"], "noted");
 }
+
+#[tokio::test]
+async fn a_custom_tool_without_parameters_is_offered_as_taking_no_arguments() {
+    let (mock, _d, c) = setup("clock").await;
+    mock.push(Api::OpenAi, Reply::text("noon"));
+    let custom = json!([{"name": "now", "description": "the time"}]);
+    let args = json!({"model": "gpt", "messages": user("time?"), "tools": {"custom": custom}});
+    assert_eq!(prompt(&c, args).await.unwrap()["content"], "noon");
+    let offered = &mock.received()[0].body["tools"][0]["function"];
+    assert_eq!(
+        offered["parameters"],
+        json!({"type": "object", "properties": {}})
+    );
+}

@@ -150,7 +150,8 @@ impl AgentActor {
     /// Starts the process, issuing a token first if there is none.
     fn launch(&mut self, ctx: &mut Context<Self>) {
         self.pending = None;
-        if self.down || self.process.is_some() || self.status != Status::Running {
+        let runnable = self.manifest().is_some_and(|m| m.command.is_some());
+        if self.down || self.process.is_some() || self.status != Status::Running || !runnable {
             return;
         }
         if self.token.is_some() {

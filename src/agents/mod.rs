@@ -41,6 +41,8 @@ pub enum AgentError {
     Store(#[from] StoreError),
     #[error("the agent's supervisor restarted before answering; the outcome is unknown")]
     Gone,
+    #[error("{0:?} has no command in its manifest: it connects by itself and is never started by the daemon")]
+    NoCommand(String),
 }
 
 /// What every agent actor needs.

@@ -73,7 +73,7 @@ pub struct Launch<'a> {
 
 /// Starts the agent's process and the tasks that reap it and forward its output.
 pub fn spawn(launch: &Launch<'_>, telemetry: &Telemetry) -> std::io::Result<Running> {
-    let mut cmd = command(launch);
+    let mut cmd = command(launch)?;
     if super::isolation::enabled() {
         let uid = super::isolation::user_for(launch.name, launch.dir)?;
         cmd.uid(uid).gid(uid);
@@ -101,14 +101,20 @@ pub fn spawn(launch: &Launch<'_>, telemetry: &Telemetry) -> std::io::Result<Runn
     Ok(Running { id, ended })
 }
 
-fn command(launch: &Launch<'_>) -> tokio::process::Command {
-    let program = &launch.manifest.command[0];
+fn command(launch: &Launch<'_>) -> std::io::Result<tokio::process::Command> {
+    let Some([program, args @ ..]) = launch.manifest.command.as_deref() else {
+        let no_command = "the manifest has no command: the agent connects by itself";
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            no_command,
+        ));
+    };
     let mut cmd = if program.contains('/') {
         tokio::process::Command::new(launch.dir.join(program))
     } else {
         tokio::process::Command::new(program)
     };
-    cmd.args(&launch.manifest.command[1..])
+    cmd.args(args)
         .current_dir(launch.dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -121,7 +127,7 @@ fn command(launch: &Launch<'_>) -> tokio::process::Command {
         .env("IKIGAI_SOCKET", "../../daemon.sock")
         .env("IKIGAI_AGENT", launch.name)
         .env("IKIGAI_TOKEN", launch.token);
-    cmd
+    Ok(cmd)
 }
 
 /// The daemon's variables an agent inherits: the search path, locale, time zone, terminal and

@@ -5,7 +5,7 @@
 //! sender, it sends `{"echo": payload, "agent", "version" (ECHO_VERSION), "pid"}`, then acks.
 //! It exits 1 when the connection fails, to be restarted by its supervisor.
 
-use ikigai_client::{Client, ClientError, Receive};
+use ikigai_client::{Client, ClientError};
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -32,14 +32,9 @@ async fn run() -> Result<(), ClientError> {
     if every > 0 {
         tokio::spawn(heartbeat(client.clone(), Duration::from_millis(every)));
     }
+    let inbox = client.mailbox(&me);
     loop {
-        let inbox = Receive {
-            mailbox: &me,
-            max: Some(10),
-            wait_ms: Some(10_000),
-            visibility_ms: None,
-        };
-        for msg in client.mailbox_receive(&inbox).await? {
+        for msg in inbox.receive(Some(10), Some(10_000)).await? {
             let to = msg.payload["reply_to"].as_str().unwrap_or(&msg.sender);
             let answer = json!({
                 "echo": msg.payload,
@@ -47,15 +42,15 @@ async fn run() -> Result<(), ClientError> {
                 "version": std::env::var("ECHO_VERSION").unwrap_or_default(),
                 "pid": std::process::id(),
             });
-            client.mailbox_send(to, &answer).await?;
-            client.mailbox_ack(&me, &[msg.id]).await?;
+            client.mailbox(to).send(&answer).await?;
+            inbox.ack(&[msg.id]).await?;
         }
     }
 }
 
 async fn heartbeat(client: Client, every: Duration) {
     loop {
-        if let Err(e) = client.call_value("agents.heartbeat", &json!({})).await {
+        if let Err(e) = client.agents().heartbeat().await {
             eprintln!("ikigai-echo-agent: heartbeat: {e}");
         }
         tokio::time::sleep(every).await;

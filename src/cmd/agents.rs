@@ -103,15 +103,18 @@ fn stage(
     manifest: &Manifest,
     s: &Services,
 ) -> Result<Option<Staged>, Error> {
-    let Some(files) = files else {
-        let dir = s.agents.services().join(&manifest.name);
-        if dir.is_dir() {
-            return Ok(None);
+    let in_place = || s.agents.services().join(&manifest.name).is_dir();
+    let files = match files {
+        Some(files) => files,
+        None if in_place() => return Ok(None),
+        // An agent that only connects needs no code: its directory holds just its manifest.
+        None if manifest.command.is_none() => Vec::new(),
+        None => {
+            return Err(Error::BadRequest(format!(
+                "no files given and .ikigai/services/{}/ does not exist",
+                manifest.name
+            )))
         }
-        return Err(Error::BadRequest(format!(
-            "no files given and .ikigai/services/{}/ does not exist",
-            manifest.name
-        )));
     };
     let files = files
         .into_iter()

@@ -19,7 +19,7 @@ use uuid::Uuid;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromptArgs {
-    model: String,
+    model: Option<String>,
     messages: Vec<Message>,
     thread: Option<String>,
     tools: Option<ToolsArg>,
@@ -58,8 +58,12 @@ pub async fn prompt(
     if args.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
         return Err(Error::BadRequest("temperature must be 0 to 2".into()));
     }
+    let model = match args.model {
+        Some(model) => model,
+        None => s.llm.default_model(&session.agent).await?,
+    };
     let prompt = Prompt {
-        model: args.model,
+        model,
         messages: args.messages,
         thread: args.thread.as_deref().map(parse_id).transpose()?,
         platform_tools: tools.platform,

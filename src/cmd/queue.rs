@@ -58,8 +58,9 @@ impl<'de> Deserialize<'de> for PushArgs {
             None => return Err(serde::de::Error::missing_field("queue")),
         };
         let at = entries.iter().position(|(k, _)| k.as_str() == Some("tx"));
+        // `nil` is an absent `tx`, as for every optional field.
         let tx = match at.map(|i| entries.remove(i).1) {
-            Some(v) => Some(from_value(v).map_err(serde::de::Error::custom)?),
+            Some(v) => from_value(v).map_err(serde::de::Error::custom)?,
             None => None,
         };
         let task = from_value(Value::Map(entries)).map_err(serde::de::Error::custom)?;

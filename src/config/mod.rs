@@ -455,6 +455,15 @@ mod tests {
     }
 
     #[test]
+    fn inline_comments_are_not_part_of_the_value() {
+        let text = "[daemon]\nmax_connections = 10   # ten\nmax_in_flight = 20 ; twenty\n\
+            [services]\nqueues = postgres          # ACID transactions matter here\n";
+        let c = Config::parse(text, "t.conf").unwrap();
+        assert_eq!((c.daemon.max_connections, c.daemon.max_in_flight), (10, 20));
+        assert!(err("[services]\ncache = redis   # faster\n").contains("backend \"redis\" is"));
+    }
+
+    #[test]
     fn a_default_lease_longer_than_the_longest_is_refused() {
         let e = err("[queues]\nlease_ms = 5000\nmax_lease_ms = 1000\n");
         assert!(

@@ -21,6 +21,7 @@ pub const LLM_KEYS: &[&str] = &[
     "cooldown_ms",
     "failures_before_cooldown",
     "default_max_tokens",
+    "default_model",
     "reservation_ttl_ms",
     "thread_idle_ms",
 ];
@@ -114,6 +115,8 @@ pub struct LlmConfig {
     pub cooldown: Duration,
     pub failures_before_cooldown: u32,
     pub default_max_tokens: u64,
+    /// The alias of a prompt that names none, for an agent whose manifest lists no models.
+    pub default_model: Option<String>,
     /// How long a quota reservation holds if its daemon dies before settling it.
     pub reservation_ttl: Duration,
     /// How long a thread's actor (its history in memory) lives on unused.
@@ -132,6 +135,7 @@ impl LlmConfig {
             .into_iter()
             .map(|(alias, section)| Ok((alias.to_owned(), targets(doc, section, &providers)?)))
             .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
+        let default_model = default_model(doc, &models)?;
         Ok(LlmConfig {
             providers,
             models,
@@ -143,10 +147,27 @@ impl LlmConfig {
             cooldown: doc.millis("llm", "cooldown_ms", 30_000, 0)?,
             failures_before_cooldown: doc.number("llm", "failures_before_cooldown", 3, 1)?,
             default_max_tokens: doc.number("llm", "default_max_tokens", 1024, 1)?,
+            default_model,
             reservation_ttl: doc.millis("llm", "reservation_ttl_ms", 600_000, 1000)?,
             thread_idle: doc.millis("llm", "thread_idle_ms", 300_000, 100)?,
         })
     }
+}
+
+/// `[llm] default_model`: one of the configured aliases.
+fn default_model(
+    doc: &Doc,
+    models: &BTreeMap<String, Vec<Target>>,
+) -> Result<Option<String>, ConfigError> {
+    let Some(alias) = doc.get("llm", "default_model").filter(|a| !a.is_empty()) else {
+        return Ok(None);
+    };
+    if !models.contains_key(alias) {
+        let known: Vec<&str> = models.keys().map(String::as_str).collect();
+        let message = format!("{alias:?} is not a [llm.model.<alias>] (known: {known:?})");
+        return Err(doc.error("llm", "default_model", message));
+    }
+    Ok(Some(alias.to_owned()))
 }
 
 fn provider(doc: &Doc, section: &str) -> Result<ProviderConfig, ConfigError> {

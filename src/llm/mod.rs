@@ -148,6 +148,21 @@ impl Llm {
     }
 
     /// The agent's permissions, read from its manifest at most every `PERMISSIONS_TTL`.
+    /// The model of a prompt that names none: the first of the agent's manifest's
+    /// `permissions.llm.models`, else `[llm] default_model`.
+    pub async fn default_model(&self, agent: &str) -> Result<String, LlmError> {
+        let grant = self.grant(agent).await?;
+        let listed = grant.llm.and_then(|llm| llm.models.into_iter().next());
+        listed
+            .or_else(|| self.config.default_model.clone())
+            .ok_or_else(|| {
+                LlmError::BadRequest(format!(
+                    "no model given, and {agent:?} has no default: name a model, list models in \
+                 the manifest's permissions.llm.models, or set [llm] default_model"
+                ))
+            })
+    }
+
     async fn grant(&self, agent: &str) -> Result<Grant, LlmError> {
         let cached = self.grants.borrow().get(agent).cloned();
         if let Some(g) = cached.filter(|g| g.read_at.elapsed() < PERMISSIONS_TTL) {

@@ -45,6 +45,16 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// Whether the same call may succeed later: the daemon's `retriable`, and true for a lost
+    /// connection (its outcome is unknown; a new connection may succeed).
+    pub fn retriable(&self) -> bool {
+        match self {
+            ClientError::Server(body) => body.retriable,
+            ClientError::Closed | ClientError::Io(_) => true,
+            ClientError::Decode(_) | ClientError::Env(_) => false,
+        }
+    }
 }
 
 /// A server push: `{"push": name, "data": value}`.
@@ -87,7 +97,31 @@ impl Pending {
     }
 }
 /// Calls waiting for their reply, by id; `None` once the connection is gone.
-type Waiters = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Reply>, RandomState>>>>;
+type Waiters = Arc<Mutex<Option<HashMap<u64, Waiter, RandomState>>>>;
+
+/// Where a push goes when it has an owner.
+pub(crate) type Route = mpsc::UnboundedSender<Push>;
+
+/// One call waiting for its reply.
+struct Waiter {
+    reply: oneshot::Sender<Reply>,
+    /// For `pubsub.subscribe`: the route of the subscription's pushes, taken by the reading task
+    /// when the reply names the subscription, before it reads the pushes that follow it.
+    subscription: Option<Route>,
+}
+
+/// Who owns a push: a call in flight (`llm.delta`, `llm.tool_call` name their `request`) or a
+/// subscription (pub/sub pushes are named by its id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Owner {
+    Request(u64),
+    Subscription(String),
+}
+
+/// The owners of pushes; a push without one goes to [`Client::next_push`]. `None`: an owner
+/// that is gone and whose stragglers are dropped (a subscription ended by its client: pushes
+/// queued before its end may still arrive; its entry stays until the connection closes).
+type Routes = Arc<Mutex<HashMap<Owner, Option<Route>, RandomState>>>;
 
 /// Bytes of queued requests beyond which a call waits for the writer (back-pressure).
 const MAX_QUEUED: usize = 1 << 20;
@@ -101,6 +135,7 @@ pub struct Client {
 struct Inner {
     output: Arc<Output>,
     pending: Waiters,
+    routes: Routes,
     next_id: AtomicU64,
     pushes: tokio::sync::Mutex<mpsc::UnboundedReceiver<Push>>,
 }
@@ -210,18 +245,21 @@ impl Client {
         let output = Arc::new(Output::default());
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let pending: Waiters = Arc::new(Mutex::new(Some(HashMap::default())));
+        let routes = Routes::default();
         tokio::spawn(write_loop(write, output.clone()));
         tokio::spawn(read_loop(
             // The daemon is trusted: its replies (a receive of many large messages) may exceed the
             // request limit, up to what a 4-byte length can say.
             FrameReader::new(read, u32::MAX as usize),
             pending.clone(),
+            routes.clone(),
             push_tx,
         ));
         Ok(Client {
             inner: Arc::new(Inner {
                 output,
                 pending,
+                routes,
                 next_id: AtomicU64::new(1),
                 pushes: tokio::sync::Mutex::new(push_rx),
             }),
@@ -273,6 +311,16 @@ impl Client {
         self.submit(op, args).await?.reply().await
     }
 
+    /// Sends `op` with `args`, whose reply carries nothing (`{}`).
+    pub(crate) async fn call_unit<A: Serialize + ?Sized>(
+        &self,
+        op: &str,
+        args: &A,
+    ) -> Result<(), ClientError> {
+        let _: serde::de::IgnoredAny = self.call(op, args).await?;
+        Ok(())
+    }
+
     /// Sends `op` with `args` and returns the raw `ok` value.
     pub async fn call_value<A: Serialize + ?Sized>(
         &self,
@@ -290,10 +338,30 @@ impl Client {
         op: &str,
         args: &A,
     ) -> Result<Pending, ClientError> {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
+        let id = self.next_id();
+        self.submit_as(id, op, args, None).await
+    }
+
+    /// A fresh request id, for a call whose pushes must be routed before it is written.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Submits `op` under `id`; a `subscription` route is installed when the reply arrives.
+    pub(crate) async fn submit_as<A: Serialize + ?Sized>(
+        &self,
+        id: u64,
+        op: &str,
+        args: &A,
+        subscription: Option<Route>,
+    ) -> Result<Pending, ClientError> {
+        let (reply, rx) = oneshot::channel();
+        let waiter = Waiter {
+            reply,
+            subscription,
+        };
         match self.inner.pending.lock().expect("pending lock").as_mut() {
-            Some(pending) => pending.insert(id, tx),
+            Some(pending) => pending.insert(id, waiter),
             None => return Err(ClientError::Closed),
         };
         if let Err(e) = self.inner.output.queue(id, op, args).await {
@@ -302,6 +370,43 @@ impl Client {
             return Err(e);
         }
         Ok(Pending { rx })
+    }
+
+    /// Sends the pushes of `owner` to `route` from now on.
+    pub(crate) fn route(&self, owner: Owner, route: Route) {
+        self.inner
+            .routes
+            .lock()
+            .expect("routes lock")
+            .insert(owner, Some(route));
+    }
+
+    /// Stops routing the pushes of `owner`, which sends no more of them; a later one would go to
+    /// [`Client::next_push`].
+    pub(crate) fn unroute(&self, owner: &Owner) {
+        self.inner.routes.lock().expect("routes lock").remove(owner);
+    }
+
+    /// Drops the pushes of `owner` from now on.
+    pub(crate) fn discard(&self, owner: Owner) {
+        let mut routes = self.inner.routes.lock().expect("routes lock");
+        routes.insert(owner, None);
+    }
+
+    /// Sends `op` from a destructor: written in the background, its reply ignored. Without a
+    /// runtime (the program is ending) nothing is sent; closing the connection then ends what
+    /// the call would have ended.
+    pub(crate) fn send_and_forget<A: Serialize + Send + Sync + 'static>(
+        &self,
+        op: &'static str,
+        args: A,
+    ) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let client = self.clone();
+            runtime.spawn(async move {
+                let _ = client.call_value(op, &args).await;
+            });
+        }
     }
 
     /// Waits for the next server push; `None` once the connection is closed.
@@ -313,6 +418,7 @@ impl Client {
 async fn read_loop(
     mut reader: FrameReader<tokio::net::unix::OwnedReadHalf>,
     pending: Waiters,
+    routes: Routes,
     pushes: mpsc::UnboundedSender<Push>,
 ) {
     while let Ok(Some(body)) = reader.read_frame().await {
@@ -324,20 +430,61 @@ async fn read_loop(
                     .as_mut()
                     .and_then(|p| p.remove(&id));
                 if let Some(waiter) = waiter {
-                    let _ = waiter.send(result);
+                    if let (Some(route), Ok(ok)) = (waiter.subscription, &result) {
+                        if let Ok(sub) = ok.parse::<Subscribed>() {
+                            let owner = Owner::Subscription(sub.subscription);
+                            let mut routes = routes.lock().expect("routes lock");
+                            routes.insert(owner, Some(route));
+                        }
+                    }
+                    let _ = waiter.reply.send(result);
                 } else if let Err(err) = result {
                     // An error for id 0 (bad_frame) or an unknown id: hand it to every caller.
                     fail_all(&pending, Some(err));
-                    return;
+                    break;
                 }
             }
             Ok(Incoming::Push { push, data }) => {
-                let _ = pushes.send(Push { push, data });
+                let push = Push { push, data };
+                let owner = push.owner();
+                let route = routes.lock().expect("routes lock").get(&owner).cloned();
+                // A push nobody claimed goes to `next_push`, as does one whose stream was dropped
+                // before its owner said it was gone.
+                let unowned = match route {
+                    Some(Some(route)) => route.send(push).err().map(|e| e.0),
+                    Some(None) => None,
+                    None => Some(push),
+                };
+                if let Some(push) = unowned {
+                    let _ = pushes.send(push);
+                }
             }
             Err(_) => break,
         }
     }
+    // Routed streams end: their senders go with the table's entries.
+    routes.lock().expect("routes lock").clear();
     fail_all(&pending, None);
+}
+
+/// The reply of `pubsub.subscribe`, read by the reading task to route what follows.
+#[derive(Deserialize)]
+pub(crate) struct Subscribed {
+    pub(crate) subscription: String,
+}
+
+impl Push {
+    /// Who this push belongs to: LLM pushes name their request, any other is a subscription's.
+    fn owner(&self) -> Owner {
+        let request = match self.push.as_str() {
+            "llm.delta" | "llm.tool_call" => self.data["request"].as_u64(),
+            _ => None,
+        };
+        match request {
+            Some(id) => Owner::Request(id),
+            None => Owner::Subscription(self.push.clone()),
+        }
+    }
 }
 
 fn fail_all(pending: &Waiters, err: Option<ErrorBody>) {
@@ -348,7 +495,7 @@ fn fail_all(pending: &Waiters, err: Option<ErrorBody>) {
         .unwrap_or_default();
     for (_, waiter) in waiters {
         if let Some(err) = &err {
-            let _ = waiter.send(Err(err.clone()));
+            let _ = waiter.reply.send(Err(err.clone()));
         }
     }
 }

@@ -86,6 +86,11 @@ impl AgentActor {
             self.answer(reply, Err(AgentError::NotDeployed(self.name.clone())));
             return;
         }
+        let connects_only = self.manifest().is_some_and(|m| m.command.is_none());
+        if connects_only && matches!(op, Op::Start | Op::Restart) {
+            self.answer(reply, Err(AgentError::NoCommand(self.name.clone())));
+            return;
+        }
         match op {
             Op::Start => {
                 self.run(ctx);
@@ -122,9 +127,12 @@ impl AgentActor {
     fn deploy(&mut self, deployment: Box<Deployment>, reply: Reply, ctx: &mut Context<Self>) {
         let Deployment { manifest, staged } = *deployment;
         let (store, owner) = (self.shared.store.clone(), self.shared.owner.clone());
-        let services = self.shared.services.clone();
+        let (services, identities) = (self.shared.services.clone(), self.shared.identities.clone());
         let value = serde_json::to_value(&manifest).expect("a manifest serializes");
         let (m, writes) = (manifest.clone(), self.writes.clone());
+        // A started agent's fresh token revokes the older ones; one that only connects gets
+        // none here (`agents.token` issues it), so its older ones are revoked at its deploy.
+        let revoke = m.command.is_none().then(|| m.name.clone());
         let work = async move {
             let installed = match staged {
                 Some(staged) => Some(deploy::install(&services, &m.name, staged)?),
@@ -142,7 +150,11 @@ impl AgentActor {
                     Err(_) => installed.rollback(),
                 }
             }
-            recorded
+            recorded?;
+            if let Some(name) = revoke {
+                identities.revoke(&name).await?;
+            }
+            Ok(())
         };
         self.after_stopping(
             ctx,
@@ -155,6 +167,9 @@ impl AgentActor {
                     act.token = None;
                     act.restarts = 0;
                     act.status = Status::Running;
+                    if manifest.command.is_none() {
+                        act.set_status(Status::Stopped);
+                    }
                 }
                 if act.status == Status::Running {
                     act.launch(ctx);

@@ -100,7 +100,13 @@ pub struct ToolSpec {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Default: a tool without arguments (an object schema with no properties).
+    #[serde(default = "no_parameters")]
     pub parameters: Value,
+}
+
+fn no_parameters() -> Value {
+    serde_json::json!({"type": "object", "properties": {}})
 }
 
 /// What is sent to one provider model.
