@@ -100,6 +100,18 @@ async fn args_nested_beyond_max_depth_are_refused_in_every_op_that_takes_a_value
             sent.push((id, op, depth));
         }
     }
+    // 100,000 levels, as bytes (a tree of values that deep would overflow this test's stack).
+    let mut deep = vec![0x83, 0xa2, b'i', b'd', 9, 0xa2, b'o', b'p', 0xac];
+    deep.extend(b"mailbox.send");
+    deep.extend([0xa4, b'a', b'r', b'g', b's', 0x82, 0xa7]);
+    deep.extend(b"mailbox");
+    deep.extend([0xa1, b'm', 0xa7]);
+    deep.extend(b"payload");
+    deep.extend(std::iter::repeat_n(0x91, 100_000).chain([1]));
+    let mut frame = (deep.len() as u32).to_be_bytes().to_vec();
+    frame.extend(deep);
+    raw.send(&frame).await;
+    sent.push((9, "mailbox.send", 100_000));
     let replies = raw.frames_by_id(sent.len()).await;
     for (id, op, depth) in sent {
         let reply = &replies[&id];
