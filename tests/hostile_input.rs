@@ -559,3 +559,41 @@ async fn well_formed_requests_in_a_hostile_burst_are_all_answered() {
     d.assert_serving().await;
     d.assert_no_panic_nor_internal();
 }
+
+/// `n` distinct three-letter words, each with its separator: the search text Postgres stores
+/// most of per byte.
+fn distinct_words(n: usize) -> String {
+    let letters = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let word = |i: usize| [i / 1296, i / 36 % 36, i % 36].map(|d| letters[d] as char);
+    (0..n)
+        .map(|i| format!("{} ", String::from_iter(word(i))))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_telemetry_payload_too_long_to_search_is_refused_and_its_neighbours_are_written() {
+    let d = Daemon::start().await;
+    let c = d.admin().await;
+    let emit = |event_type: &'static str, text: String| {
+        let args = json!({"event_type": event_type, "payload": {"text": text}});
+        let c = &c;
+        async move {
+            c.call::<_, serde_json::Value>("telemetry.emit", &args)
+                .await
+        }
+    };
+    // 1.4 MB of strings, whose search text (2.4 MB) Postgres cannot store.
+    let unsearchable = (0..200_000).map(|i| format!("w{i}x ")).collect();
+    let too_long = emit("big", unsearchable).await;
+    support::assert_code(too_long, ikigai_client::ErrorCode::BadRequest);
+    emit("limit", distinct_words(32 * 1024)).await.unwrap();
+    emit("small", "beside".into()).await.unwrap();
+    for event_type in ["limit", "small"] {
+        support::wait_until(event_type, secs(10), || async {
+            d.events("admin", event_type).await.len() == 1
+        })
+        .await;
+    }
+    d.assert_no_panic_nor_internal();
+    assert!(!d.log().contains("writing telemetry failed"), "{}", d.log());
+}
