@@ -134,57 +134,97 @@ async fn values_64_levels_deep_are_accepted_and_read_back_intact() {
     let d = Daemon::start().await;
     let c = d.admin().await;
     let deep = nested_json(64);
-    let call = |op: &'static str, args: serde_json::Value| {
-        let c = &c;
-        async move {
-            let reply = c.call::<_, serde_json::Value>(op, &args).await;
-            reply.unwrap_or_else(|e| panic!("{op} at depth 64: {e}"))
-        }
-    };
-
-    call("storage.put", json!({"key": "deep", "value": deep})).await;
-    let got = call("storage.get", json!({"key": "deep"})).await;
-    assert_eq!(got["document"]["value"], deep, "storage");
-
-    call("cache.set", json!({"key": "deep", "value": deep})).await;
-    assert_eq!(
-        call("cache.get", json!({"key": "deep"})).await["value"],
-        deep
-    );
-
-    call("mailbox.send", json!({"mailbox": "admin", "payload": deep})).await;
-    let got = call("mailbox.receive", json!({"mailbox": "admin"})).await;
-    assert_eq!(got["messages"][0]["payload"], deep, "mailbox");
-
-    call("queue.push", json!({"queue": "deep", "payload": deep})).await;
+    assert_read_back_everywhere(&d, &c, "deep", &deep).await;
     let inner = nested_json(62);
     let tasks = json!({"queue": "deep", "tasks": [{"payload": inner}]});
-    call("queue.push_many", tasks).await;
-    let got = call("queue.claim", json!({"queue": "deep", "max": 2})).await;
+    call(&c, "queue.push_many", tasks).await;
+    let got = call(&c, "queue.claim", json!({"queue": "deep", "max": 2})).await;
     assert_eq!(got["tasks"][0]["payload"], deep, "queue.push");
     assert_eq!(got["tasks"][1]["payload"], inner, "queue.push_many");
     let id = got["tasks"][0]["id"].clone();
-    let done = call("queue.complete", json!({"id": id, "result": deep})).await;
+    let done = call(&c, "queue.complete", json!({"id": id, "result": deep})).await;
     assert_eq!(done["result"], deep, "queue.complete");
+    d.assert_no_panic_nor_internal();
+}
 
-    call("pubsub.subscribe", json!({"topic": "deep"})).await;
-    call("pubsub.publish", json!({"topic": "deep", "message": deep})).await;
+/// The reply of `op`, which must succeed.
+async fn call(c: &ikigai_client::Client, op: &str, args: serde_json::Value) -> serde_json::Value {
+    let reply = c.call::<_, serde_json::Value>(op, &args).await;
+    reply.unwrap_or_else(|e| panic!("{op}: {e}"))
+}
+
+/// Stores `value` through every store (storage, cache, a mailbox, a queue, pub/sub, telemetry)
+/// under `name`, and asserts that each reads it back as it was sent.
+async fn assert_read_back_everywhere(
+    d: &Daemon,
+    c: &ikigai_client::Client,
+    name: &str,
+    value: &serde_json::Value,
+) {
+    let key = json!({ "key": name });
+    let stores = [
+        (
+            "storage.put",
+            json!({"key": name, "value": value}),
+            "storage.get",
+            key.clone(),
+            "/document/value",
+        ),
+        (
+            "cache.set",
+            json!({"key": name, "value": value}),
+            "cache.get",
+            key,
+            "/value",
+        ),
+        (
+            "mailbox.send",
+            json!({"mailbox": "admin", "payload": value}),
+            "mailbox.receive",
+            json!({"mailbox": "admin"}),
+            "/messages/0/payload",
+        ),
+        (
+            "queue.push",
+            json!({"queue": name, "payload": value}),
+            "queue.list",
+            json!({ "queue": name }),
+            "/tasks/0/payload",
+        ),
+    ];
+    for (write, args, read, read_args, at) in stores {
+        call(c, write, args).await;
+        let reply = call(c, read, read_args).await;
+        assert_eq!(
+            reply.pointer(at),
+            Some(value),
+            "{write}, then {read}: {reply}"
+        );
+    }
+
+    call(c, "pubsub.subscribe", json!({ "topic": name })).await;
+    call(
+        c,
+        "pubsub.publish",
+        json!({"topic": name, "message": value}),
+    )
+    .await;
     let push = c.next_push().await.expect("the publication is pushed");
     let data: serde_json::Value = ikigai_protocol::from_value(push.data).unwrap();
-    assert_eq!(data["message"], deep, "pubsub");
+    assert_eq!(&data["message"], value, "pubsub");
 
     call(
+        c,
         "telemetry.emit",
-        json!({"event_type": "deep", "payload": deep}),
+        json!({"event_type": name, "payload": value}),
     )
     .await;
     let emitted = support::wait_for("the event is written", secs(10), || async {
-        let events = d.events("admin", "deep").await;
+        let events = d.events("admin", name).await;
         events.first().map(|e| e["payload"].clone())
     })
     .await;
-    assert_eq!(emitted, deep, "telemetry");
-    d.assert_no_panic_nor_internal();
+    assert_eq!(&emitted, value, "telemetry");
 }
 
 fn secs(n: u64) -> std::time::Duration {
@@ -300,67 +340,7 @@ async fn extreme_numbers_round_trip_through_every_store() {
         1.5e-7,
         2.0
     ]);
-    let ok = |r: Result<serde_json::Value, _>| r.expect("numbers are accepted");
-    ok(
-        c.call::<_, serde_json::Value>("storage.put", &json!({"key": "n", "value": numbers}))
-            .await,
-    );
-    let got = ok(c
-        .call::<_, serde_json::Value>("storage.get", &json!({"key": "n"}))
-        .await);
-    assert_eq!(got["document"]["value"], numbers, "storage (JSONB)");
-
-    ok(c.call::<_, serde_json::Value>(
-        "mailbox.send",
-        &json!({"mailbox": "admin", "payload": numbers}),
-    )
-    .await);
-    let got = ok(c
-        .call::<_, serde_json::Value>("mailbox.receive", &json!({"mailbox": "admin"}))
-        .await);
-    assert_eq!(got["messages"][0]["payload"], numbers, "mailbox (JSONB)");
-
-    ok(
-        c.call::<_, serde_json::Value>("queue.push", &json!({"queue": "n", "payload": numbers}))
-            .await,
-    );
-    let got = ok(c
-        .call::<_, serde_json::Value>("queue.list", &json!({"queue": "n"}))
-        .await);
-    assert_eq!(got["tasks"][0]["payload"], numbers, "queue (JSONB)");
-
-    ok(
-        c.call::<_, serde_json::Value>("cache.set", &json!({"key": "n", "value": numbers}))
-            .await,
-    );
-    let got = ok(c
-        .call::<_, serde_json::Value>("cache.get", &json!({"key": "n"}))
-        .await);
-    assert_eq!(got["value"], numbers, "cache");
-
-    c.call::<_, serde_json::Value>("pubsub.subscribe", &json!({"topic": "n"}))
-        .await
-        .unwrap();
-    ok(c.call::<_, serde_json::Value>(
-        "pubsub.publish",
-        &json!({"topic": "n", "message": numbers}),
-    )
-    .await);
-    let push = c.next_push().await.expect("the publication is pushed");
-    let data: serde_json::Value = ikigai_protocol::from_value(push.data).unwrap();
-    assert_eq!(data["message"], numbers, "pubsub (NOTIFY)");
-
-    ok(c.call::<_, serde_json::Value>(
-        "telemetry.emit",
-        &json!({"event_type": "n", "payload": numbers}),
-    )
-    .await);
-    let emitted = support::wait_for("the event is written", secs(10), || async {
-        let events = d.events("admin", "n").await;
-        events.first().map(|e| e["payload"].clone())
-    })
-    .await;
-    assert_eq!(emitted, numbers, "telemetry (JSONB)");
+    assert_read_back_everywhere(&d, &c, "n", &numbers).await;
     d.assert_no_panic_nor_internal();
 }
 
