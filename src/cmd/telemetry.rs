@@ -21,11 +21,31 @@ pub struct EmitArgs {
     payload: Json,
 }
 
+/// The most bytes of strings a payload may hold: its search text (a tsvector, at most 1 MiB in
+/// Postgres, up to ~3.5 times the bytes of short distinct words) must fit, or the batch holding
+/// it could never be written and the events beside it would be lost with it.
+const MAX_TEXT_BYTES: usize = 128 * 1024;
+
 pub fn emit(args: EmitArgs, s: &Services, session: &Session) -> Result<Empty, Error> {
     check_text("event_type", &args.event_type, 64)?;
+    if text_bytes(&args.payload.0) > MAX_TEXT_BYTES {
+        return Err(Error::BadRequest(format!(
+            "payload holds more than {MAX_TEXT_BYTES} bytes of strings, more than can be searched"
+        )));
+    }
     s.telemetry
         .emit(&session.agent, &args.event_type, args.payload.0)?;
     Ok(Empty {})
+}
+
+/// The bytes of the strings in `value` (map keys are not searched).
+fn text_bytes(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::String(s) => s.len(),
+        serde_json::Value::Array(items) => items.iter().map(text_bytes).sum(),
+        serde_json::Value::Object(map) => map.values().map(text_bytes).sum(),
+        _ => 0,
+    }
 }
 
 #[derive(Deserialize)]

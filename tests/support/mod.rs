@@ -416,7 +416,7 @@ impl Raw {
         self.stream.write_all(bytes).await.expect("write");
     }
 
-    pub async fn request(&mut self, id: u64, op: &str, args: &serde_json::Value) {
+    pub async fn request(&mut self, id: u64, op: &str, args: &(impl serde::Serialize + ?Sized)) {
         let frame = ikigai_protocol::encode_request(id, op, args).unwrap();
         self.send(&frame).await;
     }
@@ -448,6 +448,23 @@ impl Raw {
                 Ok(n) => self.reader.extend_from_slice(&buf[..n]),
             }
         }
+    }
+
+    /// The next `n` frames, by id: pipelined requests may be answered in any order.
+    pub async fn frames_by_id(
+        &mut self,
+        n: usize,
+    ) -> std::collections::HashMap<u64, serde_json::Value> {
+        let mut frames = std::collections::HashMap::new();
+        for _ in 0..n {
+            let frame = self
+                .frame()
+                .await
+                .expect("a reply, not a closed connection");
+            let id = frame["id"].as_u64().expect("a reply with an id");
+            assert!(frames.insert(id, frame).is_none(), "one reply per id");
+        }
+        frames
     }
 
     /// Asserts the next frame is an error with `code` for request `id`.
@@ -717,6 +734,21 @@ impl Daemon {
     /// Makes the peak resident memory the current one (`/proc/<pid>/clear_refs`, value 5).
     pub fn reset_peak_rss(&self) {
         std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").unwrap();
+    }
+
+    /// Asserts that nothing panicked in the daemon and no request was answered `internal`.
+    #[track_caller]
+    pub fn assert_no_panic_nor_internal(&self) {
+        let log = self.log();
+        let bad: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("panicked at") || l.contains("code=internal"))
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "panics or internal replies:\n{}",
+            bad.join("\n")
+        );
     }
 }
 
