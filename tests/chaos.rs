@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use support::cluster::PrivatePostgres;
-use support::{wait_until, Daemon, TestDb};
+use support::{Daemon, TestDb};
 
 const MAILBOXES: usize = 2;
 const SENDERS_PER_MAILBOX: usize = 2;
@@ -24,6 +24,14 @@ const CONSUMERS_PER_QUEUE: usize = 2;
 /// A call unanswered this long counts as failed: a live daemon answers within milliseconds, and
 /// one that was killed closes the connection at once.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// Requests each sender and producer keeps in flight on its connection.
+const PIPELINE: usize = 4;
+/// The visibility timeout of the receives, which a receiver now and then lets run out.
+const VISIBILITY: Duration = Duration::from_secs(2);
+/// The lease of the claims, which a consumer now and then overruns.
+const LEASE: Duration = Duration::from_secs(2);
+/// The open tasks a queue's producer lets wait for the consumers before it pauses.
+const BACKLOG: u64 = 500;
 /// How long the drain after the load may take: every message read, every task completed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -45,18 +53,18 @@ async fn nothing_acknowledged_is_lost_or_completed_twice_through_kills_and_a_pos
     shared.producing.store(false, Ordering::Relaxed);
     futures::future::join_all(producers).await;
     let drain = Instant::now();
-    wait_until(
-        "everything left is read and completed",
-        DRAIN_TIMEOUT,
-        || drained(&d.db),
-    )
-    .await;
+    let mut left = leftovers(&d.db).await;
+    while !left.is_empty() && drain.elapsed() < DRAIN_TIMEOUT {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = leftovers(&d.db).await;
+    }
     shared.running.store(false, Ordering::Relaxed);
     futures::future::join_all(workers).await;
     let drain = drain.elapsed();
 
     let ledger = std::mem::take(&mut *shared.ledger());
     let mut violations = ledger.violations.clone();
+    violations.extend(left);
     violations.extend(check_storage(&d.db, &ledger).await);
     println!(
         "chaos: {load:?} of load, {kills} kills, {pg_restarts} Postgres crash restart, \
@@ -82,6 +90,10 @@ struct Ledger {
     /// The messages whose ack was answered.
     acked: HashSet<String>,
     claims: u64,
+    /// Answered `queue.fail`s and `queue.release`s.
+    fails_and_releases: u64,
+    /// Claims held past their lease before the complete.
+    overruns: u64,
     /// Answered completes: task id → the attempt number it sent as its result.
     completed: HashMap<String, u64>,
     /// Completes that got no answer, or a refusal: task id → the attempt numbers they sent.
@@ -155,7 +167,8 @@ impl Ledger {
         let volumes = self.volumes().map(|(what, n)| format!("{n} {what}"));
         format!(
             "{}; {} sends and {} pushes unanswered; {} messages delivered, {} redeliveries; \
-             {} claims, {} completes unanswered; {} reconnects, {} calls timed out",
+             {} claims, {} completes unanswered, {} fails and releases, {} leases overrun; \
+             {} reconnects, {} calls timed out",
             volumes.join(", "),
             self.mail.unanswered,
             self.tasks.unanswered,
@@ -166,6 +179,8 @@ impl Ledger {
                 .values()
                 .map(Vec::len)
                 .sum::<usize>(),
+            self.fails_and_releases,
+            self.overruns,
             self.reconnects,
             self.timeouts,
         )
@@ -271,18 +286,42 @@ impl Conn {
         F: FnOnce(Client) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
+        self.pipeline(|c| vec![call(c)]).await.pop().flatten()
+    }
+
+    /// Runs the calls `calls` makes, pipelined on the connection; each outcome as in
+    /// [`Conn::call`], and the connection is dropped if any failed.
+    async fn pipeline<T, F, Fut>(&mut self, calls: F) -> Vec<Option<T>>
+    where
+        F: FnOnce(Client) -> Vec<Fut>,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
         let client = self.client().await;
-        let outcome = tokio::time::timeout(CALL_TIMEOUT, call(client)).await;
+        let timed = calls(client).into_iter();
+        let timed = timed.map(|call| tokio::time::timeout(CALL_TIMEOUT, call));
+        let outcomes = futures::future::join_all(timed).await;
         let mut ledger = self.shared.ledger();
-        match outcome {
-            Ok(Ok(value)) => return Some(value),
-            Ok(Err(_)) => {}
-            Err(_) => ledger.timeouts += 1,
+        let mut failed = false;
+        let values = outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok(Ok(value)) => Some(value),
+                Ok(Err(_)) => {
+                    failed = true;
+                    None
+                }
+                Err(_) => {
+                    ledger.timeouts += 1;
+                    failed = true;
+                    None
+                }
+            })
+            .collect();
+        if failed {
+            ledger.reconnects += 1;
+            self.client = None;
         }
-        ledger.reconnects += 1;
-        drop(ledger);
-        self.client = None;
-        None
+        values
     }
 }
 
@@ -293,16 +332,9 @@ enum Kind {
     Task,
 }
 
-/// Sends messages to a mailbox, or pushes tasks to a queue, each with a unique `uid`, while the
-/// load runs; records which the daemon answered.
-async fn produce(mut conn: Conn, kind: Kind, target: String) {
-    let shared = conn.shared.clone();
-    for n in 0.. {
-        if !shared.producing.load(Ordering::Relaxed) {
-            return;
-        }
-        let uid = format!("{}-{n}", conn.agent);
-        let (op, args) = match kind {
+impl Kind {
+    fn request(self, target: &str, uid: &str) -> (&'static str, Json) {
+        match self {
             Kind::Mail => (
                 "mailbox.send",
                 json!({"mailbox": target, "payload": {"uid": uid}}),
@@ -312,34 +344,80 @@ async fn produce(mut conn: Conn, kind: Kind, target: String) {
                 "queue.push",
                 json!({"queue": target, "payload": {"uid": uid}, "max_attempts": 1_000_000}),
             ),
-        };
-        let args = &args;
-        let reply = conn
-            .call(|c| async move { c.call::<_, Json>(op, args).await })
+        }
+    }
+}
+
+/// Sends messages to a mailbox, or pushes tasks to a queue, each with a unique `uid`,
+/// [`PIPELINE`] at a time, while the load runs; records which the daemon answered.
+async fn produce(mut conn: Conn, kind: Kind, target: String) {
+    let shared = conn.shared.clone();
+    for round in 0.. {
+        if matches!(kind, Kind::Task) && round % 25 == 0 {
+            wait_for_consumers(&mut conn, &target).await;
+        }
+        if !shared.producing.load(Ordering::Relaxed) {
+            return;
+        }
+        let uids: Vec<String> = (0..PIPELINE)
+            .map(|i| format!("{}-{}", conn.agent, round * PIPELINE + i))
+            .collect();
+        let requests: Vec<_> = uids.iter().map(|uid| kind.request(&target, uid)).collect();
+        let replies = conn
+            .pipeline(|c| {
+                let mut calls = Vec::new();
+                for (op, args) in &requests {
+                    let c = c.clone();
+                    calls.push(async move { c.call::<_, Json>(op, args).await });
+                }
+                calls
+            })
             .await;
         let mut ledger = shared.ledger();
         let produced = match kind {
             Kind::Mail => &mut ledger.mail,
             Kind::Task => &mut ledger.tasks,
         };
-        match reply.and_then(|r| r["id"].as_str().map(str::to_owned)) {
-            Some(id) => {
-                produced.acked.insert(id, uid);
+        for (uid, reply) in uids.into_iter().zip(replies) {
+            match reply.and_then(|r| r["id"].as_str().map(str::to_owned)) {
+                Some(id) => {
+                    produced.acked.insert(id, uid);
+                }
+                None => produced.unanswered += 1,
             }
-            None => produced.unanswered += 1,
         }
     }
 }
 
-/// The mailbox's consumer: receives and acks until the run ends.
+/// Waits while `queue` holds more than [`BACKLOG`] open tasks (the consumers complete them one
+/// by one, slower than the pipelined pushes come), so that the drain stays short.
+async fn wait_for_consumers(conn: &mut Conn, queue: &str) {
+    while conn.shared.producing.load(Ordering::Relaxed) {
+        let args = &json!({ "queue": queue });
+        let stats = conn.call(|c| async move { c.call::<_, Json>("queue.stats", args).await });
+        let open = stats.await.map(|s| {
+            let count = |state: &str| s[state].as_u64().unwrap_or(0);
+            count("pending") + count("scheduled") + count("claimed")
+        });
+        if open.is_some_and(|open| open <= BACKLOG) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The mailbox's consumer: receives and acks until the run ends. Now and then it holds what it
+/// received past the visibility timeout, receives again (the messages held are delivered
+/// again), and acks all of them together.
 async fn receive(mut conn: Conn, mailbox: String) {
     let shared = conn.shared.clone();
+    let mut held: Vec<String> = Vec::new();
     while shared.running.load(Ordering::Relaxed) {
         let args = Receive {
             mailbox: &mailbox,
             max: Some(100),
             wait_ms: Some(500),
-            visibility_ms: None,
+            visibility_ms: Some(VISIBILITY.as_millis() as u64),
         };
         let args = &args;
         let received = conn.call(|c| async move { c.mailbox_receive(args).await });
@@ -347,20 +425,28 @@ async fn receive(mut conn: Conn, mailbox: String) {
             continue;
         };
         shared.ledger().delivered(&messages);
-        let ids: Vec<String> = messages.into_iter().map(|m| m.id).collect();
-        if ids.is_empty() {
+        held.extend(messages.into_iter().map(|m| m.id));
+        held.sort_unstable();
+        held.dedup();
+        if held.is_empty() {
             continue;
         }
-        let (mailbox, ids_sent) = (&mailbox, &ids);
-        let acked = conn.call(|c| async move { c.mailbox_ack(mailbox, ids_sent).await });
+        if rand::random_ratio(1, 50) {
+            tokio::time::sleep(VISIBILITY + Duration::from_millis(500)).await;
+            continue;
+        }
+        let (mailbox, ids) = (&mailbox, &held);
+        let acked = conn.call(|c| async move { c.mailbox_ack(mailbox, ids).await });
         if acked.await.is_some() {
-            shared.ledger().acked.extend(ids);
+            shared.ledger().acked.extend(held.drain(..));
         }
     }
 }
 
-/// A queue consumer: claims and completes until the run ends. Each complete sends a result
-/// numbering it, so the stored result names the complete that wrote it.
+/// A queue consumer: claims and settles until the run ends. Mostly it completes, with a result
+/// numbering the complete, so that the stored result names the complete that wrote it; now and
+/// then it fails a task (retried at once), releases one, or overruns its lease before
+/// completing (refused, unless the lease had not run out after all).
 async fn consume(mut conn: Conn, queue: String) {
     let shared = conn.shared.clone();
     while shared.running.load(Ordering::Relaxed) {
@@ -368,7 +454,7 @@ async fn consume(mut conn: Conn, queue: String) {
             queue: &queue,
             max: Some(10),
             wait_ms: Some(500),
-            lease_ms: None,
+            lease_ms: Some(LEASE.as_millis() as u64),
         };
         let args = &args;
         let claimed = conn.call(|c| async move { c.queue_claim(args).await });
@@ -377,17 +463,39 @@ async fn consume(mut conn: Conn, queue: String) {
         };
         shared.ledger().claimed(&tasks);
         for task in &tasks {
-            let attempt = shared.attempts.fetch_add(1, Ordering::Relaxed);
-            let (id, result) = (task.id.as_str(), &json!({ "attempt": attempt }));
-            let completed = conn.call(|c| async move { c.queue_complete(id, Some(result)).await });
-            let answered = completed.await.is_some();
-            shared.ledger().completion(id, attempt, answered);
-            if !answered {
+            if !settle(&mut conn, &task.id).await {
                 // The connection is gone, and with it the other claims of this batch.
                 break;
             }
         }
     }
+}
+
+/// Settles one claimed task (see [`consume`]); false if the call failed.
+async fn settle(conn: &mut Conn, id: &str) -> bool {
+    let shared = conn.shared.clone();
+    let choice = rand::random_range(0..1000);
+    if choice < 50 {
+        let settled = if choice < 30 {
+            let failed = conn.call(|c| async move { c.queue_fail(id, "chaos", Some(0)).await });
+            failed.await.is_some()
+        } else {
+            let released = conn.call(|c| async move { c.queue_release(id).await });
+            released.await.is_some()
+        };
+        shared.ledger().fails_and_releases += u64::from(settled);
+        return settled;
+    }
+    if choice == 50 {
+        shared.ledger().overruns += 1;
+        tokio::time::sleep(LEASE + Duration::from_millis(500)).await;
+    }
+    let attempt = shared.attempts.fetch_add(1, Ordering::Relaxed);
+    let result = &json!({ "attempt": attempt });
+    let completed = conn.call(|c| async move { c.queue_complete(id, Some(result)).await });
+    let answered = completed.await.is_some();
+    shared.ledger().completion(id, attempt, answered);
+    answered
 }
 
 /// Kills the daemon (`kill -9`) every 0.5 to 3 s and restarts it, for `load`; once, two fifths
@@ -411,11 +519,15 @@ async fn chaos(d: &mut Daemon, pg: &PrivatePostgres, load: Duration) -> (u64, u6
     (kills, pg_restarts)
 }
 
-/// True once no message is unread and no task is open.
-async fn drained(db: &TestDb) -> bool {
-    let sql = "SELECT (SELECT count(*) FROM mailbox WHERE read_at IS NULL) \
-               + (SELECT count(*) FROM task_queue WHERE completed_at IS NULL AND failed_at IS NULL)";
-    db.count(sql).await == 0
+/// What is not drained yet: the unread messages and the open tasks (the first 20 of each).
+async fn leftovers(db: &TestDb) -> Vec<String> {
+    let sql = "(SELECT format('unread message %s of %s', id, mailbox_name) FROM mailbox \
+                WHERE read_at IS NULL LIMIT 20) \
+               UNION ALL (SELECT format('open task %s %s: claimed by %s until %s, due %s, attempts %s', \
+                queue_name, id, claimed_by, lease_until, scheduled_for, attempts) FROM task_queue \
+                WHERE completed_at IS NULL AND failed_at IS NULL ORDER BY queue_name, priority DESC, created_at, seq LIMIT 20)";
+    let rows = db.client().await.query(sql, &[]).await.expect(sql);
+    rows.iter().map(|row| row.get(0)).collect()
 }
 
 /// What the tables say against what was answered: every answered send stored with its payload,
