@@ -44,9 +44,7 @@ impl PrivateCluster {
         if cluster.pg_ctl(&["status"]).is_ok() {
             info!(dir = %dir.display(), "adopting the private Postgres cluster left running");
         } else {
-            let log = dir.join("server.log");
-            let log = log.to_string_lossy();
-            cluster.pg_ctl(&["start", "-w", "-t", "60", "-l", &log])?;
+            cluster.pg_ctl(&["start", "-w", "-t", "60", "-l", &cluster.log()])?;
             info!(dir = %dir.display(), "private Postgres cluster started");
         }
         Ok(cluster)
@@ -62,6 +60,17 @@ impl PrivateCluster {
             Ok(()) => info!("private Postgres cluster stopped"),
             Err(e) => warn!(error = %e, "stopping the private Postgres cluster failed"),
         }
+    }
+
+    /// Restarts the cluster as after a crash: an immediate shutdown cuts every session without
+    /// a checkpoint, and the start recovers from the WAL. The chaos test does this mid-load.
+    pub fn crash_restart(&self) -> Result<(), DbError> {
+        let log = self.log();
+        self.pg_ctl(&["restart", "-m", "immediate", "-w", "-t", "60", "-l", &log])
+    }
+
+    fn log(&self) -> String {
+        self.dir.join("server.log").to_string_lossy().into_owned()
     }
 
     fn data(&self) -> PathBuf {

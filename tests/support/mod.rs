@@ -2,6 +2,7 @@
 //! connected clients. Everything here talks to real processes over real sockets.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod llm;
 
 use ikigai_client::{Client, ErrorCode};
@@ -23,21 +24,34 @@ pub fn server_url() -> String {
 /// A database created for one test and dropped after it.
 pub struct TestDb {
     pub name: String,
+    /// The server's URL (key=value form, `dbname=postgres`).
+    server: String,
     /// Dropped with this handle (false for a handle from [`TestDb::share`]).
     owner: bool,
 }
 
 impl TestDb {
     pub async fn create() -> TestDb {
+        TestDb::create_on(&server_url()).await
+    }
+
+    /// A database created on the server at `server` (a URL in key=value form naming
+    /// `dbname=postgres`, as [`server_url`]).
+    pub async fn create_on(server: &str) -> TestDb {
         let name = format!("ikigai_t_{}", uuid::Uuid::new_v4().simple());
-        admin_sql(&format!("CREATE DATABASE {name}")).await;
-        TestDb { name, owner: true }
+        admin_sql(server, &format!("CREATE DATABASE {name}")).await;
+        TestDb {
+            name,
+            server: server.to_owned(),
+            owner: true,
+        }
     }
 
     /// Another handle on the same database, which leaves the database in place when dropped.
     pub fn share(&self) -> TestDb {
         TestDb {
             name: self.name.clone(),
+            server: self.server.clone(),
             owner: false,
         }
     }
@@ -46,7 +60,7 @@ impl TestDb {
     pub fn url(&self) -> String {
         format!(
             "{} dbname={}",
-            server_url().replace("dbname=postgres", ""),
+            self.server.replace("dbname=postgres", ""),
             self.name
         )
     }
@@ -96,12 +110,13 @@ impl Drop for TestDb {
             return;
         }
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let server = self.server.clone();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(admin_sql(&sql));
+            rt.block_on(admin_sql(&server, &sql));
         })
         .join();
     }
@@ -123,8 +138,8 @@ impl Notifications {
     }
 }
 
-async fn admin_sql(sql: &str) {
-    let (client, conn) = tokio_postgres::connect(&server_url(), NoTls)
+async fn admin_sql(server: &str, sql: &str) {
+    let (client, conn) = tokio_postgres::connect(server, NoTls)
         .await
         .expect("connect to the test server");
     tokio::spawn(conn);
