@@ -150,6 +150,10 @@ export class Platform {
     return this.conn.call("daemon.status", {});
   }
 
+  get isClosed(): boolean {
+    return this.conn.isClosed;
+  }
+
   /** Closes the connection: calls not answered yet fail with `closed`, subscriptions end. */
   close(): void {
     this.conn.close();
