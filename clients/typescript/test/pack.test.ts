@@ -1,0 +1,64 @@
+// Publishable: the tarball of `npm pack` installs into an empty project with npm, and the
+// README's five-line agent runs there against the daemon.
+
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { Testbed, packageDir, uniqueName, waitFor } from "./support.js";
+
+/** The README's five-line agent. */
+const AGENT = `import { Agent } from "ikigai/agent";
+const agent = await Agent.start();
+await agent.runQueue("greetings", async (task) => {
+  return { greeting: \`hello, \${task.payload.name}\` };
+});
+`;
+
+let bed: Testbed;
+let project: string;
+before(async () => {
+  bed = await Testbed.start();
+  project = mkdtempSync(path.join(tmpdir(), "ikigai-pack-"));
+});
+after(async () => {
+  rmSync(project, { recursive: true, force: true });
+  await bed.stop();
+});
+
+const npm = (args: string[], cwd: string) =>
+  execFileSync("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], { cwd, encoding: "utf8" });
+
+test("the packed tarball installs into an empty project and its agent serves a queue", async () => {
+  // dist/ is built by `npm test` (pretest); the tarball takes only dist/src and the README.
+  npm(["pack", "--ignore-scripts", "--pack-destination", project], packageDir);
+  const tarball = readdirSync(project).find((file) => file.endsWith(".tgz"))!;
+  const listing = execFileSync("tar", ["-tzf", path.join(project, tarball)], { encoding: "utf8" });
+  assert.match(listing, /package\/dist\/src\/platform\.d\.ts/);
+  assert.match(listing, /package\/dist\/src\/agent\.js/);
+  assert.doesNotMatch(listing, /dist\/test\//);
+
+  writeFileSync(path.join(project, "package.json"), JSON.stringify({ name: "my-agent", private: true, type: "module" }));
+  npm(["install", "--prefer-offline", `./${tarball}`], project);
+  writeFileSync(path.join(project, "agent.js"), AGENT);
+
+  const name = uniqueName("greeter");
+  const child = spawn(process.execPath, ["agent.js"], {
+    cwd: project,
+    env: { ...process.env, ...(await bed.agentEnv(name)) },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  const exited = once(child, "exit");
+  const admin = await bed.admin();
+  await admin.queue("greetings").push({ name: "world" });
+  const [task] = await waitFor(async () => {
+    const { tasks } = await admin.queue("greetings").list({ state: "completed" });
+    return tasks.length > 0 && tasks;
+  }, 10_000);
+  assert.deepEqual(task!.result, { greeting: "hello, world" });
+  child.kill("SIGTERM");
+  assert.deepEqual(await exited, [0, null]);
+});
