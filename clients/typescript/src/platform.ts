@@ -128,6 +128,7 @@ export class Platform {
 
   prompt(request: PromptRequest & { stream: true }): PromptStream;
   prompt(request: PromptRequest & { stream?: false }): Promise<PromptResponse>;
+  prompt(request: PromptRequest): Promise<PromptResponse> | PromptStream;
   prompt(request: PromptRequest): Promise<PromptResponse> | PromptStream {
     return this.llm.prompt(request);
   }
