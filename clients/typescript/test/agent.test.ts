@@ -5,15 +5,11 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import path from "node:path";
 import { once } from "node:events";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { Agent } from "../src/agent.js";
-import { Testbed, packageDir, uniqueName, waitFor } from "./support.js";
+import { testbed, packageDir, uniqueName, waitFor } from "./support.js";
 
-let bed: Testbed;
-before(async () => {
-  bed = await Testbed.start();
-});
-after(() => bed.stop());
+const bed = await testbed();
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -2,17 +2,12 @@
 // restart, undeploy, heartbeats and tokens (protocol sections 7 and 16).
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { IkigaiError, type Platform } from "../src/platform.js";
-import { Testbed, waitFor } from "./support.js";
+import { test } from "node:test";
+import { IkigaiError, Platform } from "../src/platform.js";
+import { testbed, waitFor } from "./support.js";
 
-let bed: Testbed;
-let admin: Platform;
-before(async () => {
-  bed = await Testbed.start();
-  admin = await bed.admin();
-});
-after(() => bed.stop());
+const bed = await testbed();
+const admin = await bed.admin();
 
 const sleeper = [{ path: "run", content: "#!/bin/sh\nexec sleep 600\n", executable: true }];
 
@@ -58,7 +53,6 @@ test("an agent may not deploy without the permission, nor issue tokens", async (
 test("a token issued by admin authenticates; a wrong one is refused at connect", async () => {
   const token = await admin.agents.token("holder");
   assert.match(token, /^[0-9a-f]{64}$/);
-  const { Platform } = await import("../src/platform.js");
   await assert.rejects(
     () => Platform.connect({ socket: bed.socket, agent: "holder", token: "0".repeat(64) }),
     (e: unknown) => e instanceof IkigaiError && e.code === "unauthenticated",

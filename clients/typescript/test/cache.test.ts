@@ -2,19 +2,13 @@
 // (protocol section 9).
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { IkigaiError, type Platform } from "../src/platform.js";
-import { Testbed } from "./support.js";
+import { test } from "node:test";
+import { IkigaiError } from "../src/platform.js";
+import { testbed } from "./support.js";
 
-let bed: Testbed;
-let a: Platform;
-let b: Platform;
-before(async () => {
-  bed = await Testbed.start();
-  a = await bed.agent();
-  b = await bed.agent();
-});
-after(() => bed.stop());
+const bed = await testbed();
+const a = await bed.agent();
+const b = await bed.agent();
 
 test("a value set is got back; an absent key is undefined, a stored null is null", async () => {
   await a.cache.set("k", { deep: [1, "two", null] });

@@ -2,15 +2,11 @@
 // connect fails at once with a typed error.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { IkigaiError, Platform } from "../src/platform.js";
-import { Testbed } from "./support.js";
+import { testbed } from "./support.js";
 
-let bed: Testbed;
-before(async () => {
-  bed = await Testbed.start();
-});
-after(() => bed.stop());
+const bed = await testbed();
 
 /** Runs `work` with `env` set in this process's environment, then puts it back. */
 async function withEnv<T>(env: Record<string, string | undefined>, work: () => Promise<T>): Promise<T> {

@@ -12,9 +12,8 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { after, before, test } from "node:test";
-import type { Platform } from "../src/platform.js";
-import { Testbed, packageDir, repoDir } from "./support.js";
+import { test } from "node:test";
+import { testbed, packageDir, repoDir } from "./support.js";
 
 const PURPOSE = `import { Platform } from "ikigai/platform";
 
@@ -113,23 +112,18 @@ const NEEDS_LEAN_MANIFEST = "needs branch rust: a manifest without `version` and
 /** The agent the snippets run as: its manifest allows what they use. */
 const AGENT = "design-agent";
 
-let bed: Testbed;
-let admin: Platform;
-before(async () => {
-  bed = await Testbed.start(CONF_DEFAULT);
-  admin = await bed.admin();
-  await bed.register({
-    name: AGENT,
-    permissions: {
-      llm: {
-        models: ["sonnet-4.5", "haiku", "sonnet"],
-        platform_tools: ["query_telemetry", "send_message", "create_task"],
-        allow_custom_tools: true,
-      },
+const bed = await testbed(CONF_DEFAULT);
+const admin = await bed.admin();
+await bed.register({
+  name: AGENT,
+  permissions: {
+    llm: {
+      models: ["sonnet-4.5", "haiku", "sonnet"],
+      platform_tools: ["query_telemetry", "send_message", "create_task"],
+      allow_custom_tools: true,
     },
-  });
+  },
 });
-after(() => bed.stop());
 
 /** Runs `parts` as one agent program from the agent's service directory; returns what it reported. */
 async function run(name: string, agent: string, ...parts: string[]): Promise<Record<string, any>> {

@@ -3,21 +3,16 @@
 // (protocol section 17).
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { IkigaiError, type Platform } from "../src/platform.js";
-import { Testbed } from "./support.js";
+import { test } from "node:test";
+import { IkigaiError } from "../src/platform.js";
+import { testbed } from "./support.js";
 
-let bed: Testbed;
-let platform: Platform;
-before(async () => {
-  bed = await Testbed.start();
-  platform = await bed.llmAgent({
-    models: ["sonnet-4.5", "haiku"],
-    platform_tools: ["send_message"],
-    allow_custom_tools: true,
-  });
+const bed = await testbed();
+const platform = await bed.llmAgent({
+  models: ["sonnet-4.5", "haiku"],
+  platform_tools: ["send_message"],
+  allow_custom_tools: true,
 });
-after(() => bed.stop());
 
 test("a prompt answers with the model's text and its usage", async () => {
   await bed.script({ text: "Escalate." });

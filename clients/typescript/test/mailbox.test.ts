@@ -2,19 +2,13 @@
 // peeks and reads stats (protocol sections 7 and 8).
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { IkigaiError, type Platform } from "../src/platform.js";
-import { Testbed } from "./support.js";
+import { test } from "node:test";
+import { IkigaiError } from "../src/platform.js";
+import { testbed } from "./support.js";
 
-let bed: Testbed;
-let owner: Platform;
-let sender: Platform;
-before(async () => {
-  bed = await Testbed.start();
-  owner = await bed.agent();
-  sender = await bed.agent();
-});
-after(() => bed.stop());
+const bed = await testbed();
+const owner = await bed.agent();
+const sender = await bed.agent();
 
 test("messages sent are received oldest first with their sender, and acked once", async () => {
   const out = sender.mailbox(owner.agent);

@@ -7,8 +7,8 @@ import { once } from "node:events";
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { after, before, test } from "node:test";
-import { Testbed, packageDir, uniqueName, waitFor } from "./support.js";
+import { after, test } from "node:test";
+import { testbed, packageDir, uniqueName, waitFor } from "./support.js";
 
 /** The README's five-line agent. */
 const AGENT = `import { Agent } from "ikigai/agent";
@@ -18,16 +18,9 @@ await agent.runQueue("greetings", async (task) => {
 });
 `;
 
-let bed: Testbed;
-let project: string;
-before(async () => {
-  bed = await Testbed.start();
-  project = mkdtempSync(path.join(tmpdir(), "ikigai-pack-"));
-});
-after(async () => {
-  rmSync(project, { recursive: true, force: true });
-  await bed.stop();
-});
+const bed = await testbed();
+const project = mkdtempSync(path.join(tmpdir(), "ikigai-pack-"));
+after(() => rmSync(project, { recursive: true, force: true }));
 
 const npm = (args: string[], cwd: string) =>
   execFileSync("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], { cwd, encoding: "utf8" });

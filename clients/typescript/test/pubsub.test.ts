@@ -2,17 +2,11 @@
 // matching topics (protocol section 10).
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import type { Platform } from "../src/platform.js";
-import { Testbed } from "./support.js";
+import { test } from "node:test";
+import { testbed } from "./support.js";
 
-let bed: Testbed;
-let platform: Platform;
-before(async () => {
-  bed = await Testbed.start();
-  platform = await bed.agent();
-});
-after(() => bed.stop());
+const bed = await testbed();
+const platform = await bed.agent();
 
 test("a subscription receives the messages of matching topics in publish order", async () => {
   const subscription = await platform.pubsub.subscribe("orders.*");

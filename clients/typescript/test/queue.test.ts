@@ -2,17 +2,12 @@
 // protocol's sections 13 and 14 describe them.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { IkigaiError, type Platform } from "../src/platform.js";
-import { Testbed, uniqueName } from "./support.js";
+import { test } from "node:test";
+import { IkigaiError } from "../src/platform.js";
+import { testbed, uniqueName } from "./support.js";
 
-let bed: Testbed;
-let platform: Platform;
-before(async () => {
-  bed = await Testbed.start();
-  platform = await bed.agent();
-});
-after(() => bed.stop());
+const bed = await testbed();
+const platform = await bed.agent();
 
 test("a pushed task is claimed with its payload and completed with a result", async () => {
   const queue = platform.queue(uniqueName("q"));

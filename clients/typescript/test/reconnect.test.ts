@@ -3,17 +3,12 @@
 // subscriptions resume on the new connection.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { IkigaiError, type Platform } from "../src/platform.js";
-import { Testbed, uniqueName, waitFor } from "./support.js";
+import { test } from "node:test";
+import { IkigaiError } from "../src/platform.js";
+import { testbed, uniqueName, waitFor } from "./support.js";
 
-let bed: Testbed;
-let platform: Platform;
-before(async () => {
-  bed = await Testbed.start();
-  platform = await bed.agent();
-});
-after(() => bed.stop());
+const bed = await testbed();
+const platform = await bed.agent();
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -2,17 +2,12 @@
 // (protocol section 11).
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { IkigaiError, type Platform } from "../src/platform.js";
-import { Testbed } from "./support.js";
+import { test } from "node:test";
+import { IkigaiError } from "../src/platform.js";
+import { testbed } from "./support.js";
 
-let bed: Testbed;
-let platform: Platform;
-before(async () => {
-  bed = await Testbed.start();
-  platform = await bed.agent();
-});
-after(() => bed.stop());
+const bed = await testbed();
+const platform = await bed.agent();
 
 test("each put raises the version; get returns the document", async () => {
   assert.equal(await platform.storage.put("doc", { v: 1 }), 1);

@@ -4,6 +4,7 @@
 
 import { spawn, type ChildProcessByStdio } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
+import { after } from "node:test";
 import { randomUUID } from "node:crypto";
 import path from "node:path";
 import { createInterface, type Interface } from "node:readline";
@@ -122,6 +123,13 @@ export class Testbed {
     this.opened.push(platform);
     return platform;
   }
+}
+
+/** Starts the testbed of one test file, ended after its tests. */
+export async function testbed(config?: string): Promise<Testbed> {
+  const bed = await Testbed.start(config);
+  after(() => bed.stop());
+  return bed;
 }
 
 /** A name no other test uses. */

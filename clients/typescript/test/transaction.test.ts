@@ -2,17 +2,12 @@
 // it throws, across queue, mailbox, storage and cache (protocol section 15).
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { IkigaiError, type Platform } from "../src/platform.js";
-import { Testbed, uniqueName } from "./support.js";
+import { test } from "node:test";
+import { IkigaiError } from "../src/platform.js";
+import { testbed, uniqueName } from "./support.js";
 
-let bed: Testbed;
-let platform: Platform;
-before(async () => {
-  bed = await Testbed.start();
-  platform = await bed.agent();
-});
-after(() => bed.stop());
+const bed = await testbed();
+const platform = await bed.agent();
 
 /** Claims a task of `queue` and, in one transaction, stores, caches, sends and completes. */
 function work(queue: string, fail: boolean) {
