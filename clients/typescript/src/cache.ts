@@ -3,7 +3,7 @@
 
 import type { Connection } from "./connection.js";
 import type { TxRef } from "./queue.js";
-import type { Json, Payload } from "./values.js";
+import type { Payload } from "./values.js";
 
 export interface CacheOptions {
   /** The platform-wide namespace instead of the caller's. */
@@ -39,13 +39,13 @@ export class Cache extends TxCache {
   }
 
   /** The value, or `undefined` when the key is absent or expired. */
-  async get<T = Json>(key: string, options: CacheOptions = {}): Promise<T | undefined> {
+  async get<T = any>(key: string, options: CacheOptions = {}): Promise<T | undefined> {
     const reply = await this.conn.call<{ found: boolean; value: T }>("cache.get", { key, shared: options.shared });
     return reply.found ? reply.value : undefined;
   }
 
   /** The keys found, with their values. */
-  async getMany<T = Json>(keys: string[], options: CacheOptions = {}): Promise<Record<string, T>> {
+  async getMany<T = any>(keys: string[], options: CacheOptions = {}): Promise<Record<string, T>> {
     const reply = await this.conn.call<{ values: Record<string, T> }>("cache.get_many", {
       keys,
       shared: options.shared,

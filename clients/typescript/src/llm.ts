@@ -4,12 +4,12 @@
 // `stream: true` the prompt is an async iterator of text deltas (`llm.delta` pushes).
 
 import type { CallOptions, Connection } from "./connection.js";
-import type { Json, Payload } from "./values.js";
+import type { Payload } from "./values.js";
 
 export interface ToolCall {
   id: string;
   name: string;
-  arguments: { [key: string]: Json };
+  arguments: { [key: string]: any };
 }
 
 export interface ChatMessage {
@@ -26,7 +26,7 @@ export interface CustomTool {
   description?: string;
   /** A JSON schema of the arguments. */
   parameters: object;
-  handler: (args: { [key: string]: Json }, call: ToolCall) => unknown;
+  handler: (args: { [key: string]: any }, call: ToolCall) => unknown;
 }
 
 export interface PromptRequest {

@@ -3,13 +3,13 @@
 
 import type { Connection } from "./connection.js";
 import type { TxRef } from "./queue.js";
-import { resumeWait, type Json, type Payload, type Timestamp } from "./values.js";
+import { resumeWait, type Payload, type Timestamp } from "./values.js";
 
-export interface Message {
+export interface Message<P = any> {
   id: string;
   mailbox: string;
   sender: string;
-  payload: Json;
+  payload: P;
   created_at: Timestamp;
   /** Deliveries so far, this one included. */
   attempts: number;
@@ -49,7 +49,7 @@ export class Mailbox {
     return reply.id;
   }
 
-  async receive(options: ReceiveOptions = {}): Promise<Message[]> {
+  async receive<P = any>(options: ReceiveOptions = {}): Promise<Message<P>[]> {
     const args = {
       mailbox: this.name,
       max: options.max,
@@ -57,7 +57,7 @@ export class Mailbox {
       visibility_ms: options.visibilityMs,
     };
     const resume = options.waitMs ? resumeWait(args) : undefined;
-    const reply = await this.conn.call<{ messages: Message[] }>("mailbox.receive", args, { resume });
+    const reply = await this.conn.call<{ messages: Message<P>[] }>("mailbox.receive", args, { resume });
     return reply.messages;
   }
 

@@ -5,9 +5,9 @@
 
 import type { Connection } from "./connection.js";
 import { IkigaiError } from "./errors.js";
-import type { Json, Payload, Timestamp } from "./values.js";
+import type { Payload, Timestamp } from "./values.js";
 
-export interface PubsubMessage<T = Json> {
+export interface PubsubMessage<T = any> {
   topic: string;
   message: T;
   published_at: Timestamp;
@@ -26,7 +26,7 @@ export class PubSub {
   }
 
   /** Subscribes to `pattern` (`*` one segment, final `>` one or more); resolves once subscribed. */
-  async subscribe<T = Json>(pattern: string): Promise<Subscription<T>> {
+  async subscribe<T = any>(pattern: string): Promise<Subscription<T>> {
     const subscription = new Subscription<T>(this.conn, pattern);
     await subscription.start();
     return subscription;
@@ -38,7 +38,7 @@ type Waiter<T> = {
   reject: (error: Error) => void;
 };
 
-export class Subscription<T = Json> implements AsyncIterableIterator<PubsubMessage<T>> {
+export class Subscription<T = any> implements AsyncIterableIterator<PubsubMessage<T>> {
   /** The current subscription id (a new one after each reconnect). */
   id = "";
   /** Messages the daemon reported dropped (`overflow`) for this subscription. */

@@ -3,14 +3,14 @@
 // inside the transaction it was claimed in unless told otherwise.
 
 import type { Connection } from "./connection.js";
-import { resumeWait, type Json, type Payload, type Timestamp } from "./values.js";
+import { resumeWait, type Payload, type Timestamp } from "./values.js";
 
 /** A task as the daemon describes it. */
-export interface TaskRecord {
+export interface TaskRecord<P = any> {
   id: string;
   seq: number;
   queue: string;
-  payload: Json;
+  payload: P;
   priority: number;
   scheduled_for: Timestamp;
   created_at: Timestamp;
@@ -21,7 +21,7 @@ export interface TaskRecord {
   completed_at: Timestamp | null;
   failed_at: Timestamp | null;
   error: string | null;
-  result: Json | null;
+  result: any;
   dedup_key: string | null;
 }
 
@@ -100,13 +100,13 @@ export class Queue {
   }
 
   /** Claims one task, or `null` when none was claimable (within `waitMs`). */
-  async claim(options: ClaimOptions = {}): Promise<Task | null> {
-    const [task] = await this.claimMany({ ...options, max: 1 });
+  async claim<P = any>(options: ClaimOptions = {}): Promise<Task<P> | null> {
+    const [task] = await this.claimMany<P>({ ...options, max: 1 });
     return task ?? null;
   }
 
   /** Claims up to `max` tasks (default 1). A waiting claim resumes after a reconnect. */
-  async claimMany(options: ClaimOptions & { max?: number } = {}): Promise<Task[]> {
+  async claimMany<P = any>(options: ClaimOptions & { max?: number } = {}): Promise<Task<P>[]> {
     const args = {
       queue: this.name,
       max: options.max,
@@ -115,8 +115,8 @@ export class Queue {
       tx: this.tx?.id,
     };
     const resume = options.waitMs ? resumeWait(args) : undefined;
-    const reply = await this.conn.call<{ tasks: TaskRecord[] }>("queue.claim", args, { resume });
-    return reply.tasks.map((record) => new Task(this.conn, record, this.tx));
+    const reply = await this.conn.call<{ tasks: TaskRecord<P>[] }>("queue.claim", args, { resume });
+    return reply.tasks.map((record) => new Task<P>(this.conn, record, this.tx));
   }
 
   stats(): Promise<QueueStats> {
@@ -129,11 +129,11 @@ export class Queue {
 }
 
 /** A claimed task: its record, and the settlements of its claim. */
-export class Task {
+export class Task<P = any> {
   constructor(
     private readonly conn: Connection,
     /** The task as it was claimed. */
-    readonly record: TaskRecord,
+    readonly record: TaskRecord<P>,
     private readonly tx?: TxRef,
   ) {}
 
@@ -141,7 +141,7 @@ export class Task {
     return this.record.id;
   }
 
-  get payload(): Json {
+  get payload(): P {
     return this.record.payload;
   }
 

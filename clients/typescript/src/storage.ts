@@ -3,9 +3,9 @@
 
 import type { Connection } from "./connection.js";
 import type { TxRef } from "./queue.js";
-import type { Json, Payload, Timestamp } from "./values.js";
+import type { Payload, Timestamp } from "./values.js";
 
-export interface StoredDocument<T = Json> {
+export interface StoredDocument<T = any> {
   key: string;
   value: T;
   version: number;
@@ -52,12 +52,12 @@ export class Storage extends TxStorage {
   }
 
   /** The document, or `null`. */
-  async get<T = Json>(key: string): Promise<StoredDocument<T> | null> {
+  async get<T = any>(key: string): Promise<StoredDocument<T> | null> {
     const reply = await this.conn.call<{ document: StoredDocument<T> | null }>("storage.get", { key });
     return reply.document;
   }
 
-  list<T = Json>(options: DocumentListOptions = {}): Promise<{ documents: StoredDocument<T>[]; next: string | null }> {
+  list<T = any>(options: DocumentListOptions = {}): Promise<{ documents: StoredDocument<T>[]; next: string | null }> {
     return this.conn.call("storage.list", options);
   }
 }

@@ -1,13 +1,13 @@
 // Telemetry (docs/protocol.md section 12): emit events of the caller, query them back.
 
 import type { Connection } from "./connection.js";
-import type { Json, Payload, Timestamp } from "./values.js";
+import type { Payload, Timestamp } from "./values.js";
 
 export interface TelemetryEvent {
   id: string;
   agent: string;
   event_type: string;
-  payload: Json;
+  payload: any;
   created_at: Timestamp;
 }
 

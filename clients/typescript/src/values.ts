@@ -1,7 +1,7 @@
 // Value types shared by every service (docs/protocol.md section 6): JSON-compatible payloads,
 // and the small helpers that turn camelCase options into the protocol's args.
 
-/** A payload: a msgpack value with an exact JSON form (no binary, no NaN, string keys). */
+/** A JSON value (payloads read back are typed `any` by default, or by the caller's type argument). */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
 /** Anything the client may send as a payload; checked by the daemon. */

@@ -22,10 +22,21 @@ const bed = await testbed();
 const project = mkdtempSync(path.join(tmpdir(), "ikigai-pack-"));
 after(() => rmSync(project, { recursive: true, force: true }));
 
+/** Type-checks `source` as a TypeScript agent of the project, against the installed declarations. */
+function typeCheck(source: string): void {
+  writeFileSync(path.join(project, "agent.ts"), source);
+  const tsconfig = {
+    compilerOptions: { module: "nodenext", target: "es2022", strict: true, noEmit: true, typeRoots: [path.join(packageDir, "node_modules/@types")], types: ["node"] },
+    files: ["agent.ts"],
+  };
+  writeFileSync(path.join(project, "tsconfig.json"), JSON.stringify(tsconfig));
+  execFileSync(process.execPath, [path.join(packageDir, "node_modules/typescript/bin/tsc"), "-p", project], { encoding: "utf8" });
+}
+
 const npm = (args: string[], cwd: string) =>
   execFileSync("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], { cwd, encoding: "utf8" });
 
-test("the packed tarball installs into an empty project and its agent serves a queue", async () => {
+test("the packed tarball installs into an empty project, type-checks, and its agent serves a queue", async () => {
   // dist/ is built by `npm test` (pretest); the tarball takes only dist/src and the README.
   npm(["pack", "--ignore-scripts", "--pack-destination", project], packageDir);
   const tarball = readdirSync(project).find((file) => file.endsWith(".tgz"))!;
@@ -37,6 +48,7 @@ test("the packed tarball installs into an empty project and its agent serves a q
   writeFileSync(path.join(project, "package.json"), JSON.stringify({ name: "my-agent", private: true, type: "module" }));
   npm(["install", "--prefer-offline", `./${tarball}`], project);
   writeFileSync(path.join(project, "agent.js"), AGENT);
+  typeCheck(AGENT);
 
   const name = uniqueName("greeter");
   const child = spawn(process.execPath, ["agent.js"], {
