@@ -6,10 +6,11 @@
 // (`value`, `message`, `payload`, `myCustomToolDefinition`) before it, a line reporting what it
 // got after it. The Agent API block declares `const response` twice, so it is three examples
 // (split at its comment headings) run one after another, each after the block's own first lines.
+// The same programs are type-checked as TypeScript (strict) against the client's declarations.
 // The document's ikigai.conf and manifest examples are checked as written too.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
@@ -125,17 +126,45 @@ await bed.register({
   },
 });
 
-/** Runs `parts` as one agent program from the agent's service directory; returns what it reported. */
-async function run(name: string, agent: string, ...parts: string[]): Promise<Record<string, any>> {
-  const dir = path.join(packageDir, "dist/test/design");
+/** Reports `expression` as JSON and closes the platform, after a snippet. */
+const report = (expression: string) => `console.log(JSON.stringify(${expression}));\nplatform.close();`;
+
+const TOOL_SETUP = `const calls = new Array();
+const myCustomToolDefinition = {
+    name: "check_pager",
+    description: "Whether the on-call engineer was already paged",
+    parameters: { type: "object", properties: { service: { type: "string" } } },
+    handler: async (args) => (calls.push(args), { paged: false }),
+};`;
+
+/** Each agent program: setup, the snippet(s) verbatim, a report. */
+const PROGRAMS = {
+  purpose: [`const value = { cached: true };\nconst message = { hello: "subscribers" };`, PURPOSE, report("{ task: task?.payload, response: response.content }")],
+  agent_api_simple: [AGENT_API_CONNECT, AGENT_API_SIMPLE, report("{ content: response.content }")],
+  agent_api_tools: [AGENT_API_CONNECT, TOOL_SETUP, AGENT_API_TOOLS, report("{ content: response.content, calls }")],
+  agent_api_threads: [AGENT_API_CONNECT, AGENT_API_THREADS, report("{ thread: thread.id }")],
+  platform_tools: [AGENT_API_CONNECT, `const payload = JSON.stringify({ event: "deploy failed" });`, PLATFORM_TOOLS, report("{ content: response.content }")],
+};
+type Program = keyof typeof PROGRAMS;
+
+/** Writes the programs with extension `ext` inside the package, so `ikigai/platform` resolves by its own name. */
+function write(ext: "mjs" | "ts"): string[] {
+  const dir = path.join(packageDir, `dist/test/design-${ext}`);
   mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `${name}.mjs`);
-  // Inside the package, so `ikigai/platform` resolves to it by its own name.
-  writeFileSync(file, `${parts.join("\n\n")}\n`);
+  return Object.entries(PROGRAMS).map(([name, parts]) => {
+    const file = path.join(dir, `${name}.${ext}`);
+    writeFileSync(file, `${parts.join("\n\n")}\n`);
+    return file;
+  });
+}
+
+/** Runs a program as agent AGENT from its service directory; returns what it reported. */
+async function run(name: Program): Promise<Record<string, any>> {
+  const file = write("mjs").find((f) => f.endsWith(`/${name}.mjs`))!;
   const { IKIGAI_SOCKET: _, ...inherited } = process.env;
-  const { IKIGAI_AGENT, IKIGAI_TOKEN } = await bed.agentEnv(agent);
+  const { IKIGAI_AGENT, IKIGAI_TOKEN } = await bed.agentEnv(AGENT);
   const child = spawn(process.execPath, [file], {
-    cwd: path.join(bed.bed.root, ".ikigai/services", agent),
+    cwd: path.join(bed.bed.root, ".ikigai/services", AGENT),
     env: { ...inherited, IKIGAI_AGENT, IKIGAI_TOKEN },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -148,15 +177,11 @@ async function run(name: string, agent: string, ...parts: string[]): Promise<Rec
   return JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}");
 }
 
-/** Reports `expression` as JSON and closes the platform, after a snippet. */
-const report = (expression: string) => `console.log(JSON.stringify(${expression}));\nplatform.close();`;
-
 test("Purpose: connect, claim, cache, publish and prompt", async () => {
   await admin.queue("my-tasks").push({ analyze: "this" });
   const subscription = await admin.pubsub.subscribe("topic");
   await bed.script({ text: "Analysis: fine." });
-  const setup = `const value = { cached: true };\nconst message = { hello: "subscribers" };`;
-  const got = await run("purpose", AGENT, setup, PURPOSE, report("{ task: task.payload, response: response.content }"));
+  const got = await run("purpose");
   assert.deepEqual(got, { task: { analyze: "this" }, response: "Analysis: fine." });
   assert.deepEqual((await subscription.next()).value?.message, { hello: "subscribers" });
   const cached = await bed.agent(AGENT).then((p) => p.cache.get("key"));
@@ -165,7 +190,7 @@ test("Purpose: connect, claim, cache, publish and prompt", async () => {
 
 test("Agent API: a simple prompt", async () => {
   await bed.script({ text: "Yes, escalate." });
-  const got = await run("agent_api_simple", AGENT, AGENT_API_CONNECT, AGENT_API_SIMPLE, report("{ content: response.content }"));
+  const got = await run("agent_api_simple");
   assert.deepEqual(got, { content: "Yes, escalate." });
 });
 
@@ -175,14 +200,7 @@ test("Agent API: platform tools and a custom tool the client answers", async () 
     { tool_call: { id: "c2", name: "send_message", arguments: { mailbox: "on-call", payload: { alert: "api" } } } },
     { text: "Alert sent." },
   );
-  const setup = `const calls = [];
-const myCustomToolDefinition = {
-    name: "check_pager",
-    description: "Whether the on-call engineer was already paged",
-    parameters: { type: "object", properties: { service: { type: "string" } } },
-    handler: async (args) => (calls.push(args), { paged: false }),
-};`;
-  const got = await run("agent_api_tools", AGENT, AGENT_API_CONNECT, setup, AGENT_API_TOOLS, report("{ content: response.content, calls }"));
+  const got = await run("agent_api_tools");
   assert.deepEqual(got, { content: "Alert sent.", calls: [{ service: "api" }] });
   const [message] = await admin.mailbox("on-call").peek();
   assert.deepEqual(message?.payload, { alert: "api" });
@@ -193,8 +211,7 @@ test("Platform Tools: the model creates a task through create_task", async () =>
     { tool_call: { id: "c3", name: "create_task", arguments: { queue: "analysis", payload: { webhook: 42 }, priority: 5 } } },
     { text: "Yes, creating a high-priority task..." },
   );
-  const setup = `const payload = JSON.stringify({ event: "deploy failed" });`;
-  const got = await run("platform_tools", AGENT, AGENT_API_CONNECT, setup, PLATFORM_TOOLS, report("{ content: response.content }"));
+  const got = await run("platform_tools");
   assert.deepEqual(got, { content: "Yes, creating a high-priority task..." });
   const task = await admin.queue("analysis").claim();
   assert.deepEqual(task?.record.priority, 5);
@@ -214,6 +231,15 @@ test("Permission Model: the manifest is accepted as written and its agent prompt
   assert.equal(response.content, "haiku here");
 });
 
+test("the snippets type-check as TypeScript against the client's declarations", () => {
+  const files = write("ts");
+  const tsc = path.join(packageDir, "node_modules/typescript/bin/tsc");
+  // Only the setup around the snippets has untyped parameters (the tool handler's `args`).
+  const options = ["--noEmit", "--strict", "--noImplicitAny", "false", "--module", "nodenext", "--target", "es2022", "--types", "node"];
+  const result = spawnSync(process.execPath, [tsc, ...options, ...files], { cwd: packageDir, encoding: "utf8" });
+  assert.equal(result.status, 0, result.stdout + result.stderr);
+});
+
 /** The design document, when it lies beside the repository (it does in CI). */
 const designDoc = [process.env.IKIGAI_DESIGN_DOC, path.join(repoDir, "../shared/design/runtime.md"), "/work/shared/design/runtime.md"]
   .filter((p): p is string => !!p)
@@ -228,7 +254,7 @@ test("every snippet here is the design document's text, verbatim", { skip: !desi
 // Last: while it fails its scripted answers stay queued in the mock.
 test("Agent API: a thread and its follow-up", { todo: NEEDS_DEFAULT_MODEL }, async () => {
   await bed.script({ text: "Category: billing." }, { text: "Priority: high." });
-  await run("agent_api_threads", AGENT, AGENT_API_CONNECT, AGENT_API_THREADS, report("{ thread: thread.id }"));
+  await run("agent_api_threads");
   const sent = JSON.stringify((await bed.received()).at(-1)!.body);
   for (const part of ["Analyzing customer support tickets", "Categorize this ticket...", "Category: billing.", "What priority did you assign?"]) {
     assert.ok(sent.includes(part), `the follow-up carries ${part}`);
