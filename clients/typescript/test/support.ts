@@ -35,10 +35,10 @@ export class Testbed {
     readonly bed: Bed,
   ) {}
 
-  /** Starts a testbed; `config` is appended to its `ikigai.conf`. */
-  static async start(config?: string): Promise<Testbed> {
+  /** Starts a testbed; `config` is appended to its `ikigai.conf`; `daemon` replaces its daemon binary. */
+  static async start(config?: string, daemon?: string): Promise<Testbed> {
     const binary = process.env.IKIGAI_TESTBED ?? path.join(repoDir, "target/debug/ikigai-testbed");
-    const args = config ? ["--config", config] : [];
+    const args = [...(config ? ["--config", config] : []), ...(daemon ? ["--daemon", daemon] : [])];
     const child = spawn(binary, args, { stdio: ["pipe", "pipe", "inherit"] });
     const lines = (createInterface({ input: child.stdout }) as Interface)[Symbol.asyncIterator]();
     const first = await lines.next();
