@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { IkigaiError } from "../src/platform.js";
-import { testbed } from "./support.js";
+import { testbed, waitFor } from "./support.js";
 
 const bed = await testbed();
 const platform = await bed.llmAgent({
@@ -98,4 +98,17 @@ test("a model the manifest does not list is permission_denied", async () => {
 test("admin reads the usage per agent and model", async () => {
   const usage = await (await bed.admin()).llm.usage();
   assert.ok(usage.some((row) => row.agent === platform.agent && row.model === "sonnet-4.5" && row.calls >= 1));
+});
+
+test("a prompt over the hourly quota is a retriable quota_exceeded that says when to retry", async () => {
+  const limited = await bed.llmAgent({ models: ["haiku"], max_tokens_per_hour: 2000 });
+  await bed.script({ text: "spent", input_tokens: 1500, output_tokens: 400 });
+  await limited.prompt({ model: "haiku", messages: [{ role: "user", content: "spend" }], maxTokens: 100 });
+  // The call reserved its estimate; its logged row, written just after the reply, counts what it used.
+  const admin = await bed.admin();
+  await waitFor(async () => (await admin.llm.usage()).some((row) => row.agent === limited.agent && row.tokens === 1900));
+  await assert.rejects(
+    () => limited.prompt({ model: "haiku", messages: [{ role: "user", content: "more" }], maxTokens: 500 }),
+    (e: unknown) => e instanceof IkigaiError && e.code === "quota_exceeded" && e.retriable && (e.retryAfterMs ?? 0) > 0,
+  );
 });
