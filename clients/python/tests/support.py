@@ -57,6 +57,7 @@ class Testbed:
             if manifest is not None:
                 full = {"name": name, "version": "1", "command": ["true"], "restart": "temporary", **manifest}
                 await admin.agents.deploy(full, [{"path": "README", "hex": ""}])
+                await admin.agents.stop(name)  # its start issues a token: done before ours
             token = await admin.agents.token(name)
         finally:
             await admin.close()
