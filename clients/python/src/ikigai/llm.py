@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -45,7 +45,7 @@ class PromptStream:
     """`async for delta in platform.prompt(..., stream=True)`: the text as it arrives; then
     `reply` holds the whole answer (or `await stream.result()`)."""
 
-    def __init__(self, run: Callable[[Callable[[str], None]], Awaitable[PromptReply]]) -> None:
+    def __init__(self, run: Callable[[Callable[[str], None]], Coroutine[Any, Any, PromptReply]]) -> None:
         self._deltas: asyncio.Queue[str | None] = asyncio.Queue()
         self._run = run
         self._task: asyncio.Task[PromptReply] | None = None
