@@ -77,6 +77,9 @@ class _Wire(asyncio.Protocol):
             self.transport.write(bytes(self._out))
         self._out.clear()
 
+    def paused(self) -> bool:
+        return not self._writable.is_set()
+
     async def drained(self) -> None:
         await self._writable.wait()
 
@@ -159,7 +162,8 @@ class Connection:
             self._request_pushes[request_id] = on_push
         try:
             wire.write(encode_request(request_id, op, args))
-            await wire.drained()
+            if wire.paused():
+                await wire.drained()
             return await future
         finally:
             wire.pending.pop(request_id, None)
