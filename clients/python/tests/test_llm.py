@@ -1,6 +1,8 @@
 """Prompts against the mock provider: replies, streamed deltas, custom tools answered by the
 client, threads."""
 
+import json
+
 from ikigai import Tool
 
 from support import Testbed, llm_manifest
@@ -47,4 +49,17 @@ async def test_a_thread_keeps_the_conversation(bed: Testbed) -> None:
     await p.prompt(model="sonnet", thread=thread.id, messages=[{"role": "user", "content": "Categorize this ticket..."}])
     reply = await p.prompt(model="sonnet", thread=thread, messages=[{"role": "user", "content": "What priority did you assign?"}])
     assert reply["content"] == "High." and reply["thread"] == thread.id
+    await p.close()
+
+
+async def test_a_tool_handler_that_raises_is_reported_to_the_model_as_an_error(bed: Testbed) -> None:
+    p = await bed.agent(manifest=llm_manifest())
+
+    def broken(arguments: dict[str, object]) -> str:
+        raise ValueError("no such alert")
+
+    bed.script({"tool_call": {"id": "call_2", "name": "broken", "arguments": {}}}, {"text": "Sorry."})
+    reply = await p.prompt(model="sonnet", messages=[{"role": "user", "content": "try"}], tools={"custom": [Tool("broken", broken)]})
+    assert reply["content"] == "Sorry."
+    assert "ValueError: no such alert" in json.dumps(bed.received())
     await p.close()

@@ -1,5 +1,5 @@
 """When the daemon restarts, the client reconnects and says hello again: calls in flight fail
-with a retriable `unavailable`, a waiting receive and a subscription resume."""
+with a retriable `unavailable`; a waiting receive, a waiting claim and a subscription resume."""
 
 import asyncio
 
@@ -15,6 +15,8 @@ async def test_the_client_survives_a_daemon_restart(bed: Testbed) -> None:
     box = p.mailbox()
     subscription = await p.pubsub.subscribe(f"re.{p.agent}")
     waiting = asyncio.ensure_future(box.receive(wait_ms=20_000))
+    queue = p.queue(f"rq-{p.agent}")
+    claiming = asyncio.ensure_future(queue.claim(wait_ms=20_000))
     await asyncio.sleep(0.2)
     first_session = p.hello["session"]
     await asyncio.to_thread(bed.command, "restart")
@@ -27,6 +29,9 @@ async def test_the_client_survives_a_daemon_restart(bed: Testbed) -> None:
     await sender.mailbox(p.agent).send("after restart")
     got = await asyncio.wait_for(waiting, 10)
     assert [m["payload"] for m in got] == ["after restart"]
+    await sender.queue(queue.name).push("task after restart")
+    task = await asyncio.wait_for(claiming, 10)
+    assert task is not None and task.payload == "task after restart"
     await asyncio.sleep(0.1)
     await sender.pubsub.publish(f"re.{p.agent}", "again")
     assert (await subscription.next(timeout=5))["message"] == "again"
