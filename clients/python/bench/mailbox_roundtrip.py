@@ -67,8 +67,15 @@ async def main() -> None:
         consume(consumer, args.messages),
     )
     seconds = time.perf_counter() - started
-    print(json.dumps({"messages": args.messages, "seconds": round(seconds, 4),
-                      "msgs_per_s": round(args.messages / seconds, 1)}))
+    print(
+        json.dumps(
+            {
+                "messages": args.messages,
+                "seconds": round(seconds, 4),
+                "msgs_per_s": round(args.messages / seconds, 1),
+            }
+        )
+    )
     await producer.close()
     await consumer.close()
 

@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 class Testbed:
     __test__ = False
+
     def __init__(self) -> None:
         binary = os.environ.get("IKIGAI_TESTBED") or str(REPO / "target/debug/ikigai-testbed")
         self._process = subprocess.Popen(
@@ -48,14 +49,22 @@ class Testbed:
     async def admin(self) -> Platform:
         return await Platform.connect(self.socket, "admin", self.info["admin_token"])
 
-    async def agent(self, prefix: str = "agent", manifest: dict[str, Any] | None = None) -> Platform:
+    async def agent(
+        self, prefix: str = "agent", manifest: dict[str, Any] | None = None
+    ) -> Platform:
         """A fresh agent's connection; with `manifest` (its `permissions` etc.) it is deployed
         first, as a program that exits at once and is never restarted."""
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         admin = await self.admin()
         try:
             if manifest is not None:
-                full = {"name": name, "version": "1", "command": ["true"], "restart": "temporary", **manifest}
+                full = {
+                    "name": name,
+                    "version": "1",
+                    "command": ["true"],
+                    "restart": "temporary",
+                    **manifest,
+                }
                 await admin.agents.deploy(full, [{"path": "README", "hex": ""}])
                 await admin.agents.stop(name)  # its start issues a token: done before ours
             token = await admin.agents.token(name)
@@ -76,6 +85,10 @@ class Testbed:
 
 
 def llm_manifest(**llm: Any) -> dict[str, Any]:
-    block = {"models": ["sonnet-4.5", "haiku", "sonnet"], "allow_custom_tools": True,
-             "platform_tools": ["query_telemetry", "send_message", "create_task"], **llm}
+    block = {
+        "models": ["sonnet-4.5", "haiku", "sonnet"],
+        "allow_custom_tools": True,
+        "platform_tools": ["query_telemetry", "send_message", "create_task"],
+        **llm,
+    }
     return {"permissions": {"llm": block}}

@@ -16,8 +16,12 @@ ECHO_AGENT = REPO / "clients/python/examples/echo_agent.py"
 async def test_the_five_line_agent_completes_a_task_and_stops_on_sigterm(bed: Testbed) -> None:
     admin = await bed.admin()
     name = "echo-readme"
-    env = {**os.environ, "IKIGAI_SOCKET": bed.socket, "IKIGAI_AGENT": name,
-           "IKIGAI_TOKEN": await admin.agents.token(name)}
+    env = {
+        **os.environ,
+        "IKIGAI_SOCKET": bed.socket,
+        "IKIGAI_AGENT": name,
+        "IKIGAI_TOKEN": await admin.agents.token(name),
+    }
     agent = await asyncio.create_subprocess_exec(sys.executable, str(ECHO_AGENT), env=env)
     pushed = await admin.queue("my-tasks").push({"hello": "world"})
     for _ in range(200):

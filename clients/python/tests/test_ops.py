@@ -9,10 +9,20 @@ from ikigai.ops import OPS
 from support import REPO
 
 CLASSES = {
-    "Platform": ikigai.Platform, "Mailbox": ikigai.Mailbox, "Queue": ikigai.Queue,
-    "Task": ikigai.Task, "Transaction": ikigai.Transaction, "Subscription": ikigai.Subscription,
-    "Agents": agents.Agents, "Debug": agents.Debug, "Cache": cache.Cache, "PubSub": pubsub.PubSub,
-    "Storage": storage.Storage, "Telemetry": telemetry.Telemetry, "Llm": llm.Llm, "Threads": llm.Threads,
+    "Platform": ikigai.Platform,
+    "Mailbox": ikigai.Mailbox,
+    "Queue": ikigai.Queue,
+    "Task": ikigai.Task,
+    "Transaction": ikigai.Transaction,
+    "Subscription": ikigai.Subscription,
+    "Agents": agents.Agents,
+    "Debug": agents.Debug,
+    "Cache": cache.Cache,
+    "PubSub": pubsub.PubSub,
+    "Storage": storage.Storage,
+    "Telemetry": telemetry.Telemetry,
+    "Llm": llm.Llm,
+    "Threads": llm.Threads,
 }
 
 

@@ -41,7 +41,9 @@ async def test_the_client_survives_a_daemon_restart(bed: Testbed) -> None:
 
 async def test_a_call_in_flight_fails_retriable_when_the_daemon_dies(bed: Testbed) -> None:
     p = await bed.agent()
-    in_flight = asyncio.ensure_future(p.connection.call("mailbox.receive", {"mailbox": p.agent, "wait_ms": 20_000}))
+    in_flight = asyncio.ensure_future(
+        p.connection.call("mailbox.receive", {"mailbox": p.agent, "wait_ms": 20_000})
+    )
     await asyncio.sleep(0.2)
     await asyncio.to_thread(bed.command, "restart")
     with pytest.raises(IkigaiError) as caught:

@@ -28,7 +28,9 @@ MessageHandler = Callable[[Message], Awaitable[None]]
 
 
 class Agent:
-    def __init__(self, platform: Platform, *, heartbeat_s: float = 10.0, grace_s: float = 10.0) -> None:
+    def __init__(
+        self, platform: Platform, *, heartbeat_s: float = 10.0, grace_s: float = 10.0
+    ) -> None:
         self.platform = platform
         self.heartbeat_s = heartbeat_s
         self.grace_s = grace_s

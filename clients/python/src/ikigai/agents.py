@@ -14,8 +14,12 @@ class Agents:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    async def deploy(self, manifest: dict[str, JSON], files: list[AgentFile] | None = None) -> Deployed:
-        reply = await self._connection.call("agents.deploy", wire_args(manifest=manifest, files=files))
+    async def deploy(
+        self, manifest: dict[str, JSON], files: list[AgentFile] | None = None
+    ) -> Deployed:
+        reply = await self._connection.call(
+            "agents.deploy", wire_args(manifest=manifest, files=files)
+        )
         return cast(Deployed, reply)
 
     async def list(self) -> list[AgentEntry]:

@@ -24,7 +24,13 @@ class Cache:
         return cast(dict[str, JSON], reply["values"])
 
     async def set(
-        self, key: str, value: JSON, *, ttl_ms: int | None = None, shared: bool = False, tx: TxRef = None
+        self,
+        key: str,
+        value: JSON,
+        *,
+        ttl_ms: int | None = None,
+        shared: bool = False,
+        tx: TxRef = None,
     ) -> None:
         args = wire_args(key=key, ttl_ms=ttl_ms, shared=shared, tx=tx)
         args["value"] = value

@@ -45,7 +45,9 @@ class PromptStream:
     """`async for delta in platform.prompt(..., stream=True)`: the text as it arrives; then
     `reply` holds the whole answer (or `await stream.result()`)."""
 
-    def __init__(self, run: Callable[[Callable[[str], None]], Coroutine[Any, Any, PromptReply]]) -> None:
+    def __init__(
+        self, run: Callable[[Callable[[str], None]], Coroutine[Any, Any, PromptReply]]
+    ) -> None:
         self._deltas: asyncio.Queue[str | None] = asyncio.Queue()
         self._run = run
         self._task: asyncio.Task[PromptReply] | None = None
@@ -79,10 +81,13 @@ class Llm:
     async def run_prompt(
         self, args: dict[str, Any], tools: Tools | None, on_delta: Callable[[str], None] | None
     ) -> PromptReply:
-        handlers = {t.name: t.handler for t in (tools or {}).get("custom", []) if isinstance(t, Tool)}
+        handlers = {
+            t.name: t.handler for t in (tools or {}).get("custom", []) if isinstance(t, Tool)
+        }
         if tools is not None:
             args["tools"] = {
-                kind: [t.offer() if isinstance(t, Tool) else t for t in offered] for kind, offered in tools.items()
+                kind: [t.offer() if isinstance(t, Tool) else t for t in offered]
+                for kind, offered in tools.items()
             }
         answering: set[asyncio.Task[None]] = set()
 
@@ -90,7 +95,9 @@ class Llm:
             if name == "llm.delta" and on_delta is not None:
                 on_delta(data["delta"])
             elif name == "llm.tool_call":
-                task = asyncio.get_running_loop().create_task(self._answer(handlers, data["tool_call"]))
+                task = asyncio.get_running_loop().create_task(
+                    self._answer(handlers, data["tool_call"])
+                )
                 answering.add(task)
                 task.add_done_callback(answering.discard)
 
@@ -112,7 +119,9 @@ class Llm:
         """Answers a custom tool call (the client does this itself for `Tool` handlers)."""
         if not isinstance(content, str):
             content = json.dumps(content)
-        await self._connection.call("llm.tool_result", {"call_id": call_id, "content": content, "is_error": is_error})
+        await self._connection.call(
+            "llm.tool_result", {"call_id": call_id, "content": content, "is_error": is_error}
+        )
 
     async def usage(self, *, since_ms: int | None = None) -> list[LlmUsage]:
         """Admin: calls, tokens and cost per agent and model alias."""

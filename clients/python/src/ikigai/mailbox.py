@@ -36,11 +36,15 @@ class Mailbox:
     async def ack(self, ids: Iterable[str | Message], *, tx: TxRef = None) -> int:
         """Marks messages (or their ids) read; returns how many changed from unread."""
         keys = [m if isinstance(m, str) else m["id"] for m in ids]
-        reply = await self._connection.call("mailbox.ack", wire_args(mailbox=self.name, ids=keys, tx=tx))
+        reply = await self._connection.call(
+            "mailbox.ack", wire_args(mailbox=self.name, ids=keys, tx=tx)
+        )
         return cast(int, reply["acked"])
 
     async def peek(self, *, limit: int | None = None) -> list[Message]:
-        reply = await self._connection.call("mailbox.peek", wire_args(mailbox=self.name, limit=limit))
+        reply = await self._connection.call(
+            "mailbox.peek", wire_args(mailbox=self.name, limit=limit)
+        )
         return cast(list[Message], reply["messages"])
 
     async def stats(self) -> MailboxStats | None:

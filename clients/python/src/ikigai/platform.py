@@ -51,7 +51,9 @@ class Platform:
         socket = socket or os.environ.get("IKIGAI_SOCKET") or "../../daemon.sock"
         agent = agent or _env("IKIGAI_AGENT")
         token = token or _env("IKIGAI_TOKEN")
-        connection = Connection(socket, agent, token, reconnect=reconnect, reconnect_timeout=reconnect_timeout)
+        connection = Connection(
+            socket, agent, token, reconnect=reconnect, reconnect_timeout=reconnect_timeout
+        )
         await connection.open()
         return cls(connection)
 
@@ -147,5 +149,7 @@ class Platform:
 def _env(name: str) -> str:
     value = os.environ.get(name)
     if not value:
-        raise IkigaiError("bad_request", f"{name} is not set (the daemon sets it for the agents it starts)")
+        raise IkigaiError(
+            "bad_request", f"{name} is not set (the daemon sets it for the agents it starts)"
+        )
     return value

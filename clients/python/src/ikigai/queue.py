@@ -29,15 +29,21 @@ class Task:
         args["result"] = result
         return await self._settle("queue.complete", args)
 
-    async def fail(self, error: str, *, retry_in_ms: int | None = None, tx: TxRef = None) -> TaskRecord:
-        return await self._settle("queue.fail", wire_args(id=self.id, error=error, retry_in_ms=retry_in_ms, tx=tx))
+    async def fail(
+        self, error: str, *, retry_in_ms: int | None = None, tx: TxRef = None
+    ) -> TaskRecord:
+        return await self._settle(
+            "queue.fail", wire_args(id=self.id, error=error, retry_in_ms=retry_in_ms, tx=tx)
+        )
 
     async def release(self, *, tx: TxRef = None) -> TaskRecord:
         return await self._settle("queue.release", wire_args(id=self.id, tx=tx))
 
     async def extend(self, lease_ms: int, *, tx: TxRef = None) -> str:
         """Moves the lease to `lease_ms` from now; returns the new `lease_until`."""
-        reply = await self._connection.call("queue.extend", wire_args(id=self.id, lease_ms=lease_ms, tx=tx))
+        reply = await self._connection.call(
+            "queue.extend", wire_args(id=self.id, lease_ms=lease_ms, tx=tx)
+        )
         return cast(str, reply["lease_until"])
 
     async def _settle(self, op: str, args: dict[str, Any]) -> TaskRecord:
@@ -78,10 +84,14 @@ class Queue:
         return cast(Pushed, await self._connection.call("queue.push", args))
 
     async def push_many(self, tasks: list[TaskSpec], *, tx: TxRef = None) -> list[Pushed]:
-        reply = await self._connection.call("queue.push_many", wire_args(queue=self.name, tasks=tasks, tx=tx))
+        reply = await self._connection.call(
+            "queue.push_many", wire_args(queue=self.name, tasks=tasks, tx=tx)
+        )
         return cast(list[Pushed], reply["tasks"])
 
-    async def claim(self, *, wait_ms: int = 0, lease_ms: int | None = None, tx: TxRef = None) -> Task | None:
+    async def claim(
+        self, *, wait_ms: int = 0, lease_ms: int | None = None, tx: TxRef = None
+    ) -> Task | None:
         """One task, or None if none became claimable within `wait_ms`."""
         tasks = await self.claim_many(1, wait_ms=wait_ms, lease_ms=lease_ms, tx=tx)
         return tasks[0] if tasks else None

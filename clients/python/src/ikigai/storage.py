@@ -13,7 +13,9 @@ class Storage:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    async def put(self, key: str, value: JSON, *, if_version: int | None = None, tx: TxRef = None) -> int:
+    async def put(
+        self, key: str, value: JSON, *, if_version: int | None = None, tx: TxRef = None
+    ) -> int:
         """Writes `value`; returns the new version. A stale `if_version` (0: only if absent)
         raises `conflict`."""
         args = wire_args(key=key, if_version=if_version, tx=tx)
@@ -26,9 +28,13 @@ class Storage:
         return cast(Document | None, reply["document"])
 
     async def delete(self, key: str, *, if_version: int | None = None, tx: TxRef = None) -> bool:
-        reply = await self._connection.call("storage.delete", wire_args(key=key, if_version=if_version, tx=tx))
+        reply = await self._connection.call(
+            "storage.delete", wire_args(key=key, if_version=if_version, tx=tx)
+        )
         return cast(bool, reply["deleted"])
 
-    async def list(self, prefix: str = "", *, limit: int | None = None, after: str | None = None) -> DocumentPage:
+    async def list(
+        self, prefix: str = "", *, limit: int | None = None, after: str | None = None
+    ) -> DocumentPage:
         args = wire_args(prefix=prefix, limit=limit, after=after)
         return cast(DocumentPage, await self._connection.call("storage.list", args))

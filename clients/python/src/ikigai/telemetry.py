@@ -14,7 +14,9 @@ class Telemetry:
         self._connection = connection
 
     async def emit(self, event_type: str, payload: JSON) -> None:
-        await self._connection.call("telemetry.emit", {"event_type": event_type, "payload": payload})
+        await self._connection.call(
+            "telemetry.emit", {"event_type": event_type, "payload": payload}
+        )
 
     async def query(
         self,
@@ -27,6 +29,8 @@ class Telemetry:
         limit: int | None = None,
     ) -> list[Event]:
         """Events, newest first (the caller's own; admin: any agent's)."""
-        args = wire_args(agent=agent, event_type=event_type, since=since, until=until, text=text, limit=limit)
+        args = wire_args(
+            agent=agent, event_type=event_type, since=since, until=until, text=text, limit=limit
+        )
         reply = await self._connection.call("telemetry.query", args)
         return cast(list[Event], reply["events"])
