@@ -1,0 +1,22 @@
+"""The Ikigai platform client: `from ikigai import Platform`; `ikigai.agent` for an agent's life."""
+
+from .errors import IkigaiError
+from .llm import PromptStream, Thread, Tool
+from .mailbox import Mailbox
+from .platform import Platform
+from .pubsub import Subscription
+from .queue import Queue, Task
+from .transaction import Transaction
+
+__all__ = [
+    "IkigaiError",
+    "Mailbox",
+    "Platform",
+    "PromptStream",
+    "Queue",
+    "Subscription",
+    "Task",
+    "Thread",
+    "Tool",
+    "Transaction",
+]
