@@ -107,8 +107,6 @@ const MANIFEST = `{
     }
 }`;
 
-const NEEDS_DEFAULT_MODEL = "needs branch rust: a prompt without `model` is refused (it will default to the agent's first manifest model)";
-const NEEDS_LEAN_MANIFEST = "needs branch rust: a manifest without `version` and `command` is refused";
 
 /** The agent the snippets run as: its manifest allows what they use. */
 const AGENT = "design-agent";
@@ -223,7 +221,7 @@ test("Configurable Backends: the default ikigai.conf is accepted as written", as
   assert.match((await admin.status()).config, /ikigai\.conf$/);
 });
 
-test("Permission Model: the manifest is accepted as written and its agent prompts", { todo: NEEDS_LEAN_MANIFEST }, async () => {
+test("Permission Model: the manifest is accepted as written and its agent prompts", async () => {
   await admin.agents.deploy(JSON.parse(MANIFEST), [{ path: "README", content: "connects by itself\n" }]);
   await bed.script({ text: "haiku here" });
   const agent = await bed.agent("monitoring-agent");
@@ -252,7 +250,7 @@ test("every snippet here is the design document's text, verbatim", { skip: !desi
 });
 
 // Last: while it fails its scripted answers stay queued in the mock.
-test("Agent API: a thread and its follow-up", { todo: NEEDS_DEFAULT_MODEL }, async () => {
+test("Agent API: a thread and its follow-up", async () => {
   await bed.script({ text: "Category: billing." }, { text: "Priority: high." });
   await run("agent_api_threads");
   const sent = JSON.stringify((await bed.received()).at(-1)!.body);
