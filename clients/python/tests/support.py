@@ -52,8 +52,15 @@ class Testbed:
     async def agent(
         self, prefix: str = "agent", manifest: dict[str, Any] | None = None
     ) -> Platform:
-        """A fresh agent's connection; with `manifest` (its `permissions` etc.) it is deployed
-        first, as a program that exits at once and is never restarted."""
+        """A fresh agent's connection (see `identity`)."""
+        name, token = await self.identity(prefix, manifest)
+        return await Platform.connect(self.socket, name, token)
+
+    async def identity(
+        self, prefix: str = "agent", manifest: dict[str, Any] | None = None
+    ) -> tuple[str, str]:
+        """A fresh agent's name and token; with `manifest` (its `permissions` etc.) it is
+        deployed first, as a program that exits at once and is never restarted."""
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         admin = await self.admin()
         try:
@@ -70,7 +77,7 @@ class Testbed:
             token = await admin.agents.token(name)
         finally:
             await admin.close()
-        return await Platform.connect(self.socket, name, token)
+        return name, token
 
     def script(self, *replies: dict[str, Any]) -> None:
         """Queues replies of the mock provider (`{"text": ...}`, `{"tool_call": ...}`)."""
