@@ -6,9 +6,9 @@ import os
 import signal
 import sys
 
-from ikigai.agent import Agent
-
 from support import REPO, Testbed
+
+from ikigai.agent import Agent
 
 ECHO_AGENT = REPO / "clients/python/examples/echo_agent.py"
 

@@ -3,9 +3,9 @@ client, threads."""
 
 import json
 
-from ikigai import Tool
-
 from support import Testbed, llm_manifest
+
+from ikigai import Tool
 
 
 async def test_a_prompt_returns_the_models_answer(bed: Testbed) -> None:

@@ -2,11 +2,11 @@
 
 import re
 
+from support import REPO
+
 import ikigai
 from ikigai import agents, cache, llm, pubsub, storage, telemetry
 from ikigai.ops import OPS
-
-from support import REPO
 
 CLASSES = {
     "Platform": ikigai.Platform,
@@ -29,7 +29,7 @@ CLASSES = {
 def documented_ops() -> set[str]:
     text = (REPO / "docs/protocol.md").read_text()
     ops = {"hello"}
-    for heading in re.findall(r"^### (.*)$", text, re.M):
+    for heading in re.findall(r"^### (.*)$", text, re.MULTILINE):
         ops.update(re.findall(r"`([a-z_.]+)`", heading))
     return ops
 

@@ -4,10 +4,9 @@ with a retriable `unavailable`; a waiting receive, a waiting claim and a subscri
 import asyncio
 
 import pytest
+from support import Testbed
 
 from ikigai import IkigaiError
-
-from support import Testbed
 
 
 async def test_the_client_survives_a_daemon_restart(bed: Testbed) -> None:

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import REPO, Testbed, llm_manifest
 
 from ikigai import Platform
-from support import REPO, Testbed, llm_manifest
 
 PROGRAMS = {
     "python": [sys.executable, str(Path(__file__).parent / "fixtures/scenario_agent.py")],

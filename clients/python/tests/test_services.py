@@ -3,10 +3,9 @@
 import asyncio
 
 import pytest
+from support import Testbed
 
 from ikigai import IkigaiError
-
-from support import Testbed
 
 
 async def test_a_message_sent_is_received_and_acked_once(bed: Testbed) -> None:

@@ -1,7 +1,6 @@
 """`async with platform.transaction()`: commits on a normal exit, rolls back when it raises."""
 
 import pytest
-
 from support import Testbed
 
 
