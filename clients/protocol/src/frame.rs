@@ -65,7 +65,13 @@ pub fn decode_request(body: &Bytes) -> Result<Request, DecodeError> {
         None => {
             let request = decode_request_value(body)?;
             found = Found::default();
-            walk(&mut &body[..], 0, &mut found);
+            // rmpv reads the reserved marker 0xc1 as nil; the checks cannot read past it, so the
+            // values after it would go unchecked.
+            if walk(&mut &body[..], 0, &mut found).is_none() {
+                return Err(DecodeError::BadFrame(
+                    "not msgpack: the reserved marker 0xc1".into(),
+                ));
+            }
             request
         }
     };
@@ -455,6 +461,23 @@ mod tests {
             3,
             "the general path measures too"
         );
+    }
+
+    #[test]
+    fn the_reserved_marker_anywhere_is_a_bad_frame() {
+        // {"z": 0xc1, "id": 5, "op": "x", "args": {"p": "a\0b"}}, and 0xc1 inside the args.
+        let tail = [
+            0xa2, b'o', b'p', 0xa1, b'x', 0xa4, b'a', b'r', b'g', b's', 0x81, 0xa1, b'p',
+        ];
+        let mut before = vec![0x84, 0xa1, b'z', 0xc1, 0xa2, b'i', b'd', 5];
+        before.extend(tail);
+        before.extend([0xa3, b'a', 0, b'b']);
+        let mut inside = vec![0x83, 0xa2, b'i', b'd', 5];
+        inside.extend(tail);
+        inside.extend([0x92, 0xc1, 0xa3, b'a', 0, b'b']);
+        for body in [before, inside] {
+            assert!(matches!(decode(&body), Err(DecodeError::BadFrame(_))));
+        }
     }
 
     #[test]
