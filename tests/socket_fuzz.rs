@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 use support::{Daemon, Raw};
 
-/// Frames sent when `IKIGAI_FUZZ_FRAMES` is not set: some 25 seconds against a debug build
-/// here (a release build takes 600 or more a second).
+/// Frames sent when `IKIGAI_FUZZ_FRAMES` is not set: some 20 seconds against a debug build
+/// here (a release build takes some 500 a second).
 const DEFAULT_FRAMES: u64 = 10_000;
 
 /// Connections fuzzing at once.
