@@ -81,6 +81,28 @@ async fn msgpack_that_is_not_a_map_gets_bad_frame() {
 }
 
 #[tokio::test]
+async fn the_reserved_marker_is_a_bad_frame_and_the_values_after_it_are_never_served() {
+    // {"z": <0xc1>, "id": 7, "op": "telemetry.query", "args": {"text": "a\0b"}}: the decoders'
+    // checks cannot read 0xc1 (msgpack never uses it; rmpv reads it as nil), so the NUL after
+    // it went unchecked to Postgres, which answered `internal`.
+    let d = Daemon::start().await;
+    let mut raw = Raw::hello(&d).await;
+    let mut body = vec![0x84, 0xa1, b'z', 0xc1, 0xa2, b'i', b'd', 7];
+    body.extend([0xa2, b'o', b'p', 0xaf]);
+    body.extend(b"telemetry.query");
+    body.extend([
+        0xa4, b'a', b'r', b'g', b's', 0x81, 0xa4, b't', b'e', b'x', b't',
+    ]);
+    body.extend([0xa3, b'a', 0, b'b']);
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend(body);
+    raw.send(&frame).await;
+    Raw::assert_err(raw.frame().await, 0, "bad_frame");
+    assert!(raw.frame().await.is_none(), "closed after bad_frame");
+    still_serving(&d).await;
+}
+
+#[tokio::test]
 async fn an_unknown_op_is_refused_and_the_connection_stays_usable() {
     let d = Daemon::start().await;
     let mut raw = Raw::hello(&d).await;

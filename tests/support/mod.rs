@@ -418,8 +418,13 @@ impl Raw {
 
     /// Connects and authenticates as admin with a real `hello` frame.
     pub async fn hello(d: &Daemon) -> Raw {
+        Raw::hello_as(d, "admin", &d.admin_token()).await
+    }
+
+    /// Connects and authenticates as `agent` with a real `hello` frame.
+    pub async fn hello_as(d: &Daemon, agent: &str, token: &str) -> Raw {
         let mut raw = Raw::connect(d).await;
-        let args = serde_json::json!({"protocol": 1, "agent": "admin", "token": d.admin_token()});
+        let args = serde_json::json!({"protocol": 1, "agent": agent, "token": token});
         raw.request(1, "hello", &args).await;
         let reply = raw.frame().await.expect("hello reply");
         assert!(reply.get("ok").is_some(), "hello failed: {reply}");
@@ -436,6 +441,14 @@ impl Raw {
         self.send(&frame).await;
     }
 
+    /// Writes `bytes`, then closes the writing half, as a client that sends its last frames
+    /// does; an error (the daemon closed the connection first) is returned, not raised.
+    pub async fn send_last(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await?;
+        self.stream.shutdown().await
+    }
+
     /// Closes the writing half, as a client that stops mid-frame does.
     pub async fn finish_writing(&mut self) {
         use tokio::io::AsyncWriteExt;
@@ -444,14 +457,20 @@ impl Raw {
 
     /// The next frame as JSON, or `None` once the daemon closed the connection.
     pub async fn frame(&mut self) -> Option<serde_json::Value> {
+        let body = self.body().await?;
+        let value: rmpv::Value = rmpv::decode::read_value(&mut &body[..]).unwrap();
+        Some(ikigai_protocol::from_value(value).unwrap())
+    }
+
+    /// The next frame's body as it came, or `None` once the daemon closed the connection (or
+    /// the connection broke).
+    pub async fn body(&mut self) -> Option<Vec<u8>> {
         use tokio::io::AsyncReadExt;
         loop {
             if self.reader.len() >= 4 {
                 let len = u32::from_be_bytes(self.reader[..4].try_into().unwrap()) as usize;
                 if self.reader.len() >= 4 + len {
-                    let body: Vec<u8> = self.reader.drain(..4 + len).skip(4).collect();
-                    let value: rmpv::Value = rmpv::decode::read_value(&mut &body[..]).unwrap();
-                    return Some(ikigai_protocol::from_value(value).unwrap());
+                    return Some(self.reader.drain(..4 + len).skip(4).collect());
                 }
             }
             let mut buf = [0u8; 4096];

@@ -52,6 +52,13 @@ pub(crate) fn walk(cur: &mut &[u8], depth: usize, found: &mut Found) -> Option<(
     (0..head.values).try_for_each(|_| walk(cur, depth + 1, found))
 }
 
+/// How deeply the one value in `bytes` nests (a scalar is 0, `[[1]]` is 2); 0 when `bytes`
+/// hold no value.
+pub(crate) fn depth(mut bytes: &[u8]) -> usize {
+    let mut found = Found::default();
+    walk(&mut bytes, 0, &mut found).map_or(0, |()| found.depth)
+}
+
 /// Moves `cur` past `n` values without looking into them (no recursion, whatever the depth).
 fn skip_all(cur: &mut &[u8], mut n: usize) -> Option<()> {
     while n > 0 {

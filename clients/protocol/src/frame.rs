@@ -4,7 +4,7 @@
 //! `{"id", "err": {code, message, retriable}}`; server pushes `{"push": str, "data": value}`.
 //! Every encoder here returns the whole frame, length prefix included.
 
-use crate::check::{walk, Found};
+use crate::check::{self, walk, Found};
 use crate::error::ErrorBody;
 use crate::raw::{self, Raw};
 use bytes::Bytes;
@@ -22,7 +22,8 @@ pub struct Request {
     pub op: String,
     /// Always a map (`{}` when the request sent none).
     pub args: Raw,
-    /// How deeply the values in `args` nest: `{"p": 1}` is 0, `{"p": [[1]]}` is 2.
+    /// How deeply the values in `args` nest: `{"p": 1}` is 0, `{"p": [[1]]}` is 2 (the
+    /// frame's other entries, which are ignored, do not count).
     pub depth: usize,
 }
 
@@ -64,7 +65,13 @@ pub fn decode_request(body: &Bytes) -> Result<Request, DecodeError> {
         None => {
             let request = decode_request_value(body)?;
             found = Found::default();
-            walk(&mut &body[..], 0, &mut found);
+            // rmpv reads the reserved marker 0xc1 as nil; the checks cannot read past it, so the
+            // values after it would go unchecked.
+            if walk(&mut &body[..], 0, &mut found).is_none() {
+                return Err(DecodeError::BadFrame(
+                    "not msgpack: the reserved marker 0xc1".into(),
+                ));
+            }
             request
         }
     };
@@ -73,11 +80,7 @@ pub fn decode_request(body: &Bytes) -> Result<Request, DecodeError> {
             let op = request.op.replace('\0', "\\0");
             Err(bad_request(request.id, format!("{op}: {why}")))
         }
-        // The frame's map and the args map are the first two levels.
-        None => Ok(Request {
-            depth: found.depth.saturating_sub(2),
-            ..request
-        }),
+        None => Ok(request),
     }
 }
 
@@ -86,13 +89,14 @@ pub fn decode_request(body: &Bytes) -> Result<Request, DecodeError> {
 /// of duplicate keys counts), and nothing after it. `None` for anything else, which
 /// [`decode_request_value`] then reads, naming what is wrong.
 fn envelope(body: &Bytes, found: &mut Found) -> Option<Request> {
-    let (mut id, mut op, mut args) = (None, None, None);
-    raw::entries(body, found, |key, value| {
+    let (mut id, mut op, mut args, mut depth) = (None, None, None, 0);
+    raw::entries(body, found, |key, value, nests| {
         match key {
             "id" if id.is_none() => id = Some(raw::uint(value)?),
             "op" if op.is_none() => op = Some(raw::str(value)?.to_owned()),
             "args" if args.is_none() && raw::is_map(value) => {
-                args = Some(Raw::new(body.slice_ref(value)))
+                args = Some(Raw::new(body.slice_ref(value)));
+                depth = args_depth(nests);
             }
             "args" if args.is_none() && raw::is_nil(value) => args = Some(Raw::empty_map()),
             "args" if args.is_none() => return None,
@@ -105,8 +109,13 @@ fn envelope(body: &Bytes, found: &mut Found) -> Option<Request> {
         id: id?,
         op: op?,
         args,
-        depth: 0,
+        depth,
     })
+}
+
+/// [`Request::depth`] of an args map that nests `nests` deep (the map itself is not counted).
+fn args_depth(nests: usize) -> usize {
+    nests.saturating_sub(1)
 }
 
 /// Decodes a request through a tree of values: the general path, which names every problem.
@@ -132,11 +141,12 @@ fn decode_request_value(body: &[u8]) -> Result<Request, DecodeError> {
         Some(Value::Nil) | None => Raw::empty_map(),
         Some(_) => return Err(bad_request(id, "args must be a map")),
     };
+    let depth = args_depth(check::depth(args.as_bytes()));
     Ok(Request {
         id,
         op,
         args,
-        depth: 0,
+        depth,
     })
 }
 
@@ -152,7 +162,7 @@ pub fn decode_incoming(body: &Bytes) -> Result<Incoming, DecodeError> {
 /// nothing else. `None` for anything else (errors, pushes), which [`decode_incoming_value`] reads.
 fn ok_response(body: &Bytes) -> Option<Incoming> {
     let (mut id, mut ok) = (None, None);
-    raw::entries(body, &mut Found::default(), |key, value| {
+    raw::entries(body, &mut Found::default(), |key, value, _| {
         match key {
             "id" if id.is_none() => id = Some(raw::uint(value)?),
             "ok" if ok.is_none() => ok = Some(Raw::new(body.slice_ref(value))),
@@ -451,6 +461,43 @@ mod tests {
             3,
             "the general path measures too"
         );
+    }
+
+    #[test]
+    fn the_reserved_marker_anywhere_is_a_bad_frame() {
+        // {"z": 0xc1, "id": 5, "op": "x", "args": {"p": "a\0b"}}, and 0xc1 inside the args.
+        let tail = [
+            0xa2, b'o', b'p', 0xa1, b'x', 0xa4, b'a', b'r', b'g', b's', 0x81, 0xa1, b'p',
+        ];
+        let mut before = vec![0x84, 0xa1, b'z', 0xc1, 0xa2, b'i', b'd', 5];
+        before.extend(tail);
+        before.extend([0xa3, b'a', 0, b'b']);
+        let mut inside = vec![0x83, 0xa2, b'i', b'd', 5];
+        inside.extend(tail);
+        inside.extend([0x92, 0xc1, 0xa3, b'a', 0, b'b']);
+        for body in [before, inside] {
+            assert!(matches!(decode(&body), Err(DecodeError::BadFrame(_))));
+        }
+    }
+
+    #[test]
+    fn entries_beside_the_args_do_not_count_in_their_depth() {
+        // {"id": 5, "op": "x", "args": {"p": [[1]]}, <key>: 100 arrays deep}: a string key
+        // takes the fast path, an integer key the general one.
+        for key in [Value::from("z"), Value::from(7)] {
+            let frame = Value::Map(vec![
+                (Value::from("id"), Value::from(5)),
+                (Value::from("op"), Value::from("x")),
+                (
+                    Value::from("args"),
+                    Value::Map(vec![(Value::from("p"), nested(2))]),
+                ),
+                (key, nested(100)),
+            ]);
+            let mut bytes = Vec::new();
+            rmpv::encode::write_value(&mut bytes, &frame).unwrap();
+            assert_eq!(decode(&bytes).unwrap().depth, 2);
+        }
     }
 
     #[test]

@@ -38,6 +38,10 @@ impl Raw {
         Raw(bytes.into())
     }
 
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// Decodes into `T`, with a message fit for a `bad_request`. Human-readable, as
     /// [`crate::from_value`] is: ids and timestamps travel as strings.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, String> {
@@ -54,13 +58,14 @@ impl Raw {
     }
 }
 
-/// Calls `f` with each key of the map `body` holds and its value's bytes, in order, checking
-/// every key and value on the way into `found` (the map itself counts as one level). `None`
-/// when `body` is not exactly one map with string keys, or as soon as `f` says `None`.
+/// Calls `f` with each key of the map `body` holds, its value's bytes and how deeply that value
+/// nests (a scalar is 0, `[[1]]` is 2), in order, checking every key and value on the way into
+/// `found` (the map itself counts as one level). `None` when `body` is not exactly one map with
+/// string keys, or as soon as `f` says `None`.
 pub(crate) fn entries<'a>(
     body: &'a [u8],
     found: &mut Found,
-    mut f: impl FnMut(&'a str, &'a [u8]) -> Option<()>,
+    mut f: impl FnMut(&'a str, &'a [u8], usize) -> Option<()>,
 ) -> Option<()> {
     let mut cur = body;
     let len = match rmp::decode::read_marker(&mut cur).ok()? {
@@ -75,8 +80,12 @@ pub(crate) fn entries<'a>(
         found.text(key);
         cur = rest;
         let value = cur;
+        // The deepest this value reaches, counted from the map (1), then merged back.
+        let around = std::mem::take(&mut found.depth);
         walk(&mut cur, 1, found)?;
-        f(key, value.get(..value.len() - cur.len())?)?;
+        let depth = found.depth.saturating_sub(1);
+        found.depth = found.depth.max(around);
+        f(key, value.get(..value.len() - cur.len())?, depth)?;
     }
     cur.is_empty().then_some(())
 }
