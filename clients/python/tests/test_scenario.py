@@ -23,67 +23,74 @@ PROGRAMS = {
 MANIFEST = llm_manifest(models=["haiku"], platform_tools=["query_telemetry"])
 
 
-async def start(
-    bed: Testbed, program: str, identity: tuple[str, str], queue: str, report_to: str, hang: bool
-) -> asyncio.subprocess.Process:
-    command = PROGRAMS[program]
-    assert Path(command[1]).exists(), f"{command[1]} is missing: build the TypeScript client"
-    name, token = identity
-    env = {
-        **os.environ,
-        "IKIGAI_SOCKET": bed.socket,
-        "IKIGAI_AGENT": name,
-        "IKIGAI_TOKEN": token,
-        "QUEUE": queue,
-        "REPORT_TO": report_to,
-        "HANG": "1" if hang else "",
-        "PYTHONPATH": str(REPO / "clients/python/src"),
-    }
-    return await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE)
+class Scenario:
+    """The scenario agent's identity (and a connection as it), a queue with one task pushed,
+    and the agent it reports to."""
+
+    def __init__(self, bed: Testbed, program: str) -> None:
+        self.bed, self.command = bed, PROGRAMS[program]
+        assert Path(self.command[1]).exists(), f"{self.command[1]} missing: build the TS client"
+
+    async def push(self, ticket: int) -> str:
+        self.identity = await self.bed.identity("scenario", MANIFEST)
+        self.owner = await Platform.connect(self.bed.socket, *self.identity)
+        self.reporter = await self.bed.agent("reporter")
+        self.queue = self.owner.queue(f"scenario-{self.owner.agent}")
+        return (await self.queue.push({"ticket": ticket}))["id"]
+
+    async def start(self, hang: bool) -> asyncio.subprocess.Process:
+        name, token = self.identity
+        env = {
+            **os.environ,
+            "IKIGAI_SOCKET": self.bed.socket,
+            "IKIGAI_AGENT": name,
+            "IKIGAI_TOKEN": token,
+            "QUEUE": self.queue.name,
+            "REPORT_TO": self.reporter.agent,
+            "HANG": "1" if hang else "",
+            "PYTHONPATH": str(REPO / "clients/python/src"),
+        }
+        return await asyncio.create_subprocess_exec(*self.command, env=env, stdout=subprocess.PIPE)
+
+    async def close(self) -> None:
+        await self.owner.close()
+        await self.reporter.close()
 
 
 @pytest.mark.parametrize("program", PROGRAMS)
 async def test_the_scenario_commits_every_write_together(bed: Testbed, program: str) -> None:
-    identity = await bed.identity("scenario", MANIFEST)
-    owner = await Platform.connect(bed.socket, *identity)
-    reporter = await bed.agent("reporter")
-    queue = owner.queue(f"scenario-{owner.agent}")
-    pushed = await queue.push({"ticket": 7})
+    scenario = Scenario(bed, program)
+    task_id = await scenario.push(7)
     bed.script(
         {"tool_call": {"id": "t1", "name": "query_telemetry", "arguments": {}}},
         {"text": "All quiet."},
     )
-    agent = await start(bed, program, identity, queue.name, reporter.agent, hang=False)
+    agent = await scenario.start(hang=False)
     assert await asyncio.wait_for(agent.wait(), 30) == 0
-    document = await owner.storage.get(f"summary/{pushed['id']}")
+    document = await scenario.owner.storage.get(f"summary/{task_id}")
     assert document is not None and document["value"] == "All quiet."
-    [message] = await reporter.mailbox().receive(wait_ms=5000)
-    assert message["payload"] == {"task": pushed["id"], "summary": "All quiet."}
-    page = await queue.list(state="completed")
+    [message] = await scenario.reporter.mailbox().receive(wait_ms=5000)
+    assert message["payload"] == {"task": task_id, "summary": "All quiet."}
+    page = await scenario.queue.list(state="completed")
     assert [t["result"] for t in page["tasks"]] == [{"summary": "All quiet."}]
-    await owner.close()
-    await reporter.close()
+    await scenario.close()
 
 
 @pytest.mark.parametrize("program", PROGRAMS)
 async def test_killed_mid_transaction_everything_rolls_back(bed: Testbed, program: str) -> None:
-    identity = await bed.identity("scenario", MANIFEST)
-    owner = await Platform.connect(bed.socket, *identity)
-    reporter = await bed.agent("reporter")
-    queue = owner.queue(f"scenario-{owner.agent}")
-    pushed = await queue.push({"ticket": 8})
+    scenario = Scenario(bed, program)
+    task_id = await scenario.push(8)
     bed.script({"text": "Half done."})
-    agent = await start(bed, program, identity, queue.name, reporter.agent, hang=True)
+    agent = await scenario.start(hang=True)
     assert agent.stdout is not None
     line = await asyncio.wait_for(agent.stdout.readline(), 30)
     assert line.strip() == b"in transaction"
     agent.kill()
     await agent.wait()
-    task = await queue.claim(wait_ms=10_000)
-    assert task is not None and task.id == pushed["id"]
+    task = await scenario.queue.claim(wait_ms=10_000)
+    assert task is not None and task.id == task_id
     assert task.attempts == 1, "the rolled-back claim did not count"
-    assert await owner.storage.get(f"summary/{pushed['id']}") is None
-    assert await reporter.mailbox().receive() == []
+    assert await scenario.owner.storage.get(f"summary/{task_id}") is None
+    assert await scenario.reporter.mailbox().receive() == []
     await task.release()
-    await owner.close()
-    await reporter.close()
+    await scenario.close()
