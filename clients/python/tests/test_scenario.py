@@ -1,7 +1,8 @@
 """One agent scenario through each client's agent program against the same daemon: claim a task,
 prompt with a platform tool, store the result, send a message and complete the task in one
 transaction; killed mid-transaction, all of it rolls back. The TypeScript program is the one
-its suite builds (`npm test` in clients/typescript, which scripts/test runs first)."""
+its suite builds (`npm test` in clients/typescript), the Rust one `clients/rust/examples`;
+scripts/test builds both before this suite runs."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ikigai import Platform
 PROGRAMS = {
     "python": [sys.executable, str(Path(__file__).parent / "fixtures/scenario_agent.py")],
     "typescript": ["node", str(REPO / "clients/typescript/dist/test/fixtures/scenario_agent.js")],
+    "rust": [str(REPO / "target/debug/examples/scenario_agent")],
 }
 MANIFEST = llm_manifest(models=["haiku"], platform_tools=["query_telemetry"])
 
@@ -29,7 +31,8 @@ class Scenario:
 
     def __init__(self, bed: Testbed, program: str) -> None:
         self.bed, self.command = bed, PROGRAMS[program]
-        assert Path(self.command[1]).exists(), f"{self.command[1]} missing: build the TS client"
+        program_file = self.command[-1]
+        assert Path(program_file).exists(), f"{program_file} is missing: run scripts/test"
 
     async def push(self, ticket: int) -> str:
         self.identity = await self.bed.identity("scenario", MANIFEST)
