@@ -12,7 +12,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let env = |name: &str| std::env::var(name).unwrap_or_default();
     let client = Client::connect_env().await?;
     let tx = client.begin().await?;
-    let task = tx.queue(&env("QUEUE")).claim_one().await?.ok_or("no task to claim")?;
+    let task = tx
+        .queue(&env("QUEUE"))
+        .claim_one()
+        .await?
+        .ok_or("no task to claim")?;
     let ask = Prompt {
         model: Some("haiku".into()),
         messages: vec![ChatMessage::user(format!("Summarize {}", task.payload))],
