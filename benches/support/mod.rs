@@ -82,14 +82,7 @@ pub fn now_us() -> u64 {
         .as_micros() as u64
 }
 
-/// The server the scratch databases are created on: `$IKIGAI_TEST_DATABASE_URL` (key=value
-/// form, `dbname=postgres`), as for the tests.
-pub fn server_url() -> String {
-    std::env::var("IKIGAI_TEST_DATABASE_URL").unwrap_or_else(|_| {
-        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-        format!("host=/var/run/postgresql user={user} dbname=postgres")
-    })
-}
+pub use ikigai_mock_llm::testdb::server_url;
 
 pub async fn sql(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, NoTls)
@@ -131,11 +124,7 @@ impl Db {
     }
 
     pub fn url(&self) -> String {
-        format!(
-            "{} dbname={}",
-            server_url().replace("dbname=postgres", ""),
-            self.name
-        )
+        ikigai_mock_llm::testdb::database_url(&server_url(), &self.name)
     }
 
     pub async fn drop_now(self) {

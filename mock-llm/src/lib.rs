@@ -7,6 +7,7 @@
 
 mod control;
 mod render;
+pub mod testdb;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

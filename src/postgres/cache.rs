@@ -17,7 +17,7 @@ use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use tracing::error;
 
 const APPEND: &str = "INSERT INTO cache_log (changes) SELECT unnest($1::text[]) RETURNING seq";
@@ -62,10 +62,10 @@ impl PgCacheStore {
         }
     }
 
+    /// The lock's data even after a panic elsewhere poisoned it: `Owned` is only bookkeeping
+    /// for compaction, valid after any interrupted `extend`.
     fn owned(&self) -> MutexGuard<'_, Owned> {
-        self.owned
-            .lock()
-            .expect("never poisoned: nothing panics while holding it")
+        self.owned.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -12,14 +12,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tokio_postgres::NoTls;
 
-/// The server tests create their databases on (`$IKIGAI_TEST_DATABASE_URL`, default: the local
-/// server's Unix socket as the current user).
-pub fn server_url() -> String {
-    std::env::var("IKIGAI_TEST_DATABASE_URL").unwrap_or_else(|_| {
-        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-        format!("host=/var/run/postgresql user={user} dbname=postgres")
-    })
-}
+pub use ikigai_mock_llm::testdb::server_url;
 
 /// A database created for one test and dropped after it.
 pub struct TestDb {
@@ -58,11 +51,7 @@ impl TestDb {
 
     /// A URL (key=value form) that reaches this database.
     pub fn url(&self) -> String {
-        format!(
-            "{} dbname={}",
-            self.server.replace("dbname=postgres", ""),
-            self.name
-        )
+        ikigai_mock_llm::testdb::database_url(&self.server, &self.name)
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {

@@ -8,6 +8,7 @@
 //! Usage: `ikigai-testbed [--daemon PATH] [--config TEXT]`; `--config` is appended to the
 //! generated `ikigai.conf`. The daemon defaults to `ikigai-daemon` beside this binary.
 
+use ikigai_mock_llm::testdb::{self, server_url};
 use ikigai_mock_llm::MockLlm;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -200,19 +201,8 @@ fn path_with(daemon: &Path) -> std::ffi::OsString {
     std::env::join_paths(dirs.chain(std::env::split_paths(&rest))).unwrap_or(rest)
 }
 
-/// The server databases are created on (`$IKIGAI_TEST_DATABASE_URL`, as the Rust suite).
-fn server_url() -> String {
-    std::env::var("IKIGAI_TEST_DATABASE_URL").unwrap_or_else(|_| {
-        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-        format!("host=/var/run/postgresql user={user} dbname=postgres")
-    })
-}
-
 fn database_url(name: &str) -> String {
-    format!(
-        "{} dbname={name}",
-        server_url().replace("dbname=postgres", "")
-    )
+    testdb::database_url(&server_url(), name)
 }
 
 async fn admin_sql(sql: &str) -> anyhow::Result<()> {
