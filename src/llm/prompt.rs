@@ -242,26 +242,18 @@ impl Llm {
         }
     }
 
-    /// Summarises the thread's first `cut` entries for the window.
+    /// Summarises what precedes the thread's `cut`th entry for the window, from storage (so
+    /// that in-context history the actor no longer holds in memory is summarised too).
     async fn summarize_in_prompt(
         &self,
         ctx: &Ctx<'_>,
         t: &mut OnThread,
         cut: usize,
     ) -> Result<(), LlmError> {
-        let p = self.summary_prompt(ctx.p.model.clone(), t.id);
-        let plan = self.plan(&p, &ctx.session.agent).await?;
-        let sctx = Ctx {
-            p: &p,
-            plan: &plan,
-            streamer: None,
-            ..*ctx
-        };
-        let covers = t.history[cut].seq;
-        let done = self
-            .summarize_entries(&sctx, t.id, t.summary.clone(), &t.history[..cut], covers)
-            .await?;
-        t.history.drain(..cut);
+        let seq = t.history[cut].seq;
+        let range = super::memory::Range::Before(seq);
+        let done = self.summarize(ctx.s, ctx.session, t.id, range).await?;
+        t.history.retain(|e| e.seq >= seq);
         t.summary = done.summary.or(t.summary.take());
         Ok(())
     }

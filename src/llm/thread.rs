@@ -315,6 +315,12 @@ fn mark_row(mark: &Mark) -> store::NewEvent<'_> {
     }
 }
 
+/// Estimated tokens of in-context history a thread keeps in memory: twice its window (the
+/// calibration may let a call send up to twice the window's size in estimated tokens).
+fn keep(window: Window, default: u64) -> u64 {
+    2 * window.tokens.map_or(default, u64::from)
+}
+
 /// The thread's storage failed when it was loaded; the next request loads it again.
 fn not_loaded() -> LlmError {
     let e = "the thread could not be read from storage; retry".to_owned();
@@ -356,7 +362,7 @@ impl ThreadActor {
     }
 
     fn keep(&self, window: Window) -> u64 {
-        window.tokens.map_or(self.default_keep, u64::from)
+        keep(window, self.default_keep)
     }
 
     /// Loads the thread and replays its events; other messages wait until it is done.
@@ -366,7 +372,7 @@ impl ThreadActor {
             let Some(head) = store::head(&pool, id).await? else {
                 return Ok(None);
             };
-            let keep = head.window.tokens.map_or(default_keep, u64::from);
+            let keep = keep(head.window, default_keep);
             let mut view = View::new(head.next_seq, keep);
             for event in store::events(&pool, id).await? {
                 view.apply(event);
