@@ -736,10 +736,17 @@ async fn query_telemetry_shows_the_model_its_own_llm_interactions() {
     let result = body["messages"].as_array().unwrap().last().unwrap();
     let shown: Value = serde_json::from_str(result["content"].as_str().unwrap()).unwrap();
     let llm = shown["llm_interactions"].as_array().unwrap();
-    assert!(!shown.to_string().contains("elsewhere"), "only its own: {shown}");
+    assert!(
+        !shown.to_string().contains("elsewhere"),
+        "only its own: {shown}"
+    );
     let first = llm.last().unwrap();
     assert_eq!(first["asked"], "alert: disk 99%");
     assert_eq!(first["answered"], "Escalated: the disk is full");
-    assert_eq!(llm[0]["tool_calls"], json!(["query_telemetry"]), "this very call, newest first");
+    assert_eq!(
+        llm[0]["tool_calls"],
+        json!(["query_telemetry"]),
+        "this very call, newest first"
+    );
     assert!(shown["events"].is_array());
 }

@@ -180,3 +180,48 @@ async fn an_undecodable_event_is_skipped_by_telemetry_query() {
     reported(&d, "telemetry", &["skipped"]).await;
     assert_no_panic_nor_restart(&d);
 }
+
+#[tokio::test]
+async fn an_undecodable_thread_message_leaves_the_context_with_its_exchange() {
+    let mock = ikigai_mock_llm::MockLlm::start().await;
+    let mut d = support::llm::daemon(&mock, "").await;
+    let c = support::llm::allow_all(&d, "reader").await;
+    let say = |text: &str| {
+        let args =
+            json!({"model": "gpt", "thread": "default", "messages": support::llm::user(text)});
+        call(&c, "llm.prompt", args)
+    };
+    say("first").await.unwrap();
+    let broken = "INSERT INTO llm_thread_message (thread_id, seq, exchange, message) \
+        SELECT id, 2, '00000000-0000-0000-0000-00000000000b', m FROM llm_thread, \
+        (VALUES ('{\"role\": \"assistant\", \"tool_calls\": [{\"id\": \"x\", \"name\": \"t\", \
+        \"arguments\": {}}]}'::jsonb)) v(m) WHERE agent = 'reader'";
+    sql(&d, broken).await;
+    let poison = format!(
+        "INSERT INTO llm_thread_message (thread_id, seq, exchange, message) SELECT id, 3, \
+         '00000000-0000-0000-0000-00000000000b', {POISON} FROM llm_thread WHERE agent = 'reader'"
+    );
+    sql(&d, &poison).await;
+    d.terminate();
+    d.restart().await;
+    let c = d.agent("reader").await;
+    let args =
+        json!({"model": "gpt", "thread": "default", "messages": support::llm::user("second")});
+    call(&c, "llm.prompt", args).await.unwrap();
+    let sent = mock.received().last().unwrap().body["messages"].clone();
+    let roles: Vec<&str> = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["user", "assistant", "user"],
+        "the broken exchange is left out: {sent}"
+    );
+    let listed = call(&c, "conversation.list", json!({})).await.unwrap();
+    assert_eq!(listed["messages"].as_array().unwrap().len(), 4, "{listed}");
+    reported(&d, "llm_thread_message", &["skipped with its exchange"]).await;
+    assert_no_panic_nor_restart(&d);
+}

@@ -602,6 +602,62 @@ const OPS: &[(&str, Args)] = &[
     }),
     ("llm.usage", |g| fields([g.opt("since_ms", Gen::ms)])),
     ("threads.create", |g| fields([g.opt("context", Gen::key)])),
+    ("assets.create", |g| {
+        fields([
+            Some(("label", g.key())),
+            Some(("value", g.key())),
+            Some(("limit", g.count())),
+            g.opt("description", Gen::key),
+        ])
+    }),
+    ("assets.update", |g| {
+        fields([
+            Some(("label", g.key())),
+            g.opt("value", Gen::key),
+            g.opt("limit", Gen::count),
+        ])
+    }),
+    ("assets.get", |g| {
+        fields([Some(("label", g.key())), g.opt("history", Gen::count)])
+    }),
+    ("assets.list", |_| vec![]),
+    ("assets.delete", |g| vec![("label", g.key())]),
+    ("context.mark", |g| {
+        fields([Some(("label", g.key())), g.opt("thread", Gen::uuid)])
+    }),
+    ("context.rewind", |g| {
+        fields([Some(("mark", g.key())), g.opt("thread", Gen::uuid)])
+    }),
+    ("context.exclude", |g| {
+        fields([Some(("id", g.uuid())), g.opt("thread", Gen::uuid)])
+    }),
+    ("context.summarize", |g| {
+        fields([
+            g.opt("older_than", Gen::ms),
+            g.opt("before", Gen::count),
+            g.opt("thread", Gen::uuid),
+        ])
+    }),
+    ("context.window", |g| {
+        fields([
+            g.opt("tokens", Gen::count),
+            g.opt("strategy", Gen::key),
+            g.opt("thread", Gen::uuid),
+        ])
+    }),
+    ("conversation.list", |g| {
+        fields([
+            g.opt("limit", Gen::count),
+            g.opt("before", Gen::count),
+            g.opt("thread", Gen::uuid),
+        ])
+    }),
+    ("conversation.delete", |g| {
+        fields([Some(("id", g.count())), g.opt("thread", Gen::uuid)])
+    }),
+    ("conversation.search", |g| {
+        fields([Some(("text", g.key())), g.opt("limit", Gen::count)])
+    }),
     ("agents.token", |g| vec![("name", g.agent_name())]),
     ("agents.deploy", deploy),
     ("agents.list", |_| vec![]),

@@ -3,7 +3,7 @@
 //! and the reads that rebuild a thread's view: its newest in-context entries, pages and ranges
 //! of history, and full-text search.
 
-use super::rows::undecodable;
+use super::rows::{report, undecodable};
 use super::store_error;
 use crate::llm::context::{tokens, Entry, Event, Filter, Mark, Summary};
 use crate::llm::provider::Message;
@@ -268,6 +268,26 @@ pub async fn append(pool: &Pool, id: Uuid, entries: &[Entry]) -> Result<(), Stor
 
 const ENTRY: &str = "seq, exchange, message, tokens, created_at, erased_at IS NOT NULL";
 
+/// Reads history rows; one that does not decode (written beside the daemon) is reported and
+/// skipped, and so is the rest of its exchange, so that no tool call loses its result.
+fn entries(id: Uuid, rows: &[Row]) -> Vec<Entry> {
+    let mut broken = std::collections::HashSet::new();
+    let mut good = Vec::with_capacity(rows.len());
+    for row in rows {
+        match entry(row) {
+            Ok(e) => good.push(e),
+            Err(e) => {
+                let seq = row.try_get::<_, i32>(0).unwrap_or(-1);
+                let name = format!("{id}/{seq}");
+                report("llm_thread_message", &name, &e, "skipped with its exchange");
+                broken.insert(row.try_get::<_, Option<Uuid>>(1).ok().flatten());
+            }
+        }
+    }
+    good.retain(|e| e.exchange.is_none() || !broken.contains(&e.exchange));
+    good
+}
+
 fn entry(row: &Row) -> Result<Entry, StoreError> {
     let seq: i32 = row.try_get(0).map_err(undecodable)?;
     let value: serde_json::Value = row.try_get(2).map_err(undecodable)?;
@@ -298,7 +318,7 @@ pub async fn range(pool: &Pool, id: Uuid, from: u32, until: u32) -> Result<Vec<E
         )
         .await
         .map_err(store_error)?;
-    rows.iter().map(entry).collect()
+    Ok(entries(id, &rows))
 }
 
 /// The `limit` entries before `before`, oldest first.
@@ -318,7 +338,7 @@ pub async fn page(
         .query(&sql, &[&id, &before, &i64::from(limit)])
         .await
         .map_err(store_error)?;
-    rows.iter().map(entry).collect()
+    Ok(entries(id, &rows))
 }
 
 /// The newest in-context entries (by `filter`), whole exchanges, until `keep` tokens are
@@ -472,7 +492,9 @@ pub async fn search(
         .query(&sql, &[&agent, &text, &thread, &i64::from(limit)])
         .await
         .map_err(store_error)?;
-    rows.iter()
-        .map(|r| Ok((r.try_get(6).map_err(undecodable)?, entry(r)?)))
-        .collect()
+    let found = rows.iter().filter_map(|r| {
+        let thread: Uuid = r.try_get(6).ok()?;
+        Some((thread, entries(thread, std::slice::from_ref(r)).pop()?))
+    });
+    Ok(found.collect())
 }

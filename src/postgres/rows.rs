@@ -34,7 +34,7 @@ pub(crate) fn split<T>(
 }
 
 /// Reports a row of `table` named `id` that does not decode, and what was done with it.
-pub(crate) fn report(table: &str, id: &str, error: &tokio_postgres::Error, action: &str) {
+pub(crate) fn report(table: &str, id: &str, error: &dyn std::fmt::Display, action: &str) {
     warn!(table, id, error = %error, action, "a stored row does not decode");
     if let Some(telemetry) = TELEMETRY.get() {
         let payload = serde_json::json!({
