@@ -199,3 +199,70 @@ class Deployed(TypedDict):
 class AgentToken(TypedDict):
     agent: str
     token: str
+
+
+class StoredAsset(TypedDict):
+    """A named, persistent section of the agent's context (§18), carried by every prompt."""
+
+    label: str
+    value: str
+    limit: int
+    description: str | None
+    version: int
+    chars: int
+    updated_at: str
+
+
+class AssetVersion(TypedDict):
+    version: int
+    value: str
+    limit: int
+    description: str | None
+    updated_at: str
+
+
+class StoredAssetWithHistory(StoredAsset):
+    """`assets.get`: the asset and up to `history` earlier versions, newest first."""
+
+    history: list[AssetVersion]
+
+
+class Mark(TypedDict):
+    """A restoration point: its id, its label, and the messages of the history before it."""
+
+    mark: str
+    label: str
+    position: int
+
+
+class Summary(TypedDict):
+    """`context.summarize`: no model call (`id` None) when nothing was in range."""
+
+    summarized: int
+    summary: str | None
+    id: str | None
+    usage: NotRequired[Usage]
+    cost_usd: NotRequired[float]
+
+
+class WindowSetting(TypedDict):
+    """A thread's window; `tokens` None: the model's context size."""
+
+    tokens: int | None
+    strategy: str
+
+
+class ConversationMessage(ChatMessage):
+    """A message of a thread's history: `id` its position, `state` one of `context`,
+    `summarized`, `rewound`, `excluded`, `deleted`."""
+
+    id: int
+    exchange: str
+    created_at: str
+    state: str
+
+
+class FoundMessage(ConversationMessage):
+    """A message of `conversation.search`, and its thread."""
+
+    thread: str
