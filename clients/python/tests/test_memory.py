@@ -4,12 +4,21 @@ the default thread, and `if_busy` on a busy thread."""
 
 import asyncio
 import json
+from collections.abc import Iterator
 
 import pytest
 from support import Testbed, llm_manifest
 
 from ikigai import DEFAULT_THREAD, IkigaiError, Platform
 from ikigai.types import PromptReply
+
+
+@pytest.fixture(scope="module")
+def bed() -> Iterator[Testbed]:
+    """A testbed of this file's own: what its tests leave in the mock's script stays here."""
+    testbed = Testbed()
+    yield testbed
+    testbed.close()
 
 
 async def exchange(

@@ -116,7 +116,7 @@ class Llm:
             if inspect.isawaitable(content):
                 content = await content
             await self.tool_result(call["id"], content)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - whatever a handler raises, the model is told
             await self.tool_result(call["id"], f"{type(error).__name__}: {error}", is_error=True)
 
     async def tool_result(self, call_id: str, content: JSON, *, is_error: bool = False) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, Literal, cast, overload
+from typing import Any, Literal, Self, cast, overload
 
 from .agents import Agents, Debug
 from .cache import Cache
@@ -72,7 +72,7 @@ class Platform:
     async def close(self) -> None:
         await self.connection.close()
 
-    async def __aenter__(self) -> Platform:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *_: object) -> None:
