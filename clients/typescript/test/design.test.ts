@@ -261,29 +261,6 @@ test("Platform Tools: the model creates a task through create_task", async () =>
   assert.match(JSON.stringify((await bed.received()).at(-2)!.body), /deploy failed/);
 });
 
-test("Memory and Context, high level: mark, rewind, exclude and summarize the default thread", async () => {
-  await bed.script({ text: "Batch #1234 remembered." });
-  const got = await run("memory_high_level");
-  assert.deepEqual([got.mark.label, got.mark.position], ["before-analysis", 2]);
-  // The exchange before the mark was excluded; nothing was an hour old to summarize.
-  const mine = got.messages.filter((m: any) => m.exchange === got.messages.at(-1).exchange);
-  assert.deepEqual(mine.map((m: any) => [m.content, m.state]), [["Remember batch #1234.", "excluded"], ["Batch #1234 remembered.", "excluded"]]);
-});
-
-test("Memory and Context, low level: stored assets, the history and the window", async () => {
-  await bed.script({ text: "Noted." });
-  const got = await run("memory_low_level");
-  assert.deepEqual([got.asset.label, got.asset.value, got.asset.limit, got.asset.version], ["working_state", "Batch #1234 complete, 47 items processed", 2000, 2]);
-  assert.deepEqual(got.messages.slice(-2).map((m: any) => m.content), ["Remember batch #1234.", "Noted."]);
-  assert.deepEqual([got.after[0].content, got.after[0].state], ["[deleted]", "deleted"]);
-  assert.deepEqual(got.window, { tokens: 16000, strategy: "summarize" });
-  // Every prompt now carries the asset.
-  await bed.script({ text: "on it" });
-  const agent = await bed.agent(AGENT);
-  await agent.prompt({ messages: [{ role: "user", content: "status?" }] });
-  assert.match(JSON.stringify((await bed.received()).at(-1)!.body), /Batch #1234 complete, 47 items processed/);
-});
-
 test("Configurable Backends: the default ikigai.conf is accepted as written", async () => {
   // This file's testbed was started with it appended to its configuration.
   assert.match((await admin.status()).config, /ikigai\.conf$/);
@@ -317,7 +294,7 @@ test("every snippet here is the design document's text, verbatim", { skip: !desi
   for (const [name, text] of Object.entries(snippets)) assert.ok(doc.includes(text), `${name} is not in ${designDoc}`);
 });
 
-// Last: while it fails its scripted answers stay queued in the mock.
+// Last (with the memory tests after it): while it fails its scripted answers stay queued in the mock.
 test("Agent API: a thread and its follow-up", async () => {
   await bed.script({ text: "Category: billing." }, { text: "Priority: high." });
   await run("agent_api_threads");
@@ -325,4 +302,27 @@ test("Agent API: a thread and its follow-up", async () => {
   for (const part of ["Analyzing customer support tickets", "Categorize this ticket...", "Category: billing.", "What priority did you assign?"]) {
     assert.ok(sent.includes(part), `the follow-up carries ${part}`);
   }
+});
+
+test("Memory and Context, high level: mark, rewind, exclude and summarize the default thread", async () => {
+  await bed.script({ text: "Batch #1234 remembered." });
+  const got = await run("memory_high_level");
+  assert.deepEqual([got.mark.label, got.mark.position], ["before-analysis", 2]);
+  // The exchange before the mark was excluded; nothing was an hour old to summarize.
+  const mine = got.messages.filter((m: any) => m.exchange === got.messages.at(-1).exchange);
+  assert.deepEqual(mine.map((m: any) => [m.content, m.state]), [["Remember batch #1234.", "excluded"], ["Batch #1234 remembered.", "excluded"]]);
+});
+
+test("Memory and Context, low level: stored assets, the history and the window", async () => {
+  await bed.script({ text: "Noted." });
+  const got = await run("memory_low_level");
+  assert.deepEqual([got.asset.label, got.asset.value, got.asset.limit, got.asset.version], ["working_state", "Batch #1234 complete, 47 items processed", 2000, 2]);
+  assert.deepEqual(got.messages.slice(-2).map((m: any) => m.content), ["Remember batch #1234.", "Noted."]);
+  assert.deepEqual([got.after[0].content, got.after[0].state], ["[deleted]", "deleted"]);
+  assert.deepEqual(got.window, { tokens: 16000, strategy: "summarize" });
+  // Every prompt now carries the asset.
+  await bed.script({ text: "on it" });
+  const agent = await bed.agent(AGENT);
+  await agent.prompt({ messages: [{ role: "user", content: "status?" }] });
+  assert.match(JSON.stringify((await bed.received()).at(-1)!.body), /Batch #1234 complete, 47 items processed/);
 });
