@@ -37,7 +37,8 @@ pub struct AssetVersion {
     pub updated_at: String,
 }
 
-/// The reply of `assets.get`: the asset and the earlier versions asked for, newest first.
+/// The reply of `assets.get`: the asset and the earlier versions asked for, newest first (none
+/// when none were asked for).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct AssetWithHistory {
     #[serde(flatten)]

@@ -64,8 +64,8 @@ export class StoredAssets {
     return this.conn.call("assets.update", { label, value, limit, description });
   }
 
-  /** The asset, with up to `history` (0 to 1000, default 0) earlier versions, newest first. */
-  get(label: string, options: { history?: number } = {}): Promise<StoredAsset & { history: AssetVersion[] }> {
+  /** The asset, with up to `history` (0 to 1000, default 0) earlier versions, newest first (`history` absent when none were asked for). */
+  get(label: string, options: { history?: number } = {}): Promise<StoredAsset & { history?: AssetVersion[] }> {
     return this.conn.call("assets.get", { label, history: options.history });
   }
 

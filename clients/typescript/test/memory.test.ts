@@ -35,7 +35,7 @@ test("stored assets: create, update, get with history, list, delete, and every p
   assert.equal(updated.version, 2);
   const got = await platform.storedAssets.get("working_state", { history: 5 });
   assert.equal(got.value, "batch #1 done");
-  assert.deepEqual(got.history.map((v) => [v.version, v.value]), [[1, "batch #1"]]);
+  assert.deepEqual(got.history?.map((v) => [v.version, v.value]), [[1, "batch #1"]]);
   await platform.storedAssets.create({ label: "notes", value: "none yet", limit: 50 });
   assert.deepEqual((await platform.storedAssets.list()).map((a) => a.label), ["working_state", "notes"]);
 

@@ -222,9 +222,10 @@ class AssetVersion(TypedDict):
 
 
 class StoredAssetWithHistory(StoredAsset):
-    """`assets.get`: the asset and up to `history` earlier versions, newest first."""
+    """`assets.get`: the asset and up to `history` earlier versions, newest first (absent when
+    none were asked for)."""
 
-    history: list[AssetVersion]
+    history: NotRequired[list[AssetVersion]]
 
 
 class Mark(TypedDict):
