@@ -131,9 +131,9 @@ export class Platform {
     return new Mailbox(this.conn, name);
   }
 
-  /** The context and conversation of thread `id` (from `threads.create`, or `DEFAULT_THREAD`). */
-  thread(id: string): ThreadScope {
-    return new ThreadScope(this.conn, id);
+  /** The context and conversation of a thread: one `threads.create` made (or its id), or `DEFAULT_THREAD`. */
+  thread(thread: string | { id: string }): ThreadScope {
+    return new ThreadScope(this.conn, typeof thread === "string" ? thread : thread.id);
   }
 
   /** `mailbox.stats` of the caller's own mailbox, or of every mailbox for `admin`. */
