@@ -163,3 +163,18 @@ test("another agent's thread is not_found", async () => {
   await assert.rejects(() => other.thread(id).context.mark("x"), code("not_found"));
   await assert.rejects(() => other.thread(id).conversation.list(), code("not_found"));
 });
+
+test("the model keeps its memory through the memory platform tools", async () => {
+  const platform = await bed.llmAgent({ models: ["haiku"], platform_tools: ["memory_read", "memory_write", "context_mark"] });
+  await platform.storedAssets.create({ label: "working_state", value: "batch #1", limit: 100 });
+  await bed.script(
+    { tool_call: { id: "m1", name: "memory_write", arguments: { label: "working_state", value: "batch #2" } } },
+    { tool_call: { id: "m2", name: "context_mark", arguments: { label: "after-batch-1" } } },
+    { text: "Noted." },
+  );
+  const response = await platform.prompt({ model: "haiku", thread: DEFAULT_THREAD, messages: user("next batch"), tools: { platform: ["memory_write", "context_mark"] } });
+  assert.equal(response.content, "Noted.");
+  assert.equal((await platform.storedAssets.get("working_state")).value, "batch #2");
+  // The mark lies before the prompt's exchange: rewinding to it takes the whole exchange out.
+  assert.ok((await platform.context.rewind("after-batch-1")) >= 2);
+});
