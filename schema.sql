@@ -415,3 +415,62 @@ INSERT INTO ikigai_schema (version) VALUES (4) ON CONFLICT (version) DO NOTHING;
 
 -- version 5: telemetry.search is written by the daemon (or the trigger), no longer generated.
 INSERT INTO ikigai_schema (version) VALUES (5) ON CONFLICT (version) DO NOTHING;
+
+-- version 6: memory and context (protocol section 18). History stays append-only: a thread's
+-- messages are never rewritten (conversation.delete erases one's content, erased_at says when);
+-- what the model sees is a view computed from them and from llm_context_event, where marks,
+-- rewinds, exclusions, deletions and summaries are rows of their own. exchange names the
+-- llm.prompt whose turn stored the message (the id of its reply); tokens is the estimate the
+-- window counts (one token per three bytes of the message's JSON).
+ALTER TABLE llm_thread ADD COLUMN IF NOT EXISTS is_default BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE llm_thread ADD COLUMN IF NOT EXISTS window_tokens INTEGER;
+ALTER TABLE llm_thread ADD COLUMN IF NOT EXISTS window_strategy TEXT NOT NULL DEFAULT 'truncate';
+CREATE UNIQUE INDEX IF NOT EXISTS llm_thread_default ON llm_thread (agent) WHERE is_default;
+CREATE INDEX IF NOT EXISTS llm_thread_agent ON llm_thread (agent);
+ALTER TABLE llm_thread_message ADD COLUMN IF NOT EXISTS exchange UUID;
+ALTER TABLE llm_thread_message ADD COLUMN IF NOT EXISTS tokens INTEGER;
+ALTER TABLE llm_thread_message ADD COLUMN IF NOT EXISTS erased_at TIMESTAMPTZ;
+CREATE INDEX IF NOT EXISTS llm_thread_message_exchange ON llm_thread_message (exchange);
+CREATE INDEX IF NOT EXISTS llm_thread_message_search
+    ON llm_thread_message USING gin (to_tsvector('simple', message->>'content'));
+
+-- kind: mark (position = messages before it; mark_id, label; summary_ref = the summary in force),
+-- rewind (messages position..until_pos leave the context; mark_id; summary_ref = the summary in
+-- force after it), exclude (exchange), delete (position = the message), summary (messages before
+-- position are replaced by body; interaction = the llm_interactions row that wrote it).
+CREATE TABLE IF NOT EXISTS llm_context_event (
+    n           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    thread_id   UUID NOT NULL REFERENCES llm_thread (id),
+    kind        TEXT NOT NULL CHECK (kind IN ('mark', 'rewind', 'exclude', 'delete', 'summary')),
+    position    INTEGER,
+    until_pos   INTEGER,
+    mark_id     UUID,
+    label       TEXT,
+    exchange    UUID,
+    summary_ref BIGINT,
+    body        TEXT,
+    interaction UUID,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS llm_context_event_thread ON llm_context_event (thread_id, n);
+
+-- Stored assets: one row per version of an agent's label (a deletion is a version with deleted
+-- set). born orders the assets in prompts: when the label was created (again, after a delete).
+CREATE TABLE IF NOT EXISTS llm_asset (
+    agent       TEXT NOT NULL,
+    label       TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    value       TEXT NOT NULL,
+    limit_chars INTEGER NOT NULL,
+    description TEXT,
+    deleted     BOOLEAN NOT NULL DEFAULT false,
+    born        TIMESTAMPTZ NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (agent, label, version)
+);
+CREATE OR REPLACE VIEW llm_asset_current AS
+    SELECT * FROM (SELECT DISTINCT ON (agent, label) * FROM llm_asset
+                   ORDER BY agent, label, version DESC) newest
+    WHERE NOT deleted;
+
+INSERT INTO ikigai_schema (version) VALUES (6) ON CONFLICT (version) DO NOTHING;

@@ -122,6 +122,8 @@ fn llm_code(e: &LlmError) -> (ErrorCode, bool) {
         LlmError::PermissionDenied(_) => (ErrorCode::PermissionDenied, false),
         LlmError::QuotaExceeded { .. } => (ErrorCode::QuotaExceeded, true),
         LlmError::NotFound(_) => (ErrorCode::NotFound, false),
+        LlmError::Conflict(_) => (ErrorCode::Conflict, false),
+        LlmError::Unavailable(_) => (ErrorCode::Unavailable, true),
         LlmError::NotConfigured(_) => (ErrorCode::Unavailable, false),
         LlmError::Provider(RouteError::Refused { error, .. }) => match error {
             ProviderError::Status {

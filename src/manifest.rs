@@ -215,6 +215,10 @@ pub const PLATFORM_TOOLS: &[&str] = &[
     "list_agents",
     "read_config",
     "deploy_agent",
+    "memory_read",
+    "memory_write",
+    "context_mark",
+    "context_exclude",
 ];
 
 /// A program is a bare name found in `PATH`, or a path inside the service directory: never

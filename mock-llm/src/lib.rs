@@ -52,6 +52,9 @@ pub enum Reply {
     Delay(Duration, Box<Reply>),
     /// A stream that sends `text` and then ends without its final events.
     Cut { text: String },
+    /// A text answer whose usage is counted from the request, as a provider's tokenizer would
+    /// (about four bytes of the request's JSON per input token).
+    Counted(String),
 }
 
 impl Reply {
@@ -61,6 +64,10 @@ impl Reply {
             input_tokens: 10,
             output_tokens: 5,
         }
+    }
+
+    pub fn counted(text: &str) -> Reply {
+        Reply::Counted(text.to_owned())
     }
 
     pub fn tool_call(id: &str, name: &str, arguments: Value) -> Reply {
@@ -172,6 +179,7 @@ async fn anthropic(
 async fn answer(api: Api, script: Shared, headers: HeaderMap, body: Value) -> Response {
     let stream = body["stream"] == Value::Bool(true);
     let model = body["model"].as_str().unwrap_or("mock").to_owned();
+    let request_bytes = body.to_string().len() as u64;
     let mut reply = {
         let mut s = script.lock().unwrap();
         if s.recording {
@@ -187,6 +195,13 @@ async fn answer(api: Api, script: Shared, headers: HeaderMap, body: Value) -> Re
     while let Reply::Delay(wait, next) = reply {
         tokio::time::sleep(wait).await;
         reply = *next;
+    }
+    if let Reply::Counted(text) = reply {
+        reply = Reply::Text {
+            output_tokens: text.len() as u64 / 4 + 1,
+            text,
+            input_tokens: request_bytes / 4,
+        };
     }
     if let Reply::Status {
         status,

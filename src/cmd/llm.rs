@@ -14,7 +14,6 @@ use crate::session::Session;
 use ikigai_protocol::Json;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use uuid::Uuid;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +26,7 @@ pub struct PromptArgs {
     temperature: Option<f64>,
     metadata: Option<Json>,
     stream: Option<bool>,
+    if_busy: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -58,6 +58,19 @@ pub async fn prompt(
     if args.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
         return Err(Error::BadRequest("temperature must be 0 to 2".into()));
     }
+    let reject_if_busy = match args.if_busy.as_deref() {
+        None | Some("wait") => false,
+        Some("reject") => true,
+        Some(other) => {
+            return Err(Error::BadRequest(format!(
+                "if_busy {other:?} is not wait or reject"
+            )))
+        }
+    };
+    let thread = match args.thread.as_deref() {
+        None => None,
+        named => Some(s.llm.thread_of(&session.agent, named).await?),
+    };
     let model = match args.model {
         Some(model) => model,
         None => s.llm.default_model(&session.agent).await?,
@@ -65,7 +78,8 @@ pub async fn prompt(
     let prompt = Prompt {
         model,
         messages: args.messages,
-        thread: args.thread.as_deref().map(parse_id).transpose()?,
+        thread,
+        reject_if_busy,
         platform_tools: tools.platform,
         custom_tools: tools.custom,
         max_tokens: args.max_tokens,
@@ -140,8 +154,4 @@ pub async fn usage(args: UsageArgs, s: &Services, session: &Session) -> Result<U
     )?;
     let usage = s.llm.usage(since).await?;
     Ok(UsageReply { usage })
-}
-
-fn parse_id(id: &str) -> Result<Uuid, Error> {
-    Uuid::parse_str(id).map_err(|_| Error::BadRequest(format!("{id:?} is not a thread id")))
 }

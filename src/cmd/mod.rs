@@ -9,6 +9,7 @@ mod debug;
 pub mod hello;
 mod llm;
 pub(crate) mod mailbox;
+mod memory;
 mod pubsub;
 pub(crate) mod queue;
 mod storage;
@@ -104,6 +105,12 @@ async fn route_waiting(
         "llm.tool_result" => reply(id, llm::tool_result(parse(op, a)?, s, session)?),
         "llm.usage" => reply(id, llm::usage(parse(op, a)?, s, session).await?),
         "threads.create" => reply(id, llm::create_thread(parse(op, a)?, s, session).await?),
+        _ if op.starts_with("assets.")
+            || op.starts_with("context.")
+            || op.starts_with("conversation.") =>
+        {
+            route_memory(id, op, a, s, session).await
+        }
         "agents.token" => reply(id, agents::token(parse(op, a)?, s, session).await?),
         "agents.deploy" => reply(id, agents::deploy(parse(op, a)?, s, session).await?),
         "agents.list" => reply(id, agents::list(parse(op, a)?, s, session).await?),
@@ -149,6 +156,41 @@ fn require_admin(session: &Session, what: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::PermissionDenied(format!("only admin may {what}")))
+    }
+}
+
+/// The memory and context ops (section 18).
+async fn route_memory(
+    id: u64,
+    op: &str,
+    a: Raw,
+    s: &Services,
+    session: &Session,
+) -> Result<Vec<u8>, Error> {
+    match op {
+        "assets.create" => reply(id, memory::create(parse(op, a)?, s, session).await?),
+        "assets.update" => reply(id, memory::update(parse(op, a)?, s, session).await?),
+        "assets.get" => reply(id, memory::get(parse(op, a)?, s, session).await?),
+        "assets.list" => reply(id, memory::list(parse(op, a)?, s, session).await?),
+        "assets.delete" => reply(id, memory::delete(parse(op, a)?, s, session).await?),
+        "context.mark" => reply(id, memory::mark(parse(op, a)?, s, session).await?),
+        "context.rewind" => reply(id, memory::rewind(parse(op, a)?, s, session).await?),
+        "context.exclude" => reply(id, memory::exclude(parse(op, a)?, s, session).await?),
+        "context.summarize" => reply(id, memory::summarize(parse(op, a)?, s, session).await?),
+        "context.window" => reply(id, memory::window(parse(op, a)?, s, session).await?),
+        "conversation.list" => reply(
+            id,
+            memory::conversation_list(parse(op, a)?, s, session).await?,
+        ),
+        "conversation.delete" => reply(
+            id,
+            memory::conversation_delete(parse(op, a)?, s, session).await?,
+        ),
+        "conversation.search" => reply(
+            id,
+            memory::conversation_search(parse(op, a)?, s, session).await?,
+        ),
+        other => Err(Error::UnknownOp(other.to_owned())),
     }
 }
 
@@ -262,6 +304,7 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, Error> {
         .map_err(|e| Error::BadRequest(format!("{s:?} is not an RFC 3339 timestamp: {e}")))
 }
 
-/// `{}`: the reply of ops that only succeed.
-#[derive(Serialize)]
+/// `{}`: the reply of ops that only succeed, and the args of ops that take none.
+#[derive(Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Empty {}

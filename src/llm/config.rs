@@ -24,6 +24,8 @@ pub const LLM_KEYS: &[&str] = &[
     "default_model",
     "reservation_ttl_ms",
     "thread_idle_ms",
+    "summary_model",
+    "summary_max_tokens",
 ];
 const PROVIDER_KEYS: &[&str] = &[
     "kind",
@@ -40,6 +42,7 @@ const PRICE_KEYS: &[&str] = &[
 ];
 const MODEL_KEYS: &[&str] = &[
     "targets",
+    "context_tokens",
     "input_per_mtok",
     "output_per_mtok",
     "cache_read_per_mtok",
@@ -121,6 +124,33 @@ pub struct LlmConfig {
     pub reservation_ttl: Duration,
     /// How long a thread's actor (its history in memory) lives on unused.
     pub thread_idle: Duration,
+    /// Each alias's context size in tokens (`context_tokens`, default 128000): its default
+    /// window.
+    pub context_tokens: BTreeMap<String, u64>,
+    /// The alias that writes summaries (`None`: the caller's default model).
+    pub summary_model: Option<String>,
+    /// `max_tokens` of a summary.
+    pub summary_max_tokens: u64,
+}
+
+/// A model's context size when its section names none.
+pub const DEFAULT_CONTEXT_TOKENS: u64 = 128_000;
+
+impl LlmConfig {
+    /// The alias's window when a thread sets none.
+    pub fn context_of(&self, alias: &str) -> u64 {
+        self.context_tokens
+            .get(alias)
+            .copied()
+            .unwrap_or(DEFAULT_CONTEXT_TOKENS)
+    }
+
+    /// The largest context of the configured models: how much of a thread that sets no window
+    /// its actor keeps in memory.
+    pub fn largest_context(&self) -> u64 {
+        let sizes = self.models.keys().map(|m| self.context_of(m));
+        sizes.max().unwrap_or(DEFAULT_CONTEXT_TOKENS)
+    }
 }
 
 impl LlmConfig {
@@ -135,7 +165,16 @@ impl LlmConfig {
             .into_iter()
             .map(|(alias, section)| Ok((alias.to_owned(), targets(doc, section, &providers)?)))
             .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
-        let default_model = default_model(doc, &models)?;
+        let default_model = alias(doc, "default_model", &models)?;
+        let summary_model = alias(doc, "summary_model", &models)?;
+        let context_tokens = models
+            .keys()
+            .map(|a| {
+                let section = format!("{MODEL}{a}");
+                let size = doc.number(&section, "context_tokens", DEFAULT_CONTEXT_TOKENS, 256)?;
+                Ok((a.clone(), size))
+            })
+            .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
         Ok(LlmConfig {
             providers,
             models,
@@ -150,22 +189,26 @@ impl LlmConfig {
             default_model,
             reservation_ttl: doc.millis("llm", "reservation_ttl_ms", 600_000, 1000)?,
             thread_idle: doc.millis("llm", "thread_idle_ms", 300_000, 100)?,
+            context_tokens,
+            summary_model,
+            summary_max_tokens: doc.number("llm", "summary_max_tokens", 1024, 16)?,
         })
     }
 }
 
-/// `[llm] default_model`: one of the configured aliases.
-fn default_model(
+/// `[llm] default_model` or `summary_model`: one of the configured aliases.
+fn alias(
     doc: &Doc,
+    key: &str,
     models: &BTreeMap<String, Vec<Target>>,
 ) -> Result<Option<String>, ConfigError> {
-    let Some(alias) = doc.get("llm", "default_model").filter(|a| !a.is_empty()) else {
+    let Some(alias) = doc.get("llm", key).filter(|a| !a.is_empty()) else {
         return Ok(None);
     };
     if !models.contains_key(alias) {
         let known: Vec<&str> = models.keys().map(String::as_str).collect();
         let message = format!("{alias:?} is not a [llm.model.<alias>] (known: {known:?})");
-        return Err(doc.error("llm", "default_model", message));
+        return Err(doc.error("llm", key, message));
     }
     Ok(Some(alias.to_owned()))
 }

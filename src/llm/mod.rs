@@ -4,25 +4,33 @@
 //!
 //! `config` parses `[llm]`; `provider` holds the normalised types and the OpenAI and Anthropic
 //! adapters; `route` retries and fails over; `price` prices usage; `quota` reserves and settles
-//! tokens; `prompt` runs the tool loop; `stream` pushes text deltas; `tools` the platform tools; `thread` the histories;
-//! `log` writes `llm_interactions`.
+//! tokens; `prompt` runs the tool loop; `stream` pushes text deltas; `tools` the platform tools;
+//! `log` writes `llm_interactions`. Memory and context: `thread` the thread actors, `context`
+//! the view each holds, `window` fits it into the window, `summary` writes summaries, `assets`
+//! the stored assets, `memory` the ops on them.
 
+pub mod assets;
 pub mod config;
+pub mod context;
 pub mod log;
+pub mod memory;
 mod price;
 mod prompt;
 pub mod provider;
 pub mod quota;
 mod route;
 mod stream;
-mod thread;
+mod summary;
+pub mod thread;
 mod tools;
+pub mod window;
 
 pub use prompt::{Prompt, PromptReply};
 pub use route::RouteError;
 
 use crate::manifest::{LlmPermissions, Manifest};
 use crate::postgres;
+use assets::Assets;
 use config::LlmConfig;
 use deadpool_postgres::Pool;
 use ikigai_actors::store::StoreError;
@@ -35,6 +43,7 @@ use std::time::{Duration, Instant};
 use thread::Threads;
 use tokio::sync::oneshot;
 use uuid::Uuid;
+use window::Calibration;
 
 /// How long an agent's permissions are reused before they are read again (a redeploy that
 /// changes them takes effect within this time).
@@ -56,6 +65,11 @@ pub enum LlmError {
     NotFound(String),
     #[error("{0}")]
     NotConfigured(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// A passing failure of the daemon's own making (an empty summary, say).
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Provider(#[from] RouteError),
     #[error("{0}")]
@@ -86,6 +100,10 @@ pub struct Llm {
     pool: Pool,
     log: InteractionLog,
     threads: Threads,
+    assets: Assets,
+    calibration: Calibration,
+    /// Each agent's default thread, once known.
+    defaults: RefCell<HashMap<String, Uuid>>,
     quotas: Quotas,
     grants: RefCell<HashMap<String, Grant>>,
     /// Custom tool calls waiting for `llm.tool_result`, by (agent, call id).
@@ -98,7 +116,10 @@ impl Llm {
         Ok(Llm {
             router: Router::new(&config)?,
             log: InteractionLog::start(pool.clone()),
-            threads: Threads::new(pool.clone(), config.thread_idle),
+            threads: Threads::new(pool.clone(), config.thread_idle, config.largest_context()),
+            assets: Assets::new(pool.clone()),
+            calibration: Calibration::default(),
+            defaults: RefCell::default(),
             quotas: Quotas::new(pool.clone(), config.reservation_ttl),
             config,
             pool,

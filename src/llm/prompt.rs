@@ -4,10 +4,14 @@
 //! refusal is logged as one interaction.
 
 use super::config::Target;
+use super::context::{Entry, Summary};
 use super::log::Interaction;
-use super::provider::{ChatRequest, ChatResponse, Message, StopReason, ToolCall, ToolSpec, Usage};
+use super::provider::{
+    ChatRequest, ChatResponse, Message, Role, StopReason, ToolCall, ToolSpec, Usage,
+};
 use super::quota::{self, Reserved};
 use super::stream::Streamer;
+use super::window::{self, Strategy, Window};
 use super::{tools, Llm, LlmError, RouteError, ToolResult};
 use crate::manifest::LlmPermissions;
 use crate::services::Services;
@@ -18,6 +22,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::time::Instant;
 use tokio::sync::oneshot;
+use tracing::warn;
 use uuid::Uuid;
 
 /// One `llm.prompt`, checked for shape (not yet for permission).
@@ -25,6 +30,8 @@ pub struct Prompt {
     pub model: String,
     pub messages: Vec<Message>,
     pub thread: Option<Uuid>,
+    /// `if_busy: "reject"`: fail with `conflict` instead of waiting for the thread.
+    pub reject_if_busy: bool,
     pub platform_tools: Vec<String>,
     pub custom_tools: Vec<ToolSpec>,
     pub max_tokens: Option<u64>,
@@ -52,19 +59,52 @@ pub struct PromptReply {
 }
 
 /// What the checks allow for this prompt.
-struct Plan {
-    perms: LlmPermissions,
+pub(super) struct Plan {
+    pub(super) perms: LlmPermissions,
     targets: Vec<Target>,
     tools: Vec<ToolSpec>,
     max_tokens: u64,
 }
 
 /// One answered provider call.
-struct Answer {
-    id: Uuid,
-    response: ChatResponse,
+pub(super) struct Answer {
+    pub(super) id: Uuid,
+    pub(super) response: ChatResponse,
     target: Target,
-    cost: f64,
+    pub(super) cost: f64,
+}
+
+/// A prompt's thread: what its turn started from, as the window trims it and summaries
+/// replace its oldest part.
+struct OnThread {
+    id: Uuid,
+    context: Option<String>,
+    assets: Option<String>,
+    summary: Option<Summary>,
+    /// In-context entries, oldest first.
+    history: Vec<Entry>,
+    window: Window,
+}
+
+impl OnThread {
+    /// The system part: the thread's context line, the stored assets, the summary.
+    fn system(&self) -> Option<Message> {
+        let summary = self
+            .summary
+            .as_ref()
+            .map(|s| format!("<summary>\n{}\n</summary>", s.text));
+        let parts: Vec<String> = [self.context.clone(), self.assets.clone(), summary]
+            .into_iter()
+            .flatten()
+            .collect();
+        (!parts.is_empty()).then(|| Message {
+            role: Role::System,
+            content: parts.join("\n\n"),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            is_error: false,
+        })
+    }
 }
 
 impl Llm {
@@ -81,15 +121,24 @@ impl Llm {
             Err(e) => return Err(self.refuse(&p, agent, e)),
         };
         let turn = match p.thread {
-            Some(id) => Some(self.threads.begin(id, agent).await?),
+            Some(id) => Some(self.threads.begin(id, agent, p.reject_if_busy).await?),
             None => None,
         };
-        let mut conversation = turn
-            .as_ref()
-            .map(|t| t.conversation.clone())
-            .unwrap_or_default();
-        let start = conversation.len();
-        conversation.extend(p.messages.iter().cloned());
+        let mut on = match (&turn, p.thread) {
+            (Some(turn), Some(id)) => {
+                let snapshot = turn.snapshot.clone();
+                Some(OnThread {
+                    id,
+                    context: snapshot.context,
+                    assets: self.assets.block(agent).await?,
+                    summary: snapshot.summary,
+                    history: snapshot.entries,
+                    window: snapshot.window,
+                })
+            }
+            _ => None,
+        };
+        let mut conversation = p.messages.clone();
         let streamer = p
             .stream
             .then(|| session.pushes().map(|out| Streamer::start(out, request)));
@@ -101,14 +150,15 @@ impl Llm {
             session,
             request,
             streamer: streamer.as_ref(),
+            thread: p.thread,
         };
-        let result = self.run(&ctx, &mut conversation).await;
+        let result = self.run(&ctx, on.as_mut(), &mut conversation).await;
         if let Some(streamer) = streamer {
             streamer.finish().await;
         }
         let (answers, stop_reason) = result?;
-        if let Some(turn) = turn {
-            turn.finish(conversation.split_off(start)).await?;
+        if let (Some(turn), Some(last)) = (turn, answers.last()) {
+            turn.finish(conversation, last.id).await?;
         }
         Ok(reply(&p, answers, stop_reason))
     }
@@ -117,13 +167,18 @@ impl Llm {
     async fn run(
         &self,
         ctx: &Ctx<'_>,
+        mut on: Option<&mut OnThread>,
         conversation: &mut Vec<Message>,
     ) -> Result<(Vec<Answer>, StopReason), LlmError> {
         let mut answers = Vec::new();
         for step in 1..=self.config.max_steps {
+            let messages = match on.as_deref_mut() {
+                Some(t) => self.fit(ctx, t, conversation).await?,
+                None => conversation.clone(),
+            };
             let req = ChatRequest {
                 model: String::new(),
-                messages: conversation.clone(),
+                messages,
                 tools: ctx.plan.tools.clone(),
                 max_tokens: ctx.plan.max_tokens,
                 temperature: ctx.p.temperature,
@@ -148,8 +203,82 @@ impl Llm {
         Ok((answers, StopReason::MaxSteps))
     }
 
+    /// The request of the next call on a thread, fitted into its window; with the summarize
+    /// strategy, what does not fit is summarised first (on failure, truncated).
+    async fn fit(
+        &self,
+        ctx: &Ctx<'_>,
+        t: &mut OnThread,
+        current: &[Message],
+    ) -> Result<Vec<Message>, LlmError> {
+        let budget = self.budget(ctx, t.window);
+        let extra = serde_json::to_vec(&ctx.plan.tools).map_or(0, |v| v.len() as u64) / 3;
+        let fitted = window::fit(t.system().as_ref(), &t.history, current, extra, budget)?;
+        if fitted.left_out == 0 || t.window.strategy == Strategy::Truncate {
+            return Ok(fitted.messages);
+        }
+        let kept: u64 = t.history[fitted.left_out..]
+            .iter()
+            .map(|e| u64::from(e.tokens))
+            .sum();
+        let fixed = fitted
+            .messages
+            .iter()
+            .map(|m| u64::from(super::context::tokens(m)))
+            .sum::<u64>()
+            - kept;
+        let cut = window::summary_cut(&t.history, budget.saturating_sub(fixed));
+        if cut == 0 {
+            return Ok(fitted.messages);
+        }
+        match self.summarize_in_prompt(ctx, t, cut).await {
+            Ok(()) => {
+                Ok(window::fit(t.system().as_ref(), &t.history, current, extra, budget)?.messages)
+            }
+            Err(e) => {
+                warn!(thread = %t.id, error = %e, "summarising the context failed; truncating");
+                Ok(fitted.messages)
+            }
+        }
+    }
+
+    /// Summarises what precedes the thread's `cut`th entry for the window, from storage (so
+    /// that in-context history the actor no longer holds in memory is summarised too).
+    async fn summarize_in_prompt(
+        &self,
+        ctx: &Ctx<'_>,
+        t: &mut OnThread,
+        cut: usize,
+    ) -> Result<(), LlmError> {
+        let seq = t.history[cut].seq;
+        let range = super::memory::Range::Before(seq);
+        let done = self.summarize(ctx.s, ctx.session, t.id, range).await?;
+        t.history.retain(|e| e.seq >= seq);
+        t.summary = done.summary.or(t.summary.take());
+        Ok(())
+    }
+
+    /// Estimated tokens a call may send: the window (the thread's, else the model's size) less
+    /// `max_tokens`, scaled by what the first target reports, within `max_tokens_per_request`.
+    fn budget(&self, ctx: &Ctx<'_>, w: Window) -> u64 {
+        let size = w
+            .tokens
+            .map_or_else(|| self.config.context_of(&ctx.p.model), u64::from);
+        let max_tokens = ctx.plan.max_tokens;
+        let ratio = ctx
+            .plan
+            .targets
+            .first()
+            .map_or(1.0, |t| self.calibration.ratio(&t.label()));
+        let mut budget = (size.saturating_sub(max_tokens) as f64 / ratio) as u64;
+        if let Some(limit) = ctx.plan.perms.max_tokens_per_request {
+            budget = budget.min(limit.saturating_sub(max_tokens));
+        }
+        budget
+    }
+
     /// Checks the prompt against the configuration and the agent's manifest.
-    async fn plan(&self, p: &Prompt, agent: &str) -> Result<Plan, LlmError> {
+    pub(super) async fn plan(&self, p: &Prompt, agent: &str) -> Result<Plan, LlmError> {
         let Some(targets) = self.config.models.get(&p.model).cloned() else {
             return Err(self.unknown_model(&p.model));
         };
@@ -210,7 +339,7 @@ impl Llm {
     }
 
     /// One provider call: per-request limit, hourly reservation, routing, logging.
-    async fn step(&self, ctx: &Ctx<'_>, req: &ChatRequest) -> Result<Answer, LlmError> {
+    pub(super) async fn step(&self, ctx: &Ctx<'_>, req: &ChatRequest) -> Result<Answer, LlmError> {
         let (p, agent) = (ctx.p, &ctx.session.agent);
         let worst = quota::estimate(req) + req.max_tokens;
         if let Some(limit) = ctx.plan.perms.max_tokens_per_request.filter(|l| worst > *l) {
@@ -251,8 +380,13 @@ impl Llm {
         row.latency_ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(mut routed) => {
-                if routed.response.usage == Usage::default() {
-                    routed.response.usage = quota::estimate_usage(req, &routed.response);
+                match routed.response.usage == Usage::default() {
+                    true => routed.response.usage = quota::estimate_usage(req, &routed.response),
+                    false => self.calibration.learn(
+                        &routed.target.label(),
+                        quota::estimate(req),
+                        routed.response.usage.input_tokens,
+                    ),
                 }
                 let cost = routed.target.price.cost(&routed.response.usage);
                 row.provider = Some(routed.target.provider.clone());
@@ -289,7 +423,7 @@ impl Llm {
         if ctx.p.platform_tools.contains(&call.name) {
             let args = call.arguments.clone();
             return Ok(
-                match tools::run(&call.name, args, ctx.s, ctx.session).await {
+                match tools::run(&call.name, args, ctx.s, ctx.session, ctx.thread).await {
                     Ok(v) => (v.to_string(), false),
                     Err(message) => (message, true),
                 },
@@ -374,13 +508,16 @@ impl Llm {
 }
 
 /// What every step of one prompt shares.
-struct Ctx<'a> {
-    p: &'a Prompt,
-    plan: &'a Plan,
-    s: &'a Services,
-    session: &'a Session,
-    request: u64,
-    streamer: Option<&'a Streamer>,
+#[derive(Clone, Copy)]
+pub(super) struct Ctx<'a> {
+    pub(super) p: &'a Prompt,
+    pub(super) plan: &'a Plan,
+    pub(super) s: &'a Services,
+    pub(super) session: &'a Session,
+    pub(super) request: u64,
+    pub(super) streamer: Option<&'a Streamer>,
+    /// The thread the prompt runs on (for the context tools).
+    pub(super) thread: Option<Uuid>,
 }
 
 /// The request as logged: the normalised messages and options (never a provider body, which

@@ -1,16 +1,20 @@
 //! Platform tools: what the daemon offers models (name, description, JSON schema) and how it runs
 //! them, as the calling agent, through the same functions as the ops (`queue.push`,
-//! `mailbox.send`, `telemetry.query`, `agents.deploy`), so a tool can do exactly what the agent
-//! could.
+//! `mailbox.send`, `telemetry.query`, `agents.deploy`, stored assets and the context of the
+//! prompt's thread), so a tool can do exactly what the agent could.
 
 use super::provider::ToolSpec;
+use super::thread::{Change, Changed};
+use super::LlmError;
 use crate::cmd;
 use crate::config::SHIPPED_DEFAULT;
 use crate::error::Error;
 use crate::postgres;
 use crate::services::Services;
 use crate::session::Session;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use uuid::Uuid;
 
 /// The spec the model sees for a platform tool (`None` for an unknown name).
 pub fn spec(name: &str) -> Option<ToolSpec> {
@@ -56,6 +60,34 @@ pub fn spec(name: &str) -> Option<ToolSpec> {
                     "executable": {"type": "boolean"}}, "required": ["path", "hex"]}}},
                 "required": ["manifest"], "additionalProperties": false}),
         ),
+        "memory_read" => (
+            "Read one of your stored assets (memory blocks) by label, or all of them without a \
+             label. They are also shown to you at the start of every conversation turn.",
+            json!({"type": "object", "properties": {"label": {"type": "string"}},
+                "additionalProperties": false}),
+        ),
+        "memory_write" => (
+            "Rewrite (mode replace, the default) or add a line to (mode append) one of your \
+             stored assets. A value longer than the asset's limit is refused.",
+            json!({"type": "object", "properties": {
+                "label": {"type": "string"}, "value": {"type": "string"},
+                "mode": {"type": "string", "enum": ["replace", "append"]}},
+                "required": ["label", "value"], "additionalProperties": false}),
+        ),
+        "context_mark" => (
+            "Save a restoration point in this conversation, before this turn; the agent can \
+             rewind the context to it later.",
+            json!({"type": "object", "properties": {"label": {"type": "string"}},
+                "required": ["label"], "additionalProperties": false}),
+        ),
+        "context_exclude" => (
+            "Take an earlier exchange (a request with everything answered to it) out of your \
+             future context: by its id, or the `previous` N (1 = the latest finished one). It \
+             stays in the history.",
+            json!({"type": "object", "properties": {"id": {"type": "string"},
+                "previous": {"type": "integer", "minimum": 1, "maximum": 100}},
+                "additionalProperties": false}),
+        ),
         _ => return None,
     };
     Some(ToolSpec {
@@ -71,6 +103,7 @@ pub async fn run(
     args: Value,
     s: &Services,
     session: &Session,
+    thread: Option<Uuid>,
 ) -> Result<Value, String> {
     let result = match name {
         "query_telemetry" => ask(args, async |a| cmd::telemetry::query(a, s, session).await).await,
@@ -81,6 +114,17 @@ pub async fn run(
             .map(summaries),
         "read_config" => Ok(read_config(&s.config.source)),
         "deploy_agent" => ask(args, async |a| cmd::agents::deploy(a, s, session).await).await,
+        "memory_read" => memory(args, async |a| memory_read(a, s, session).await).await,
+        "memory_write" => memory(args, async |a| memory_write(a, s, session).await).await,
+        "context_mark" | "context_exclude" => {
+            let Some(thread) = thread else {
+                return Err("this prompt has no thread: there is no context to change".into());
+            };
+            memory(args, async |a| {
+                context_tool(name, a, s, session, thread).await
+            })
+            .await
+        }
         other => Err(Error::BadRequest(format!(
             "unknown platform tool {other:?}"
         ))),
@@ -97,6 +141,94 @@ fn summaries(list: Value) -> Value {
         .map(|a| keep.iter().map(|k| (k.to_string(), a[k].clone())).collect())
         .map(Value::Object)
         .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemoryArgs {
+    label: Option<String>,
+    value: Option<String>,
+    mode: Option<String>,
+    id: Option<String>,
+    previous: Option<usize>,
+}
+
+async fn memory_read(a: MemoryArgs, s: &Services, session: &Session) -> Result<Value, LlmError> {
+    let assets = s.llm.assets();
+    let shown = |v: &crate::postgres::assets::Version| {
+        json!({"label": v.label, "value": v.value, "limit": v.limit,
+            "chars": super::assets::chars(&v.value), "description": v.description})
+    };
+    Ok(match a.label {
+        Some(label) => shown(&assets.get(&session.agent, &label, 0).await?.0),
+        None => Value::Array(
+            assets
+                .list(&session.agent)
+                .await?
+                .iter()
+                .map(shown)
+                .collect(),
+        ),
+    })
+}
+
+async fn memory_write(a: MemoryArgs, s: &Services, session: &Session) -> Result<Value, LlmError> {
+    let (Some(label), Some(value)) = (a.label, a.value) else {
+        return Err(LlmError::BadRequest("label and value are required".into()));
+    };
+    let assets = s.llm.assets();
+    let written = match a.mode.as_deref().unwrap_or("replace") {
+        "replace" => {
+            let change = super::assets::Change {
+                value: Some(value),
+                ..Default::default()
+            };
+            assets.update(&session.agent, &label, change).await?
+        }
+        "append" => assets.append(&session.agent, &label, &value).await?,
+        other => {
+            return Err(LlmError::BadRequest(format!(
+                "mode {other:?} is not replace or append"
+            )))
+        }
+    };
+    let chars = super::assets::chars(&written.value);
+    Ok(json!({"label": label, "version": written.version, "chars": chars, "limit": written.limit}))
+}
+
+async fn context_tool(
+    name: &str,
+    a: MemoryArgs,
+    s: &Services,
+    session: &Session,
+    thread: Uuid,
+) -> Result<Value, LlmError> {
+    let change = match (name, a.label, a.id, a.previous) {
+        ("context_mark", Some(label), _, _) => Change::Mark(label),
+        ("context_exclude", _, Some(id), None) => Change::Exclude(
+            Uuid::parse_str(&id)
+                .map_err(|_| LlmError::BadRequest(format!("{id:?} is not an exchange id")))?,
+        ),
+        ("context_exclude", _, None, Some(n)) => Change::ExcludePrevious(n),
+        ("context_mark", ..) => return Err(LlmError::BadRequest("label is required".into())),
+        _ => return Err(LlmError::BadRequest("give id or previous".into())),
+    };
+    Ok(match s.llm.edit(&session.agent, thread, change).await? {
+        Changed::Marked(m) => {
+            json!({"mark": m.id.to_string(), "label": m.label, "position": m.position})
+        }
+        Changed::Excluded(n) => json!({"excluded": n}),
+        _ => json!({}),
+    })
+}
+
+/// Parses a memory tool's arguments and runs it.
+async fn memory(
+    args: Value,
+    op: impl AsyncFnOnce(MemoryArgs) -> Result<Value, LlmError>,
+) -> Result<Value, Error> {
+    let args = serde_json::from_value(args).map_err(|e| Error::BadRequest(e.to_string()))?;
+    Ok(op(args).await?)
 }
 
 /// Parses a tool's arguments as an op's args, runs the op, and returns its reply as JSON.

@@ -1,5 +1,5 @@
 //! The SQL of LLM access: the caller's manifest, quota reservations, the interaction log (which
-//! settles reservations in the same transaction), thread history, and usage reports.
+//! settles reservations in the same transaction), and usage reports (threads: `context`).
 
 use super::rows::undecodable;
 use super::store_error;
@@ -132,85 +132,6 @@ pub async fn write_interactions(pool: &Pool, batch: &[Interaction]) -> Result<()
         .map_err(store_error)?;
     }
     tx.commit().await.map_err(store_error)
-}
-
-pub async fn create_thread(
-    pool: &Pool,
-    id: Uuid,
-    agent: &str,
-    context: Option<&str>,
-) -> Result<(), StoreError> {
-    let client = pool.get().await.map_err(store_error)?;
-    client
-        .execute(
-            "INSERT INTO llm_thread (id, agent, context) VALUES ($1, $2, $3)",
-            &[&id, &agent, &context],
-        )
-        .await
-        .map_err(store_error)?;
-    Ok(())
-}
-
-/// The agent a thread belongs to; `None` if there is no such thread.
-pub async fn thread_owner(pool: &Pool, id: Uuid) -> Result<Option<String>, StoreError> {
-    let client = pool.get().await.map_err(store_error)?;
-    let row = client
-        .query_opt("SELECT agent FROM llm_thread WHERE id = $1", &[&id])
-        .await
-        .map_err(store_error)?;
-    row.map(|r| r.try_get(0)).transpose().map_err(undecodable)
-}
-
-/// A thread's owner, context and messages in order; `None` if there is no such thread.
-pub async fn load_thread(
-    pool: &Pool,
-    id: Uuid,
-) -> Result<Option<(String, Option<String>, Vec<Value>)>, StoreError> {
-    let client = pool.get().await.map_err(store_error)?;
-    let Some(head) = client
-        .query_opt(
-            "SELECT agent, context FROM llm_thread WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .map_err(store_error)?
-    else {
-        return Ok(None);
-    };
-    let rows = client
-        .query(
-            "SELECT message FROM llm_thread_message WHERE thread_id = $1 ORDER BY seq",
-            &[&id],
-        )
-        .await
-        .map_err(store_error)?;
-    let messages = rows.iter().map(|r| r.try_get(0));
-    let messages = messages.collect::<Result<_, _>>().map_err(undecodable)?;
-    let agent = head.try_get(0).map_err(undecodable)?;
-    Ok(Some((
-        agent,
-        head.try_get(1).map_err(undecodable)?,
-        messages,
-    )))
-}
-
-/// Appends messages to a thread from position `from` (a conflict if another writer got there).
-pub async fn append_thread(
-    pool: &Pool,
-    id: Uuid,
-    from: usize,
-    messages: &[Value],
-) -> Result<(), StoreError> {
-    let client = pool.get().await.map_err(store_error)?;
-    client
-        .execute(
-            "INSERT INTO llm_thread_message (thread_id, seq, message) \
-             SELECT $1, $2 + n - 1, m FROM unnest($3::jsonb[]) WITH ORDINALITY AS t(m, n)",
-            &[&id, &(from as i64), &messages],
-        )
-        .await
-        .map_err(store_error)?;
-    Ok(())
 }
 
 /// Tokens and cost per agent and model since `since` ago, as JSON rows.

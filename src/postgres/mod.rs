@@ -1,8 +1,10 @@
 //! The Postgres engine: finding or starting a server, the schema, and the store implementations
 //! of each service (`MailboxStore`, `TelemetrySink` ...). Nothing outside this folder writes SQL.
 
+pub mod assets;
 pub mod cache;
 mod cluster;
+pub mod context;
 pub mod identity;
 mod journal;
 pub mod listen;
