@@ -230,17 +230,23 @@ pub struct ConversationMessage {
     pub message: ChatMessage,
     /// Its position in the history, from 0.
     pub id: u64,
-    /// The exchange it belongs to: the `id` of its prompt's reply.
-    pub exchange: String,
+    /// The exchange it belongs to: the `id` of its prompt's reply (none for a message stored
+    /// before the daemon kept exchanges).
+    pub exchange: Option<String>,
     pub created_at: String,
     pub state: MessageState,
 }
 
-/// A message found by `conversation.search`, and its thread.
+/// A message found by `conversation.search`, and its thread: a [`ConversationMessage`] whose
+/// `state` the daemon may leave out.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct FoundMessage {
     #[serde(flatten)]
-    pub message: ConversationMessage,
+    pub message: ChatMessage,
+    pub id: u64,
+    pub exchange: Option<String>,
+    pub created_at: String,
+    pub state: Option<MessageState>,
     pub thread: String,
 }
 

@@ -121,14 +121,15 @@ export type MessageState = "context" | "summarized" | "rewound" | "excluded" | "
 export interface ConversationMessage extends ChatMessage {
   /** Its position in the history, from 0. */
   id: number;
-  /** The exchange it belongs to: the `id` of its prompt's reply. */
-  exchange: string;
+  /** The exchange it belongs to: the `id` of its prompt's reply (null for a message stored before the daemon kept exchanges). */
+  exchange: string | null;
   created_at: Timestamp;
   state: MessageState;
 }
 
-/** A message found by `conversation.search`, and its thread. */
-export interface FoundMessage extends ConversationMessage {
+/** A message found by `conversation.search`, and its thread (the daemon may leave `state` out). */
+export interface FoundMessage extends Omit<ConversationMessage, "state"> {
+  state?: MessageState;
   thread: string;
 }
 

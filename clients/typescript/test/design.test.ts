@@ -320,9 +320,10 @@ test("Memory and Context, low level: stored assets, the history and the window",
   assert.deepEqual(got.messages.slice(-2).map((m: any) => m.content), ["Remember batch #1234.", "Noted."]);
   assert.deepEqual([got.after[0].content, got.after[0].state], ["[deleted]", "deleted"]);
   assert.deepEqual(got.window, { tokens: 16000, strategy: "summarize" });
-  // Every prompt now carries the asset.
+  // Every prompt on a thread of the agent now carries the asset.
   await bed.script({ text: "on it" });
   const agent = await bed.agent(AGENT);
-  await agent.prompt({ messages: [{ role: "user", content: "status?" }] });
+  const { id } = await agent.threads.create();
+  await agent.prompt({ thread: id, messages: [{ role: "user", content: "status?" }] });
   assert.match(JSON.stringify((await bed.received()).at(-1)!.body), /Batch #1234 complete, 47 items processed/);
 });

@@ -253,17 +253,22 @@ class WindowSetting(TypedDict):
     strategy: str
 
 
-class ConversationMessage(ChatMessage):
-    """A message of a thread's history: `id` its position, `state` one of `context`,
-    `summarized`, `rewound`, `excluded`, `deleted`."""
-
+class _HistoryMessage(ChatMessage):
     id: int
-    exchange: str
+    exchange: str | None
     created_at: str
+
+
+class ConversationMessage(_HistoryMessage):
+    """A message of a thread's history: `id` its position, `exchange` the `id` of its prompt's
+    reply (None for a message stored before the daemon kept exchanges), `state` one of
+    `context`, `summarized`, `rewound`, `excluded`, `deleted`."""
+
     state: str
 
 
-class FoundMessage(ConversationMessage):
-    """A message of `conversation.search`, and its thread."""
+class FoundMessage(_HistoryMessage):
+    """A message of `conversation.search`, and its thread (the daemon may leave `state` out)."""
 
+    state: NotRequired[str]
     thread: str
