@@ -62,6 +62,10 @@ async def test_stored_assets_are_versioned_listed_deleted_and_in_every_prompt(be
     with pytest.raises(IkigaiError) as caught:
         await assets.get("notes")
     assert caught.value.code == "not_found"
+    # Created again: one past the versions of the deleted label, the deletion among them.
+    assert (await assets.create("notes", "again", 50))["version"] == 3
+    again = (await assets.get("notes", history=5))["history"]
+    assert [(v["version"], v.get("deleted", False)) for v in again] == [(2, True), (1, False)]
     await p.close()
 
 

@@ -35,6 +35,10 @@ pub struct AssetVersion {
     pub limit: u32,
     pub description: Option<String>,
     pub updated_at: String,
+    /// The version that recorded a deletion of the label (its `value` empty); the daemon adds
+    /// it, section 18 does not list it.
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 /// The reply of `assets.get`: the asset and the earlier versions asked for, newest first (none

@@ -112,6 +112,15 @@ async fn stored_assets_are_versioned_listed_deleted_and_in_every_prompt() {
     assets.delete("notes").await.unwrap();
     assert_eq!(labels(assets.list().await.unwrap()), ["working_state"]);
     assert_eq!(code(assets.get("notes", None).await), ErrorCode::NotFound);
+    // Created again: one past the versions of the deleted label, the deletion among them.
+    assert_eq!(assets.create(&notes).await.unwrap().version, 3);
+    let again = assets.get("notes", Some(5)).await.unwrap();
+    let deleted: Vec<_> = again
+        .history
+        .iter()
+        .map(|v| (v.version, v.deleted))
+        .collect();
+    assert_eq!(deleted, [(2, true), (1, false)]);
 }
 
 #[tokio::test]

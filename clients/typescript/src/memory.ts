@@ -30,6 +30,8 @@ export interface AssetVersion {
   limit: number;
   description: string | null;
   updated_at: Timestamp;
+  /** True on the version that recorded a deletion of the label (its `value` empty); the daemon adds it, section 18 does not list it. */
+  deleted?: boolean;
 }
 
 export interface NewAsset {

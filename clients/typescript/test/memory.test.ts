@@ -47,6 +47,10 @@ test("stored assets: create, update, get with history, list, delete, and every p
   await platform.storedAssets.delete("notes");
   assert.deepEqual((await platform.storedAssets.list()).map((a) => a.label), ["working_state"]);
   await assert.rejects(() => platform.storedAssets.get("notes"), code("not_found"));
+  // Created again: one past the versions of the deleted label, the deletion among them.
+  assert.equal((await platform.storedAssets.create({ label: "notes", value: "again", limit: 50 })).version, 3);
+  const again = await platform.storedAssets.get("notes", { history: 5 });
+  assert.deepEqual(again.history?.map((v) => [v.version, v.deleted ?? false]), [[2, true], [1, false]]);
 });
 
 test("context.mark and context.rewind: what follows the mark leaves the context, not the history", async () => {

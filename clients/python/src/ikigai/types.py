@@ -219,6 +219,9 @@ class AssetVersion(TypedDict):
     limit: int
     description: str | None
     updated_at: str
+    deleted: NotRequired[bool]
+    """True on the version that recorded a deletion of the label (its value empty); the daemon
+    adds it, section 18 does not list it."""
 
 
 class StoredAssetWithHistory(StoredAsset):
