@@ -156,6 +156,11 @@ impl MockLlm {
     pub fn stop_recording(&self) {
         self.script.lock().unwrap().recording = false;
     }
+
+    /// Records requests again (after [`MockLlm::stop_recording`]).
+    pub fn start_recording(&self) {
+        self.script.lock().unwrap().recording = true;
+    }
 }
 
 impl Drop for MockLlm {
