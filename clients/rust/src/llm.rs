@@ -218,10 +218,16 @@ pub struct Threads<'a> {
     client: &'a Client,
 }
 
-/// A created thread.
+/// A created thread; `client.thread(&thread)` is its context and conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Thread {
     pub id: String,
+}
+
+impl AsRef<str> for Thread {
+    fn as_ref(&self) -> &str {
+        &self.id
+    }
 }
 
 impl Threads<'_> {

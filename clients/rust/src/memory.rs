@@ -460,10 +460,10 @@ impl Client {
         self.on(None).conversation()
     }
 
-    /// The context and conversation of thread `id` (from `threads().create`, or
-    /// [`DEFAULT_THREAD`]).
-    pub fn thread<'a>(&'a self, id: &'a str) -> ThreadScope<'a> {
-        self.on(Some(id))
+    /// The context and conversation of a thread: a [`crate::Thread`] from `threads().create`,
+    /// its id, or [`DEFAULT_THREAD`].
+    pub fn thread<'a>(&'a self, thread: &'a (impl AsRef<str> + ?Sized)) -> ThreadScope<'a> {
+        self.on(Some(thread.as_ref()))
     }
 
     fn on<'a>(&'a self, thread: Option<&'a str>) -> ThreadScope<'a> {

@@ -127,12 +127,12 @@ async fn stored_assets_are_versioned_listed_deleted_and_in_every_prompt() {
 async fn a_rewind_takes_what_follows_the_mark_out_of_the_context() {
     let (_turn, bed) = testbed().await;
     let c = bed.llm_agent(llm()).await;
-    let id = c.threads().create(None).await.unwrap().id;
-    let thread = c.thread(&id);
-    exchange(bed, &c, &id, "first question", "first answer").await;
+    let created = c.threads().create(None).await.unwrap();
+    let (id, thread) = (&created.id, c.thread(&created));
+    exchange(bed, &c, id, "first question", "first answer").await;
     let mark = thread.context().mark("before-analysis").await.unwrap();
     assert_eq!((mark.label.as_str(), mark.position), ("before-analysis", 2));
-    exchange(bed, &c, &id, "analysis question", "analysis answer").await;
+    exchange(bed, &c, id, "analysis question", "analysis answer").await;
     assert_eq!(thread.context().rewind(&mark).await.unwrap(), 2);
     let history = thread
         .conversation()
@@ -148,7 +148,7 @@ async fn a_rewind_takes_what_follows_the_mark_out_of_the_context() {
             ("analysis answer", MessageState::Rewound),
         ]
     );
-    exchange(bed, &c, &id, "after the rewind", "ok").await;
+    exchange(bed, &c, id, "after the rewind", "ok").await;
     assert!(!bed.last_sent().await.contains("analysis answer"));
     thread.context().mark("again").await.unwrap();
     assert_eq!(thread.context().rewind("again").await.unwrap(), 0);
