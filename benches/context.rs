@@ -5,7 +5,9 @@
 //! its 10 messages. The mock reports usage as a tokenizer would (four bytes per token), so the
 //! window's calibration is realistic. Provider time is taken out: the two threads' request
 //! bodies, as recorded, are posted straight to the mock the same number of times, and what the
-//! long body costs the mock there is subtracted.
+//! long body costs the mock there is subtracted. The database runs with `synchronous_commit =
+//! off`: both threads' turns end with the same commit, and its fsync's jitter on a shared disk
+//! (milliseconds) would hide the difference measured.
 //!
 //! First, memory: `BENCH_IDLE` (20) threads of 10,000 messages are loaded by one prompt each,
 //! right after start-up and one warm-up prompt, and left idle; the daemon's resident memory
@@ -136,6 +138,16 @@ async fn main() {
     let mock = MockLlm::start().await;
     mock.stop_recording();
     let db = Db::create("context").await;
+    // Both threads' turns end with the same append commit; without its fsync, whose time on
+    // this shared disk varies by milliseconds, the difference between the threads shows.
+    sql(&db.url())
+        .await
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET synchronous_commit = off",
+            db.name
+        ))
+        .await
+        .unwrap();
     let config = format!(
         "[llm.provider.mock]\nkind = openai\nbase_url = {}\n\
          [llm.model.fast]\ntargets = mock:mock-1\ncontext_tokens = 16000\n",

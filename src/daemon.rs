@@ -140,10 +140,12 @@ async fn serve(
     let cache_store = Arc::new(PgCacheStore::new(db.pool.clone()));
     let cache = CacheHandle::start(cache_store, cache_config, telemetry.clone());
     let pubsub = Hub::start(Arc::new(PgPubSub::new(db.pool.clone(), listener)));
-    let llm = Llm::start(config.llm.clone(), db.pool.clone()).map_err(StartError::Llm)?;
+    let registry = Arc::new(PgRegistryStore::new(db.pool.clone()));
+    let llm = Llm::start(config.llm.clone(), db.pool.clone(), registry.clone())
+        .map_err(StartError::Llm)?;
     let llm = Rc::new(llm);
     let agents = Agents::new(
-        Arc::new(PgRegistryStore::new(db.pool.clone())),
+        registry,
         identities.clone(),
         telemetry.clone(),
         root,

@@ -12,7 +12,8 @@ use std::time::Duration;
 use support::llm::*;
 use support::{assert_code, Daemon};
 
-const TOOLS: [&str; 5] = [
+const TOOLS: [&str; 6] = [
+    "query_telemetry",
     "memory_read",
     "memory_write",
     "context_mark",
@@ -713,4 +714,32 @@ async fn the_summarize_strategy_keeps_a_long_thread_in_the_window_with_a_summary
         lines.len() >= 3,
         "recent exchanges stay verbatim: {lines:?}"
     );
+}
+
+#[tokio::test]
+async fn query_telemetry_shows_the_model_its_own_llm_interactions() {
+    let mock = MockLlm::start().await;
+    let d = start(&mock, "").await;
+    let c = agent(&d, "pager", json!({})).await;
+    mock.push(Api::OpenAi, Reply::text("Escalated: the disk is full"));
+    say(&c, "default", "alert: disk 99%").await;
+    let other = agent(&d, "other", json!({})).await;
+    mock.push(Api::OpenAi, Reply::text("Escalated elsewhere"));
+    say(&other, "default", "alert").await;
+    let why = json!({"text": "escalated"});
+    mock.push(Api::OpenAi, Reply::tool_call("q1", "query_telemetry", why));
+    mock.push(Api::OpenAi, Reply::text("because the disk was full"));
+    let args = json!({"model": "gpt", "messages": user("why did you escalate?"),
+        "tools": {"platform": ["query_telemetry"]}});
+    prompt(&c, args).await.unwrap();
+    let body = mock.received().last().unwrap().body.clone();
+    let result = body["messages"].as_array().unwrap().last().unwrap();
+    let shown: Value = serde_json::from_str(result["content"].as_str().unwrap()).unwrap();
+    let llm = shown["llm_interactions"].as_array().unwrap();
+    assert!(!shown.to_string().contains("elsewhere"), "only its own: {shown}");
+    let first = llm.last().unwrap();
+    assert_eq!(first["asked"], "alert: disk 99%");
+    assert_eq!(first["answered"], "Escalated: the disk is full");
+    assert_eq!(llm[0]["tool_calls"], json!(["query_telemetry"]), "this very call, newest first");
+    assert!(shown["events"].is_array());
 }

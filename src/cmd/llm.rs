@@ -8,12 +8,14 @@
 use super::{require_admin, Empty};
 use crate::error::Error;
 use crate::llm::provider::{Message, ToolSpec};
-use crate::llm::{Prompt, PromptReply, ToolResult};
+use crate::llm::{Prompt, PromptEvent, PromptReply, ToolResult};
 use crate::services::Services;
-use crate::session::Session;
-use ikigai_protocol::Json;
+use crate::session::{Out, Session};
+use ikigai_protocol::{encode_push, Json};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,7 +89,41 @@ pub async fn prompt(
         metadata,
         stream: args.stream.unwrap_or(false),
     };
-    Ok(s.llm.prompt(prompt, s, session, request).await?)
+    let (events, forwarding) = match session.pushes() {
+        Some(out) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (
+                Some(tx),
+                Some(tokio::task::spawn_local(forward(out, request, rx))),
+            )
+        }
+        None => (None, None),
+    };
+    let result = s.llm.prompt(prompt, s, session, events.as_ref()).await;
+    drop(events);
+    if let Some(forwarding) = forwarding {
+        let _ = forwarding.await;
+    }
+    Ok(result?)
+}
+
+/// Pushes a prompt's events to its connection, in order: every one is queued before the reply.
+async fn forward(out: Out, request: u64, mut events: mpsc::UnboundedReceiver<PromptEvent>) {
+    while let Some(event) = events.recv().await {
+        let frame = match event {
+            PromptEvent::Delta(delta) => {
+                encode_push("llm.delta", &json!({"request": request, "delta": delta}))
+            }
+            PromptEvent::ToolCall(call) => encode_push(
+                "llm.tool_call",
+                &json!({"request": request, "tool_call": call}),
+            ),
+        };
+        let Ok(frame) = frame else { continue };
+        if out.send(frame).await.is_err() {
+            return;
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -120,8 +120,7 @@ impl Llm {
             plan: &plan,
             s,
             session,
-            request: 0,
-            streamer: None,
+            events: None,
             thread: Some(thread),
         };
         self.summarize_entries(&ctx, thread, look.summary, &entries, cut)

@@ -4,7 +4,8 @@
 //!
 //! `config` parses `[llm]`; `provider` holds the normalised types and the OpenAI and Anthropic
 //! adapters; `route` retries and fails over; `price` prices usage; `quota` reserves and settles
-//! tokens; `prompt` runs the tool loop; `stream` pushes text deltas; `tools` the platform tools;
+//! tokens; `prompt` runs the tool loop (telling the agent of deltas and custom tool calls as
+//! `PromptEvent`s, which `cmd` pushes); `tools` the platform tools;
 //! `log` writes `llm_interactions`. Memory and context: `thread` the thread actors, `context`
 //! the view each holds, `window` fits it into the window, `summary` writes summaries, `assets`
 //! the stored assets, `memory` the ops on them.
@@ -19,15 +20,15 @@ mod prompt;
 pub mod provider;
 pub mod quota;
 mod route;
-mod stream;
 mod summary;
 pub mod thread;
 mod tools;
 pub mod window;
 
-pub use prompt::{Prompt, PromptReply};
+pub use prompt::{Events, Prompt, PromptEvent, PromptReply};
 pub use route::RouteError;
 
+use crate::agents::store::RegistryStore;
 use crate::manifest::{LlmPermissions, Manifest};
 use crate::postgres;
 use assets::Assets;
@@ -39,6 +40,7 @@ use quota::Quotas;
 use route::Router;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thread::Threads;
 use tokio::sync::oneshot;
@@ -96,6 +98,8 @@ struct Grant {
 
 pub struct Llm {
     config: LlmConfig,
+    /// Where agents' manifests (and so their permissions) are read.
+    registry: Arc<dyn RegistryStore>,
     router: Router,
     pool: Pool,
     log: InteractionLog,
@@ -112,8 +116,13 @@ pub struct Llm {
 
 impl Llm {
     /// Builds the service; starts the log writer on the current thread.
-    pub fn start(config: LlmConfig, pool: Pool) -> Result<Llm, String> {
+    pub fn start(
+        config: LlmConfig,
+        pool: Pool,
+        registry: Arc<dyn RegistryStore>,
+    ) -> Result<Llm, String> {
         Ok(Llm {
+            registry,
             router: Router::new(&config)?,
             log: InteractionLog::start(pool.clone()),
             threads: Threads::new(pool.clone(), config.thread_idle, config.largest_context()),
@@ -163,6 +172,18 @@ impl Llm {
         }
     }
 
+    /// The agent's own interactions, newest first (for the `query_telemetry` tool).
+    pub async fn interactions(
+        &self,
+        agent: &str,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        text: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<serde_json::Value>, LlmError> {
+        self.log.flush().await;
+        Ok(postgres::llm::recent(&self.pool, agent, since, text, limit).await?)
+    }
+
     /// Tokens and cost per agent and model over the last `since`.
     pub async fn usage(&self, since: Duration) -> Result<Vec<serde_json::Value>, LlmError> {
         Ok(postgres::llm::usage(&self.pool, since).await?)
@@ -189,8 +210,8 @@ impl Llm {
         if let Some(g) = cached.filter(|g| g.read_at.elapsed() < PERMISSIONS_TTL) {
             return Ok(g);
         }
-        let manifest = postgres::llm::manifest(&self.pool, agent).await?;
-        let manifest = manifest.map(|m| Manifest::from_value(&m)).transpose();
+        let entry = self.registry.get(agent).await?;
+        let manifest = entry.map(|e| Manifest::from_value(&e.manifest)).transpose();
         let manifest = manifest.map_err(|e| {
             LlmError::PermissionDenied(format!("the manifest of {agent:?} is invalid: {e}"))
         })?;

@@ -10,20 +10,28 @@ use super::provider::{
     ChatRequest, ChatResponse, Message, Role, StopReason, ToolCall, ToolSpec, Usage,
 };
 use super::quota::{self, Reserved};
-use super::stream::Streamer;
 use super::window::{self, Strategy, Window};
 use super::{tools, Llm, LlmError, RouteError, ToolResult};
 use crate::manifest::LlmPermissions;
 use crate::services::Services;
 use crate::session::Session;
 use chrono::Utc;
-use ikigai_protocol::encode_push;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::time::Instant;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 use uuid::Uuid;
+
+/// What a prompt tells its agent while it runs, in order; `cmd` turns them into pushes.
+pub enum PromptEvent {
+    /// Streamed text (only for a prompt with `stream`).
+    Delta(String),
+    /// A custom tool call the agent answers with `llm.tool_result`.
+    ToolCall(ToolCall),
+}
+
+pub type Events = mpsc::UnboundedSender<PromptEvent>;
 
 /// One `llm.prompt`, checked for shape (not yet for permission).
 pub struct Prompt {
@@ -113,7 +121,7 @@ impl Llm {
         p: Prompt,
         s: &Services,
         session: &Session,
-        request: u64,
+        events: Option<&Events>,
     ) -> Result<PromptReply, LlmError> {
         let agent = &session.agent;
         let plan = match self.plan(&p, agent).await {
@@ -139,24 +147,15 @@ impl Llm {
             _ => None,
         };
         let mut conversation = p.messages.clone();
-        let streamer = p
-            .stream
-            .then(|| session.pushes().map(|out| Streamer::start(out, request)));
-        let streamer = streamer.flatten();
         let ctx = Ctx {
             p: &p,
             plan: &plan,
             s,
             session,
-            request,
-            streamer: streamer.as_ref(),
+            events,
             thread: p.thread,
         };
-        let result = self.run(&ctx, on.as_mut(), &mut conversation).await;
-        if let Some(streamer) = streamer {
-            streamer.finish().await;
-        }
-        let (answers, stop_reason) = result?;
+        let (answers, stop_reason) = self.run(&ctx, on.as_mut(), &mut conversation).await?;
         if let (Some(turn), Some(last)) = (turn, answers.last()) {
             turn.finish(conversation, last.id).await?;
         }
@@ -341,7 +340,8 @@ impl Llm {
     /// One provider call: per-request limit, hourly reservation, routing, logging.
     pub(super) async fn step(&self, ctx: &Ctx<'_>, req: &ChatRequest) -> Result<Answer, LlmError> {
         let (p, agent) = (ctx.p, &ctx.session.agent);
-        let worst = quota::estimate(req) + req.max_tokens;
+        let estimate = quota::estimate(req);
+        let worst = estimate + req.max_tokens;
         if let Some(limit) = ctx.plan.perms.max_tokens_per_request.filter(|l| worst > *l) {
             let m = format!(
                 "the request may use {worst} tokens (prompt estimate + max_tokens), more than \
@@ -369,9 +369,13 @@ impl Llm {
             }
         };
         let started = Instant::now();
-        let push = |d: &str| ctx.streamer.iter().for_each(|s| s.push(d));
-        let deltas = ctx
-            .streamer
+        let streamed = ctx.events.filter(|_| p.stream);
+        let push = |d: &str| {
+            streamed.iter().for_each(|e| {
+                let _ = e.send(PromptEvent::Delta(d.to_owned()));
+            })
+        };
+        let deltas = streamed
             .is_some()
             .then_some(&push as super::provider::Deltas);
         let result = self.router.call(&ctx.plan.targets, req, deltas).await;
@@ -384,7 +388,7 @@ impl Llm {
                     true => routed.response.usage = quota::estimate_usage(req, &routed.response),
                     false => self.calibration.learn(
                         &routed.target.label(),
-                        quota::estimate(req),
+                        estimate,
                         routed.response.usage.input_tokens,
                     ),
                 }
@@ -406,7 +410,7 @@ impl Llm {
             Err(failed) => {
                 if let (RouteError::Cut { .. }, Some(t)) = (&failed.error, &failed.target) {
                     // The provider read the prompt before the stream broke: count its estimate.
-                    row.usage.input_tokens = quota::estimate(req);
+                    row.usage.input_tokens = estimate;
                     row.cost_usd = t.price.cost(&row.usage);
                 }
                 row.provider = failed.target.as_ref().map(|t| t.provider.clone());
@@ -436,18 +440,15 @@ impl Llm {
         Ok((format!("there is no tool named {:?}", call.name), true))
     }
 
-    /// Pushes a custom tool call to the agent and waits for its `llm.tool_result`.
+    /// Tells the agent of a custom tool call and waits for its `llm.tool_result`.
     async fn custom_tool(&self, ctx: &Ctx<'_>, call: &ToolCall) -> Result<ToolResult, LlmError> {
-        let out = ctx.session.pushes().ok_or_else(|| {
+        let events = ctx.events.ok_or_else(|| {
             LlmError::Internal("this connection cannot receive tool calls".into())
         })?;
         let key = (ctx.session.agent.clone(), call.id.clone());
         let (tx, rx) = oneshot::channel();
         self.waiting.borrow_mut().insert(key.clone(), tx);
-        let data = json!({"request": ctx.request, "tool_call": call});
-        let frame =
-            encode_push("llm.tool_call", &data).map_err(|e| LlmError::Internal(e.to_string()))?;
-        let _ = out.send(frame).await;
+        let _ = events.send(PromptEvent::ToolCall(call.clone()));
         let mut closed = ctx.session.closed();
         let timeout = self.config.tool_timeout;
         let result = tokio::select! {
@@ -514,8 +515,8 @@ pub(super) struct Ctx<'a> {
     pub(super) plan: &'a Plan,
     pub(super) s: &'a Services,
     pub(super) session: &'a Session,
-    pub(super) request: u64,
-    pub(super) streamer: Option<&'a Streamer>,
+    /// Where the agent hears of deltas and custom tool calls (none: it cannot).
+    pub(super) events: Option<&'a Events>,
     /// The thread the prompt runs on (for the context tools).
     pub(super) thread: Option<Uuid>,
 }

@@ -20,7 +20,8 @@ use uuid::Uuid;
 pub fn spec(name: &str) -> Option<ToolSpec> {
     let (description, parameters) = match name {
         "query_telemetry" => (
-            "Query this agent's telemetry events, newest first.",
+            "Query this agent's telemetry events and its own LLM interactions (what it asked \
+             models, what they answered, tools called, tokens, cost), newest first.",
             json!({"type": "object", "properties": {
                 "event_type": {"type": "string"}, "since": {"type": "string",
                 "description": "RFC 3339 timestamp"}, "text": {"type": "string"},
@@ -106,7 +107,7 @@ pub async fn run(
     thread: Option<Uuid>,
 ) -> Result<Value, String> {
     let result = match name {
-        "query_telemetry" => ask(args, async |a| cmd::telemetry::query(a, s, session).await).await,
+        "query_telemetry" => query_telemetry(args, s, session).await,
         "create_task" => ask(args, async |a| cmd::queue::push(a, s, session).await).await,
         "send_message" => ask(args, async |a| cmd::mailbox::send(a, s, session).await).await,
         "list_agents" => ask(args, async |a| cmd::agents::list(a, s, session).await)
@@ -141,6 +142,31 @@ fn summaries(list: Value) -> Value {
         .map(|a| keep.iter().map(|k| (k.to_string(), a[k].clone())).collect())
         .map(Value::Object)
         .collect()
+}
+
+/// The agent's telemetry events (as `telemetry.query`) and its own LLM interactions, filtered
+/// by the same `since`, `text` and `limit`.
+async fn query_telemetry(args: Value, s: &Services, session: &Session) -> Result<Value, Error> {
+    let mut found = ask(args.clone(), async |a| {
+        cmd::telemetry::query(a, s, session).await
+    })
+    .await?;
+    let since = match args["since"].as_str() {
+        Some(t) => Some(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|e| Error::BadRequest(format!("since: {e}")))?
+                .to_utc(),
+        ),
+        None => None,
+    };
+    let text = args["text"].as_str().filter(|t| !t.trim().is_empty());
+    let limit = args["limit"].as_i64().unwrap_or(100).clamp(1, 1000);
+    let llm = s
+        .llm
+        .interactions(&session.agent, since, text, limit)
+        .await?;
+    found["llm_interactions"] = Value::Array(llm);
+    Ok(found)
 }
 
 #[derive(Deserialize)]

@@ -1,4 +1,4 @@
-//! The SQL of LLM access: the caller's manifest, quota reservations, the interaction log (which
+//! The SQL of LLM access: quota reservations, the interaction log (which
 //! settles reservations in the same transaction), and usage reports (threads: `context`).
 
 use super::rows::undecodable;
@@ -10,19 +10,6 @@ use ikigai_actors::store::StoreError;
 use serde_json::Value;
 use std::time::Duration;
 use uuid::Uuid;
-
-/// The manifest of a registered agent, as stored by the registry.
-pub async fn manifest(pool: &Pool, agent: &str) -> Result<Option<Value>, StoreError> {
-    let client = pool.get().await.map_err(store_error)?;
-    let row = client
-        .query_opt(
-            "SELECT manifest FROM agent_registry WHERE name = $1",
-            &[&agent],
-        )
-        .await
-        .map_err(store_error)?;
-    row.map(|r| r.try_get(0)).transpose().map_err(undecodable)
-}
 
 /// Reserves each of `tokens`, in order, of `agent`'s hourly `limit` (see `ikigai_llm_reserve`
 /// in schema.sql: one statement, serialised per agent across daemons by an advisory lock).
@@ -146,6 +133,45 @@ pub async fn usage(pool: &Pool, since: Duration) -> Result<Vec<Value>, StoreErro
              WHERE created_at > now() - $1 * interval '1 millisecond' \
              GROUP BY agent_name, model ORDER BY agent_name, model",
             &[&(since.as_millis() as f64)],
+        )
+        .await
+        .map_err(store_error)?;
+    rows.iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()
+        .map_err(undecodable)
+}
+
+/// An agent's own interactions, newest first, as the `query_telemetry` tool shows them: what
+/// was asked (the last user message) and answered, tools called, tokens, cost, error.
+pub async fn recent(
+    pool: &Pool,
+    agent: &str,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    text: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Value>, StoreError> {
+    let client = pool.get().await.map_err(store_error)?;
+    let rows = client
+        .query(
+            "SELECT json_build_object('id', id, 'created_at', created_at, 'model', model, \
+             'provider', provider, 'thread', thread_id, 'metadata', metadata, \
+             'input_tokens', input_tokens, 'output_tokens', output_tokens, \
+             'cost_usd', cost_usd::float8, 'latency_ms', latency_ms, 'error', error, \
+             'asked', left((SELECT m->>'content' FROM jsonb_array_elements( \
+               CASE WHEN jsonb_typeof(request->'messages') = 'array' THEN request->'messages' \
+               ELSE '[]' END) WITH ORDINALITY AS a(m, i) WHERE m->>'role' = 'user' \
+               ORDER BY i DESC LIMIT 1), 2000), \
+             'answered', left(response->>'content', 2000), \
+             'tool_calls', (SELECT json_agg(c->>'name') FROM jsonb_array_elements( \
+               CASE WHEN jsonb_typeof(response->'tool_calls') = 'array' \
+               THEN response->'tool_calls' ELSE '[]' END) c)) \
+             FROM llm_interactions WHERE agent_name = $1 \
+             AND ($2::timestamptz IS NULL OR created_at >= $2) \
+             AND ($3::text IS NULL OR strpos(lower(request::text), lower($3)) > 0 \
+               OR strpos(lower(response::text), lower($3)) > 0) \
+             ORDER BY created_at DESC LIMIT $4",
+            &[&agent, &since, &text, &limit],
         )
         .await
         .map_err(store_error)?;
