@@ -5,7 +5,7 @@ import re
 from support import REPO
 
 import ikigai
-from ikigai import agents, cache, llm, pubsub, storage, telemetry
+from ikigai import agents, cache, llm, memory, pubsub, storage, telemetry
 from ikigai.ops import OPS
 
 CLASSES = {
@@ -23,6 +23,10 @@ CLASSES = {
     "Telemetry": telemetry.Telemetry,
     "Llm": llm.Llm,
     "Threads": llm.Threads,
+    "StoredAssets": memory.StoredAssets,
+    "Context": memory.Context,
+    "ContextWindow": memory.ContextWindow,
+    "Conversation": memory.Conversation,
 }
 
 

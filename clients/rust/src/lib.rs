@@ -15,7 +15,8 @@
 //! | storage | `client.storage().put/put_if_version/get/delete/delete_if_version/list` |
 //! | telemetry | `client.telemetry().emit/query` |
 //! | transactions | `client.transaction(\|tx\| async move { .. })`, `client.begin()` → [`Tx`] |
-//! | LLM | `client.prompt`, `client.prompt_stream`, `client.tool_result`, `client.threads().create`, `client.llm_usage` |
+//! | LLM | `client.prompt` (`if_busy`), `client.prompt_stream`, `client.tool_result`, `client.threads().create`, `client.llm_usage` |
+//! | memory and context | `client.stored_assets().create/update/get/list/delete`, `client.context().mark/rewind/exclude/summarize/window().get/resize/strategy/reset`, `client.conversation().list/delete/search` (the default thread; `search`: every thread), `client.thread(id).context()/conversation()` |
 //! | agents | `client.agents().deploy/list/get/start/stop/restart/undeploy/heartbeat/token` |
 //! | daemon | `client.hello`, `client.ping`, `client.status`, `client.debug().panic_mailbox/panic_agent` |
 //!
@@ -42,6 +43,7 @@ mod daemon;
 mod flat;
 mod llm;
 mod mailbox;
+mod memory;
 mod pubsub;
 mod queue;
 mod storage;
@@ -54,10 +56,15 @@ pub use client::{Client, ClientError, Hello, Pending, Push};
 pub use daemon::{DaemonStatus, Debug};
 pub use ikigai_protocol::{ErrorBody, ErrorCode};
 pub use llm::{
-    ChatMessage, CustomTool, Prompt, PromptEvent, PromptReply, PromptStream, Thread, Threads,
-    ToolCall, ToolOutcome, Tools, Usage, UsageRow,
+    ChatMessage, CustomTool, IfBusy, Prompt, PromptEvent, PromptReply, PromptStream, Thread,
+    Threads, ToolCall, ToolOutcome, Tools, Usage, UsageRow,
 };
 pub use mailbox::{Mailbox, MailboxStats, Message, Receive};
+pub use memory::{
+    Age, AssetChanges, AssetVersion, AssetWithHistory, Context, ContextWindow, Conversation,
+    ConversationMessage, FoundMessage, ListMessages, Mark, MessageState, NewAsset, StoredAsset,
+    StoredAssets, Summarize, Summary, ThreadScope, WindowSetting, WindowStrategy, DEFAULT_THREAD,
+};
 pub use pubsub::{Delivery, PubSub, PubSubMessage, Subscription};
 pub use queue::{
     ClaimArgs, ListTasks, NewTask, Pushed, Queue, QueueStats, Task, TaskPage, TaskRef,

@@ -1,7 +1,7 @@
 //! Typed calls for LLM access: `client.prompt(..)` and `client.prompt_stream(..)` (a `Stream`
 //! of typed `llm.delta` pushes ending with the reply), custom tools answered by handlers in
 //! this client (`llm.tool_call` pushes → `llm.tool_result`), `client.threads().create` and
-//! `client.llm_usage`.
+//! `client.llm_usage`. Memory and context of threads: `memory.rs`.
 
 use crate::client::{Owner, Route};
 use crate::{Client, ClientError, Push};
@@ -126,12 +126,27 @@ pub struct Tools {
 pub struct Prompt {
     pub model: Option<String>,
     pub messages: Vec<ChatMessage>,
-    /// A thread id from `threads().create`.
+    /// A thread id from `threads().create`, or [`crate::DEFAULT_THREAD`]: its context goes
+    /// first, and this exchange is appended.
     pub thread: Option<String>,
     pub tools: Option<Tools>,
     pub max_tokens: Option<u64>,
     pub temperature: Option<f64>,
     pub metadata: Option<Json>,
+    /// On a thread another prompt is running on: wait for it (the default), or fail at once.
+    /// Sent only when set, so that prompts stay what daemons before section 18 accept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub if_busy: Option<IfBusy>,
+}
+
+/// What a prompt on a busy thread does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IfBusy {
+    /// Waits until the running prompt has finished.
+    Wait,
+    /// Fails at once with `conflict`.
+    Reject,
 }
 
 /// Token counts of a prompt, summed over its tool loop.
@@ -203,10 +218,16 @@ pub struct Threads<'a> {
     client: &'a Client,
 }
 
-/// A created thread.
+/// A created thread; `client.thread(&thread)` is its context and conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Thread {
     pub id: String,
+}
+
+impl AsRef<str> for Thread {
+    fn as_ref(&self) -> &str {
+        &self.id
+    }
 }
 
 impl Threads<'_> {

@@ -33,7 +33,7 @@ export interface PromptRequest {
   /** A configured alias (the daemon may default it to the agent's first manifest model). */
   model?: string;
   messages: ChatMessage[];
-  /** A thread id from `threads.create`: its history goes first, and this turn is appended. */
+  /** A thread id from `threads.create`, or `DEFAULT_THREAD`: its context goes first, and this exchange is appended. */
   thread?: string;
   tools?: { platform?: string[]; custom?: CustomTool[] };
   maxTokens?: number;
@@ -41,6 +41,8 @@ export interface PromptRequest {
   /** Stored with every logged call of this prompt (e.g. `{ task_id }`). */
   metadata?: { [key: string]: Payload };
   stream?: boolean;
+  /** On a thread another prompt is running on: `wait` (the default) for it, or `reject` (`conflict`). */
+  ifBusy?: "wait" | "reject";
 }
 
 export interface Usage {
@@ -176,5 +178,6 @@ function promptArgs(request: PromptRequest, custom: CustomTool[]): object {
     temperature: request.temperature,
     metadata: request.metadata,
     stream: request.stream,
+    if_busy: request.ifBusy,
   };
 }

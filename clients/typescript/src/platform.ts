@@ -9,6 +9,7 @@ import { Connection, type HelloReply, type ReconnectOptions } from "./connection
 import { IkigaiError } from "./errors.js";
 import { Llm, type PromptRequest, type PromptResponse, type PromptStream } from "./llm.js";
 import { Mailbox, mailboxStats, type MailboxStats } from "./mailbox.js";
+import { Context, Conversation, StoredAssets, ThreadScope } from "./memory.js";
 import { PubSub } from "./pubsub.js";
 import { Queue } from "./queue.js";
 import { Storage } from "./storage.js";
@@ -21,6 +22,7 @@ export type * from "./cache.js";
 export type { HelloReply, ReconnectOptions } from "./connection.js";
 export type * from "./llm.js";
 export type * from "./mailbox.js";
+export type * from "./memory.js";
 export type * from "./pubsub.js";
 export type * from "./queue.js";
 export type * from "./storage.js";
@@ -28,6 +30,7 @@ export type * from "./telemetry.js";
 export type * from "./values.js";
 export { IkigaiError, type ErrorCode } from "./errors.js";
 export { PromptStream } from "./llm.js";
+export { DEFAULT_THREAD } from "./memory.js";
 export { Subscription } from "./pubsub.js";
 export { Task } from "./queue.js";
 export { Transaction } from "./transaction.js";
@@ -80,6 +83,11 @@ export class Platform {
   readonly threads: Threads;
   readonly agents: Agents;
   readonly llm: Llm;
+  readonly storedAssets: StoredAssets;
+  /** The default thread's context (`platform.thread(id).context`: another thread's). */
+  readonly context: Context;
+  /** The default thread's history; its `search` looks in every thread of the agent. */
+  readonly conversation: Conversation;
   readonly debug: Debug;
 
   /** Prefer `Platform.connect()`. */
@@ -91,6 +99,8 @@ export class Platform {
     this.threads = new Threads(conn);
     this.agents = new Agents(conn);
     this.llm = new Llm(conn);
+    this.storedAssets = new StoredAssets(conn);
+    ({ context: this.context, conversation: this.conversation } = new ThreadScope(conn, undefined));
     this.debug = new Debug(conn);
   }
 
@@ -119,6 +129,11 @@ export class Platform {
 
   mailbox(name: string): Mailbox {
     return new Mailbox(this.conn, name);
+  }
+
+  /** The context and conversation of a thread: one `threads.create` made (or its id), or `DEFAULT_THREAD`. */
+  thread(thread: string | { id: string }): ThreadScope {
+    return new ThreadScope(this.conn, typeof thread === "string" ? thread : thread.id);
   }
 
   /** `mailbox.stats` of the caller's own mailbox, or of every mailbox for `admin`. */

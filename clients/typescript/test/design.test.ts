@@ -1,9 +1,10 @@
 // The design document's code runs as written (design/runtime.md): each TypeScript snippet of its
-// Purpose and Agent API sections (and the Platform Tools one) is held here verbatim and run as an
+// Purpose and Agent API sections (and the Platform Tools one, and the high- and low-level APIs of
+// Memory and Context) is held here verbatim and run as an
 // agent program against the real daemon, from an agent's service directory with only
 // IKIGAI_AGENT and IKIGAI_TOKEN set, as the supervisor starts agents, so `Platform.connect()`
 // finds `../../daemon.sock` by itself. Only setup goes around a snippet: the values it names
-// (`value`, `message`, `payload`, `myCustomToolDefinition`) before it, a line reporting what it
+// (`value`, `message`, `payload`, `myCustomToolDefinition`, `response`, `messageId`) before it, a line reporting what it
 // got after it. The Agent API block declares `const response` twice, so it is three examples
 // (split at its comment headings) run one after another, each after the block's own first lines.
 // The same programs are type-checked as TypeScript (strict) against the client's declarations.
@@ -85,6 +86,39 @@ const response = await platform.prompt({
 // LLM might respond: "Yes, creating a high-priority task..."
 // and call create_task automatically`;
 
+const MEMORY_HIGH_LEVEL = `// Mark a restoration point
+const mark = await platform.context.mark("before-analysis");
+
+// Rewind to a previous mark
+await platform.context.rewind(mark);
+
+// Exclude an exchange from future context
+await platform.context.exclude(response.id);
+
+// Summarize older history to save context space
+await platform.context.summarize({ olderThan: "1h" });`;
+
+const MEMORY_LOW_LEVEL = `// StoredAssets - named, persistent context sections
+await platform.storedAssets.create({
+    label: "working_state",
+    value: "Currently processing batch #1234",
+    limit: 2000,
+});
+
+await platform.storedAssets.update("working_state", {
+    value: "Batch #1234 complete, 47 items processed",
+});
+
+const asset = await platform.storedAssets.get("working_state");
+
+// Conversation history management
+const messages = await platform.conversation.list({ limit: 50 });
+await platform.conversation.delete(messageId);
+
+// Sliding window configuration
+await platform.context.window.resize(16000);  // tokens
+await platform.context.window.strategy("summarize");  // or "truncate"`;
+
 const CONF_DEFAULT = `# Default configuration - PostgreSQL for everything
 [services]
 queues = postgres
@@ -135,12 +169,23 @@ const myCustomToolDefinition = {
     handler: async (args) => (calls.push(args), { paged: false }),
 };`;
 
+/** An exchange on the agent's default thread, before the memory snippets. */
+const DEFAULT_THREAD_PROMPT = `const response = await platform.prompt({ thread: "default", messages: [{ role: "user", content: "Remember batch #1234." }] });`;
+
 /** Each agent program: setup, the snippet(s) verbatim, a report. */
 const PROGRAMS = {
   purpose: [`const value = { cached: true };\nconst message = { hello: "subscribers" };`, PURPOSE, report("{ task: task?.payload, response: response.content }")],
   agent_api_simple: [AGENT_API_CONNECT, AGENT_API_SIMPLE, report("{ content: response.content }")],
   agent_api_tools: [AGENT_API_CONNECT, TOOL_SETUP, AGENT_API_TOOLS, report("{ content: response.content, calls }")],
   agent_api_threads: [AGENT_API_CONNECT, AGENT_API_THREADS, report("{ thread: thread.id }")],
+  memory_high_level: [AGENT_API_CONNECT, DEFAULT_THREAD_PROMPT, MEMORY_HIGH_LEVEL, report("{ mark, messages: await platform.conversation.list() }")],
+  memory_low_level: [
+    AGENT_API_CONNECT,
+    DEFAULT_THREAD_PROMPT,
+    "const messageId = (await platform.conversation.list({ limit: 1 }))[0]?.id ?? -1;",
+    MEMORY_LOW_LEVEL,
+    report("{ asset, messages, after: await platform.conversation.list({ limit: 1 }), window: await platform.context.window.get() }"),
+  ],
   platform_tools: [AGENT_API_CONNECT, `const payload = JSON.stringify({ event: "deploy failed" });`, PLATFORM_TOOLS, report("{ content: response.content }")],
 };
 type Program = keyof typeof PROGRAMS;
@@ -245,11 +290,11 @@ const designDoc = [process.env.IKIGAI_DESIGN_DOC, path.join(repoDir, "../shared/
 
 test("every snippet here is the design document's text, verbatim", { skip: !designDoc && "the design document is not beside the repository" }, () => {
   const doc = readFileSync(designDoc!, "utf8");
-  const snippets = { PURPOSE, AGENT_API_CONNECT, AGENT_API_SIMPLE, AGENT_API_TOOLS, AGENT_API_THREADS, PLATFORM_TOOLS, CONF_DEFAULT, MANIFEST };
+  const snippets = { PURPOSE, AGENT_API_CONNECT, AGENT_API_SIMPLE, AGENT_API_TOOLS, AGENT_API_THREADS, PLATFORM_TOOLS, MEMORY_HIGH_LEVEL, MEMORY_LOW_LEVEL, CONF_DEFAULT, MANIFEST };
   for (const [name, text] of Object.entries(snippets)) assert.ok(doc.includes(text), `${name} is not in ${designDoc}`);
 });
 
-// Last: while it fails its scripted answers stay queued in the mock.
+// Last (with the memory tests after it): while it fails its scripted answers stay queued in the mock.
 test("Agent API: a thread and its follow-up", async () => {
   await bed.script({ text: "Category: billing." }, { text: "Priority: high." });
   await run("agent_api_threads");
@@ -257,4 +302,28 @@ test("Agent API: a thread and its follow-up", async () => {
   for (const part of ["Analyzing customer support tickets", "Categorize this ticket...", "Category: billing.", "What priority did you assign?"]) {
     assert.ok(sent.includes(part), `the follow-up carries ${part}`);
   }
+});
+
+test("Memory and Context, high level: mark, rewind, exclude and summarize the default thread", async () => {
+  await bed.script({ text: "Batch #1234 remembered." });
+  const got = await run("memory_high_level");
+  assert.deepEqual([got.mark.label, got.mark.position], ["before-analysis", 2]);
+  // The exchange before the mark was excluded; nothing was an hour old to summarize.
+  const mine = got.messages.filter((m: any) => m.exchange === got.messages.at(-1).exchange);
+  assert.deepEqual(mine.map((m: any) => [m.content, m.state]), [["Remember batch #1234.", "excluded"], ["Batch #1234 remembered.", "excluded"]]);
+});
+
+test("Memory and Context, low level: stored assets, the history and the window", async () => {
+  await bed.script({ text: "Noted." });
+  const got = await run("memory_low_level");
+  assert.deepEqual([got.asset.label, got.asset.value, got.asset.limit, got.asset.version], ["working_state", "Batch #1234 complete, 47 items processed", 2000, 2]);
+  assert.deepEqual(got.messages.slice(-2).map((m: any) => m.content), ["Remember batch #1234.", "Noted."]);
+  assert.deepEqual([got.after[0].content, got.after[0].state], ["[deleted]", "deleted"]);
+  assert.deepEqual(got.window, { tokens: 16000, strategy: "summarize" });
+  // Every prompt on a thread of the agent now carries the asset.
+  await bed.script({ text: "on it" });
+  const agent = await bed.agent(AGENT);
+  const { id } = await agent.threads.create();
+  await agent.prompt({ thread: id, messages: [{ role: "user", content: "status?" }] });
+  assert.match(JSON.stringify((await bed.received()).at(-1)!.body), /Batch #1234 complete, 47 items processed/);
 });

@@ -1,7 +1,8 @@
 // Every op of docs/protocol.md has a typed method: each `### \`op\`` heading (a heading may list
 // several ops) must appear in METHODS below, and calling that method must send exactly that op.
 // This fails when the protocol gains an op the client lacks. `hello` has no heading: it is sent
-// by `Platform.connect`. The `debug.*` ops (fault injection, tests only) are covered too.
+// by `Platform.connect`. The `debug.*` ops (fault injection, tests only) are covered too. The
+// memory calls (section 18) are checked for their args as well, as the daemon receives them.
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -64,25 +65,65 @@ const METHODS: Record<string, Invoke> = {
   "llm.tool_result": (p) => p.llm.toolResult("call", "result"),
   "threads.create": (p) => p.threads.create(),
   "llm.usage": (p) => p.llm.usage(),
+  "assets.create": (p) => p.storedAssets.create({ label: "l", value: "v", limit: 10 }),
+  "assets.update": (p) => p.storedAssets.update("l", { value: "w" }),
+  "assets.get": (p) => p.storedAssets.get("l"),
+  "assets.list": (p) => p.storedAssets.list(),
+  "assets.delete": (p) => p.storedAssets.delete("l"),
+  "context.mark": (p) => p.context.mark("m"),
+  "context.rewind": (p) => p.context.rewind("m"),
+  "context.exclude": (p) => p.context.exclude("x"),
+  "context.summarize": (p) => p.context.summarize({ olderThan: "1h" }),
+  "context.window": (p) => p.context.window.get(),
+  "conversation.list": (p) => p.conversation.list(),
+  "conversation.delete": (p) => p.conversation.delete(0),
+  "conversation.search": (p) => p.conversation.search("w"),
 };
 
+const T = "thread-1";
+/** [call, op, args] of the memory calls (section 18) and prompt's `if_busy`: option names map to the protocol's. */
+const ARGS: Array<[Invoke, string, object]> = [
+  [(p) => p.prompt({ messages: [], thread: "default", ifBusy: "reject" }), "llm.prompt", { messages: [], thread: "default", if_busy: "reject" }],
+  [(p) => p.storedAssets.create({ label: "l", value: "v", limit: 10, description: "d" }), "assets.create", { label: "l", value: "v", limit: 10, description: "d" }],
+  [(p) => p.storedAssets.update("l", { limit: 20 }), "assets.update", { label: "l", limit: 20 }],
+  [(p) => p.storedAssets.get("l", { history: 3 }), "assets.get", { label: "l", history: 3 }],
+  [(p) => p.storedAssets.list(), "assets.list", {}],
+  [(p) => p.storedAssets.delete("l"), "assets.delete", { label: "l" }],
+  [(p) => p.context.mark("before"), "context.mark", { label: "before" }],
+  [(p) => p.thread(T).context.mark("before"), "context.mark", { label: "before", thread: T }],
+  [(p) => p.context.rewind({ mark: "m1", label: "before", position: 2 }), "context.rewind", { mark: "m1" }],
+  [(p) => p.thread({ id: T }).context.rewind("before"), "context.rewind", { mark: "before", thread: T }],
+  [(p) => p.thread("default").context.exclude("x1"), "context.exclude", { id: "x1", thread: "default" }],
+  [(p) => p.context.summarize({ olderThan: "1h" }), "context.summarize", { older_than: "1h" }],
+  [(p) => p.thread(T).context.summarize({ before: 7 }), "context.summarize", { before: 7, thread: T }],
+  [(p) => p.context.window.get(), "context.window", {}],
+  [(p) => p.thread(T).context.window.resize(16000), "context.window", { tokens: 16000, thread: T }],
+  [(p) => p.context.window.strategy("summarize"), "context.window", { strategy: "summarize" }],
+  [(p) => p.context.window.reset(), "context.window", { reset: true }],
+  [(p) => p.conversation.list({ limit: 50, before: 9 }), "conversation.list", { limit: 50, before: 9 }],
+  [(p) => p.thread(T).conversation.delete(4), "conversation.delete", { id: 4, thread: T }],
+  [(p) => p.conversation.search("batch -done", { limit: 5 }), "conversation.search", { text: "batch -done", limit: 5 }],
+  [(p) => p.thread(T).conversation.search("batch"), "conversation.search", { text: "batch", thread: T }],
+];
+
 /** A connection that records the ops sent and answers each with a plausible reply. */
-function recorder(): { platform: Platform; sent: string[] } {
+function recorder(): { platform: Platform; sent: string[]; args: object[] } {
   const sent: string[] = [];
+  const args: object[] = [];
   const reply = (op: string) =>
     op === "queue.claim"
       ? { tasks: [{ id: "t", payload: 1, attempts: 1 }] }
-      : { tasks: [], messages: [], mailboxes: [], agents: [], events: [], usage: [], values: {}, tx: "x", subscription: "s" };
+      : { tasks: [], messages: [], mailboxes: [], agents: [], events: [], usage: [], assets: [], values: {}, tx: "x", subscription: "s" };
   const conn = {
     agent: "recorder",
     isClosed: false,
-    call: async (op: string) => (sent.push(op), reply(op)),
+    call: async (op: string, sentArgs: object) => (sent.push(op), args.push(sentArgs), reply(op)),
     ownPushes: () => {},
     disownPushes: () => {},
     onReconnect: () => () => {},
     onClose: () => () => {},
   };
-  return { platform: new Platform(conn as unknown as Connection), sent };
+  return { platform: new Platform(conn as unknown as Connection), sent, args };
 }
 
 function documentedOps(): string[] {
@@ -101,5 +142,16 @@ test("every listed method sends its op", async () => {
     const { platform, sent } = recorder();
     await invoke(platform);
     assert.equal(sent.at(-1), op, `the method listed for ${op} sent ${sent.join(", ")}`);
+  }
+});
+
+/** Args as the wire carries them: an undefined field is left out (frame.test.ts). */
+const onWire = (args: object) => JSON.parse(JSON.stringify(args));
+
+test("each memory call sends its op with the protocol's args, and the handle's thread", async () => {
+  for (const [invoke, op, expected] of ARGS) {
+    const { platform, sent, args } = recorder();
+    await invoke(platform);
+    assert.deepEqual([sent.at(-1), onWire(args.at(-1)!)], [op, expected]);
   }
 });

@@ -3,12 +3,14 @@
 from .errors import IkigaiError
 from .llm import PromptStream, Thread, Tool
 from .mailbox import Mailbox
+from .memory import DEFAULT_THREAD, ThreadScope
 from .platform import Platform
 from .pubsub import Subscription
 from .queue import Queue, Task
 from .transaction import Transaction
 
 __all__ = [
+    "DEFAULT_THREAD",
     "IkigaiError",
     "Mailbox",
     "Platform",
@@ -17,6 +19,7 @@ __all__ = [
     "Subscription",
     "Task",
     "Thread",
+    "ThreadScope",
     "Tool",
     "Transaction",
 ]

@@ -13,6 +13,7 @@ stop gracefully on SIGTERM or SIGINT: no new work is taken, the work in hand is 
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -84,7 +85,7 @@ class Agent:
         box = self.platform.mailbox()
         while not self.stopping.is_set():
             for message in await box.receive(wait_ms=wait_ms):
-                outcome, _ = await self._within_grace(lambda: handler(message))
+                outcome, _ = await self._within_grace(functools.partial(handler, message))
                 if outcome == "done":
                     await box.ack([message["id"]])
                 if self.stopping.is_set():

@@ -1,5 +1,6 @@
 """LLM access (§17): `platform.prompt` (optionally streamed), custom tools answered by the
-client itself, `platform.threads`, and the admin's usage report."""
+client itself, `platform.threads` (`thread="default"`: the agent's default thread, §18), and the
+admin's usage report."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from .connection import Connection
 from .transaction import wire_args
@@ -39,6 +40,9 @@ class Thread:
 
 Tools = Mapping[str, Sequence[Any]]
 """`{"platform": [names], "custom": [Tool, ...]}`."""
+
+IfBusy = Literal["wait", "reject"]
+"""What a prompt on a thread another prompt is running on does (§18)."""
 
 
 class PromptStream:
@@ -112,7 +116,7 @@ class Llm:
             if inspect.isawaitable(content):
                 content = await content
             await self.tool_result(call["id"], content)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - whatever a handler raises, the model is told
             await self.tool_result(call["id"], f"{type(error).__name__}: {error}", is_error=True)
 
     async def tool_result(self, call_id: str, content: JSON, *, is_error: bool = False) -> None:
@@ -136,6 +140,7 @@ def prompt_args(
     max_tokens: int | None,
     temperature: float | None,
     metadata: Mapping[str, JSON] | None,
+    if_busy: IfBusy | None,
     stream: bool,
 ) -> dict[str, Any]:
     thread_id = thread.id if isinstance(thread, Thread) else thread
@@ -146,6 +151,7 @@ def prompt_args(
         max_tokens=max_tokens,
         temperature=temperature,
         metadata=metadata,
+        if_busy=if_busy,
         stream=stream or None,
     )
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, Literal, cast, overload
+from typing import Any, Literal, Self, cast, overload
 
 from .agents import Agents, Debug
 from .cache import Cache
 from .connection import Connection
 from .errors import IkigaiError
-from .llm import Llm, PromptStream, Thread, Threads, Tools, prompt_args
+from .llm import IfBusy, Llm, PromptStream, Thread, Threads, Tools, prompt_args
 from .mailbox import Mailbox, mailbox_stats
+from .memory import StoredAssets, ThreadScope
 from .pubsub import PubSub
 from .queue import Queue
 from .storage import Storage
@@ -34,6 +35,12 @@ class Platform:
         self.threads = Threads(connection)
         self.agents = Agents(connection)
         self.llm = Llm(connection)
+        self.stored_assets = StoredAssets(connection)
+        default = ThreadScope(connection, None)
+        self.context = default.context
+        """The default thread's context; `platform.thread(id).context`: another thread's."""
+        self.conversation = default.conversation
+        """The default thread's history; its `search` looks in every thread of the agent."""
         self.debug = Debug(connection)
 
     @classmethod
@@ -65,7 +72,7 @@ class Platform:
     async def close(self) -> None:
         await self.connection.close()
 
-    async def __aenter__(self) -> Platform:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -83,6 +90,11 @@ class Platform:
     def mailbox(self, name: str | None = None) -> Mailbox:
         """A mailbox by name; by default the agent's own."""
         return Mailbox(self.connection, name or self.agent)
+
+    def thread(self, thread: str | Thread) -> ThreadScope:
+        """The context and conversation of a thread (from `threads.create`, or
+        `DEFAULT_THREAD`)."""
+        return ThreadScope(self.connection, thread)
 
     async def mailbox_stats(self, name: str | None = None) -> list[MailboxStats]:
         """Rows of `mailbox.stats`: the caller's own, or (admin, no name) every mailbox."""
@@ -108,6 +120,7 @@ class Platform:
         max_tokens: int | None = None,
         temperature: float | None = None,
         metadata: Mapping[str, JSON] | None = None,
+        if_busy: IfBusy | None = None,
         stream: Literal[False] = False,
     ) -> Coroutine[Any, Any, PromptReply]: ...
 
@@ -122,6 +135,7 @@ class Platform:
         max_tokens: int | None = None,
         temperature: float | None = None,
         metadata: Mapping[str, JSON] | None = None,
+        if_busy: IfBusy | None = None,
         stream: Literal[True],
     ) -> PromptStream: ...
 
@@ -135,12 +149,16 @@ class Platform:
         max_tokens: int | None = None,
         temperature: float | None = None,
         metadata: Mapping[str, JSON] | None = None,
+        if_busy: IfBusy | None = None,
         stream: bool = False,
     ) -> Coroutine[Any, Any, PromptReply] | PromptStream:
         """`await platform.prompt(...)` for the reply; with `stream=True`,
         `async for delta in platform.prompt(...)`. Custom tools (`Tool`) in `tools["custom"]`
-        are answered by their handlers while the prompt runs."""
-        args = prompt_args(model, messages, thread, max_tokens, temperature, metadata, stream)
+        are answered by their handlers while the prompt runs. On a thread another prompt is
+        running on, `if_busy="wait"` (the default) waits for it, `"reject"` raises `conflict`."""
+        args = prompt_args(
+            model, messages, thread, max_tokens, temperature, metadata, if_busy, stream
+        )
         if stream:
             return PromptStream(lambda on_delta: self.llm.run_prompt(args, tools, on_delta))
         return self.llm.run_prompt(args, tools, None)

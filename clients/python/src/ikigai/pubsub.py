@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Self, cast
 
 from .connection import Connection
 from .errors import IkigaiError
@@ -51,7 +51,7 @@ class Subscription:
         self._messages.put_nowait(None)
         return await self._pubsub._unsubscribe(self)
 
-    async def __aenter__(self) -> Subscription:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from types import TracebackType
 from typing import Any
 
@@ -45,10 +46,9 @@ class TransactionScope:
         if error is None:
             await self._tx.commit()
             return
-        try:
+        # Already gone: aborted by the failing op, or the connection is lost.
+        with contextlib.suppress(Exception):
             await self._tx.rollback()
-        except Exception:
-            pass  # already gone: aborted by the failing op, or the connection is lost
 
 
 async def begin(connection: Connection) -> Transaction:

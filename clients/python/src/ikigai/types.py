@@ -199,3 +199,79 @@ class Deployed(TypedDict):
 class AgentToken(TypedDict):
     agent: str
     token: str
+
+
+class StoredAsset(TypedDict):
+    """A named, persistent section of the agent's context (§18), carried by every prompt."""
+
+    label: str
+    value: str
+    limit: int
+    description: str | None
+    version: int
+    chars: int
+    updated_at: str
+
+
+class AssetVersion(TypedDict):
+    version: int
+    value: str
+    limit: int
+    description: str | None
+    updated_at: str
+    deleted: NotRequired[bool]
+    """True on the version that recorded a deletion of the label (its value empty); the daemon
+    adds it, section 18 does not list it."""
+
+
+class StoredAssetWithHistory(StoredAsset):
+    """`assets.get`: the asset and up to `history` earlier versions, newest first (absent when
+    none were asked for)."""
+
+    history: NotRequired[list[AssetVersion]]
+
+
+class Mark(TypedDict):
+    """A restoration point: its id, its label, and the messages of the history before it."""
+
+    mark: str
+    label: str
+    position: int
+
+
+class Summary(TypedDict):
+    """`context.summarize`: no model call (`id` None) when nothing was in range."""
+
+    summarized: int
+    summary: str | None
+    id: str | None
+    usage: NotRequired[Usage]
+    cost_usd: NotRequired[float]
+
+
+class WindowSetting(TypedDict):
+    """A thread's window; `tokens` None: the model's context size."""
+
+    tokens: int | None
+    strategy: str
+
+
+class _HistoryMessage(ChatMessage):
+    id: int
+    exchange: str | None
+    created_at: str
+
+
+class ConversationMessage(_HistoryMessage):
+    """A message of a thread's history: `id` its position, `exchange` the `id` of its prompt's
+    reply (None for a message stored before the daemon kept exchanges), `state` one of
+    `context`, `summarized`, `rewound`, `excluded`, `deleted`."""
+
+    state: str
+
+
+class FoundMessage(_HistoryMessage):
+    """A message of `conversation.search`, and its thread (the daemon may leave `state` out)."""
+
+    state: NotRequired[str]
+    thread: str
