@@ -750,3 +750,42 @@ async fn query_telemetry_shows_the_model_its_own_llm_interactions() {
     );
     assert!(shown["events"].is_array());
 }
+
+#[tokio::test]
+async fn an_openai_model_of_the_o200k_family_is_fitted_by_its_own_tokenizer() {
+    let mock = MockLlm::start().await;
+    let d = start(&mock, "").await;
+    let c = agent(&d, "counted", json!({})).await;
+    call(&c, "context.window", json!({"tokens": 700})).await;
+    let bpe = tiktoken_rs::o200k_base().unwrap();
+    for turn in 0..120 {
+        mock.push(Api::OpenAi, Reply::counted("ok"));
+        let args = json!({"model": "gpt", "thread": "default", "max_tokens": 100,
+            "messages": user(&format!("turn {turn}: {}", "the quick brown fox ".repeat(turn % 9)))});
+        prompt(&c, args)
+            .await
+            .unwrap_or_else(|e| panic!("turn {turn}: {e}"));
+    }
+    let received = mock.received();
+    let mut longest = 0;
+    for r in &received {
+        let messages = r.body["messages"].as_array().unwrap();
+        let counted: usize = messages
+            .iter()
+            .map(|m| {
+                bpe.encode_ordinary(m["content"].as_str().unwrap_or(""))
+                    .len()
+                    + 4
+            })
+            .sum();
+        assert!(
+            counted + 100 <= 700,
+            "{counted} tokens sent with a 700-token window"
+        );
+        longest = longest.max(counted);
+    }
+    assert!(
+        longest > 450,
+        "the window is filled by the tokenizer's count, not the estimate's: {longest}"
+    );
+}

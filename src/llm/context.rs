@@ -22,6 +22,8 @@ pub struct Entry {
     pub message: Arc<Message>,
     /// The window's estimate of its size.
     pub tokens: u32,
+    /// Its size as OpenAI's tokenizer counts it, once counted (see `tokenizer`).
+    pub bpe: Option<u32>,
     pub at: DateTime<Utc>,
     pub erased: bool,
 }
@@ -181,6 +183,13 @@ impl View {
         self.evicted = evicted;
     }
 
+    /// Counts the tail's entries with `bpe` where they are not counted yet.
+    pub fn count_with(&mut self, bpe: &tiktoken_rs::CoreBPE) {
+        for e in self.tail.iter_mut().filter(|e| e.bpe.is_none()) {
+            e.bpe = Some(super::tokenizer::count(bpe, &e.message));
+        }
+    }
+
     /// Appends one exchange's messages, then drops the oldest exchanges beyond `keep`.
     pub fn append(&mut self, entries: Vec<Entry>) {
         for e in entries {
@@ -233,6 +242,7 @@ impl View {
                 if let Some(e) = self.tail.iter_mut().find(|e| e.seq == seq) {
                     self.tail_tokens -= u64::from(e.tokens);
                     e.tokens = tokens(&message);
+                    e.bpe = None;
                     e.message = message;
                     e.erased = true;
                     self.tail_tokens += u64::from(e.tokens);
@@ -349,6 +359,7 @@ mod tests {
                 seq: seq + i as u32,
                 exchange: x,
                 tokens: tokens(&m),
+                bpe: None,
                 message: Arc::new(m),
                 at: Utc::now(),
                 erased: false,

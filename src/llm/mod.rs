@@ -22,6 +22,7 @@ pub mod quota;
 mod route;
 mod summary;
 pub mod thread;
+pub mod tokenizer;
 mod tools;
 pub mod window;
 

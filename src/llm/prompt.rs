@@ -10,6 +10,7 @@ use super::provider::{
     ChatRequest, ChatResponse, Message, Role, StopReason, ToolCall, ToolSpec, Usage,
 };
 use super::quota::{self, Reserved};
+use super::tokenizer::{self, Meter};
 use super::window::{self, Strategy, Window};
 use super::{tools, Llm, LlmError, RouteError, ToolResult};
 use crate::manifest::LlmPermissions;
@@ -211,29 +212,29 @@ impl Llm {
         current: &[Message],
     ) -> Result<Vec<Message>, LlmError> {
         let budget = self.budget(ctx, t.window);
+        let meter = self.meter(ctx);
         let extra = serde_json::to_vec(&ctx.plan.tools).map_or(0, |v| v.len() as u64) / 3;
-        let fitted = window::fit(t.system().as_ref(), &t.history, current, extra, budget)?;
+        let fit = |t: &OnThread| {
+            window::fit(
+                t.system().as_ref(),
+                &t.history,
+                current,
+                extra,
+                budget,
+                meter,
+            )
+        };
+        let fitted = fit(t)?;
         if fitted.left_out == 0 || t.window.strategy == Strategy::Truncate {
             return Ok(fitted.messages);
         }
-        let kept: u64 = t.history[fitted.left_out..]
-            .iter()
-            .map(|e| u64::from(e.tokens))
-            .sum();
-        let fixed = fitted
-            .messages
-            .iter()
-            .map(|m| u64::from(super::context::tokens(m)))
-            .sum::<u64>()
-            - kept;
-        let cut = window::summary_cut(&t.history, budget.saturating_sub(fixed));
+        let room = budget.tokens.saturating_sub(fitted.fixed);
+        let cut = window::summary_cut(&t.history, room, meter);
         if cut == 0 {
             return Ok(fitted.messages);
         }
         match self.summarize_in_prompt(ctx, t, cut).await {
-            Ok(()) => {
-                Ok(window::fit(t.system().as_ref(), &t.history, current, extra, budget)?.messages)
-            }
+            Ok(()) => Ok(fit(t)?.messages),
             Err(e) => {
                 warn!(thread = %t.id, error = %e, "summarising the context failed; truncating");
                 Ok(fitted.messages)
@@ -257,23 +258,38 @@ impl Llm {
         Ok(())
     }
 
-    /// Estimated tokens a call may send: the window (the thread's, else the model's size) less
-    /// `max_tokens`, scaled by what the first target reports, within `max_tokens_per_request`.
-    fn budget(&self, ctx: &Ctx<'_>, w: Window) -> u64 {
+    /// What a call may send: the window (the thread's, else the model's size) less
+    /// `max_tokens`, and `max_tokens_per_request` less `max_tokens` in the estimate's unit.
+    fn budget(&self, ctx: &Ctx<'_>, w: Window) -> window::Budget {
         let size = w
             .tokens
             .map_or_else(|| self.config.context_of(&ctx.p.model), u64::from);
         let max_tokens = ctx.plan.max_tokens;
-        let ratio = ctx
-            .plan
-            .targets
-            .first()
-            .map_or(1.0, |t| self.calibration.ratio(&t.label()));
-        let mut budget = (size.saturating_sub(max_tokens) as f64 / ratio) as u64;
-        if let Some(limit) = ctx.plan.perms.max_tokens_per_request {
-            budget = budget.min(limit.saturating_sub(max_tokens));
+        let limit = ctx.plan.perms.max_tokens_per_request;
+        window::Budget {
+            tokens: size.saturating_sub(max_tokens),
+            estimate: limit.map_or(u64::MAX, |l| l.saturating_sub(max_tokens)),
         }
-        budget
+    }
+
+    /// How the first target counts tokens: its own tokenizer, else the estimate scaled by
+    /// what it reported before.
+    fn meter(&self, ctx: &Ctx<'_>) -> Meter {
+        let Some(target) = ctx.plan.targets.first() else {
+            return Meter::Estimate(1.0);
+        };
+        let openai = self
+            .config
+            .providers
+            .get(&target.provider)
+            .is_some_and(|p| p.kind == super::provider::Kind::OpenAi);
+        let bpe = openai
+            .then(|| tokenizer::for_openai_model(&target.model))
+            .flatten();
+        bpe.map_or_else(
+            || Meter::Estimate(self.calibration.ratio(&target.label())),
+            Meter::Bpe,
+        )
     }
 
     /// Checks the prompt against the configuration and the agent's manifest.

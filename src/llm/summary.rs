@@ -216,6 +216,7 @@ mod tests {
             seq,
             exchange: None,
             tokens: 10,
+            bpe: None,
             message: std::sync::Arc::new(m),
             at: chrono::Utc::now(),
             erased: false,

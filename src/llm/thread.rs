@@ -11,6 +11,7 @@
 
 use super::context::{self, Entry, Event, Filter, Mark, Summary, View};
 use super::provider::Message;
+use super::tokenizer;
 use super::window::{Strategy, Window};
 use super::LlmError;
 use crate::postgres::context as store;
@@ -125,7 +126,10 @@ struct ThreadState {
 }
 
 impl ThreadState {
-    fn snapshot(&self) -> Snapshot {
+    fn snapshot(&mut self) -> Snapshot {
+        if let Some(bpe) = tokenizer::ready() {
+            self.view.count_with(bpe);
+        }
         Snapshot {
             context: self.context.clone(),
             summary: self.view.summary.clone(),
@@ -492,6 +496,7 @@ impl Handler<Finish> for ThreadActor {
                 seq: from + i as u32,
                 exchange: Some(msg.exchange),
                 tokens: context::tokens(&m),
+                bpe: tokenizer::ready().map(|b| tokenizer::count(b, &m)),
                 message: Arc::new(m),
                 at: Utc::now(),
                 erased: false,

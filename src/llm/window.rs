@@ -1,11 +1,14 @@
 //! Fitting a thread's context into its window before every provider call: the system part and
 //! the running turn always go; earlier exchanges go newest first, whole, while they fit. What
 //! does not fit is left out of this call (truncate), or summarised first (summarize, which the
-//! prompt does with what [`fit`] reports as left out). Token counts are the estimates of
-//! [`super::context::tokens`], scaled by [`Calibration`] to what the provider reports.
+//! prompt does with what [`fit`] reports as left out). Tokens are counted by a [`Meter`]: the
+//! model's own tokenizer, or the estimate of [`super::context::tokens`] scaled by
+//! [`Calibration`] to what the provider reports; `max_tokens_per_request` is always checked in
+//! the estimate's unit, as the quota counts.
 
 use super::context::{exchanges, tokens, Entry};
 use super::provider::Message;
+use super::tokenizer::Meter;
 use super::LlmError;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -47,43 +50,58 @@ pub struct Window {
     pub strategy: Strategy,
 }
 
+/// What one call may send: `tokens` as its target counts them (the window less `max_tokens`),
+/// and `estimate` in the estimate's unit (what `max_tokens_per_request` allows less
+/// `max_tokens`; `u64::MAX` without that limit).
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub tokens: u64,
+    pub estimate: u64,
+}
+
 /// One call's request, fitted.
 pub struct Fitted {
     pub messages: Vec<Message>,
     /// How many of the history's entries (from the oldest) were left out.
     pub left_out: usize,
+    /// Tokens of the part that always goes (system, the turn, tools), as the meter counts.
+    pub fixed: u64,
 }
 
 /// Fits `system`, `history` (in-context entries, oldest first) and `current` (this turn's
-/// messages so far) into `budget` estimated tokens, `extra` of which the tools take.
+/// messages so far) into `budget`, counted by `meter`; the tools take `extra` estimated tokens.
 pub fn fit(
     system: Option<&Message>,
     history: &[Entry],
     current: &[Message],
     extra: u64,
-    budget: u64,
+    budget: Budget,
+    meter: Meter,
 ) -> Result<Fitted, LlmError> {
-    let count = |m: &Message| u64::from(tokens(m));
-    // Two for the brackets and rounding of the request's JSON array.
-    let fixed = system.map_or(0, count) + current.iter().map(count).sum::<u64>() + extra + 2;
-    if fixed > budget {
+    let fixed_parts = system.into_iter().chain(current);
+    let (mut real, mut est) = (extra, extra + 2);
+    for m in fixed_parts {
+        real += meter.message(m);
+        est += u64::from(tokens(m));
+    }
+    if real > budget.tokens || est > budget.estimate {
         return Err(LlmError::BadRequest(format!(
-            "this turn needs about {fixed} tokens without any history (the thread's context, \
+            "this turn needs about {real} tokens without any history (the thread's context, \
              stored assets, summary, tools and the turn's messages), more than the window \
-             leaves ({budget} after max_tokens)"
+             leaves ({} after max_tokens)",
+            budget.tokens.min(budget.estimate)
         )));
     }
-    let mut used = fixed;
+    let fixed = real;
     let mut start = history.len();
     for range in exchanges(history).into_iter().rev() {
-        let size: u64 = history[range.clone()]
-            .iter()
-            .map(|e| u64::from(e.tokens))
-            .sum();
-        if used + size > budget {
+        let part = &history[range.clone()];
+        let size: u64 = part.iter().map(|e| meter.entry(e)).sum();
+        let size_est: u64 = part.iter().map(|e| u64::from(e.tokens)).sum();
+        if real + size > budget.tokens || est + size_est > budget.estimate {
             break;
         }
-        used += size;
+        (real, est) = (real + size, est + size_est);
         start = range.start;
     }
     let kept = history[start..].iter().map(|e| (*e.message).clone());
@@ -95,21 +113,19 @@ pub fn fit(
     Ok(Fitted {
         messages: messages.collect(),
         left_out: start,
+        fixed,
     })
 }
 
 /// Where the summarize strategy cuts: the first entry of the oldest exchange to keep verbatim,
-/// so that what stays fills at most half of `budget` (at least the newest exchange stays).
-pub fn summary_cut(history: &[Entry], budget: u64) -> usize {
+/// so that what stays fills at most half of `room` tokens (at least the newest exchange stays).
+pub fn summary_cut(history: &[Entry], room: u64, meter: Meter) -> usize {
     let ranges = exchanges(history);
     let mut used = 0;
     let mut cut = history.len();
     for (i, range) in ranges.iter().enumerate().rev() {
-        let size: u64 = history[range.clone()]
-            .iter()
-            .map(|e| u64::from(e.tokens))
-            .sum();
-        if i + 1 < ranges.len() && used + size > budget / 2 {
+        let size: u64 = history[range.clone()].iter().map(|e| meter.entry(e)).sum();
+        if i + 1 < ranges.len() && used + size > room / 2 {
             break;
         }
         used += size;
@@ -166,6 +182,7 @@ mod tests {
                     seq: t * 2 + i as u32,
                     exchange: x,
                     tokens: tokens(&m),
+                    bpe: None,
                     message: Arc::new(m),
                     at: Utc::now(),
                     erased: false,
@@ -179,23 +196,45 @@ mod tests {
     fn the_newest_whole_exchanges_that_fit_are_kept() {
         let history = turns(10);
         let each: u64 = history[..2].iter().map(|e| u64::from(e.tokens)).sum();
-        let fitted = fit(None, &history, &[], 0, 2 + each * 3 + each / 2).unwrap();
+        let budget = Budget {
+            tokens: 2 + each * 3 + each / 2,
+            estimate: u64::MAX,
+        };
+        let fitted = fit(None, &history, &[], 0, budget, Meter::Estimate(1.0)).unwrap();
         assert_eq!(fitted.left_out, 14);
         assert_eq!(fitted.messages.len(), 6);
     }
 
     #[test]
     fn a_turn_that_cannot_fit_alone_is_refused_with_the_sizes() {
-        let e = fit(None, &turns(1), &[], 500, 100).err().unwrap();
-        assert!(e.to_string().contains("502 tokens"), "{e}");
+        let budget = Budget {
+            tokens: 100,
+            estimate: u64::MAX,
+        };
+        let e = fit(None, &turns(1), &[], 500, budget, Meter::Estimate(1.0));
+        let e = e.err().unwrap();
+        assert!(e.to_string().contains("500 tokens"), "{e}");
+    }
+
+    #[test]
+    fn max_tokens_per_request_binds_in_the_estimates_unit_whatever_the_meter() {
+        let history = turns(10);
+        let each: u64 = history[..2].iter().map(|e| u64::from(e.tokens)).sum();
+        let budget = Budget {
+            tokens: u64::MAX,
+            estimate: 2 + each * 2,
+        };
+        let fitted = fit(None, &history, &[], 0, budget, Meter::Estimate(0.5)).unwrap();
+        assert_eq!(fitted.left_out, 16);
     }
 
     #[test]
     fn the_summary_cut_keeps_half_the_budget_verbatim_and_at_least_one_exchange() {
         let history = turns(10);
         let each: u64 = history[..2].iter().map(|e| u64::from(e.tokens)).sum();
-        assert_eq!(summary_cut(&history, each * 8), 12);
-        assert_eq!(summary_cut(&history, 1), 18);
+        let meter = Meter::Estimate(1.0);
+        assert_eq!(summary_cut(&history, each * 8, meter), 12);
+        assert_eq!(summary_cut(&history, 1, meter), 18);
     }
 
     #[test]
