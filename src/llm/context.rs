@@ -35,6 +35,21 @@ pub fn tokens(m: &Message) -> u32 {
     (bytes as u32 + 1).div_ceil(3)
 }
 
+impl Entry {
+    /// A new entry of a history: `message` at `seq` in `exchange`, stored now.
+    pub fn new(seq: u32, exchange: Option<Uuid>, message: Message) -> Entry {
+        Entry {
+            seq,
+            exchange,
+            tokens: tokens(&message),
+            bpe: super::tokenizer::ready().map(|b| super::tokenizer::count(b, &message)),
+            message: Arc::new(message),
+            at: Utc::now(),
+            erased: false,
+        }
+    }
+}
+
 /// Whether `b` starts a new exchange after `a`.
 pub fn new_exchange(a: &Entry, b: &Entry) -> bool {
     match (a.exchange, b.exchange) {
@@ -355,15 +370,7 @@ mod tests {
         messages
             .into_iter()
             .enumerate()
-            .map(|(i, m)| Entry {
-                seq: seq + i as u32,
-                exchange: x,
-                tokens: tokens(&m),
-                bpe: None,
-                message: Arc::new(m),
-                at: Utc::now(),
-                erased: false,
-            })
+            .map(|(i, m)| Entry::new(seq + i as u32, x, m))
             .collect()
     }
 

@@ -212,15 +212,7 @@ mod tests {
             name: "lookup".into(),
             arguments: json!({"q": "x"}),
         }];
-        let entry = |seq, m: Message| Entry {
-            seq,
-            exchange: None,
-            tokens: 10,
-            bpe: None,
-            message: std::sync::Arc::new(m),
-            at: chrono::Utc::now(),
-            erased: false,
-        };
+        let entry = |seq, m: Message| Entry::new(seq, None, m);
         let entries = [
             entry(0, call),
             entry(1, Message::tool_result("c1", "42".into(), false)),

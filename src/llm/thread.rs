@@ -16,7 +16,6 @@ use super::window::{Strategy, Window};
 use super::LlmError;
 use crate::postgres::context as store;
 use actix::prelude::*;
-use chrono::Utc;
 use deadpool_postgres::Pool;
 use futures::future::LocalBoxFuture;
 use ikigai_actors::alarm::{Alarm, Alarmed};
@@ -492,15 +491,7 @@ impl Handler<Finish> for ThreadActor {
             .messages
             .into_iter()
             .enumerate()
-            .map(|(i, m)| Entry {
-                seq: from + i as u32,
-                exchange: Some(msg.exchange),
-                tokens: context::tokens(&m),
-                bpe: tokenizer::ready().map(|b| tokenizer::count(b, &m)),
-                message: Arc::new(m),
-                at: Utc::now(),
-                erased: false,
-            })
+            .map(|(i, m)| Entry::new(from + i as u32, Some(msg.exchange), m))
             .collect();
         let (pool, id) = (self.pool.clone(), self.id);
         let stored = entries.clone();
@@ -671,6 +662,21 @@ impl Threads {
         Ok(self.actors.get(&name))
     }
 
+    /// Sends the thread's actor the message `make` builds around a reply, and waits for it.
+    async fn ask<M, T>(
+        &self,
+        addr: &Addr<ThreadActor>,
+        make: impl FnOnce(Reply<T>) -> M,
+    ) -> Result<T, LlmError>
+    where
+        M: actix::Message<Result = ()> + Send + 'static,
+        ThreadActor: Handler<M>,
+    {
+        let (reply, rx) = oneshot::channel();
+        addr.send(make(reply)).await.map_err(|_| restarted())?;
+        rx.await.map_err(|_| restarted())?
+    }
+
     /// Waits for the thread's turn (or refuses at once if it is busy and `reject_if_busy`).
     pub async fn begin(
         &self,
@@ -679,14 +685,14 @@ impl Threads {
         reject_if_busy: bool,
     ) -> Result<Turn, LlmError> {
         let addr = self.actor(id, agent).await?;
-        let (reply, rx) = oneshot::channel();
-        let begin = Begin {
-            agent: agent.to_owned(),
-            reject_if_busy,
-            reply,
-        };
-        addr.send(begin).await.map_err(|_| restarted())?;
-        let snapshot = rx.await.map_err(|_| restarted())??;
+        let agent = agent.to_owned();
+        let snapshot = self
+            .ask(&addr, |reply| Begin {
+                agent,
+                reject_if_busy,
+                reply,
+            })
+            .await?;
         Ok(Turn {
             addr,
             snapshot,
@@ -697,25 +703,19 @@ impl Threads {
     /// Applies a change to the thread's context, after storing it.
     pub async fn edit(&self, id: Uuid, agent: &str, change: Change) -> Result<Changed, LlmError> {
         let addr = self.actor(id, agent).await?;
-        let (reply, rx) = oneshot::channel();
-        let edit = Edit {
-            agent: agent.to_owned(),
+        let agent = agent.to_owned();
+        self.ask(&addr, |reply| Edit {
+            agent,
             change,
             reply,
-        };
-        addr.send(edit).await.map_err(|_| restarted())?;
-        rx.await.map_err(|_| restarted())?
+        })
+        .await
     }
 
     /// What is out of the thread's context now.
     pub async fn look(&self, id: Uuid, agent: &str) -> Result<Look, LlmError> {
         let addr = self.actor(id, agent).await?;
-        let (reply, rx) = oneshot::channel();
-        let peek = Peek {
-            agent: agent.to_owned(),
-            reply,
-        };
-        addr.send(peek).await.map_err(|_| restarted())?;
-        rx.await.map_err(|_| restarted())?
+        let agent = agent.to_owned();
+        self.ask(&addr, |reply| Peek { agent, reply }).await
     }
 }

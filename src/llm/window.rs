@@ -162,8 +162,6 @@ impl Calibration {
 mod tests {
     use super::*;
     use crate::llm::provider::Role;
-    use chrono::Utc;
-    use std::sync::Arc;
     use uuid::Uuid;
 
     fn turns(n: u32) -> Vec<Entry> {
@@ -178,15 +176,7 @@ mod tests {
                     tool_call_id: None,
                     is_error: false,
                 };
-                out.push(Entry {
-                    seq: t * 2 + i as u32,
-                    exchange: x,
-                    tokens: tokens(&m),
-                    bpe: None,
-                    message: Arc::new(m),
-                    at: Utc::now(),
-                    erased: false,
-                });
+                out.push(Entry::new(t * 2 + i as u32, x, m));
             }
         }
         out

@@ -136,6 +136,11 @@ pub async fn usage(pool: &Pool, since: Duration) -> Result<Vec<Value>, StoreErro
         )
         .await
         .map_err(store_error)?;
+    json_rows(&rows)
+}
+
+/// Column 0 of each row, a JSON value.
+fn json_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<Value>, StoreError> {
     rows.iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()
@@ -175,8 +180,5 @@ pub async fn recent(
         )
         .await
         .map_err(store_error)?;
-    rows.iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()
-        .map_err(undecodable)
+    json_rows(&rows)
 }
