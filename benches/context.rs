@@ -9,7 +9,7 @@
 //! off`: both threads' turns end with the same commit, and its fsync's jitter on a shared disk
 //! (milliseconds) would hide the difference measured.
 //!
-//! First, memory: `BENCH_IDLE` (20) threads of 10,000 messages are loaded by one prompt each,
+//! First, memory: `BENCH_IDLE` (100) threads of 10,000 messages are loaded by one prompt each,
 //! right after start-up and one warm-up prompt, and left idle; the daemon's resident memory
 //! growth divided by their number is an idle thread's cost.
 //!
@@ -134,7 +134,7 @@ async fn provider_cost(
 #[tokio::main]
 async fn main() {
     let turns = env("BENCH_TURNS", 1000);
-    let idle = env("BENCH_IDLE", 20);
+    let idle = env("BENCH_IDLE", 100);
     let mock = MockLlm::start().await;
     mock.stop_recording();
     let db = Db::create("context").await;
