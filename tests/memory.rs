@@ -758,19 +758,22 @@ async fn an_openai_model_of_the_o200k_family_is_fitted_by_its_own_tokenizer() {
     let c = agent(&d, "counted", json!({})).await;
     call(&c, "context.window", json!({"tokens": 700})).await;
     let bpe = tiktoken_rs::o200k_base().unwrap();
-    for turn in 0..120 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut longest = 0;
+    // Until the daemon's tokenizer is built (on a thread of its own, at first need) the window
+    // counts with the estimate, which fills less of it; every request fits either way.
+    for turn in 0.. {
         mock.push(Api::OpenAi, Reply::counted("ok"));
+        let text = format!("turn {turn}: {}", "the quick brown fox ".repeat(turn % 9));
         let args = json!({"model": "gpt", "thread": "default", "max_tokens": 100,
-            "messages": user(&format!("turn {turn}: {}", "the quick brown fox ".repeat(turn % 9)))});
+            "messages": user(&text)});
         prompt(&c, args)
             .await
             .unwrap_or_else(|e| panic!("turn {turn}: {e}"));
-    }
-    let received = mock.received();
-    let mut longest = 0;
-    for r in &received {
-        let messages = r.body["messages"].as_array().unwrap();
-        let counted: usize = messages
+        let body = mock.received().last().unwrap().body.clone();
+        let counted: usize = body["messages"]
+            .as_array()
+            .unwrap()
             .iter()
             .map(|m| {
                 bpe.encode_ordinary(m["content"].as_str().unwrap_or(""))
@@ -783,9 +786,12 @@ async fn an_openai_model_of_the_o200k_family_is_fitted_by_its_own_tokenizer() {
             "{counted} tokens sent with a 700-token window"
         );
         longest = longest.max(counted);
+        if longest > 450 || std::time::Instant::now() > deadline {
+            break;
+        }
     }
     assert!(
         longest > 450,
-        "the window is filled by the tokenizer's count, not the estimate's: {longest}"
+        "the window is filled by the tokenizer's count: {longest}"
     );
 }
