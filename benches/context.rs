@@ -49,9 +49,13 @@ async fn thread_of(db: &Db, agent: &str, messages: i32) -> String {
     id.to_string()
 }
 
+/// One prompt on `thread` (`""`: none, stateless); its time in microseconds.
 async fn prompt(c: &Client, thread: &str) -> u64 {
-    let args = json!({"model": "fast", "thread": thread, "max_tokens": 256,
+    let mut args = json!({"model": "fast", "max_tokens": 256,
         "messages": [{"role": "user", "content": "and then?"}]});
+    if !thread.is_empty() {
+        args["thread"] = json!(thread);
+    }
     let started = Instant::now();
     let reply: Value = c.call("llm.prompt", &args).await.unwrap();
     assert_eq!(reply["content"], "ok");
@@ -165,7 +169,7 @@ async fn main() {
         .await
         .unwrap();
     let c = daemon.client("bench").await;
-    for _ in 0..(turns + 60) * 2 + idle + 1 {
+    for _ in 0..(turns + 60) * 3 + idle + 1 {
         mock.push(Api::OpenAi, Reply::counted("ok"));
     }
     let short = thread_of(&db, "bench", 10).await;
@@ -178,10 +182,17 @@ async fn main() {
         prompt(&c, &long).await;
     }
     let (mut a, mut b) = (Vec::with_capacity(turns), Vec::with_capacity(turns));
+    let mut stateless = Vec::with_capacity(turns);
     for _ in 0..turns {
         a.push(prompt(&c, &short).await);
         b.push(prompt(&c, &long).await);
+        stateless.push(prompt(&c, "").await);
     }
+    let (s50, s99) = (
+        percentile(&mut stateless, 0.5),
+        percentile(&mut stateless, 0.99),
+    );
+    println!("through the daemon, no thread         p50 {s50:>6} us  p99 {s99:>6} us");
     let (a50, a99) = (percentile(&mut a, 0.5), percentile(&mut a, 0.99));
     let (b50, b99) = (percentile(&mut b, 0.5), percentile(&mut b, 0.99));
     println!("through the daemon, 10 messages       p50 {a50:>6} us  p99 {a99:>6} us");
