@@ -6,6 +6,7 @@
 //! store traits implemented in [`postgres`]. [`daemon`] wires it together; [`cli`] is the
 //! operator's `ikigai` command.
 
+pub mod actions;
 pub mod admission;
 pub mod agents;
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod llm;
 pub mod manifest;
 pub mod postgres;
 pub mod root;
+pub mod rules;
 pub mod server;
 pub mod services;
 pub mod session;

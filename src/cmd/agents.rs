@@ -8,13 +8,11 @@
 //! open to every session; a heartbeat is always the caller's own.
 
 use super::{require_admin, timestamp, Empty};
-use crate::agents::actor::{Deployment, Op};
-use crate::agents::deploy::{self, File, Staged};
+use crate::actions::{self, denied, grants_deploy, owned, HexFile};
+use crate::agents::actor::Op;
 use crate::agents::store::Entry;
-use crate::agents::AgentError;
 use crate::error::Error;
 use crate::identity::{check_agent_name, IdentityError, ADMIN};
-use crate::manifest::Manifest;
 use crate::services::Services;
 use crate::session::Session;
 use ikigai_protocol::Json;
@@ -58,17 +56,7 @@ pub async fn token(args: TokenArgs, s: &Services, session: &Session) -> Result<T
 #[serde(deny_unknown_fields)]
 pub struct DeployArgs {
     manifest: Json,
-    files: Option<Vec<WireFile>>,
-}
-
-/// A file of a deployment as it travels: its bytes in hex.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WireFile {
-    path: String,
-    hex: String,
-    #[serde(default)]
-    executable: bool,
+    files: Option<Vec<HexFile>>,
 }
 
 #[derive(Serialize)]
@@ -78,59 +66,10 @@ pub struct Deployed {
 }
 
 pub async fn deploy(args: DeployArgs, s: &Services, session: &Session) -> Result<Deployed, Error> {
-    let manifest =
-        Manifest::from_value(&args.manifest.0).map_err(|e| Error::BadRequest(e.to_string()))?;
-    let name = manifest.name.clone();
-    if !session.is_admin() && !grants_deploy(s, session).await? {
-        return Err(denied("deploy", &name));
-    }
-    // An entry without a daemon (written by other means than a deploy) is taken over.
-    if let Some(entry) = s.agents.get(&name).await?.filter(|e| e.daemon_id.is_some()) {
-        owned(s, &entry)?;
-    }
-    let staged = stage(args.files, &manifest, s)?;
-    let version = manifest.version.clone();
-    s.agents
-        .command(&name, Op::Deploy(Box::new(Deployment { manifest, staged })))
-        .await?;
-    Ok(Deployed { name, version })
-}
-
-/// Writes the files given into a staging directory, or, given none, checks that the service
-/// directory is already in place.
-fn stage(
-    files: Option<Vec<WireFile>>,
-    manifest: &Manifest,
-    s: &Services,
-) -> Result<Option<Staged>, Error> {
-    let in_place = || s.agents.services().join(&manifest.name).is_dir();
-    let files = match files {
-        Some(files) => files,
-        None if in_place() => return Ok(None),
-        // An agent that only connects needs no code: its directory holds just its manifest.
-        None if manifest.command.is_none() => Vec::new(),
-        None => {
-            return Err(Error::BadRequest(format!(
-                "no files given and .ikigai/services/{}/ does not exist",
-                manifest.name
-            )))
-        }
-    };
-    let files = files
-        .into_iter()
-        .map(decode)
-        .collect::<Result<Vec<_>, _>>()?;
-    let staged = deploy::stage(s.agents.services(), manifest, &files).map_err(AgentError::from)?;
-    Ok(Some(staged))
-}
-
-fn decode(file: WireFile) -> Result<File, Error> {
-    let data = hex::decode(&file.hex)
-        .map_err(|e| Error::BadRequest(format!("files: {:?}: hex: {e}", file.path)))?;
-    Ok(File {
-        path: file.path,
-        data,
-        executable: file.executable,
+    let manifest = actions::deploy(s, session, &args.manifest.0, args.files).await?;
+    Ok(Deployed {
+        name: manifest.name,
+        version: manifest.version,
     })
 }
 
@@ -160,32 +99,6 @@ pub async fn manage(
     owned(s, &found(s, &args.name).await?)?;
     s.agents.command(&args.name, command).await?;
     Ok(Empty {})
-}
-
-/// True when the caller is a deployed agent whose manifest grants `deploy_agent`.
-async fn grants_deploy(s: &Services, session: &Session) -> Result<bool, Error> {
-    let entry = s.agents.get(&session.agent).await?;
-    let manifest = entry.and_then(|e| Manifest::from_value(&e.manifest).ok());
-    Ok(manifest.is_some_and(|m| m.permissions.deploy_agent))
-}
-
-fn denied(verb: &str, name: &str) -> Error {
-    Error::PermissionDenied(format!(
-        "only admin, or an agent whose manifest grants permissions.deploy_agent, may {verb} agent {name:?}"
-    ))
-}
-
-/// Refuses an entry another daemon supervises.
-fn owned(s: &Services, entry: &Entry) -> Result<(), Error> {
-    if s.agents.owns(entry) {
-        return Ok(());
-    }
-    Err(Error::Conflict(format!(
-        "agent {:?} is supervised by daemon {} on {}; ask that daemon",
-        entry.name,
-        entry.daemon_id.as_deref().unwrap_or("?"),
-        entry.server.as_deref().unwrap_or("?")
-    )))
 }
 
 async fn found(s: &Services, name: &str) -> Result<Entry, Error> {

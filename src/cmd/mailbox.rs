@@ -4,6 +4,7 @@
 //! (admin may also peek and read stats); any authenticated session may send.
 
 use super::{ask, check_max, check_ms, check_name, check_wait, gone, parked};
+use crate::actions;
 use crate::error::Error;
 use crate::postgres::{self, store_error};
 use crate::services::Services;
@@ -35,11 +36,13 @@ pub struct Sent {
 }
 
 pub async fn send(args: SendArgs, s: &Services, session: &Session) -> Result<Sent, Error> {
-    check_name("mailbox", &args.mailbox)?;
-    let msg = NewMessage::new(args.mailbox, session.agent.clone(), args.payload.0);
     let stored = match args.tx {
-        None => s.mailboxes.send(msg).await.map_err(|_| gone())??,
-        Some(tx) => send_within(&tx, msg, session).await?,
+        None => actions::send_message(s, &session.agent, args.mailbox, args.payload.0).await?,
+        Some(tx) => {
+            check_name("mailbox", &args.mailbox)?;
+            let msg = NewMessage::new(args.mailbox, session.agent.clone(), args.payload.0);
+            send_within(&tx, msg, session).await?
+        }
     };
     Ok(Sent {
         id: stored.id.to_string(),

@@ -2,25 +2,25 @@
 //! them. Each op takes its typed args (wire structs, converted to domain types here) and returns
 //! a serializable reply; errors become error frames in [`dispatch`].
 
-pub(crate) mod agents;
+mod agents;
 mod cache;
 mod daemon;
 mod debug;
 pub mod hello;
 mod llm;
-pub(crate) mod mailbox;
+mod mailbox;
 mod memory;
 mod pubsub;
-pub(crate) mod queue;
+mod queue;
 mod storage;
-pub(crate) mod telemetry;
+mod telemetry;
 mod tx;
 
+use crate::actions::{ask, gone};
 use crate::error::Error;
+use crate::rules::{check_ms, check_name, check_text, timestamp};
 use crate::services::Services;
 use crate::session::Session;
-use actix::{Actor, Addr, Context, Handler};
-use chrono::{DateTime, SecondsFormat, Utc};
 use ikigai_protocol::{encode_err, encode_ok, Raw, Request};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -194,21 +194,6 @@ async fn route_memory(
     }
 }
 
-/// Checks a mailbox or queue name: 1 to 255 bytes without U+0000.
-fn check_name(what: &str, name: &str) -> Result<(), Error> {
-    check_text(what, name, 255)
-}
-
-/// Checks a name-like string argument: 1 to `max` bytes, no U+0000.
-fn check_text(what: &str, value: &str, max: usize) -> Result<(), Error> {
-    if value.is_empty() || value.len() > max || value.contains('\0') {
-        return Err(Error::BadRequest(format!(
-            "{what} must be 1 to {max} bytes without U+0000"
-        )));
-    }
-    Ok(())
-}
-
 /// Checks a batch size (`max` of receive and claim): 1 by default, at most `limit`.
 fn check_max(max: Option<usize>, limit: usize) -> Result<usize, Error> {
     match max.unwrap_or(1) {
@@ -217,37 +202,9 @@ fn check_max(max: Option<usize>, limit: usize) -> Result<usize, Error> {
     }
 }
 
-/// The longest duration any `*_ms` argument may give: ten years (of 366 days). Longer ones would
-/// overflow the clocks they are added to; the ops of waits and leases allow less.
-pub(crate) const MAX_MS: u64 = 10 * 366 * 24 * 3600 * 1000;
-
-/// Checks a `*_ms` argument named `what`: `min` to `max` (at most [`MAX_MS`]) milliseconds.
-fn check_ms(what: &str, ms: u64, min: u64, max: Duration) -> Result<Duration, Error> {
-    let max = u64::try_from(max.as_millis()).map_or(MAX_MS, |m| m.min(MAX_MS));
-    if !(min..=max).contains(&ms) {
-        return Err(Error::BadRequest(format!("{what} must be {min} to {max}")));
-    }
-    Ok(Duration::from_millis(ms))
-}
-
 /// Checks a `wait_ms`: 0 by default, at most `limit`.
 fn check_wait(wait_ms: Option<u64>, limit: Duration) -> Result<Duration, Error> {
     check_ms("wait_ms", wait_ms.unwrap_or(0), 0, limit)
-}
-
-/// Sends the message `make` builds around a reply channel to an actor; returns the channel its
-/// answer will come on.
-async fn ask<A, M, T>(
-    addr: Addr<A>,
-    make: impl FnOnce(oneshot::Sender<T>) -> M,
-) -> Result<oneshot::Receiver<T>, Error>
-where
-    A: Actor<Context = Context<A>> + Handler<M>,
-    M: actix::Message<Result = ()> + Send + 'static,
-{
-    let (reply, rx) = oneshot::channel();
-    addr.send(make(reply)).await.map_err(|_| gone())?;
-    Ok(rx)
 }
 
 /// Waits for the answer of a request that may park (receive, claim): until it arrives,
@@ -285,23 +242,6 @@ async fn parked<T, E>(
         Err(oneshot::error::TryRecvError::Closed) => Some(Ok(Vec::new())),
         Err(oneshot::error::TryRecvError::Empty) => None,
     }
-}
-
-/// The actor or the persistence callback went away before answering (daemon shutting down).
-fn gone() -> Error {
-    Error::Unavailable("the service stopped before answering; the outcome is unknown".into())
-}
-
-/// A timestamp as it travels: RFC 3339, UTC, microseconds.
-fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-/// Parses an RFC 3339 timestamp argument.
-fn parse_time(s: &str) -> Result<DateTime<Utc>, Error> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| Error::BadRequest(format!("{s:?} is not an RFC 3339 timestamp: {e}")))
 }
 
 /// `{}`: the reply of ops that only succeed, and the args of ops that take none.

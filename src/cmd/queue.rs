@@ -4,16 +4,14 @@
 //! Any authenticated agent may push to and claim from any queue; only the claimer may extend,
 //! complete, fail or release its task.
 
-use super::{
-    ask, check_max, check_ms, check_name, check_wait, gone, parked, parse_time, timestamp,
-};
+use super::{ask, check_max, check_ms, check_name, check_wait, gone, parked, timestamp};
+use crate::actions::{self, restarted, TaskSpec};
 use crate::error::Error;
 use crate::postgres::{self, store_error};
 use crate::services::Services;
 use crate::session::Session;
 use crate::tx::Effect;
-use chrono::Utc;
-use ikigai_actors::queue::{Claim, Push, QueueError, SettleTask, Stats};
+use ikigai_actors::queue::{Claim, QueueError, SettleTask, Stats};
 use ikigai_actors::store::{PushWrite, Pushed, Refusal, Settle, SettleWrite, TaskState};
 use ikigai_actors::{Lease, NewTask, Task};
 use ikigai_protocol::{from_value, Json, Value};
@@ -28,7 +26,7 @@ const MAX_PUSH_MANY: usize = 10_000;
 /// Longest `error` text a failure may record.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
-/// Checks a delay argument: 0 to [`MAX_MS`] (beyond any real schedule, timestamps overflow).
+/// Checks a delay argument: 0 to [`crate::rules::MAX_MS`] (beyond any real schedule, timestamps overflow).
 fn check_delay(what: &str, ms: u64) -> Result<Duration, Error> {
     check_ms(what, ms, 0, Duration::MAX)
 }
@@ -142,13 +140,12 @@ async fn push_tasks(
     s: &Services,
     session: &Session,
 ) -> Result<Vec<Pushed>, Error> {
+    let Some(tx) = tx else {
+        return actions::push_tasks(s, queue, tasks).await;
+    };
     if tasks.is_empty() {
         return Ok(Vec::new());
     }
-    let Some(tx) = tx else {
-        let rx = ask(s.queues.get(queue), |reply| Push { tasks, reply }).await?;
-        return Ok(rx.await.map_err(|_| restarted(queue))??);
-    };
     let writes: Vec<PushWrite> = tasks
         .into_iter()
         .map(|task| PushWrite { task, claim: None })
@@ -169,36 +166,15 @@ async fn push_tasks(
 }
 
 fn new_task(queue: &str, t: TaskArgs, s: &Services) -> Result<NewTask, Error> {
-    check_name("queue", queue)?;
-    let run_at = match (t.scheduled_for, t.delay_ms) {
-        (Some(_), Some(_)) => {
-            return Err(Error::BadRequest(
-                "give scheduled_for or delay_ms, not both".into(),
-            ))
-        }
-        (Some(at), None) => Some(parse_time(&at)?),
-        (None, Some(ms)) => Some(
-            Utc::now()
-                + chrono::Duration::from_std(check_delay("delay_ms", ms)?).unwrap_or_default(),
-        ),
-        (None, None) => None,
-    };
-    let max_attempts = t.max_attempts.unwrap_or(s.config.queues.max_attempts);
-    if max_attempts < 1 {
-        return Err(Error::BadRequest("max_attempts must be at least 1".into()));
-    }
-    if let Some(key) = &t.dedup_key {
-        check_name("dedup_key", key)?;
-    }
-    Ok(NewTask {
-        id: Uuid::now_v7(),
-        queue: queue.to_owned(),
-        payload: Arc::new(t.payload.0),
-        priority: t.priority.unwrap_or(0),
-        run_at,
-        max_attempts,
+    let spec = TaskSpec {
+        payload: t.payload.0,
+        priority: t.priority,
+        scheduled_for: t.scheduled_for,
+        delay_ms: t.delay_ms,
+        max_attempts: t.max_attempts,
         dedup_key: t.dedup_key,
-    })
+    };
+    spec.task(queue, s)
 }
 
 #[derive(Deserialize)]
@@ -620,8 +596,4 @@ impl From<&Task> for WireTask {
             dedup_key: t.dedup_key.clone(),
         }
     }
-}
-
-fn restarted(queue: &str) -> Error {
-    QueueError::Restarted(queue.to_owned()).into()
 }

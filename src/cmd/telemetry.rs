@@ -2,17 +2,14 @@
 //!
 //! Any agent emits events under its own name; an agent queries its own events, `admin` anyone's.
 
-use super::{check_text, parse_time, timestamp, Empty};
+use super::{check_text, timestamp, Empty};
+use crate::actions::{self, EventsSpec};
 use crate::error::Error;
 use crate::services::Services;
 use crate::session::Session;
-use ikigai_actors::telemetry::{TelemetryEvent, TelemetryQuery};
+use ikigai_actors::telemetry::TelemetryEvent;
 use ikigai_protocol::Json;
 use serde::{Deserialize, Serialize};
-
-/// Default and largest `limit` of `telemetry.query`.
-const DEFAULT_LIMIT: usize = 100;
-const MAX_LIMIT: usize = 1000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,31 +71,15 @@ struct WireEvent {
 }
 
 pub async fn query(args: QueryArgs, s: &Services, session: &Session) -> Result<Events, Error> {
-    let agent = match (args.agent, session.is_admin()) {
-        (agent, true) => agent,
-        (Some(a), false) if a != session.agent => {
-            return Err(Error::PermissionDenied(format!(
-                "{:?} may query only its own telemetry, not {a:?}'s",
-                session.agent
-            )))
-        }
-        (_, false) => Some(session.agent.clone()),
-    };
-    let limit = args.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit > MAX_LIMIT {
-        return Err(Error::BadRequest(format!(
-            "limit must be at most {MAX_LIMIT}"
-        )));
-    }
-    let query = TelemetryQuery {
-        agent,
+    let spec = EventsSpec {
+        agent: args.agent,
         event_type: args.event_type,
-        since: args.since.as_deref().map(parse_time).transpose()?,
-        until: args.until.as_deref().map(parse_time).transpose()?,
-        text: args.text.filter(|t| !t.trim().is_empty()),
-        limit,
+        since: args.since,
+        until: args.until,
+        text: args.text,
+        limit: args.limit,
     };
-    let events = s.telemetry_sink.query(&query).await?;
+    let events = actions::query_telemetry(s, session, spec).await?;
     Ok(Events {
         events: events.into_iter().map(WireEvent::from).collect(),
     })

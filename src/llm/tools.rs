@@ -1,17 +1,19 @@
 //! Platform tools: what the daemon offers models (name, description, JSON schema) and how it runs
-//! them, as the calling agent, through the same functions as the ops (`queue.push`,
-//! `mailbox.send`, `telemetry.query`, `agents.deploy`, stored assets and the context of the
-//! prompt's thread), so a tool can do exactly what the agent could.
+//! them, as the calling agent, through the services' own handles and the operations of
+//! `actions` that the ops use too (sending, pushing, querying telemetry, deploying), stored
+//! assets and the context of the prompt's thread, so a tool can do exactly what the agent could.
 
 use super::provider::ToolSpec;
 use super::thread::{Change, Changed};
 use super::LlmError;
-use crate::cmd;
+use crate::actions::{self, EventsSpec, HexFile, TaskSpec};
 use crate::config::SHIPPED_DEFAULT;
 use crate::error::Error;
 use crate::postgres;
+use crate::rules::{parse_time, timestamp};
 use crate::services::Services;
 use crate::session::Session;
+use ikigai_protocol::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -107,22 +109,26 @@ pub async fn run(
     thread: Option<Uuid>,
 ) -> Result<Value, String> {
     let result = match name {
-        "query_telemetry" => query_telemetry(args, s, session).await,
-        "create_task" => ask(args, async |a| cmd::queue::push(a, s, session).await).await,
-        "send_message" => ask(args, async |a| cmd::mailbox::send(a, s, session).await).await,
-        "list_agents" => ask(args, async |a| cmd::agents::list(a, s, session).await)
+        "query_telemetry" => tool(args, async |a| query_telemetry(a, s, session).await).await,
+        "create_task" => tool(args, async |a| create_task(a, s).await).await,
+        "send_message" => {
+            tool(args, async |a: MessageTool| {
+                let sent = actions::send_message(s, &session.agent, a.mailbox, a.payload.0).await?;
+                Ok(json!({"id": sent.id.to_string()}))
+            })
             .await
-            .map(summaries),
+        }
+        "list_agents" => list_agents(s).await,
         "read_config" => Ok(read_config(&s.config.source)),
-        "deploy_agent" => ask(args, async |a| cmd::agents::deploy(a, s, session).await).await,
-        "memory_read" => memory(args, async |a| memory_read(a, s, session).await).await,
-        "memory_write" => memory(args, async |a| memory_write(a, s, session).await).await,
+        "deploy_agent" => tool(args, async |a| deploy_agent(a, s, session).await).await,
+        "memory_read" => tool(args, async |a| Ok(memory_read(a, s, session).await?)).await,
+        "memory_write" => tool(args, async |a| Ok(memory_write(a, s, session).await?)).await,
         "context_mark" | "context_exclude" => {
             let Some(thread) = thread else {
                 return Err("this prompt has no thread: there is no context to change".into());
             };
-            memory(args, async |a| {
-                context_tool(name, a, s, session, thread).await
+            tool(args, async |a| {
+                Ok(context_tool(name, a, s, session, thread).await?)
             })
             .await
         }
@@ -133,40 +139,100 @@ pub async fn run(
     result.map_err(|e| e.to_string())
 }
 
-/// `agents.list` without what the model need not see (manifests, whose `env` may hold secrets;
-/// pids): name, version, status and last heartbeat of each agent.
-fn summaries(list: Value) -> Value {
-    let agents = list["agents"].as_array().into_iter().flatten();
-    let keep = ["name", "version", "status", "last_heartbeat"];
-    agents
-        .map(|a| keep.iter().map(|k| (k.to_string(), a[k].clone())).collect())
-        .map(Value::Object)
-        .collect()
+/// The registered agents, reduced to what the model may see (no manifests, whose `env` may
+/// hold secrets; no pids): name, version, status and last heartbeat.
+async fn list_agents(s: &Services) -> Result<Value, Error> {
+    let entries = s.agents.list().await?;
+    let shown = entries.into_iter().map(|e| {
+        json!({"name": e.name, "version": e.version, "status": e.status.as_str(),
+            "last_heartbeat": e.last_heartbeat.map(timestamp)})
+    });
+    Ok(Value::Array(shown.collect()))
 }
 
-/// The agent's telemetry events (as `telemetry.query`) and its own LLM interactions, filtered
-/// by the same `since`, `text` and `limit`.
-async fn query_telemetry(args: Value, s: &Services, session: &Session) -> Result<Value, Error> {
-    let mut found = ask(args.clone(), async |a| {
-        cmd::telemetry::query(a, s, session).await
-    })
-    .await?;
-    let since = match args["since"].as_str() {
-        Some(t) => Some(
-            chrono::DateTime::parse_from_rfc3339(t)
-                .map_err(|e| Error::BadRequest(format!("since: {e}")))?
-                .to_utc(),
-        ),
-        None => None,
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TelemetryTool {
+    event_type: Option<String>,
+    since: Option<String>,
+    text: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The agent's telemetry events and its own LLM interactions, filtered by the same `since`,
+/// `text` and `limit`.
+async fn query_telemetry(
+    a: TelemetryTool,
+    s: &Services,
+    session: &Session,
+) -> Result<Value, Error> {
+    let since = a.since.as_deref().map(parse_time).transpose()?;
+    let text = a.text.clone().filter(|t| !t.trim().is_empty());
+    let limit = a
+        .limit
+        .unwrap_or(actions::DEFAULT_EVENTS)
+        .clamp(1, actions::MAX_EVENTS);
+    let spec = EventsSpec {
+        event_type: a.event_type,
+        since: a.since,
+        text: a.text,
+        limit: a.limit,
+        ..EventsSpec::default()
     };
-    let text = args["text"].as_str().filter(|t| !t.trim().is_empty());
-    let limit = args["limit"].as_i64().unwrap_or(100).clamp(1, 1000);
+    let events = actions::query_telemetry(s, session, spec).await?;
+    let events = events.into_iter().map(|e| {
+        json!({"id": e.id.to_string(), "agent": e.agent, "event_type": e.event_type,
+            "payload": e.payload, "created_at": timestamp(e.created_at)})
+    });
     let llm = s
         .llm
-        .interactions(&session.agent, since, text, limit)
+        .interactions(&session.agent, since, text.as_deref(), limit as i64)
         .await?;
-    found["llm_interactions"] = Value::Array(llm);
-    Ok(found)
+    Ok(json!({"events": events.collect::<Vec<_>>(), "llm_interactions": llm}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskTool {
+    queue: String,
+    payload: Json,
+    priority: Option<i32>,
+    delay_ms: Option<u64>,
+    dedup_key: Option<String>,
+}
+
+async fn create_task(a: TaskTool, s: &Services) -> Result<Value, Error> {
+    let spec = TaskSpec {
+        payload: a.payload.0,
+        priority: a.priority,
+        scheduled_for: None,
+        delay_ms: a.delay_ms,
+        max_attempts: None,
+        dedup_key: a.dedup_key,
+    };
+    let task = spec.task(&a.queue, s)?;
+    let pushed = actions::push_tasks(s, &a.queue, vec![task]).await?;
+    let first = pushed.into_iter().next().ok_or_else(actions::gone)?;
+    Ok(json!({"id": first.task.id.to_string(), "created": first.created}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageTool {
+    mailbox: String,
+    payload: Json,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployTool {
+    manifest: Json,
+    files: Option<Vec<HexFile>>,
+}
+
+async fn deploy_agent(a: DeployTool, s: &Services, session: &Session) -> Result<Value, Error> {
+    let manifest = actions::deploy(s, session, &a.manifest.0, a.files).await?;
+    Ok(json!({"name": manifest.name, "version": manifest.version}))
 }
 
 #[derive(Deserialize)]
@@ -248,24 +314,13 @@ async fn context_tool(
     })
 }
 
-/// Parses a memory tool's arguments and runs it.
-async fn memory(
+/// Parses a tool's arguments and runs it.
+async fn tool<A: serde::de::DeserializeOwned>(
     args: Value,
-    op: impl AsyncFnOnce(MemoryArgs) -> Result<Value, LlmError>,
+    run: impl AsyncFnOnce(A) -> Result<Value, Error>,
 ) -> Result<Value, Error> {
     let args = serde_json::from_value(args).map_err(|e| Error::BadRequest(e.to_string()))?;
-    Ok(op(args).await?)
-}
-
-/// Parses a tool's arguments as an op's args, runs the op, and returns its reply as JSON.
-async fn ask<A, R>(args: Value, op: impl AsyncFnOnce(A) -> Result<R, Error>) -> Result<Value, Error>
-where
-    A: serde::de::DeserializeOwned,
-    R: serde::Serialize,
-{
-    let args = serde_json::from_value(args).map_err(|e| Error::BadRequest(e.to_string()))?;
-    let reply = op(args).await?;
-    serde_json::to_value(reply).map_err(|e| Error::Internal(e.to_string()))
+    run(args).await
 }
 
 /// The configuration file as `{section: {key: value}}`, with every value whose key names a key,
