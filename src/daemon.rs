@@ -16,7 +16,7 @@ use crate::root::{Root, RootError, RootLock};
 use crate::server;
 use crate::services::{Services, Shutdown, Status};
 use actix::{Actor, Addr};
-use ikigai_actors::cache::{CacheConfig, CacheHandle};
+use ikigai_actors::cache::{Cache, CacheConfig, CacheHandle};
 use ikigai_actors::mailbox::{MailboxConfig, Mailboxes};
 use ikigai_actors::persist::{Lanes, Persister};
 use ikigai_actors::pubsub::Hub;

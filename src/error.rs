@@ -72,6 +72,7 @@ impl Error {
                 (ErrorCode::Conflict, false)
             }
             Error::Cache(CacheError::Panicked(_)) => (ErrorCode::Internal, true),
+            Error::Cache(CacheError::Store(e)) => store_code(e),
             Error::PubSub(PubSubError::Store(e)) => store_code(e),
             Error::PubSub(PubSubError::Stopped) => (ErrorCode::Unavailable, true),
             Error::Store(e) => store_code(e),

@@ -7,6 +7,7 @@ use super::{check_ms, check_text};
 use crate::error::Error;
 use crate::services::Services;
 use crate::session::Session;
+use ikigai_actors::cache::Cache;
 use ikigai_protocol::Packed;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -37,7 +37,7 @@ pub(super) struct WriteBehind;
 pub(super) struct Reload;
 
 /// The cache.
-pub struct Cache {
+pub struct CacheActor {
     shared: Rc<Shared>,
     store: Arc<dyn CacheStore>,
     config: CacheConfig,
@@ -47,7 +47,7 @@ pub struct Cache {
     flushes: Vec<oneshot::Sender<()>>,
 }
 
-impl Cache {
+impl CacheActor {
     /// Starts the supervised actor over `shared`; it loads the stored entries, then marks the
     /// state ready.
     pub(super) fn start(
@@ -55,8 +55,8 @@ impl Cache {
         store: Arc<dyn CacheStore>,
         config: CacheConfig,
         telemetry: Telemetry,
-    ) -> Addr<Cache> {
-        Supervisor::start(move |_| Cache {
+    ) -> Addr<CacheActor> {
+        Supervisor::start(move |_| CacheActor {
             shared,
             store,
             config,
@@ -196,7 +196,7 @@ impl Cache {
     }
 }
 
-impl Actor for Cache {
+impl Actor for CacheActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
@@ -206,7 +206,7 @@ impl Actor for Cache {
     }
 }
 
-impl Supervised for Cache {
+impl Supervised for CacheActor {
     fn restarting(&mut self, _: &mut Context<Self>) {
         warn!("cache actor restarting; reloading from storage");
         let payload = serde_json::json!({"actor": "cache"});
@@ -218,7 +218,7 @@ impl Supervised for Cache {
     }
 }
 
-impl Handler<WriteBehind> for Cache {
+impl Handler<WriteBehind> for CacheActor {
     type Result = ();
 
     fn handle(&mut self, _: WriteBehind, ctx: &mut Context<Self>) {
@@ -226,7 +226,7 @@ impl Handler<WriteBehind> for Cache {
     }
 }
 
-impl Handler<Reload> for Cache {
+impl Handler<Reload> for CacheActor {
     type Result = ();
 
     fn handle(&mut self, _: Reload, ctx: &mut Context<Self>) {
@@ -234,7 +234,7 @@ impl Handler<Reload> for Cache {
     }
 }
 
-impl Handler<Flush> for Cache {
+impl Handler<Flush> for CacheActor {
     type Result = ();
 
     fn handle(&mut self, msg: Flush, ctx: &mut Context<Self>) {

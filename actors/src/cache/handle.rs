@@ -6,13 +6,14 @@
 //! loads the state before the handle serves anything, writes behind, sweeps, and reloads after a
 //! panic of the cache's logic.
 
-use super::actor::{Cache, CacheConfig, Reload, WriteBehind};
+use super::actor::{CacheActor, CacheConfig, Reload, WriteBehind};
 use super::state::Clock;
-use super::{CacheError, CacheState, CacheStore};
+use super::{Cache, CacheError, CacheState, CacheStore};
 use crate::persist::Flush;
 use crate::supervise::contain;
 use crate::telemetry::Telemetry;
 use actix::Addr;
+use async_trait::async_trait;
 use ikigai_protocol::Packed;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -32,7 +33,7 @@ pub(super) struct Shared {
 #[derive(Clone)]
 pub struct CacheHandle {
     shared: Rc<Shared>,
-    actor: Addr<Cache>,
+    actor: Addr<CacheActor>,
 }
 
 impl CacheHandle {
@@ -46,34 +47,11 @@ impl CacheHandle {
             state: RefCell::new(CacheState::new(config.max_bytes)),
             ready: watch::Sender::new(false),
         });
-        let actor = Cache::start(shared.clone(), store, config, telemetry);
+        let actor = CacheActor::start(shared.clone(), store, config, telemetry);
         CacheHandle { shared, actor }
     }
 
-    /// The value of a live key; marks it recently used.
-    pub async fn get(&self, key: &str) -> Result<Option<Packed>, CacheError> {
-        self.ready().await;
-        self.run(|s, now| s.get(key, now))
-    }
-
-    /// The values of several keys, `None` where absent.
-    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Packed>>, CacheError> {
-        self.ready().await;
-        self.run(|s, now| keys.iter().map(|k| s.get(k, now)).collect())
-    }
-
-    /// Sets a key, with an optional time to live.
-    pub async fn set(
-        &self,
-        key: String,
-        value: Packed,
-        ttl: Option<Duration>,
-    ) -> Result<(), CacheError> {
-        self.ready().await;
-        self.set_loaded(key, value, ttl)
-    }
-
-    /// Sets a key as [`CacheHandle::set`] does, without waiting: at once when the cache is
+    /// Sets a key as [`Cache::set`] does, without waiting: at once when the cache is
     /// loaded (the effect of a committed transaction is seen by the requests that follow), else
     /// as soon as it is.
     pub fn set_soon(&self, key: String, value: Packed, ttl: Option<Duration>) {
@@ -83,25 +61,6 @@ impl CacheHandle {
             let cache = self.clone();
             tokio::task::spawn_local(async move { cache.set(key, value, ttl).await });
         }
-    }
-
-    /// Removes a key; answers whether it was live.
-    pub async fn delete(&self, key: &str) -> Result<bool, CacheError> {
-        self.ready().await;
-        self.run(|s, now| s.delete(key, now))
-    }
-
-    /// Adds `by` to an integer key; answers the new value.
-    pub async fn incr(&self, key: &str, by: i64) -> Result<i64, CacheError> {
-        self.ready().await;
-        self.run(|s, now| s.incr(key, by, now))?
-    }
-
-    /// Resolves once every change made so far is stored.
-    pub async fn flush(&self) {
-        let (flushed, done) = oneshot::channel();
-        self.actor.do_send(Flush(flushed));
-        let _ = done.await;
     }
 
     fn set_loaded(
@@ -147,6 +106,51 @@ impl CacheHandle {
                 Err(CacheError::Panicked(p.0))
             }
         }
+    }
+}
+
+#[async_trait(?Send)]
+impl Cache for CacheHandle {
+    /// The value of a live key; marks it recently used.
+    async fn get(&self, key: &str) -> Result<Option<Packed>, CacheError> {
+        self.ready().await;
+        self.run(|s, now| s.get(key, now))
+    }
+
+    /// The values of several keys, `None` where absent.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Packed>>, CacheError> {
+        self.ready().await;
+        self.run(|s, now| keys.iter().map(|k| s.get(k, now)).collect())
+    }
+
+    /// Sets a key, with an optional time to live.
+    async fn set(
+        &self,
+        key: String,
+        value: Packed,
+        ttl: Option<Duration>,
+    ) -> Result<(), CacheError> {
+        self.ready().await;
+        self.set_loaded(key, value, ttl)
+    }
+
+    /// Removes a key; answers whether it was live.
+    async fn delete(&self, key: &str) -> Result<bool, CacheError> {
+        self.ready().await;
+        self.run(|s, now| s.delete(key, now))
+    }
+
+    /// Adds `by` to an integer key; answers the new value.
+    async fn incr(&self, key: &str, by: i64) -> Result<i64, CacheError> {
+        self.ready().await;
+        self.run(|s, now| s.incr(key, by, now))?
+    }
+
+    /// Resolves once every change made so far is stored.
+    async fn flush(&self) {
+        let (flushed, done) = oneshot::channel();
+        self.actor.do_send(Flush(flushed));
+        let _ = done.await;
     }
 }
 

@@ -2,21 +2,52 @@
 //!
 //! [`CacheState`] holds the rules (expiry, the least-recently-used bound, atomic counters, the
 //! coalesced writes still to be stored). Requests reach it through a [`CacheHandle`], in place on
-//! the daemon's thread; [`Cache`] is the supervised actor beside it, which loads the stored
+//! the daemon's thread; [`CacheActor`] is the supervised actor beside it, which loads the stored
 //! entries at start, writes changes behind in batches, compacts storage and sweeps expired keys.
+//!
+//! Requests see the service as a [`Cache`]: the handle is its in-memory engine, and an engine
+//! whose own server holds the entries (Redis) implements [`Cache`] directly.
 
 mod actor;
 mod handle;
 mod state;
 
-pub use actor::{Cache, CacheConfig};
+pub use actor::{CacheActor, CacheConfig};
 pub use handle::CacheHandle;
 pub use state::CacheState;
 
 use crate::store::StoreError;
 use async_trait::async_trait;
 use ikigai_protocol::Packed;
+use std::time::Duration;
 use thiserror::Error;
+
+/// The cache service as requests use it. Keys are full keys (`<namespace>/<key>`).
+#[async_trait(?Send)]
+pub trait Cache {
+    /// The value of a live key.
+    async fn get(&self, key: &str) -> Result<Option<Packed>, CacheError>;
+
+    /// The values of several keys, `None` where absent, in the order asked.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Packed>>, CacheError>;
+
+    /// Sets a key, with an optional time to live.
+    async fn set(
+        &self,
+        key: String,
+        value: Packed,
+        ttl: Option<Duration>,
+    ) -> Result<(), CacheError>;
+
+    /// Removes a key; answers whether it was live.
+    async fn delete(&self, key: &str) -> Result<bool, CacheError>;
+
+    /// Adds `by` to an integer key (absent: 0), keeping its time to live; answers the new value.
+    async fn incr(&self, key: &str, by: i64) -> Result<i64, CacheError>;
+
+    /// Resolves once every change made so far is stored.
+    async fn flush(&self);
+}
 
 /// A stored entry. `key` is the full key (`<namespace>/<key>`); expiry in Unix milliseconds.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +75,8 @@ pub enum CacheError {
     Overflow(String),
     #[error("the cache failed: {0}; it is reloading from storage")]
     Panicked(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Durable storage of cache entries (on Postgres, an UNLOGGED log of batches).

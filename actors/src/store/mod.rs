@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 /// A storage failure, as actors see it.
-#[derive(Debug, Clone, Error)]
+#[derive(Debug, Clone, PartialEq, Error)]
 pub enum StoreError {
     /// The engine cannot be reached or refused for a passing reason; the caller may retry.
     #[error("storage unavailable: {0}")]
