@@ -61,8 +61,17 @@ pub async fn send_message(
     mailbox: String,
     payload: Value,
 ) -> Result<StoredMessage, Error> {
+    send(s, new_message(sender, mailbox, payload)?).await
+}
+
+/// A message from `sender` for `mailbox`, once the name is checked.
+pub fn new_message(sender: &str, mailbox: String, payload: Value) -> Result<NewMessage, Error> {
     check_name("mailbox", &mailbox)?;
-    let msg = NewMessage::new(mailbox, sender.to_owned(), payload);
+    Ok(NewMessage::new(mailbox, sender.to_owned(), payload))
+}
+
+/// Sends `msg` through its mailbox's actor; answers after the commit.
+pub async fn send(s: &Services, msg: NewMessage) -> Result<StoredMessage, Error> {
     s.mailboxes
         .send(msg)
         .await

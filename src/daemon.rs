@@ -4,24 +4,20 @@
 //! (TERM, then KILL after each one's grace), flush persistence and remove the socket.
 
 use crate::agents::Agents;
+use crate::backends::{BackendError, Backends, Needs};
 use crate::config::{Config, ConfigError};
 use crate::identity::{Identities, IdentityError};
 use crate::llm::Llm;
-use crate::postgres::listen::{Event, Listener};
-use crate::postgres::{
-    Database, DbError, PgCacheStore, PgDocumentStore, PgJournal, PgMailboxStore, PgPubSub,
-    PgQueueStore, PgRegistryStore, PgTelemetrySink,
-};
+use crate::postgres::{Database, DbError, PgRegistryStore};
 use crate::root::{Root, RootError, RootLock};
 use crate::server;
 use crate::services::{Services, Shutdown, Status};
 use actix::{Actor, Addr};
-use ikigai_actors::cache::{Cache, CacheConfig, CacheHandle};
 use ikigai_actors::mailbox::{MailboxConfig, Mailboxes};
-use ikigai_actors::persist::{Lanes, Persister};
+use ikigai_actors::persist::{Flush, Journal, Lanes, Persister};
 use ikigai_actors::pubsub::Hub;
-use ikigai_actors::queue::{QueueConfig, Queues, Refresh};
-use ikigai_actors::store::{MailboxStore, StoreError, TelemetrySink};
+use ikigai_actors::queue::{QueueConfig, Queues};
+use ikigai_actors::store::StoreError;
 use ikigai_actors::telemetry::{Telemetry, TelemetryConfig, DAEMON_AGENT};
 use std::cell::Cell;
 use std::path::PathBuf;
@@ -31,7 +27,6 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
-use uuid::Uuid;
 
 /// Where the daemon runs and which configuration file it was told to use.
 #[derive(Debug, Clone)]
@@ -55,6 +50,8 @@ pub enum StartError {
     Replay(#[from] StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     #[error("LLM providers: {0}")]
     Llm(String),
 }
@@ -84,62 +81,48 @@ async fn serve(
     let identities = Identities::new(db.pool.clone(), root.clone());
     identities.ensure_admin().await?;
     let origin = root.daemon_id()?;
-    let lane = || -> Result<Addr<Persister>, StartError> {
-        let journal = PgJournal::start(&db.config, origin.clone())?;
-        Ok(Persister::new(Arc::new(journal)).start())
-    };
-    let lanes = Lanes {
-        main: lane()?,
-        pushes: lane()?,
-        claims: lane()?,
-    };
-    let telemetry_sink: Arc<dyn TelemetrySink> = Arc::new(PgTelemetrySink::new(db.pool.clone()));
+    let backends = Backends::connect(&config, db, &origin).await?;
+    let telemetry_sink = backends.telemetry(&config)?;
     let telemetry = Telemetry::start(telemetry_sink.clone(), telemetry_config(&config));
     crate::postgres::rows::report_to(telemetry.clone());
     let loaded =
         serde_json::json!({"config": config.source, "root": root.dir().display().to_string()});
     telemetry.record(DAEMON_AGENT, "config_loaded", loaded);
-    let store: Arc<dyn MailboxStore> =
-        Arc::new(PgMailboxStore::new(db.pool.clone(), origin.clone()));
+    let stores = backends.stores(&Needs {
+        config: &config,
+        telemetry: &telemetry,
+    })?;
     let mailbox_config = MailboxConfig {
         max_buffered: config.mailboxes.max_buffered,
         lease: config.mailboxes.lease,
         idle: config.mailboxes.idle,
     };
+    let m = stores.mailboxes;
+    let mailbox_lane = Persister::new(Journal::Mailbox(m.journal)).start();
     let mailboxes = Mailboxes::new(
-        store.clone(),
-        lanes.main.clone(),
+        m.store.clone(),
+        mailbox_lane.clone(),
         mailbox_config,
         telemetry.clone(),
     );
+    let q = stores.queues;
+    let lane = |journal| Persister::new(Journal::Queue(journal)).start();
+    let lanes = Lanes {
+        main: lane(q.main),
+        pushes: lane(q.pushes),
+        claims: lane(q.claims),
+    };
     let queue_config = QueueConfig {
         window: config.queues.window,
         idle: config.queues.idle,
     };
-    let queues = Queues::new(
-        Arc::new(PgQueueStore::new(db.pool.clone())),
-        lanes.clone(),
-        queue_config,
-    );
+    let queues = Queues::new(q.store, lanes.clone(), queue_config);
     let queues_replayed = queues.replay(&origin).await?;
-    let listener = Listener::start(db.config.clone());
-    tokio::task::spawn_local(follow_task_notifications(
-        listener.clone(),
-        queues.clone(),
-        origin.clone(),
-    ));
-    tokio::task::spawn_local(follow_mailbox_notifications(
-        listener.clone(),
-        mailboxes.clone(),
-    ));
+    tokio::task::spawn_local(queues.clone().follow(q.feed));
+    tokio::task::spawn_local(mailboxes.clone().follow(m.feed));
     tokio::task::spawn_local(sweep_leases(queues.clone(), config.queues.sweep));
-    let cache_config = CacheConfig {
-        max_bytes: config.cache.max_bytes,
-        sweep_interval: config.cache.sweep_interval,
-    };
-    let cache_store = Arc::new(PgCacheStore::new(db.pool.clone()));
-    let cache = CacheHandle::start(cache_store, cache_config, telemetry.clone());
-    let pubsub = Hub::start(Arc::new(PgPubSub::new(db.pool.clone(), listener)));
+    let cache = stores.cache;
+    let pubsub = Hub::start(stores.pubsub);
     let registry = Arc::new(PgRegistryStore::new(db.pool.clone()));
     let llm = Llm::start(config.llm.clone(), db.pool.clone(), registry.clone())
         .map_err(StartError::Llm)?;
@@ -154,17 +137,17 @@ async fn serve(
     let (trigger, shutdown) = Shutdown::new();
     let grace = config.daemon.shutdown_grace;
     let services = Services {
-        pool: db.pool.clone(),
+        units: stores.units,
         origin: Rc::from(origin.as_str()),
         config: Rc::new(config),
         mailboxes: mailboxes.clone(),
-        mailbox_store: store,
+        mailbox_store: m.store,
         queues,
         identities,
         agents: agents.clone(),
         telemetry: telemetry.clone(),
         telemetry_sink,
-        documents: Arc::new(PgDocumentStore::new(db.pool.clone())),
+        documents: stores.documents,
         cache: cache.clone(),
         pubsub,
         llm: llm.clone(),
@@ -202,6 +185,7 @@ async fn serve(
     agents.shutdown().await;
     mailboxes.release_all().await;
     lanes.flush().await;
+    flush(&mailbox_lane).await;
     cache.flush().await;
     llm.flush().await;
     telemetry.flush().await;
@@ -209,59 +193,6 @@ async fn serve(
     info!("stopped");
     Ok(())
 }
-
-/// Wakes the queues that other writers (other daemons, plain SQL) made claimable. A
-/// notification names its writer's daemon and the queues; our own writes are already known.
-async fn follow_task_notifications(listener: Listener, queues: Queues, origin: String) {
-    let mut events = listener.subscribe(TASK_CHANNEL);
-    while let Some(event) = events.recv().await {
-        let payload = match event {
-            Event::Notify(payload) => payload,
-            Event::Resync => "\n*".to_owned(),
-        };
-        let mut lines = payload.lines();
-        if lines.next() == Some(origin.as_str()) {
-            continue;
-        }
-        for queue in lines {
-            match queue {
-                "*" => queues.all().iter().for_each(|q| q.do_send(Refresh)),
-                name => queues.changed(name),
-            }
-        }
-    }
-}
-
-/// Hands a mailbox served here the messages other writers committed for it and the acks they
-/// wrote, and lets receivers waiting here take a mailbox another daemon gave up (see
-/// `schema.sql`).
-async fn follow_mailbox_notifications(listener: Listener, mailboxes: Mailboxes) {
-    let mut events = listener.subscribe(MAILBOX_CHANNEL);
-    while let Some(event) = events.recv().await {
-        let payload = match event {
-            Event::Notify(payload) => payload,
-            Event::Resync => {
-                mailboxes.resync();
-                continue;
-            }
-        };
-        let mut lines = payload.lines();
-        let (kind, mailbox) = (lines.next(), lines.next());
-        let ids: Option<Vec<Uuid>> = lines.map(|l| l.parse().ok()).collect();
-        match (kind, mailbox, ids) {
-            (Some("released"), Some(mailbox), _) => mailboxes.released(mailbox),
-            (Some("sent"), Some(mailbox), ids) => mailboxes.foreign(mailbox, ids),
-            (Some("acked"), Some(mailbox), Some(ids)) => mailboxes.forget(mailbox, ids),
-            _ => warn!(payload, "unexpected mailbox notification"),
-        }
-    }
-}
-
-/// The channel `schema.sql`'s mailbox trigger (and a daemon giving up a mailbox) notifies.
-const MAILBOX_CHANNEL: &str = "ikigai_mailbox";
-
-/// The channel `schema.sql`'s trigger notifies when tasks become claimable.
-const TASK_CHANNEL: &str = "ikigai_task_queue";
 
 /// The slow safety sweep: releases leases that ran out under a daemon that died.
 async fn sweep_leases(queues: Queues, every: Duration) {
@@ -271,6 +202,13 @@ async fn sweep_leases(queues: Queues, every: Duration) {
             warn!(error = %e, "lease sweep failed");
         }
     }
+}
+
+/// Returns once every write submitted to `lane` has been committed or has failed.
+async fn flush(lane: &Addr<Persister>) {
+    let (done, flushed) = tokio::sync::oneshot::channel();
+    lane.do_send(Flush(done));
+    let _ = flushed.await;
 }
 
 fn telemetry_config(config: &Config) -> TelemetryConfig {

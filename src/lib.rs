@@ -9,6 +9,7 @@
 pub mod actions;
 pub mod admission;
 pub mod agents;
+pub mod backends;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -6,11 +6,11 @@ use crate::config::Config;
 use crate::identity::Identities;
 use crate::llm::Llm;
 use actix::Addr;
-use ikigai_actors::cache::CacheHandle;
+use ikigai_actors::cache::Cache;
 use ikigai_actors::mailbox::Mailboxes;
 use ikigai_actors::pubsub::Hub;
 use ikigai_actors::queue::Queues;
-use ikigai_actors::store::{DocumentStore, MailboxStore, TelemetrySink};
+use ikigai_actors::store::{DocumentStore, MailboxStore, TelemetrySink, Units};
 use ikigai_actors::telemetry::Telemetry;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -21,8 +21,8 @@ use tokio::sync::watch;
 #[derive(Clone)]
 pub struct Services {
     pub config: Rc<Config>,
-    /// For transactions, which hold a connection of their own.
-    pub pool: deadpool_postgres::Pool,
+    /// Opens transactions (see `crate::tx`).
+    pub units: Arc<dyn Units>,
     /// This daemon's identity, written with its transactions (see `Root::daemon_id`).
     pub origin: Rc<str>,
     pub mailboxes: Mailboxes,
@@ -35,7 +35,7 @@ pub struct Services {
     pub telemetry: Telemetry,
     pub telemetry_sink: Arc<dyn TelemetrySink>,
     pub documents: Arc<dyn DocumentStore>,
-    pub cache: CacheHandle,
+    pub cache: Rc<dyn Cache>,
     pub pubsub: Addr<Hub>,
     /// LLM access: providers, threads, the interaction log.
     pub llm: Rc<Llm>,

@@ -1,19 +1,20 @@
-//! The persistence actor: owns the writes of every service and commits them in groups.
+//! The persistence actor: owns the writes of one service and commits them in groups through
+//! that service's journal.
 //!
 //! While one commit is in flight, every write that arrives joins the next group, and the next
 //! group is committed in one transaction as soon as the current one finishes. Each writer's
 //! callback runs only after its group has committed (or failed), in submission order: a send is
 //! acknowledged after its commit and never before.
 //!
-//! [`Lanes`] runs three persisters side by side: the queue's pushes commit on a lane of their
-//! own, so that a push (and the consumer it wakes) never waits behind a group of claims and
+//! Mailboxes have one persister. [`Lanes`] runs three for the queues side by side: the pushes
+//! commit on a lane of their own, so that a push (and the consumer it wakes) never waits behind a group of claims and
 //! settlements, and so do its claims, so that a consumer's next claim never waits behind the
 //! completions of the others.
 
 use crate::message::{NewMessage, StoredMessage};
 use crate::store::{
-    AckWrite, AttemptsWrite, Batch, ClaimWrite, Committed, Journal, PushWrite, Pushed, Refusal,
-    SettleWrite, StoreError,
+    AckWrite, AttemptsWrite, ClaimWrite, MailboxBatch, MailboxCommitted, MailboxJournal, PushWrite,
+    Pushed, QueueBatch, QueueCommitted, QueueJournal, Refusal, SettleWrite, StoreError,
 };
 use crate::supervise::contain;
 use crate::task::{Claimed, Task};
@@ -69,8 +70,47 @@ pub struct Persist {
 #[rtype(result = "()")]
 pub struct Flush(pub oneshot::Sender<()>);
 
-/// Three persisters, each with its own journal: the queue's pushes on one, its claims on
-/// another, every other write (settlements, mailboxes) on the main one. Each lane keeps its own
+/// Where a persister commits: the journal of the one service whose writes it carries.
+#[derive(Clone)]
+pub enum Journal {
+    Mailbox(Arc<dyn MailboxJournal>),
+    Queue(Arc<dyn QueueJournal>),
+}
+
+/// The writes of one group.
+#[derive(Debug, Default)]
+struct Batch {
+    mailbox: MailboxBatch,
+    queue: QueueBatch,
+}
+
+/// What a committed group produced.
+#[derive(Debug, Default)]
+struct Committed {
+    mailbox: MailboxCommitted,
+    queue: QueueCommitted,
+}
+
+impl Journal {
+    async fn commit(&self, batch: Batch) -> Result<Committed, StoreError> {
+        match self {
+            Journal::Mailbox(j) if batch.queue.is_empty() => Ok(Committed {
+                mailbox: j.commit(batch.mailbox).await?,
+                ..Committed::default()
+            }),
+            Journal::Queue(j) if batch.mailbox.is_empty() => Ok(Committed {
+                queue: j.commit(batch.queue).await?,
+                ..Committed::default()
+            }),
+            _ => Err(StoreError::Rejected(
+                "a persister was handed another service's writes".into(),
+            )),
+        }
+    }
+}
+
+/// The queue's three persisters, each with its own journal: pushes on one, claims on another,
+/// settlements on the main one. Each lane keeps its own
 /// rules (groups, order, ack after commit). Splitting them keeps every write's meaning, because
 /// no write depends on another lane's write that has not committed: a claim takes a task from
 /// the window, which holds committed tasks only (pushed, or given back by a committed
@@ -78,7 +118,7 @@ pub struct Flush(pub oneshot::Sender<()>);
 /// is one write). Nor do the lanes wait on each other in a cycle: claims skip locked rows and
 /// so never wait; a push can wait on the main lane only for a row the main lane holds (a
 /// pending task with the same dedup key), and the main lane never touches a row before its
-/// push and its claim committed. Mailbox writes all stay on the main lane, in one order.
+/// push and its claim committed.
 #[derive(Clone)]
 pub struct Lanes {
     pub main: Addr<Persister>,
@@ -110,14 +150,14 @@ impl Lanes {
 
 /// The group-commit actor.
 pub struct Persister {
-    journal: Arc<dyn Journal>,
+    journal: Journal,
     next: Vec<Persist>,
     committing: bool,
     flushes: Vec<oneshot::Sender<()>>,
 }
 
 impl Persister {
-    pub fn new(journal: Arc<dyn Journal>) -> Self {
+    pub fn new(journal: Journal) -> Self {
         Persister {
             journal,
             next: Vec::new(),
@@ -136,10 +176,11 @@ impl Persister {
         let take = self.next.len().min(MAX_GROUP);
         let group: Vec<Persist> = self.next.drain(..take).collect();
         let (batch, group) = split_group(group);
+        let writes = batch.mailbox.len() + batch.queue.len();
         self.committing = true;
         let journal = self.journal.clone();
         let commit = async move {
-            let (started, writes) = (std::time::Instant::now(), batch.len());
+            let started = std::time::Instant::now();
             let result = journal.commit(batch).await;
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             debug!(writes, ok = result.is_ok(), ms, "group committed");

@@ -28,6 +28,33 @@ pub enum DocumentError {
     Store(#[from] StoreError),
 }
 
+/// A change to one document of a namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DocumentWrite {
+    /// Writes `value`; with `if_version`, only if the stored version is that (0: absent).
+    Put {
+        namespace: String,
+        key: String,
+        value: serde_json::Value,
+        if_version: Option<i64>,
+    },
+    /// Deletes the document; with `if_version`, only at that version.
+    Delete {
+        namespace: String,
+        key: String,
+        if_version: Option<i64>,
+    },
+}
+
+/// What a [`DocumentWrite`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentWritten {
+    /// The new version.
+    Put(i64),
+    /// Whether the document existed.
+    Deleted(bool),
+}
+
 /// Which documents `list` returns: keys starting with `prefix`, after `after`, in key order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ListQuery {
@@ -59,25 +86,10 @@ impl Page {
 /// Durable storage of documents. Keys are unique per namespace (the agent's name).
 #[async_trait]
 pub trait DocumentStore: Send + Sync + 'static {
-    /// Writes `value`; with `if_version`, only if the stored version is that (0: absent).
-    /// Returns the new version.
-    async fn put(
-        &self,
-        namespace: &str,
-        key: &str,
-        value: &serde_json::Value,
-        if_version: Option<i64>,
-    ) -> Result<i64, DocumentError>;
+    /// Applies `write`; a version that does not match is a [`DocumentError::Conflict`].
+    async fn write(&self, write: &DocumentWrite) -> Result<DocumentWritten, DocumentError>;
 
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>, StoreError>;
-
-    /// Deletes the document; with `if_version`, only at that version. `false`: it did not exist.
-    async fn delete(
-        &self,
-        namespace: &str,
-        key: &str,
-        if_version: Option<i64>,
-    ) -> Result<bool, DocumentError>;
 
     /// Up to `query.limit + 1` documents in key order (see [`Page::from_rows`]).
     async fn list(&self, namespace: &str, query: &ListQuery) -> Result<Vec<Document>, StoreError>;

@@ -7,7 +7,7 @@ use super::{check_ms, check_text};
 use crate::error::Error;
 use crate::services::Services;
 use crate::session::Session;
-use ikigai_actors::cache::Cache;
+use crate::tx::Later;
 use ikigai_protocol::Packed;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -106,8 +106,8 @@ pub async fn set(args: SetArgs, s: &Services, session: &Session) -> Result<super
     match &args.tx {
         None => s.cache.set(key, value, ttl).await?,
         Some(tx) => {
-            let effect: crate::tx::Effect = Box::new(move |s| s.cache.set_soon(key, value, ttl));
-            session.txs.defer(super::tx::parse(tx)?, effect).await?
+            let set = Later::CacheSet { key, value, ttl };
+            session.txs.later(s, super::tx::parse(tx)?, set).await?
         }
     }
     Ok(super::Empty {})

@@ -3,17 +3,16 @@
 //! The mailbox named like an agent belongs to that agent: only its owner receives and acks
 //! (admin may also peek and read stats); any authenticated session may send.
 
+use super::tx::parse;
 use super::{ask, check_max, check_ms, check_name, check_wait, gone, parked};
 use crate::actions;
 use crate::error::Error;
-use crate::postgres::{self, store_error};
 use crate::services::Services;
 use crate::session::Session;
-use crate::tx::Effect;
 use chrono::SecondsFormat;
 use ikigai_actors::mailbox::{Ack, MailboxError, Peek, Receive, Stats};
-use ikigai_actors::store::AckWrite;
-use ikigai_actors::{NewMessage, StoredMessage};
+use ikigai_actors::store::{AckWrite, MailboxBatch, MailboxCommitted};
+use ikigai_actors::StoredMessage;
 use ikigai_protocol::Json;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -36,34 +35,21 @@ pub struct Sent {
 }
 
 pub async fn send(args: SendArgs, s: &Services, session: &Session) -> Result<Sent, Error> {
+    let msg = actions::new_message(&session.agent, args.mailbox, args.payload.0)?;
     let stored = match args.tx {
-        None => actions::send_message(s, &session.agent, args.mailbox, args.payload.0).await?,
+        None => actions::send(s, msg).await?,
         Some(tx) => {
-            check_name("mailbox", &args.mailbox)?;
-            let msg = NewMessage::new(args.mailbox, session.agent.clone(), args.payload.0);
-            send_within(&tx, msg, session).await?
+            let batch = MailboxBatch {
+                sends: vec![msg],
+                ..MailboxBatch::default()
+            };
+            let stored = |done: &MailboxCommitted| done.sent.first().cloned().ok_or_else(gone);
+            session.txs.mailbox(s, parse(&tx)?, batch, stored).await?
         }
     };
     Ok(Sent {
         id: stored.id.to_string(),
     })
-}
-
-/// Inserts the message inside a transaction; its mailbox learns of it at commit.
-async fn send_within(tx: &str, msg: NewMessage, session: &Session) -> Result<StoredMessage, Error> {
-    let id = super::tx::parse(tx)?;
-    session
-        .txs
-        .within(id, async |conn| {
-            let stored = postgres::mailbox::insert(conn, &[msg])
-                .await
-                .map_err(store_error)?;
-            let stored = stored.into_iter().next().ok_or_else(gone)?;
-            let reaches = stored.clone();
-            let effect: Effect = Box::new(move |s| s.mailboxes.committed(reaches));
-            Ok((stored, Some(effect)))
-        })
-        .await
 }
 
 #[derive(Deserialize)]
@@ -142,7 +128,24 @@ pub async fn ack(args: AckArgs, s: &Services, session: &Session) -> Result<Acked
         return Ok(Acked { acked: 0 });
     }
     if let Some(tx) = &args.tx {
-        return ack_within(tx, args.mailbox, ids, session).await;
+        let acks = ids
+            .iter()
+            .map(|&id| AckWrite {
+                id,
+                mailbox: args.mailbox.clone(),
+                reader: session.agent.clone(),
+                attempts: 0,
+            })
+            .collect();
+        let batch = MailboxBatch {
+            acks,
+            ..MailboxBatch::default()
+        };
+        let acked = |done: &MailboxCommitted| {
+            let acked = done.acked.len() as u64;
+            Ok(Acked { acked })
+        };
+        return session.txs.mailbox(s, parse(tx)?, batch, acked).await;
     }
     let rx = ask(s.mailboxes.get(&args.mailbox), |reply| Ack {
         reader: session.agent.clone(),
@@ -154,38 +157,6 @@ pub async fn ack(args: AckArgs, s: &Services, session: &Session) -> Result<Acked
         .await
         .map_err(|_| MailboxError::Restarted(args.mailbox.clone()))??;
     Ok(Acked { acked })
-}
-
-/// Marks messages read inside a transaction; the mailbox forgets them at commit.
-async fn ack_within(
-    tx: &str,
-    mailbox: String,
-    ids: Vec<Uuid>,
-    session: &Session,
-) -> Result<Acked, Error> {
-    let writes: Vec<AckWrite> = ids
-        .iter()
-        .map(|&id| AckWrite {
-            id,
-            mailbox: mailbox.clone(),
-            reader: session.agent.clone(),
-            attempts: 0,
-        })
-        .collect();
-    let tx = super::tx::parse(tx)?;
-    let ack = async |conn: &deadpool_postgres::Object| {
-        let acked = postgres::mailbox::ack(conn, &writes)
-            .await
-            .map_err(store_error)?;
-        let effect: Effect = Box::new(move |s| s.mailboxes.forget(&mailbox, ids));
-        Ok((
-            Acked {
-                acked: acked.len() as u64,
-            },
-            Some(effect),
-        ))
-    };
-    session.txs.within(tx, ack).await
 }
 
 #[derive(Deserialize)]

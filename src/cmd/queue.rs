@@ -4,15 +4,18 @@
 //! Any authenticated agent may push to and claim from any queue; only the claimer may extend,
 //! complete, fail or release its task.
 
+use super::tx::parse;
 use super::{ask, check_max, check_ms, check_name, check_wait, gone, parked, timestamp};
 use crate::actions::{self, restarted, TaskSpec};
 use crate::error::Error;
-use crate::postgres::{self, store_error};
 use crate::services::Services;
 use crate::session::Session;
-use crate::tx::Effect;
+use crate::tx::Later;
 use ikigai_actors::queue::{Claim, QueueError, SettleTask, Stats};
-use ikigai_actors::store::{PushWrite, Pushed, Refusal, Settle, SettleWrite, TaskState};
+use ikigai_actors::store::{
+    ClaimNext, PushWrite, Pushed, QueueBatch, QueueCommitted, Refusal, Settle, SettleWrite,
+    TaskState,
+};
 use ikigai_actors::{Lease, NewTask, Task};
 use ikigai_protocol::{from_value, Json, Value};
 use serde::{Deserialize, Serialize};
@@ -146,23 +149,16 @@ async fn push_tasks(
     if tasks.is_empty() {
         return Ok(Vec::new());
     }
-    let writes: Vec<PushWrite> = tasks
+    let pushes = tasks
         .into_iter()
         .map(|task| PushWrite { task, claim: None })
         .collect();
-    let origin = s.origin.clone();
-    let id = super::tx::parse(tx)?;
-    session
-        .txs
-        .within(id, async |conn| {
-            let pushed = postgres::queue::push(conn, &writes, &origin)
-                .await
-                .map_err(store_error)?;
-            let queue = queue.to_owned();
-            let effect: Effect = Box::new(move |s| s.queues.changed(&queue));
-            Ok((pushed, Some(effect)))
-        })
-        .await
+    let batch = QueueBatch {
+        pushes,
+        ..QueueBatch::default()
+    };
+    let pushed = |done: &QueueCommitted| Ok(done.pushed.clone());
+    session.txs.queue(s, parse(tx)?, batch, pushed).await
 }
 
 fn new_task(queue: &str, t: TaskArgs, s: &Services) -> Result<NewTask, Error> {
@@ -233,15 +229,17 @@ async fn claim_within(
     s: &Services,
     session: &Session,
 ) -> Result<Vec<Task>, Error> {
-    let (id, origin) = (super::tx::parse(tx)?, s.origin.clone());
-    let claim = async |conn: &deadpool_postgres::Object| {
-        let tasks = postgres::queue::claim_next(conn, queue, max, &lease, &origin).await;
-        let tasks = tasks.map_err(store_error)?;
-        let (queue, holder, claimed) = (queue.to_owned(), session.id, tasks.clone());
-        let adopt: Effect = Box::new(move |s| s.queues.adopt(&queue, holder, &lease, &claimed));
-        Ok((tasks, Some(adopt)))
+    let next = ClaimNext {
+        queue: queue.to_owned(),
+        max,
+        lease,
     };
-    session.txs.within(id, claim).await
+    let batch = QueueBatch {
+        claim_next: vec![next],
+        ..QueueBatch::default()
+    };
+    let claimed = |done: &QueueCommitted| Ok(done.claimed_next.concat());
+    session.txs.queue(s, parse(tx)?, batch, claimed).await
 }
 
 fn lease(lease_ms: Option<u64>, s: &Services) -> Result<Duration, Error> {
@@ -319,8 +317,12 @@ async fn report(
     match tx {
         None => s.telemetry.record(&agent, event_type, payload),
         Some(tx) => {
-            let effect: Effect = Box::new(move |s| s.telemetry.record(&agent, event_type, payload));
-            session.txs.defer(super::tx::parse(tx)?, effect).await?;
+            let event = Later::Event {
+                agent,
+                event_type,
+                payload,
+            };
+            session.txs.later(s, parse(tx)?, event).await?;
         }
     }
     Ok(())
@@ -369,41 +371,33 @@ pub async fn release(
     Ok(WireTask::from(&task))
 }
 
-/// Settles inside a transaction (fenced by the claimer and its live lease).
+/// Settles inside a transaction (fenced by the claimer and its live lease); a refusal undoes
+/// the transaction.
 async fn settle_within(
     tx: &str,
     id: &str,
     action: Settle,
+    s: &Services,
     session: &Session,
 ) -> Result<Task, Error> {
-    let (tx, id) = (super::tx::parse(tx)?, parse_id(id)?);
-    let agent = session.agent.clone();
-    let extending = matches!(action, Settle::Extend(_));
-    let write = [SettleWrite {
+    let (tx, id) = (parse(tx)?, parse_id(id)?);
+    let write = SettleWrite {
         id,
-        agent,
+        agent: session.agent.clone(),
         lease_id: None,
         action,
         payload: None,
-    }];
-    let settle = async |conn: &deadpool_postgres::Object| {
-        let mut outcomes = postgres::queue::settle(conn, &write)
-            .await
-            .map_err(store_error)?;
-        let outcome = outcomes.remove(&id).unwrap_or(Err(Refusal::NotFound));
-        let task = outcome.map_err(|r| QueueError::refused(id, r))?;
-        // The queue moves the lease it holds on an extended task; after any other settlement
-        // it forgets the lease and reloads (the task may be claimable).
-        let (queue, until) = (task.queue.clone(), task.lease_until);
-        let effect: Effect = match (extending, until) {
-            (true, Some(until)) => {
-                Box::new(move |s| s.queues.extended_elsewhere(&queue, id, until))
-            }
-            _ => Box::new(move |s| s.queues.settled_elsewhere(&queue, id)),
-        };
-        Ok((task, Some(effect)))
     };
-    session.txs.within(tx, settle).await
+    let batch = QueueBatch {
+        settles: vec![write],
+        ..QueueBatch::default()
+    };
+    let settled = |done: &QueueCommitted| {
+        let outcome = done.settled.get(&id).cloned();
+        let task = outcome.unwrap_or(Err(Refusal::NotFound));
+        task.map_err(|r| QueueError::refused(id, r).into())
+    };
+    session.txs.queue(s, tx, batch, settled).await
 }
 
 fn parse_id(id: &str) -> Result<Uuid, Error> {
@@ -419,7 +413,7 @@ async fn settle(
     session: &Session,
 ) -> Result<Task, Error> {
     match tx {
-        Some(tx) => settle_within(tx, id, action, session).await,
+        Some(tx) => settle_within(tx, id, action, s, session).await,
         None => settle_now(id, action, s, session).await,
     }
 }

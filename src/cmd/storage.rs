@@ -4,11 +4,9 @@
 
 use super::{check_text, timestamp};
 use crate::error::Error;
-use crate::postgres::{storage, store_error};
 use crate::services::Services;
 use crate::session::Session;
-use ikigai_actors::storage::DocumentError;
-use ikigai_actors::storage::{Document, ListQuery, Page};
+use ikigai_actors::storage::{Document, DocumentWrite, DocumentWritten, ListQuery, Page};
 use ikigai_protocol::Json;
 use serde::{Deserialize, Serialize};
 
@@ -33,22 +31,29 @@ pub struct Version {
 pub async fn put(args: PutArgs, s: &Services, session: &Session) -> Result<Version, Error> {
     check_text("key", &args.key, MAX_KEY)?;
     check_version(args.if_version)?;
-    let (agent, key, value, expected) = (&session.agent, &args.key, &args.value.0, args.if_version);
-    let version = match &args.tx {
-        None => s.documents.put(agent, key, value, expected).await?,
-        Some(tx) => {
-            let id = super::tx::parse(tx)?;
-            let written = session.txs.within(id, async |conn| {
-                let v = storage::put_in(&***conn, agent, key, value, expected)
-                    .await
-                    .map_err(store_error)?;
-                // A conflict is an error inside the transaction: it undoes all of it.
-                Ok((v.ok_or_else(|| conflict(key, expected))?, None))
-            });
-            written.await?
-        }
+    let write = DocumentWrite::Put {
+        namespace: session.agent.clone(),
+        key: args.key,
+        value: args.value.0,
+        if_version: args.if_version,
     };
-    Ok(Version { version })
+    match apply(write, args.tx.as_deref(), s, session).await? {
+        DocumentWritten::Put(version) => Ok(Version { version }),
+        DocumentWritten::Deleted(_) => Err(Error::Internal("a put answered as a delete".into())),
+    }
+}
+
+/// Applies `write`: inside transaction `tx` when given, else at once.
+async fn apply(
+    write: DocumentWrite,
+    tx: Option<&str>,
+    s: &Services,
+    session: &Session,
+) -> Result<DocumentWritten, Error> {
+    match tx {
+        None => Ok(s.documents.write(&write).await?),
+        Some(tx) => session.txs.document(s, super::tx::parse(tx)?, write).await,
+    }
 }
 
 #[derive(Deserialize)]
@@ -86,30 +91,15 @@ pub struct Deleted {
 pub async fn delete(args: DeleteArgs, s: &Services, session: &Session) -> Result<Deleted, Error> {
     check_text("key", &args.key, MAX_KEY)?;
     check_version(args.if_version)?;
-    let (agent, key, expected) = (&session.agent, &args.key, args.if_version);
-    let deleted = match &args.tx {
-        None => s.documents.delete(agent, key, expected).await?,
-        Some(tx) => {
-            let id = super::tx::parse(tx)?;
-            let deleted = session.txs.within(id, async |conn| {
-                let d = storage::delete_in(&***conn, agent, key, expected)
-                    .await
-                    .map_err(store_error)?;
-                Ok((d.ok_or_else(|| conflict(key, expected))?, None))
-            });
-            deleted.await?
-        }
+    let write = DocumentWrite::Delete {
+        namespace: session.agent.clone(),
+        key: args.key,
+        if_version: args.if_version,
     };
-    Ok(Deleted { deleted })
-}
-
-/// A stale `if_version` inside a transaction (outside one, the store reports it).
-fn conflict(key: &str, expected: Option<i64>) -> Error {
-    let key = key.to_owned();
-    Error::Document(DocumentError::Conflict {
-        key,
-        expected: expected.unwrap_or_default(),
-    })
+    match apply(write, args.tx.as_deref(), s, session).await? {
+        DocumentWritten::Deleted(deleted) => Ok(Deleted { deleted }),
+        DocumentWritten::Put(_) => Err(Error::Internal("a delete answered as a put".into())),
+    }
 }
 
 #[derive(Deserialize)]

@@ -31,9 +31,8 @@ pub struct TxArgs {
 }
 
 pub async fn commit(args: TxArgs, s: &Services, session: &Session) -> Result<Empty, Error> {
-    for effect in session.txs.commit(parse(&args.tx)?).await? {
-        effect(s);
-    }
+    let outcomes = session.txs.commit(parse(&args.tx)?).await?;
+    outcomes.apply(s, session.id).await;
     Ok(Empty {})
 }
 

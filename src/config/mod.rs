@@ -25,7 +25,7 @@ pub struct ConfigError {
 }
 
 /// A service's storage engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {
     Postgres,
     Redis,
@@ -47,6 +47,57 @@ impl Backend {
             _ => return None,
         })
     }
+
+    /// The name `[services]` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Redis => "redis",
+            Backend::Nats => "nats",
+            Backend::Rabbitmq => "rabbitmq",
+            Backend::Timescaledb => "timescaledb",
+            Backend::Influxdb => "influxdb",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The backend of each service (`[services]`; postgres where not named).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceBackends {
+    pub queues: Backend,
+    pub mailboxes: Backend,
+    pub cache: Backend,
+    pub pubsub: Backend,
+    pub storage: Backend,
+    pub telemetry: Backend,
+}
+
+impl ServiceBackends {
+    /// Each service by its `[services]` key.
+    pub fn named(&self) -> [(&'static str, Backend); 6] {
+        [
+            ("queues", self.queues),
+            ("mailboxes", self.mailboxes),
+            ("cache", self.cache),
+            ("pubsub", self.pubsub),
+            ("storage", self.storage),
+            ("telemetry", self.telemetry),
+        ]
+    }
+}
+
+/// `[redis]`: where the Redis-backed services keep their data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisSettings {
+    pub url: String,
+    /// Every key and channel the daemon uses starts with `<prefix>:`.
+    pub prefix: String,
 }
 
 /// Whether the daemon may use a server it finds, or always runs its own cluster.
@@ -139,6 +190,8 @@ pub struct Config {
     pub source: String,
     pub daemon: DaemonConfig,
     pub postgres: PostgresConfig,
+    pub services: ServiceBackends,
+    pub redis: RedisSettings,
     pub mailboxes: MailboxSettings,
     pub queues: QueueSettings,
     pub cache: CacheSettings,
@@ -148,30 +201,19 @@ pub struct Config {
     pub fault_injection: bool,
 }
 
-/// The services and the backends each may name (implemented or planned).
-const SERVICES: &[(&str, &[Backend])] = &[
-    (
-        "queues",
-        &[Backend::Postgres, Backend::Redis, Backend::Rabbitmq],
-    ),
-    (
-        "mailboxes",
-        &[Backend::Postgres, Backend::Redis, Backend::Nats],
-    ),
-    ("cache", &[Backend::Postgres, Backend::Redis]),
-    (
-        "pubsub",
-        &[Backend::Postgres, Backend::Redis, Backend::Nats],
-    ),
-    ("storage", &[Backend::Postgres]),
-    (
-        "telemetry",
-        &[Backend::Postgres, Backend::Timescaledb, Backend::Influxdb],
-    ),
-];
+use Backend::{Influxdb, Nats, Postgres, Rabbitmq, Redis, Timescaledb};
 
-/// The backends this build implements.
-const IMPLEMENTED: &[Backend] = &[Backend::Postgres];
+/// A service, the backends it may name (implemented or planned), and those this build has.
+type ServiceRule = (&'static str, &'static [Backend], &'static [Backend]);
+
+const SERVICES: [ServiceRule; 6] = [
+    ("queues", &[Postgres, Redis, Rabbitmq], &[Postgres]),
+    ("mailboxes", &[Postgres, Redis, Nats], &[Postgres]),
+    ("cache", &[Postgres, Redis], &[Postgres]),
+    ("pubsub", &[Postgres, Redis, Nats], &[Postgres]),
+    ("storage", &[Postgres], &[Postgres]),
+    ("telemetry", &[Postgres, Timescaledb, Influxdb], &[Postgres]),
+];
 
 impl Config {
     /// Finds and loads the configuration: `explicit` (from `--config` or `$IKIGAI_CONFIG`), else
@@ -216,7 +258,7 @@ impl Config {
             ini: &ini,
         };
         doc.check_known()?;
-        doc.check_services()?;
+        let services = doc.services()?;
         doc.check_order(
             ("queues", "lease_ms", 30_000),
             ("queues", "max_lease_ms", 3_600_000),
@@ -248,6 +290,14 @@ impl Config {
                     .map(str::to_owned),
                 server: doc.server_mode()?,
                 pool_size: doc.number("postgres", "pool_size", 8, 2)?,
+            },
+            services,
+            redis: RedisSettings {
+                url: doc
+                    .get("redis", "url")
+                    .unwrap_or("redis://127.0.0.1:6379")
+                    .to_owned(),
+                prefix: doc.get("redis", "prefix").unwrap_or("ikigai").to_owned(),
             },
             mailboxes: MailboxSettings {
                 visibility: doc.millis("mailboxes", "visibility_ms", 30_000, 1)?,
@@ -306,6 +356,7 @@ const KNOWN: &[(&str, &[&str])] = &[
         ],
     ),
     ("postgres", &["url", "server", "pool_size"]),
+    ("redis", &["url", "prefix"]),
     (
         "services",
         &[
@@ -377,22 +428,38 @@ impl Doc<'_> {
         Ok(())
     }
 
-    fn check_services(&self) -> Result<(), ConfigError> {
-        for (service, allowed) in SERVICES {
+    /// `[services]`: every value a backend the service may name and this build implements.
+    fn services(&self) -> Result<ServiceBackends, ConfigError> {
+        let mut chosen = [Postgres; 6];
+        for ((service, allowed, implemented), backend) in SERVICES.iter().zip(&mut chosen) {
             let Some(value) = self.get("services", service) else {
                 continue;
             };
-            let backend = Backend::parse(value).filter(|b| allowed.contains(b));
-            let message = match backend {
+            let message = match Backend::parse(value).filter(|b| allowed.contains(b)) {
                 None => format!("unknown backend {value:?} for {service}"),
-                Some(b) if !IMPLEMENTED.contains(&b) => {
-                    format!("backend {value:?} is not implemented yet for {service} (implemented: postgres)")
+                Some(b) if !implemented.contains(&b) => {
+                    let names: Vec<&str> = implemented.iter().map(|b| b.name()).collect();
+                    format!(
+                        "backend {value:?} is not implemented yet for {service} (implemented: {})",
+                        names.join(", ")
+                    )
                 }
-                Some(_) => continue,
+                Some(b) => {
+                    *backend = b;
+                    continue;
+                }
             };
             return Err(self.error("services", service, message));
         }
-        Ok(())
+        let [queues, mailboxes, cache, pubsub, storage, telemetry] = chosen;
+        Ok(ServiceBackends {
+            queues,
+            mailboxes,
+            cache,
+            pubsub,
+            storage,
+            telemetry,
+        })
     }
 
     /// `[daemon] max_depth`: 64 by default, at most [`MAX_DEPTH`], so that every reader (serde_json

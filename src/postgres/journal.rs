@@ -1,12 +1,15 @@
-//! The group commit on Postgres: one transaction per group, whatever services its writes
-//! belong to, run on the journal's own thread and connection. The connection names this daemon
+//! The group commit on Postgres, for mailboxes and queues alike: one transaction per group, run
+//! on the journal's own thread and connection. The connection names this daemon
 //! (`ikigai.origin`) so that the notifications its writes trigger can be told apart from other
 //! daemons'.
 
 use super::{mailbox, queue, store_error, DbError};
 use async_trait::async_trait;
 use deadpool_postgres::{ClientWrapper, GenericClient, Hook, HookError, Metrics, Pool};
-use ikigai_actors::store::{Batch, Committed, Journal, StoreError};
+use ikigai_actors::store::{
+    MailboxBatch, MailboxCommitted, MailboxJournal, QueueBatch, QueueCommitted, QueueJournal,
+    StoreError,
+};
 use ikigai_actors::supervise::contain_future;
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
@@ -19,6 +22,19 @@ use tracing::error;
 const SETUP: &str = "SELECT set_config('ikigai.origin', $1, false), \
      set_config('enable_seqscan', 'off', false), set_config('enable_hashjoin', 'off', false), \
      set_config('enable_mergejoin', 'off', false)";
+
+/// The writes of one group (a journal serves one service, so one part is empty).
+#[derive(Default)]
+struct Batch {
+    mailbox: MailboxBatch,
+    queue: QueueBatch,
+}
+
+#[derive(Default)]
+struct Committed {
+    mailbox: MailboxCommitted,
+    queue: QueueCommitted,
+}
 
 /// A group and where its outcome goes.
 type Group = (Batch, oneshot::Sender<Result<Committed, StoreError>>);
@@ -64,13 +80,34 @@ impl PgJournal {
     }
 }
 
-#[async_trait]
-impl Journal for PgJournal {
+impl PgJournal {
     async fn commit(&self, batch: Batch) -> Result<Committed, StoreError> {
         let stopped = || StoreError::Unavailable("the journal thread stopped".into());
         let (done, outcome) = oneshot::channel();
         self.groups.send((batch, done)).map_err(|_| stopped())?;
         outcome.await.map_err(|_| stopped())?
+    }
+}
+
+#[async_trait]
+impl MailboxJournal for PgJournal {
+    async fn commit(&self, mailbox: MailboxBatch) -> Result<MailboxCommitted, StoreError> {
+        let batch = Batch {
+            mailbox,
+            ..Batch::default()
+        };
+        Ok(PgJournal::commit(self, batch).await?.mailbox)
+    }
+}
+
+#[async_trait]
+impl QueueJournal for PgJournal {
+    async fn commit(&self, queue: QueueBatch) -> Result<QueueCommitted, StoreError> {
+        let batch = Batch {
+            queue,
+            ..Batch::default()
+        };
+        Ok(PgJournal::commit(self, batch).await?.queue)
     }
 }
 
@@ -127,6 +164,7 @@ fn one_statement(batch: &Batch) -> bool {
         m.attempts.is_empty(),
         q.pushes.is_empty(),
         q.claims.is_empty(),
+        q.claim_next.is_empty(),
     ];
     q.settles.is_empty() && kinds.iter().filter(|empty| !**empty).count() == 1
 }

@@ -224,7 +224,7 @@ impl MailboxStore for PgMailboxStore {
     }
 }
 
-pub(crate) async fn insert(
+async fn insert(
     tx: &impl GenericClient,
     sends: &[NewMessage],
 ) -> Result<Vec<StoredMessage>, tokio_postgres::Error> {
@@ -260,7 +260,7 @@ pub(crate) async fn insert(
         .collect())
 }
 
-pub(crate) async fn ack(
+async fn ack(
     tx: &impl GenericClient,
     acks: &[AckWrite],
 ) -> Result<HashSet<Uuid>, tokio_postgres::Error> {

@@ -171,21 +171,27 @@ pub async fn write(
     batch: &QueueBatch,
     origin: &str,
 ) -> Result<QueueCommitted, tokio_postgres::Error> {
-    // Pipelined on the group's connection: the three touch different tasks (new ones, claimable
+    // Pipelined on the group's connection: they touch different tasks (new ones, claimable
     // ones, claimed ones), and one round trip serves them all.
-    let (pushed, claimed, settled) = futures::try_join!(
+    let next = batch
+        .claim_next
+        .iter()
+        .map(|c| claim_next(tx, &c.queue, c.max, &c.lease, origin));
+    let (pushed, claimed, claimed_next, settled) = futures::try_join!(
         push(tx, &batch.pushes, origin),
         claim(tx, &batch.claims, origin),
+        futures::future::try_join_all(next),
         settle(tx, &batch.settles),
     )?;
     Ok(QueueCommitted {
         pushed,
         claimed,
+        claimed_next,
         settled,
     })
 }
 
-pub(crate) async fn push(
+async fn push(
     tx: &impl GenericClient,
     pushes: &[PushWrite],
     origin: &str,
@@ -279,7 +285,7 @@ async fn existing_for_dedup(
     )
 }
 
-pub(crate) async fn claim(
+async fn claim(
     tx: &impl GenericClient,
     claims: &[ClaimWrite],
     origin: &str,
@@ -307,7 +313,7 @@ pub(crate) async fn claim(
 
 /// Claims up to `max` of the best claimable tasks of `queue` for `lease` (inside a transaction:
 /// the rows stay locked, and claimed, until it ends).
-pub(crate) async fn claim_next(
+async fn claim_next(
     tx: &impl GenericClient,
     queue: &str,
     max: usize,
@@ -332,7 +338,7 @@ pub(crate) async fn claim_next(
     Ok(won_by(candidates, won, &lease.agent))
 }
 
-pub(crate) async fn settle(
+async fn settle(
     tx: &impl GenericClient,
     settles: &[SettleWrite],
 ) -> Result<HashMap<Uuid, Result<Task, Refusal>>, tokio_postgres::Error> {

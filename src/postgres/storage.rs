@@ -1,14 +1,16 @@
 //! `DocumentStore` on Postgres: the `document` table.
 //!
-//! The SQL of each write is a function over any [`GenericClient`], so that a transaction op can
-//! run it inside its own transaction; [`PgDocumentStore`] runs it on a pooled connection.
+//! A [`DocumentWrite`] is applied by one function over any [`GenericClient`]: [`PgDocumentStore`]
+//! runs it on a pooled connection, a unit of work (`super::unit`) inside its transaction.
 
 use super::rows::{report, split};
 use super::store_error;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use ikigai_actors::storage::{Document, DocumentError, DocumentStore, ListQuery};
+use ikigai_actors::storage::{
+    Document, DocumentError, DocumentStore, DocumentWrite, DocumentWritten, ListQuery,
+};
 use ikigai_actors::store::StoreError;
 use serde_json::Value;
 use tokio_postgres::{GenericClient, Row};
@@ -39,8 +41,41 @@ const LIST: &str = "\
     WHERE namespace = $1 AND key LIKE $2 AND ($3::text IS NULL OR key > $3) \
     ORDER BY key LIMIT $4";
 
-/// Writes a document (see [`DocumentStore::put`]); `None` when `if_version` did not match.
-pub async fn put_in(
+/// Applies a document write on `client` (the pool's, or a transaction's).
+pub async fn write(
+    client: &impl GenericClient,
+    write: &DocumentWrite,
+) -> Result<DocumentWritten, DocumentError> {
+    let (key, expected, outcome) = match write {
+        DocumentWrite::Put {
+            namespace,
+            key,
+            value,
+            if_version,
+        } => {
+            let put = put(client, namespace, key, value, *if_version).await;
+            (key, *if_version, put.map(|v| v.map(DocumentWritten::Put)))
+        }
+        DocumentWrite::Delete {
+            namespace,
+            key,
+            if_version,
+        } => {
+            let deleted = delete(client, namespace, key, *if_version).await;
+            (
+                key,
+                *if_version,
+                deleted.map(|d| d.map(DocumentWritten::Deleted)),
+            )
+        }
+    };
+    outcome
+        .map_err(store_error)?
+        .ok_or_else(|| conflict(key, expected))
+}
+
+/// Writes a document; `None` when `if_version` did not match.
+async fn put(
     client: &impl GenericClient,
     namespace: &str,
     key: &str,
@@ -60,7 +95,7 @@ pub async fn put_in(
 }
 
 /// Deletes a document; `Some(true)` deleted, `Some(false)` absent, `None` version mismatch.
-pub async fn delete_in(
+async fn delete(
     client: &impl GenericClient,
     namespace: &str,
     key: &str,
@@ -95,18 +130,9 @@ fn conflict(key: &str, expected: Option<i64>) -> DocumentError {
 
 #[async_trait]
 impl DocumentStore for PgDocumentStore {
-    async fn put(
-        &self,
-        namespace: &str,
-        key: &str,
-        value: &Value,
-        if_version: Option<i64>,
-    ) -> Result<i64, DocumentError> {
+    async fn write(&self, w: &DocumentWrite) -> Result<DocumentWritten, DocumentError> {
         let client = self.pool.get().await.map_err(store_error)?;
-        let written = put_in(&**client, namespace, key, value, if_version)
-            .await
-            .map_err(store_error)?;
-        written.ok_or_else(|| conflict(key, if_version))
+        write(&**client, w).await
     }
 
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Document>, StoreError> {
@@ -122,19 +148,6 @@ impl DocumentStore for PgDocumentStore {
             report("document", &format!("{namespace}/{key}"), &e, "refused");
             StoreError::Undecodable(format!("document {key:?}: {e}"))
         })
-    }
-
-    async fn delete(
-        &self,
-        namespace: &str,
-        key: &str,
-        if_version: Option<i64>,
-    ) -> Result<bool, DocumentError> {
-        let client = self.pool.get().await.map_err(store_error)?;
-        let deleted = delete_in(&**client, namespace, key, if_version)
-            .await
-            .map_err(store_error)?;
-        deleted.ok_or_else(|| conflict(key, if_version))
     }
 
     async fn list(&self, namespace: &str, q: &ListQuery) -> Result<Vec<Document>, StoreError> {

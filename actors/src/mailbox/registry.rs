@@ -5,7 +5,7 @@ use super::MailboxError;
 use crate::directory::Directory;
 use crate::message::{NewMessage, StoredMessage};
 use crate::persist::{Outcome, Persist, Persister, Write};
-use crate::store::{MailboxStore, StoreError};
+use crate::store::{Feed, MailboxChange, MailboxStore, StoreError};
 use crate::telemetry::Telemetry;
 use actix::Addr;
 use std::rc::Rc;
@@ -76,6 +76,20 @@ impl Mailboxes {
     pub fn foreign(&self, name: &str, ids: Option<Vec<Uuid>>) {
         if let Some(addr) = self.running(name) {
             addr.do_send(ForeignSent(ids));
+        }
+    }
+
+    /// Applies the changes other writers made, as the mailbox feed reports them, until the
+    /// feed ends: messages committed for a mailbox served here reach it, acks made elsewhere
+    /// are forgotten, and receivers waiting here take a mailbox another daemon gave up.
+    pub async fn follow(self, mut feed: Feed<MailboxChange>) {
+        while let Some(change) = feed.recv().await {
+            match change {
+                MailboxChange::Sent { mailbox, ids } => self.foreign(&mailbox, ids),
+                MailboxChange::Acked { mailbox, ids } => self.forget(&mailbox, ids),
+                MailboxChange::Released { mailbox } => self.released(&mailbox),
+                MailboxChange::Missed => self.resync(),
+            }
         }
     }
 

@@ -5,7 +5,7 @@ use super::state::Held;
 use crate::directory::Directory;
 use crate::message::SessionId;
 use crate::persist::Lanes;
-use crate::store::{QueueStore, StoreError};
+use crate::store::{Feed, QueueChange, QueueStore, StoreError};
 use crate::task::{Lease, Task};
 use actix::Addr;
 use chrono::{DateTime, Utc};
@@ -61,6 +61,17 @@ impl Queues {
             .into_iter()
             .map(|(_, a)| a)
             .collect()
+    }
+
+    /// Wakes the queues that other writers (other daemons, plain SQL) made claimable, as the
+    /// queue feed reports them, until the feed ends.
+    pub async fn follow(self, mut feed: Feed<QueueChange>) {
+        while let Some(change) = feed.recv().await {
+            match change {
+                QueueChange::Changed(queue) => self.changed(&queue),
+                QueueChange::Missed => self.all().iter().for_each(|q| q.do_send(Refresh)),
+            }
+        }
     }
 
     /// Storage changed for `queue` behind our back: its actor (if running) reloads.

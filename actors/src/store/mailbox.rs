@@ -1,5 +1,6 @@
-//! The mailbox service's storage: the writes a group commit carries for it, and the reads of
-//! `MailboxStore`. The Postgres implementation is `src/postgres/mailbox.rs`.
+//! The mailbox service's storage: the writes a group commit carries for it ([`MailboxJournal`]),
+//! the reads of [`MailboxStore`], and the changes its feed reports ([`MailboxChange`]). The
+//! Postgres implementation is `src/postgres/mailbox.rs`.
 
 use super::StoreError;
 use crate::message::{NewMessage, StoredMessage};
@@ -61,7 +62,30 @@ pub struct MailboxCounts {
     pub oldest_unread: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// Reads of the mailbox service (its writes go through the [`super::Journal`]).
+/// Durable application of the mailbox service's write groups.
+#[async_trait]
+pub trait MailboxJournal: Send + Sync + 'static {
+    /// Applies `batch` all or nothing and reports what it produced; returns after it is durable.
+    async fn commit(&self, batch: MailboxBatch) -> Result<MailboxCommitted, StoreError>;
+}
+
+/// A change to mailboxes that another writer made, as the mailbox feed reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MailboxChange {
+    /// Messages were committed for `mailbox` (`None`: which ones is not known).
+    Sent {
+        mailbox: String,
+        ids: Option<Vec<Uuid>>,
+    },
+    /// Messages of `mailbox` were acknowledged.
+    Acked { mailbox: String, ids: Vec<Uuid> },
+    /// The daemon serving `mailbox` gave it up.
+    Released { mailbox: String },
+    /// Changes may have been missed (the feed reconnected): every mailbox re-reads.
+    Missed,
+}
+
+/// Reads of the mailbox service (its writes go through its [`MailboxJournal`]).
 #[async_trait]
 pub trait MailboxStore: Send + Sync + 'static {
     /// Up to `limit` unread messages of `mailbox` with `seq > after_seq`, oldest first.

@@ -1,10 +1,13 @@
-//! The storage traits actors call. Writes of every service travel through one [`Journal`] (the
-//! group commit: one transaction per group, whatever the services); reads go through one trait
-//! per service. One implementation per engine lives in the daemon crate (`src/postgres/`);
-//! actors only ever see `Arc<dyn ...>`.
+//! The storage seam: per service, the traits its actors call. A service has its writes (a
+//! journal that commits groups, for the services that group-commit), its reads, and its change
+//! feed (how writes made elsewhere, by another daemon or plain SQL, reach this daemon). A
+//! [`Unit`] is a transaction an agent holds open across services. One implementation per engine
+//! lives in the daemon crate (`src/postgres/`, `src/redis/`); actors only ever see
+//! `Arc<dyn ...>`.
 
 mod mailbox;
 mod queue;
+mod unit;
 
 pub use crate::cache::CacheStore;
 pub use crate::pubsub::PubSub;
@@ -12,8 +15,8 @@ pub use crate::storage::DocumentStore;
 pub use crate::telemetry::TelemetrySink;
 pub use mailbox::*;
 pub use queue::*;
+pub use unit::*;
 
-use async_trait::async_trait;
 use thiserror::Error;
 
 /// A storage failure, as actors see it.
@@ -37,33 +40,7 @@ impl StoreError {
     }
 }
 
-/// The writes of one group commit, all applied in one transaction: all or nothing.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Batch {
-    pub mailbox: MailboxBatch,
-    pub queue: QueueBatch,
-}
-
-impl Batch {
-    pub fn len(&self) -> usize {
-        self.mailbox.len() + self.queue.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// What a committed batch produced.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Committed {
-    pub mailbox: MailboxCommitted,
-    pub queue: QueueCommitted,
-}
-
-/// Durable application of write groups.
-#[async_trait]
-pub trait Journal: Send + Sync + 'static {
-    /// Applies `batch` in one transaction and reports what it produced.
-    async fn commit(&self, batch: Batch) -> Result<Committed, StoreError>;
-}
+/// How an engine hands this daemon the changes others made: a stream that lives as long as
+/// the engine, whose sender reconnects (and reports [`missed`](MailboxChange::Missed) changes)
+/// as it must.
+pub type Feed<C> = tokio::sync::mpsc::UnboundedReceiver<C>;

@@ -1,6 +1,7 @@
 //! The queue service's storage: the writes a group commit carries for it (pushes, claims and
-//! settlements), what they produced, and the reads of `QueueStore`. The Postgres implementation
-//! is `src/postgres/queue.rs`.
+//! settlements) and what they produced ([`QueueJournal`]), the reads of [`QueueStore`], and the
+//! changes its feed reports ([`QueueChange`]). The Postgres implementation is
+//! `src/postgres/queue.rs`.
 
 use super::StoreError;
 use crate::task::{Claimed, Lease, NewTask, Rank, Task};
@@ -22,6 +23,15 @@ pub struct PushWrite {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimWrite {
     pub id: Uuid,
+    pub lease: Lease,
+}
+
+/// Claims up to `max` of the best claimable tasks of `queue`, as the store ranks them (a claim
+/// inside a transaction, which no queue actor picks for).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimNext {
+    pub queue: String,
+    pub max: usize,
     pub lease: Lease,
 }
 
@@ -60,12 +70,13 @@ pub struct SettleWrite {
 pub struct QueueBatch {
     pub pushes: Vec<PushWrite>,
     pub claims: Vec<ClaimWrite>,
+    pub claim_next: Vec<ClaimNext>,
     pub settles: Vec<SettleWrite>,
 }
 
 impl QueueBatch {
     pub fn len(&self) -> usize {
-        self.pushes.len() + self.claims.len() + self.settles.len()
+        self.pushes.len() + self.claims.len() + self.claim_next.len() + self.settles.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -99,6 +110,8 @@ pub struct QueueCommitted {
     pub pushed: Vec<Pushed>,
     /// The claims that took effect, by task id.
     pub claimed: HashMap<Uuid, Claimed>,
+    /// One per `claim_next`, in order: the tasks it claimed.
+    pub claimed_next: Vec<Vec<Task>>,
     /// Every settlement's outcome, by task id: the task as it is now, or why nothing changed.
     pub settled: HashMap<Uuid, Result<Task, Refusal>>,
 }
@@ -123,7 +136,23 @@ pub enum TaskState {
     Dead,
 }
 
-/// Reads of the queue service (its writes go through the [`super::Journal`]).
+/// Durable application of the queue service's write groups.
+#[async_trait]
+pub trait QueueJournal: Send + Sync + 'static {
+    /// Applies `batch` all or nothing and reports what it produced; returns after it is durable.
+    async fn commit(&self, batch: QueueBatch) -> Result<QueueCommitted, StoreError>;
+}
+
+/// A change to queues that another writer made, as the queue feed reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueueChange {
+    /// Tasks of `queue` may have become claimable.
+    Changed(String),
+    /// Changes may have been missed (the feed reconnected): every queue reloads.
+    Missed,
+}
+
+/// Reads of the queue service (its writes go through its [`QueueJournal`]).
 #[async_trait]
 pub trait QueueStore: Send + Sync + 'static {
     /// Up to `limit` claimable tasks of `queue` (due, unclaimed, open), in claim order, ranked

@@ -1,0 +1,200 @@
+//! The factory of the storage seam: turns `[services]` into the running stores at start-up.
+//!
+//! Each engine is one [`Engine`]: a connection made once, and a method per service it can
+//! serve that builds that service's stores (the traits of `ikigai_actors::store`). The factory
+//! connects every engine `[services]` names, once, and asks each service's engine for its
+//! stores. A named engine that does not answer fails the start, naming the services, the
+//! engine and its address. Adding an engine is a folder implementing [`Engine`] and one line in
+//! [`connect`].
+
+use crate::config::{Backend, Config};
+use crate::postgres::{Database, PgEngine};
+use ikigai_actors::cache::{Cache, CacheConfig};
+use ikigai_actors::pubsub::PubSub;
+use ikigai_actors::storage::DocumentStore;
+use ikigai_actors::store::{
+    Feed, MailboxChange, MailboxJournal, MailboxStore, QueueChange, QueueJournal, QueueStore,
+    TelemetrySink, Units,
+};
+use ikigai_actors::telemetry::Telemetry;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Why the services' stores could not be built.
+#[derive(Debug, Error)]
+pub enum BackendError {
+    /// This build has no such engine (the configuration check lets no such name by).
+    #[error("{services}: this build has no {backend} engine")]
+    NotBuilt { services: String, backend: Backend },
+    /// The engine cannot serve the service (the configuration check lets no such pair by).
+    #[error("{service}: {backend} cannot serve it")]
+    Unsupported {
+        service: &'static str,
+        backend: Backend,
+    },
+    #[error("{service} on {backend}: {reason}")]
+    Failed {
+        service: &'static str,
+        backend: Backend,
+        reason: String,
+    },
+}
+
+/// The mailbox service's stores: its reads, its group commits, and the changes others make.
+pub struct MailboxStores {
+    pub store: Arc<dyn MailboxStore>,
+    pub journal: Arc<dyn MailboxJournal>,
+    pub feed: Feed<MailboxChange>,
+}
+
+/// The queue service's stores; a journal per lane (`ikigai_actors::persist::Lanes`).
+pub struct QueueStores {
+    pub store: Arc<dyn QueueStore>,
+    pub main: Arc<dyn QueueJournal>,
+    pub pushes: Arc<dyn QueueJournal>,
+    pub claims: Arc<dyn QueueJournal>,
+    pub feed: Feed<QueueChange>,
+}
+
+/// What a service's stores are built with.
+pub struct Needs<'a> {
+    pub config: &'a Config,
+    /// Where the cache (and any service) reports events; built before the other stores.
+    pub telemetry: &'a Telemetry,
+}
+
+/// One engine's stores, a method per service; a service the engine does not serve keeps the
+/// default body, which refuses.
+pub trait Engine {
+    fn backend(&self) -> Backend;
+
+    fn mailboxes(&self, _: &Needs) -> Result<MailboxStores, BackendError> {
+        Err(self.unsupported("mailboxes"))
+    }
+
+    fn queues(&self, _: &Needs) -> Result<QueueStores, BackendError> {
+        Err(self.unsupported("queues"))
+    }
+
+    fn cache(&self, _: &Needs) -> Result<Rc<dyn Cache>, BackendError> {
+        Err(self.unsupported("cache"))
+    }
+
+    fn pubsub(&self, _: &Needs) -> Result<Arc<dyn PubSub>, BackendError> {
+        Err(self.unsupported("pubsub"))
+    }
+
+    fn documents(&self) -> Result<Arc<dyn DocumentStore>, BackendError> {
+        Err(self.unsupported("storage"))
+    }
+
+    fn telemetry(&self) -> Result<Arc<dyn TelemetrySink>, BackendError> {
+        Err(self.unsupported("telemetry"))
+    }
+
+    fn unsupported(&self, service: &'static str) -> BackendError {
+        BackendError::Unsupported {
+            service,
+            backend: self.backend(),
+        }
+    }
+}
+
+/// Connects the engine `backend` (other than Postgres, which is always open), for `services`.
+async fn connect(
+    backend: Backend,
+    services: &str,
+    _config: &Config,
+) -> Result<Box<dyn Engine>, BackendError> {
+    Err(BackendError::NotBuilt {
+        services: services.to_owned(),
+        backend,
+    })
+}
+
+/// The engines `[services]` names, each connected once.
+pub struct Backends {
+    postgres: PgEngine,
+    others: HashMap<Backend, Box<dyn Engine>>,
+}
+
+/// The stores of every service, as the daemon wires them into the actors.
+pub struct Stores {
+    pub mailboxes: MailboxStores,
+    pub queues: QueueStores,
+    pub cache: Rc<dyn Cache>,
+    pub pubsub: Arc<dyn PubSub>,
+    pub documents: Arc<dyn DocumentStore>,
+    /// Transactions, which only Postgres holds (see `crate::tx`).
+    pub units: Arc<dyn Units>,
+}
+
+impl Backends {
+    /// Connects every engine `config`'s `[services]` names.
+    pub async fn connect(
+        config: &Config,
+        db: &Database,
+        origin: &str,
+    ) -> Result<Backends, BackendError> {
+        let mut others = HashMap::new();
+        for (backend, services) in by_backend(config) {
+            if backend != Backend::Postgres {
+                others.insert(backend, connect(backend, &services, config).await?);
+            }
+        }
+        Ok(Backends {
+            postgres: PgEngine::new(db, origin),
+            others,
+        })
+    }
+
+    /// The telemetry sink, which the telemetry actor needs before any other store is built.
+    pub fn telemetry(&self, config: &Config) -> Result<Arc<dyn TelemetrySink>, BackendError> {
+        self.engine(config.services.telemetry).telemetry()
+    }
+
+    /// Every other service's stores.
+    pub fn stores(&self, needs: &Needs) -> Result<Stores, BackendError> {
+        let chosen = &needs.config.services;
+        Ok(Stores {
+            mailboxes: self.engine(chosen.mailboxes).mailboxes(needs)?,
+            queues: self.engine(chosen.queues).queues(needs)?,
+            cache: self.engine(chosen.cache).cache(needs)?,
+            pubsub: self.engine(chosen.pubsub).pubsub(needs)?,
+            documents: self.engine(chosen.storage).documents()?,
+            units: self.postgres.units(),
+        })
+    }
+
+    fn engine(&self, backend: Backend) -> &dyn Engine {
+        match self.others.get(&backend) {
+            Some(engine) => engine.as_ref(),
+            None => &self.postgres,
+        }
+    }
+}
+
+/// The backends named, each with the services (comma-separated) that use it.
+fn by_backend(config: &Config) -> Vec<(Backend, String)> {
+    let mut named: Vec<(Backend, String)> = Vec::new();
+    for (service, backend) in config.services.named() {
+        match named.iter_mut().find(|(b, _)| *b == backend) {
+            Some((_, services)) => {
+                services.push_str(", ");
+                services.push_str(service);
+            }
+            None => named.push((backend, service.to_owned())),
+        }
+    }
+    named
+}
+
+/// The cache's settings, whichever engine holds it.
+pub fn cache_config(config: &Config) -> CacheConfig {
+    CacheConfig {
+        max_bytes: config.cache.max_bytes,
+        sweep_interval: config.cache.sweep_interval,
+    }
+}
