@@ -1,5 +1,5 @@
 //! The Redis engine: one connection to a Redis server shared by the services kept there
-//! ([`RedisCache`]), every key under one prefix, and what Redis's persistence
+//! ([`RedisCache`], [`RedisPubSub`]), every key under one prefix, and what Redis's persistence
 //! settings let a crash of Redis lose ([`Durability`]).
 //!
 //! Keys and channels are `<prefix>:<service>:<name>`, e.g. `ikigai:cache:<namespace>/<key>` and
@@ -7,8 +7,10 @@
 //! prefixes. Redis's errors become [`StoreError`]s in one place, [`store_error`].
 
 mod cache;
+mod pubsub;
 
 pub use cache::RedisCache;
+pub use pubsub::RedisPubSub;
 
 use ikigai_actors::store::StoreError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -46,6 +48,7 @@ pub enum ConnectError {
 
 /// A connected Redis: what the Redis services are built from.
 pub struct RedisEngine {
+    client: Client,
     conn: ConnectionManager,
     prefix: String,
     durability: Durability,
@@ -70,6 +73,7 @@ impl RedisEngine {
         let durability = Durability::read(&mut conn).await;
         durability.log(&addr);
         Ok(RedisEngine {
+            client,
             conn,
             prefix: prefix.to_owned(),
             durability,
@@ -88,6 +92,11 @@ impl RedisEngine {
     /// The shared connection (reconnecting by itself); cheap to clone.
     fn conn(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// For connections of their own (pub/sub).
+    fn client(&self) -> &Client {
+        &self.client
     }
 
     /// The start of every key of `service`: `<prefix>:<service>:`.
