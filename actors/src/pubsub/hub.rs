@@ -58,6 +58,15 @@ struct Subscription {
 #[derive(Default)]
 struct Router {
     subscriptions: HashMap<Uuid, Subscription>,
+    /// How many subscriptions each pattern (as written) has.
+    patterns: HashMap<String, usize>,
+}
+
+/// What [`Router::remove_where`] removed.
+struct Removed {
+    count: usize,
+    /// The patterns of which it removed the last subscription.
+    last_of: Vec<String>,
 }
 
 impl Router {
@@ -71,16 +80,41 @@ impl Router {
         matching.map(|s| s.queue.push(p.clone())).count()
     }
 
-    fn remove_where(&mut self, drop: impl Fn(&Uuid, &Subscription) -> bool) -> usize {
-        let before = self.subscriptions.len();
+    /// Adds a subscription; answers its pattern if it is the first subscription to it.
+    fn add(&mut self, id: Uuid, subscription: Subscription) -> Option<String> {
+        let pattern = subscription.pattern.to_string();
+        self.subscriptions.insert(id, subscription);
+        let count = self.patterns.entry(pattern.clone()).or_default();
+        *count += 1;
+        (*count == 1).then_some(pattern)
+    }
+
+    fn remove_where(&mut self, drop: impl Fn(&Uuid, &Subscription) -> bool) -> Removed {
+        let mut gone = Vec::new();
         self.subscriptions.retain(|id, s| {
-            let gone = drop(id, s);
-            if gone {
+            let remove = drop(id, s);
+            if remove {
                 s.queue.close();
+                gone.push(s.pattern.to_string());
             }
-            !gone
+            !remove
         });
-        before - self.subscriptions.len()
+        let count = gone.len();
+        let last_of = gone.into_iter().filter(|p| self.release(p)).collect();
+        Removed { count, last_of }
+    }
+
+    /// Counts one subscription to `pattern` fewer; answers whether it was the last.
+    fn release(&mut self, pattern: &str) -> bool {
+        let Some(count) = self.patterns.get_mut(pattern) else {
+            return false;
+        };
+        *count -= 1;
+        if *count > 0 {
+            return false;
+        }
+        self.patterns.remove(pattern);
+        true
     }
 }
 
@@ -124,6 +158,16 @@ impl Hub {
             act.settle(batch, result);
             act.publish_next(ctx);
         }));
+    }
+
+    /// Ends the subscriptions `drop` picks, telling the transport of patterns nobody here
+    /// listens to any more; answers how many ended.
+    fn end_where(&mut self, drop: impl Fn(&Uuid, &Subscription) -> bool) -> usize {
+        let removed = self.router.remove_where(drop);
+        for pattern in &removed.last_of {
+            self.transport.disinterest(pattern);
+        }
+        removed.count
     }
 
     fn settle(&mut self, batch: Vec<Waiting>, result: Result<(), StoreError>) {
@@ -179,7 +223,9 @@ impl Handler<Subscribe> for Hub {
             pattern,
             queue,
         };
-        self.router.subscriptions.insert(id, subscription);
+        if let Some(pattern) = self.router.add(id, subscription) {
+            self.transport.interest(&pattern);
+        }
         MessageResult(id)
     }
 }
@@ -188,10 +234,7 @@ impl Handler<Unsubscribe> for Hub {
     type Result = bool;
 
     fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) -> bool {
-        let removed = self
-            .router
-            .remove_where(|id, s| *id == msg.id && s.session == msg.session);
-        removed > 0
+        self.end_where(|id, s| *id == msg.id && s.session == msg.session) > 0
     }
 }
 
@@ -199,7 +242,7 @@ impl Handler<SessionClosed> for Hub {
     type Result = ();
 
     fn handle(&mut self, msg: SessionClosed, _: &mut Context<Self>) {
-        self.router.remove_where(|_, s| s.session == msg.0);
+        self.end_where(|_, s| s.session == msg.0);
     }
 }
 
@@ -220,7 +263,7 @@ mod tests {
                 pattern,
                 queue: queue.clone(),
             };
-            router.subscriptions.insert(Uuid::new_v4(), sub);
+            router.add(Uuid::new_v4(), sub);
             queue
         };
         let (qa, qb) = (add(a, "orders.*"), add(b, "orders.>"));
@@ -230,8 +273,67 @@ mod tests {
         assert_eq!(router.route(p("users.new")), 0);
         assert_eq!(qa.take().messages.len(), 1);
         assert_eq!(qb.take().messages.len(), 2);
-        assert_eq!(router.remove_where(|_, s| s.session == a), 1);
+        assert_eq!(router.remove_where(|_, s| s.session == a).count, 1);
         assert!(qa.take().closed);
         assert_eq!(router.route(p("orders.new")), 1);
+    }
+
+    /// A transport that records what the hub tells it of its interests.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+
+    #[async_trait::async_trait]
+    impl PubSub for Recorder {
+        async fn publish(&self, _: &[Publication]) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn receive(&self, _: crate::pubsub::Deliver) {}
+        fn interest(&self, pattern: &str) {
+            self.0.lock().unwrap().push(format!("+{pattern}"));
+        }
+        fn disinterest(&self, pattern: &str) {
+            self.0.lock().unwrap().push(format!("-{pattern}"));
+        }
+    }
+
+    impl Recorder {
+        fn take(&self) -> Vec<String> {
+            let mut calls = std::mem::take(&mut *self.0.lock().unwrap());
+            calls.sort();
+            calls
+        }
+    }
+
+    #[actix_rt::test]
+    async fn the_transport_hears_of_a_patterns_first_and_last_subscription() {
+        let recorder = Arc::new(Recorder::default());
+        let hub = Hub::start(recorder.clone());
+        let (a, b) = (SessionId::new(), SessionId::new());
+        let subscribe = |session, pattern: &str| Subscribe {
+            session,
+            pattern: check_pattern(pattern).unwrap(),
+            queue: Arc::new(SubscriberQueue::new(8)),
+        };
+        let first = hub.send(subscribe(a, "orders.*")).await.unwrap();
+        assert_eq!(recorder.take(), ["+orders.*"]);
+        let second = hub.send(subscribe(b, "orders.*")).await.unwrap();
+        hub.send(subscribe(a, "users.>")).await.unwrap();
+        assert_eq!(
+            recorder.take(),
+            ["+users.>"],
+            "orders.* was already heard of"
+        );
+        let unsubscribe = |session, id| Unsubscribe { session, id };
+        assert!(hub.send(unsubscribe(b, second)).await.unwrap());
+        assert!(!hub.send(unsubscribe(b, first)).await.unwrap(), "not b's");
+        assert_eq!(recorder.take(), Vec::<String>::new(), "a still listens");
+        hub.send(SessionClosed(a)).await.unwrap();
+        assert_eq!(recorder.take(), ["-orders.*", "-users.>"]);
+        hub.send(subscribe(b, "orders.*")).await.unwrap();
+        assert_eq!(
+            recorder.take(),
+            ["+orders.*"],
+            "heard of again after the last left"
+        );
     }
 }

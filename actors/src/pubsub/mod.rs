@@ -63,4 +63,12 @@ pub trait PubSub: Send + Sync + 'static {
 
     /// Starts handing publications of other daemons to `deliver`.
     fn receive(&self, deliver: Deliver);
+
+    /// The first subscription of this daemon to `pattern` (a checked pattern, as written)
+    /// began: a transport that carries only what someone here listens to starts carrying the
+    /// publications it matches. By default nothing: every publication is carried.
+    fn interest(&self, _pattern: &str) {}
+
+    /// The last subscription of this daemon to `pattern` ended.
+    fn disinterest(&self, _pattern: &str) {}
 }

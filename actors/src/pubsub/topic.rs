@@ -1,6 +1,8 @@
 //! Topics and patterns: dot-separated non-empty segments; in a pattern `*` matches exactly one
 //! segment and `>` (last segment only) one or more, as in NATS.
 
+use std::fmt;
+
 /// A parsed subscription pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern(Vec<Segment>);
@@ -54,6 +56,23 @@ pub fn check_pattern(pattern: &str) -> Result<Pattern, String> {
     Ok(Pattern(out))
 }
 
+/// The pattern as written (`orders.*`): what a transport that routes by interest is told.
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        for (i, segment) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            f.write_str(match segment {
+                Segment::Exact(e) => e,
+                Segment::One => "*",
+                Segment::Rest => ">",
+            })?;
+        }
+        Ok(())
+    }
+}
+
 impl Pattern {
     pub fn matches(&self, topic: &str) -> bool {
         let mut parts = topic.split('.');
@@ -89,6 +108,13 @@ mod tests {
         assert!(!m("orders.>", "orders"));
         assert!(m("*.created.>", "orders.created.eu.west"));
         assert!(m(">", "anything.at.all"));
+    }
+
+    #[test]
+    fn patterns_display_as_written() {
+        for p in ["orders.created", "orders.*", "*.created.>", ">"] {
+            assert_eq!(check_pattern(p).unwrap().to_string(), p);
+        }
     }
 
     #[test]

@@ -40,6 +40,22 @@ impl Packed {
         rmp::encode::write_sint(&mut out, n).expect("writing to a Vec cannot fail");
         Packed(out.into())
     }
+
+    /// The msgpack encoding, for an engine that stores it as it is.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Reads back what [`Packed::as_bytes`] gave: exactly one msgpack value, checked as a
+    /// decoded value is (an engine's storage may hold bytes someone else wrote).
+    pub fn from_msgpack(bytes: &[u8]) -> Result<Packed, String> {
+        let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
+        let packed = Packed::deserialize(&mut de).map_err(|e| e.to_string())?;
+        match usize::try_from(de.position()) {
+            Ok(read) if read == bytes.len() => Ok(packed),
+            _ => Err("bytes follow the msgpack value".into()),
+        }
+    }
 }
 
 impl fmt::Debug for Packed {
@@ -255,6 +271,21 @@ mod tests {
         rmpv::encode::write_value(&mut bytes, v).unwrap();
         let mut de = rmp_serde::Deserializer::from_read_ref(&bytes[..]);
         Packed::deserialize(&mut de).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn msgpack_bytes_come_back_as_the_same_value_and_others_are_refused() {
+        let p = Packed::deserialize(json!({"a": [1, "x", null], "f": 2.5})).unwrap();
+        assert_eq!(Packed::from_msgpack(p.as_bytes()), Ok(p.clone()));
+        let mut longer = p.as_bytes().to_vec();
+        longer.push(0x01);
+        assert!(Packed::from_msgpack(&longer).is_err(), "two values");
+        assert!(Packed::from_msgpack(&[]).is_err());
+        assert!(Packed::from_msgpack(&[0xc4, 0x01, 0x00]).is_err(), "binary");
+        assert!(
+            Packed::from_msgpack(&[0xa1, 0x00]).is_err(),
+            "NUL in a string"
+        );
     }
 
     #[test]
