@@ -9,6 +9,7 @@
 
 use crate::config::{Backend, Config};
 use crate::postgres::{Database, PgEngine};
+use crate::redis::RedisEngine;
 use ikigai_actors::cache::{Cache, CacheConfig};
 use ikigai_actors::pubsub::PubSub;
 use ikigai_actors::storage::DocumentStore;
@@ -25,6 +26,13 @@ use thiserror::Error;
 /// Why the services' stores could not be built.
 #[derive(Debug, Error)]
 pub enum BackendError {
+    /// The engine named for `services` did not answer (the reason names its address).
+    #[error("{services}: {backend}: {reason}")]
+    Unreachable {
+        services: String,
+        backend: Backend,
+        reason: String,
+    },
     /// This build has no such engine (the configuration check lets no such name by).
     #[error("{services}: this build has no {backend} engine")]
     NotBuilt { services: String, backend: Backend },
@@ -106,12 +114,24 @@ pub trait Engine {
 async fn connect(
     backend: Backend,
     services: &str,
-    _config: &Config,
+    config: &Config,
 ) -> Result<Box<dyn Engine>, BackendError> {
-    Err(BackendError::NotBuilt {
+    let unreachable = |reason: String| BackendError::Unreachable {
         services: services.to_owned(),
         backend,
-    })
+        reason,
+    };
+    match backend {
+        Backend::Redis => {
+            let redis = &config.redis;
+            let engine = RedisEngine::connect(&redis.url, &redis.prefix).await;
+            Ok(Box::new(engine.map_err(|e| unreachable(e.to_string()))?))
+        }
+        _ => Err(BackendError::NotBuilt {
+            services: services.to_owned(),
+            backend,
+        }),
+    }
 }
 
 /// The engines `[services]` names, each connected once.

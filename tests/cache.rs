@@ -1,6 +1,7 @@
-//! The cache against the real daemon and Postgres: namespaces, TTL expiry, counters, the LRU
-//! bound, surviving a daemon restart, and the log it is stored in (compaction, the `cache` view,
-//! the move from the table of schema versions before 4).
+//! The cache against the real daemon: namespaces, TTL expiry, counters and surviving a daemon
+//! restart on whichever engine the run names (`IKIGAI_TEST_SERVICES`); and, on the Postgres
+//! engine (`ON_POSTGRES`), the in-memory LRU bound and the log the entries are stored in
+//! (compaction, the `cache` view, the move from the table of schema versions before 4).
 
 mod support;
 
@@ -9,6 +10,9 @@ use ikigai_client::{Client, ErrorCode};
 use serde_json::{json, Value};
 use std::time::Duration;
 use support::{assert_code, wait_until, Daemon, TestDb};
+
+/// Pins a test that checks the Postgres engine's own storage to that engine.
+const ON_POSTGRES: &str = "[services]\ncache = postgres\n";
 
 async fn set(client: &Client, args: Value) {
     client.call_value("cache.set", &args).await.unwrap();
@@ -58,7 +62,7 @@ async fn keys_are_per_agent_unless_shared() {
 
 #[tokio::test]
 async fn expired_keys_are_never_returned_nor_shown_by_the_cache_view() {
-    let d = Daemon::start_with("[cache]\nsweep_interval_ms = 50\n").await;
+    let d = Daemon::start_with(&format!("{ON_POSTGRES}[cache]\nsweep_interval_ms = 50\n")).await;
     let a = d.agent("alice").await;
     set(&a, json!({"key": "short", "value": 1, "ttl_ms": 150})).await;
     set(&a, json!({"key": "long", "value": 2, "ttl_ms": 60000})).await;
@@ -116,7 +120,7 @@ async fn incr_is_atomic_under_concurrency() {
 
 #[tokio::test]
 async fn the_size_bound_evicts_the_least_recently_used_entries() {
-    let d = Daemon::start_with("[cache]\nmax_bytes = 10000\n").await;
+    let d = Daemon::start_with(&format!("{ON_POSTGRES}[cache]\nmax_bytes = 10000\n")).await;
     let a = d.agent("alice").await;
     let value = "x".repeat(900);
     // Each entry counts about 975 bytes (key, JSON value, overhead): 12 exceed the bound.
@@ -172,7 +176,7 @@ async fn logged(d: &Daemon, key: &str) -> i64 {
 
 #[tokio::test]
 async fn the_log_is_compacted_once_it_outgrows_the_live_entries_and_keeps_them() {
-    let mut d = Daemon::start().await;
+    let mut d = Daemon::start_with(ON_POSTGRES).await;
     let a = d.agent("alice").await;
     set(&a, json!({"key": "kept", "value": {"n": 1}})).await;
     set(&a, json!({"key": "brief", "value": 1, "ttl_ms": 100})).await;
@@ -215,7 +219,7 @@ async fn a_cache_table_from_before_schema_version_4_moves_into_the_log() {
     )
     .await
     .unwrap();
-    let d = Daemon::start_on(db, "").await;
+    let d = Daemon::start_on(db, ON_POSTGRES).await;
     let a = d.agent("alice").await;
     assert_eq!(get(&a, "kept").await, Some(json!({"n": 1})));
     assert_eq!(get(&a, "later").await, Some(json!(2)));
@@ -225,7 +229,7 @@ async fn a_cache_table_from_before_schema_version_4_moves_into_the_log() {
 
 #[tokio::test]
 async fn values_keep_their_json_meaning_through_memory_the_log_and_a_restart() {
-    let mut d = Daemon::start().await;
+    let mut d = Daemon::start_with(ON_POSTGRES).await;
     let a = d.agent("alice").await;
     let value = json!({
         "z": [1, -2, 18446744073709551615u64, 1.5, null, true, "é ✓", {"nested": []}],
@@ -285,7 +289,7 @@ async fn values_without_a_json_form_are_refused_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn a_log_row_that_is_not_a_batch_is_skipped_and_the_rest_loads() {
-    let mut d = Daemon::start().await;
+    let mut d = Daemon::start_with(ON_POSTGRES).await;
     let a = d.agent("alice").await;
     set(&a, json!({"key": "kept", "value": 1})).await;
     assert_eq!(d.terminate(), 0);

@@ -222,13 +222,13 @@ async fn sigterm_finishes_in_flight_requests_then_removes_the_socket() {
 async fn config_errors_stop_the_start_and_name_file_line_and_key() {
     let root = temp_root();
     let bad = root.path().join("bad.conf");
-    std::fs::write(&bad, "[services]\nqueues = postgres\nmailboxes = redis\n").unwrap();
+    std::fs::write(&bad, "[services]\nqueues = postgres\nmailboxes = nats\n").unwrap();
     let mut cmd = daemon_command(root.path());
     cmd.arg("--config").arg(&bad);
     let (code, stderr) = run_to_exit(cmd);
     assert_ne!(code, 0);
     let expected = format!(
-        "{}:3: [services] mailboxes: backend \"redis\" is not implemented yet",
+        "{}:3: [services] mailboxes: backend \"nats\" is not implemented yet",
         bad.display()
     );
     assert!(stderr.contains(&expected), "{stderr}");

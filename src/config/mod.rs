@@ -209,8 +209,8 @@ type ServiceRule = (&'static str, &'static [Backend], &'static [Backend]);
 const SERVICES: [ServiceRule; 6] = [
     ("queues", &[Postgres, Redis, Rabbitmq], &[Postgres]),
     ("mailboxes", &[Postgres, Redis, Nats], &[Postgres]),
-    ("cache", &[Postgres, Redis], &[Postgres]),
-    ("pubsub", &[Postgres, Redis, Nats], &[Postgres]),
+    ("cache", &[Postgres, Redis], &[Postgres, Redis]),
+    ("pubsub", &[Postgres, Redis, Nats], &[Postgres, Redis]),
     ("storage", &[Postgres], &[Postgres]),
     ("telemetry", &[Postgres, Timescaledb, Influxdb], &[Postgres]),
 ];
@@ -517,8 +517,11 @@ mod tests {
             err("[services]\nmailboxes = kafka\n"),
             "t.conf:2: [services] mailboxes: unknown backend \"kafka\" for mailboxes"
         );
-        assert!(err("[services]\nqueues = postgres\ncache = redis\n")
-            .starts_with("t.conf:3: [services] cache: backend \"redis\" is not implemented yet"));
+        assert!(err("[services]\nqueues = postgres\nstorage = redis\n")
+            .starts_with("t.conf:3: [services] storage: unknown backend \"redis\""));
+        assert!(err("[services]\nqueues = rabbitmq\n").starts_with(
+            "t.conf:2: [services] queues: backend \"rabbitmq\" is not implemented yet"
+        ));
     }
 
     #[test]
@@ -527,7 +530,9 @@ mod tests {
             [services]\nqueues = postgres          # ACID transactions matter here\n";
         let c = Config::parse(text, "t.conf").unwrap();
         assert_eq!((c.daemon.max_connections, c.daemon.max_in_flight), (10, 20));
-        assert!(err("[services]\ncache = redis   # faster\n").contains("backend \"redis\" is"));
+        assert!(err("[services]\nstorage = redis   # faster\n").contains("backend \"redis\""));
+        let c = Config::parse("[services]\ncache = redis   # shared\n", "t.conf").unwrap();
+        assert_eq!((c.services.cache, c.services.queues), (Redis, Postgres));
     }
 
     #[test]

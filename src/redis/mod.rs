@@ -7,6 +7,7 @@
 //! prefixes. Redis's errors become [`StoreError`]s in one place, [`store_error`].
 
 mod cache;
+mod engine;
 mod pubsub;
 
 pub use cache::RedisCache;

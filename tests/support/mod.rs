@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod llm;
+pub mod redis_server;
 
 use ikigai_client::{Client, ErrorCode};
 use std::path::{Path, PathBuf};
@@ -99,13 +100,14 @@ impl Drop for TestDb {
             return;
         }
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let server = self.server.clone();
+        let (server, prefix) = (self.server.clone(), self.name.clone());
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             rt.block_on(admin_sql(&server, &sql));
+            rt.block_on(drop_redis_keys(&prefix));
         })
         .join();
     }
@@ -136,6 +138,63 @@ async fn admin_sql(server: &str, sql: &str) {
         .batch_execute(sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// The backends the behavioural suites run against, from `IKIGAI_TEST_SERVICES` (e.g.
+/// `cache=redis,pubsub=redis`); empty: every service on Postgres. `scripts/test` runs the
+/// suites once per engine.
+pub fn test_services() -> Vec<(String, String)> {
+    let named = std::env::var("IKIGAI_TEST_SERVICES").unwrap_or_default();
+    named
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(service, backend)| (service.trim().to_owned(), backend.trim().to_owned()))
+        .collect()
+}
+
+/// The Redis the tests use: `IKIGAI_TEST_REDIS_URL`, else the machine's on loopback.
+pub fn redis_url() -> String {
+    std::env::var("IKIGAI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// `config` with the test run's `[services]` and, for Redis, a `[redis]` section whose prefix
+/// is the database's name: daemons sharing a database share their Redis keys too, and no two
+/// tests see each other's.
+fn with_test_services(config: &str, db: &TestDb) -> String {
+    let services = test_services();
+    if services.is_empty() || config.contains("[services]") {
+        return config.to_owned();
+    }
+    let mut out = format!("{config}\n[services]\n");
+    for (service, backend) in &services {
+        out.push_str(&format!("{service} = {backend}\n"));
+    }
+    if !config.contains("[redis]") {
+        out.push_str(&format!(
+            "[redis]\nurl = {}\nprefix = {}\n",
+            redis_url(),
+            db.name
+        ));
+    }
+    out
+}
+
+/// Deletes every Redis key under `prefix`.
+async fn drop_redis_keys(prefix: &str) {
+    let Ok(client) = redis::Client::open(redis_url()) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+    }
 }
 
 /// A running `ikigai-daemon` on a temporary root.
@@ -171,6 +230,7 @@ impl Daemon {
         let searchable = std::os::unix::fs::PermissionsExt::from_mode(0o711);
         std::fs::set_permissions(dir.path(), searchable).unwrap();
         std::fs::create_dir_all(dir.path().join(".ikigai")).unwrap();
+        let config = with_test_services(config, &db);
         if !config.is_empty() {
             std::fs::write(dir.path().join(".ikigai/ikigai.conf"), config).unwrap();
         }
