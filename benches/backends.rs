@@ -1,0 +1,353 @@
+//! `cargo bench --bench backends`: each service on an alternative engine, through the daemon,
+//! against the same work done directly on that engine by the bench, in the same run, at the same
+//! concurrency and pipelining. Prints a line per service and engine with the ratio
+//! (daemon / raw throughput) and last `backends min_ratio=<lowest> engines=<engines measured>`.
+//!
+//! Redis (`redis://127.0.0.1:6379`):
+//! * cache: `BENCH_CLIENTS` (8) connections, `BENCH_WINDOW` (64) in flight each, `BENCH_OPS`
+//!   (400000) operations, 20% `cache.set` / 80% `cache.get` over `BENCH_KEYS` (10000) keys,
+//!   against `SET`/`GET` of the same bytes.
+//! * pubsub: a publisher on one daemon, a subscriber on another, both on Redis; `BENCH_MESSAGES`
+//!   (100000) publications of ~100 bytes, `BENCH_WINDOW` in flight; time from the first publish to
+//!   the last delivery, against `PUBLISH` on one connection and `SUBSCRIBE` on another.
+//!
+//! Rounds (`BENCH_ROUNDS`, 3) alternate between the daemon and the raw engine, so that the
+//! machine's drifts in speed weigh on both alike.
+
+mod support;
+
+use futures::StreamExt;
+use ikigai_client::Client;
+use redis::aio::MultiplexedConnection;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::{env, pipelined, Daemon, Db};
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+
+struct Params {
+    rounds: usize,
+    clients: usize,
+    window: usize,
+    ops: usize,
+    keys: usize,
+    messages: usize,
+    value: Value,
+}
+
+/// One service on one engine: its throughput through the daemon and directly, and the CPU
+/// time per operation each process spent on either side.
+struct Measured {
+    service: &'static str,
+    engine: &'static str,
+    unit: &'static str,
+    daemon: f64,
+    raw: f64,
+    cpu: [Spent; 2],
+    count: usize,
+}
+
+/// CPU time by process over several timed runs.
+#[derive(Default)]
+struct Spent(Vec<(&'static str, Duration)>);
+
+impl Spent {
+    /// Times `run`, adding what the daemons (`pids`), Redis and this process spent.
+    async fn time<F: std::future::Future<Output = Duration>>(
+        &mut self,
+        pids: &[u32],
+        run: F,
+    ) -> Duration {
+        let redis = support::pid_of("redis-server");
+        let cpu = support::Cpu::start(|| {
+            let redis = ("redis", redis.map_or(Duration::ZERO, support::cpu_time));
+            let daemons = ("daemon", support::cpu_times(pids));
+            vec![daemons, redis, support::client_cpu()]
+        });
+        let elapsed = run.await;
+        for (who, t) in cpu.spent() {
+            match self.0.iter_mut().find(|(w, _)| *w == who) {
+                Some((_, total)) => *total += t,
+                None => self.0.push((who, t)),
+            }
+        }
+        elapsed
+    }
+}
+
+impl Measured {
+    fn ratio(&self) -> f64 {
+        self.daemon / self.raw
+    }
+
+    fn report(&self) {
+        println!(
+            "{:<8} {:<6} daemon {:>9.0} {}/s   raw {:>9.0} {}/s   ratio {:.2}",
+            self.service,
+            self.engine,
+            self.daemon,
+            self.unit,
+            self.raw,
+            self.unit,
+            self.ratio()
+        );
+        for (side, spent) in ["daemon", "raw"].iter().zip(&self.cpu) {
+            let per: Vec<String> = (spent.0.iter())
+                .filter(|(_, t)| !t.is_zero())
+                .map(|(who, t)| format!("{who} {:.1}", t.as_secs_f64() * 1e6 / self.count as f64))
+                .collect();
+            println!(
+                "         cpu us per {} ({side}): {}",
+                self.unit,
+                per.join(", ")
+            );
+        }
+    }
+}
+
+/// Operations (or messages) per second of `rounds` timed runs together.
+fn rate(count: usize, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64()
+}
+
+fn on_redis(services: &str, prefix: &str) -> String {
+    format!("[services]\n{services}\n[redis]\nurl = {REDIS}\nprefix = {prefix}\n")
+}
+
+async fn redis_conn() -> MultiplexedConnection {
+    let client = redis::Client::open(REDIS).expect("a Redis URL");
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis answers on 127.0.0.1:6379")
+}
+
+fn key(p: &Params, client: usize, n: usize) -> String {
+    format!("k{}", (n * 7919 + client * 104_729) % p.keys)
+}
+
+fn is_set(n: usize) -> bool {
+    n % 5 == 0
+}
+
+/// Runs `op(conn, client, n)` for every client's share of `total`, timed as one run.
+async fn drive<C, F, Fut>(conns: &[C], total: usize, window: usize, op: F) -> Duration
+where
+    C: Clone,
+    F: Fn(C, usize, usize) -> Fut + Copy,
+    Fut: std::future::Future<Output = ()>,
+{
+    let per_client = total / conns.len();
+    let started = Instant::now();
+    let runs = conns
+        .iter()
+        .enumerate()
+        .map(|(c, conn)| pipelined(per_client, window, move |n| op(conn.clone(), c, n)));
+    futures::future::join_all(runs).await;
+    started.elapsed()
+}
+
+async fn cache(p: &Params) -> Measured {
+    let db = Db::create("backends").await;
+    let daemon = Daemon::start_with(&db, &on_redis("cache = redis", &db.name)).await;
+    let clients = daemon.clients("bench", p.clients).await;
+    let conns: Vec<MultiplexedConnection> = {
+        let mut conns = Vec::new();
+        for _ in 0..p.clients {
+            conns.push(redis_conn().await);
+        }
+        conns
+    };
+    let raw_prefix = format!("{}-raw", db.name);
+    let body = rmp_serde::to_vec(&p.value).expect("msgpack");
+    let fill = p.keys.min(p.ops);
+    drive(&clients, fill * p.clients, p.window, |c: Client, i, n| {
+        let args = json!({"key": key(p, i, n), "value": p.value});
+        async move {
+            c.call_value("cache.set", &args).await.unwrap();
+        }
+    })
+    .await;
+    let (mut on_daemon, mut on_redis) = (Duration::ZERO, Duration::ZERO);
+    let mut cpu = [Spent::default(), Spent::default()];
+    let per_round = p.ops / p.rounds;
+    let pids = [daemon.pid()];
+    let through_daemon = |c: Client, i, n| {
+        let k = key(p, i, n);
+        async move {
+            if is_set(n) {
+                let args = json!({"key": k, "value": p.value});
+                c.call_value("cache.set", &args).await.unwrap();
+            } else {
+                c.call_value("cache.get", &json!({"key": k})).await.unwrap();
+            }
+        }
+    };
+    let directly = |mut c: MultiplexedConnection, i, n| {
+        let k = format!("{raw_prefix}:{}", key(p, i, n));
+        let set = is_set(n).then(|| body.clone());
+        async move {
+            let mut cmd = redis::cmd(if set.is_some() { "SET" } else { "GET" });
+            cmd.arg(k).arg(set);
+            let _: redis::Value = cmd.query_async(&mut c).await.unwrap();
+        }
+    };
+    for _ in 0..p.rounds {
+        let daemon_run = drive(&clients, per_round, p.window, through_daemon);
+        on_daemon += cpu[0].time(&pids, daemon_run).await;
+        let redis_run = drive(&conns, per_round, p.window, directly);
+        on_redis += cpu[1].time(&[], redis_run).await;
+    }
+    drop_keys(&mut redis_conn().await, &db.name).await;
+    drop_keys(&mut redis_conn().await, &raw_prefix).await;
+    drop(clients);
+    drop(daemon);
+    db.drop_now().await;
+    let ops = per_round * p.rounds;
+    Measured {
+        service: "cache",
+        engine: "redis",
+        unit: "ops",
+        daemon: rate(ops, on_daemon),
+        raw: rate(ops, on_redis),
+        cpu,
+        count: ops,
+    }
+}
+
+async fn pubsub(p: &Params) -> Measured {
+    let db = Db::create("backends").await;
+    let config = on_redis("pubsub = redis", &db.name);
+    let (one, two) = (
+        Daemon::start_with(&db, &config).await,
+        Daemon::start_with(&db, &config).await,
+    );
+    let (publisher, subscriber) = (
+        one.client("publisher").await,
+        two.client("subscriber").await,
+    );
+    let raw_channel = format!("{}-raw:bench", db.name);
+    let (mut on_daemon, mut on_redis) = (Duration::ZERO, Duration::ZERO);
+    let mut cpu = [Spent::default(), Spent::default()];
+    let pids = [one.pid(), two.pid()];
+    for _ in 0..p.rounds {
+        on_daemon += cpu[0]
+            .time(&pids, through_daemon(p, &publisher, &subscriber))
+            .await;
+        on_redis += cpu[1].time(&[], directly(p, &raw_channel)).await;
+    }
+    drop((publisher, subscriber, one, two));
+    db.drop_now().await;
+    let messages = p.messages * p.rounds;
+    Measured {
+        service: "pubsub",
+        engine: "redis",
+        unit: "msgs",
+        daemon: rate(messages, on_daemon),
+        raw: rate(messages, on_redis),
+        cpu,
+        count: messages,
+    }
+}
+
+/// Publishes `p.messages` on one daemon until the last reached the other's subscriber.
+async fn through_daemon(p: &Params, publisher: &Client, subscriber: &Client) -> Duration {
+    let mut subscription = subscriber.pubsub().subscribe("bench.>").await.unwrap();
+    // The other daemon's PSUBSCRIBE reaches Redis a round trip after the reply: wait for it.
+    loop {
+        publisher
+            .call_value(
+                "pubsub.publish",
+                &json!({"topic": "bench.probe", "message": 0}),
+            )
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_millis(200), subscription.next()).await;
+        if got.is_ok() {
+            break;
+        }
+    }
+    let started = Instant::now();
+    let publish = pipelined(p.messages, p.window, |n| {
+        let args = json!({"topic": "bench.t", "message": {"n": n, "body": p.value}});
+        async move {
+            publisher.call_value("pubsub.publish", &args).await.unwrap();
+        }
+    });
+    let receive = async {
+        let mut seen = 0;
+        while seen < p.messages {
+            if let Some(ikigai_client::Delivery::Message(m)) = subscription.next().await {
+                seen += usize::from(m.topic == "bench.t");
+            }
+        }
+    };
+    futures::join!(publish, receive);
+    started.elapsed()
+}
+
+/// The same over Redis alone: `PUBLISH` pipelined on one connection, `SUBSCRIBE` on another.
+async fn directly(p: &Params, channel: &str) -> Duration {
+    let client = redis::Client::open(REDIS).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe(channel).await.unwrap();
+    let conn = redis_conn().await;
+    let body = serde_json::to_vec(&json!({"n": 0, "body": p.value})).unwrap();
+    let started = Instant::now();
+    let publish = pipelined(p.messages, p.window, |_| {
+        let (mut conn, body) = (conn.clone(), body.clone());
+        async move {
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(body)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    });
+    let mut messages = pubsub.on_message();
+    let receive = async {
+        for _ in 0..p.messages {
+            messages.next().await.unwrap();
+        }
+    };
+    futures::join!(publish, receive);
+    started.elapsed()
+}
+
+async fn drop_keys(conn: &mut MultiplexedConnection, prefix: &str) {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(conn)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(conn).await;
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let p = Params {
+        rounds: env("BENCH_ROUNDS", 3).max(1),
+        clients: env("BENCH_CLIENTS", 8).max(1),
+        window: env("BENCH_WINDOW", 64).max(1),
+        ops: env("BENCH_OPS", 400_000),
+        keys: env("BENCH_KEYS", 10_000).max(1),
+        messages: env("BENCH_MESSAGES", 100_000),
+        value: json!({"user": 42, "name": "x".repeat(72)}),
+    };
+    println!(
+        "backends: {} clients, window {}, {} alternating rounds",
+        p.clients, p.window, p.rounds
+    );
+    let measured = [cache(&p).await, pubsub(&p).await];
+    measured.iter().for_each(Measured::report);
+    let min = measured
+        .iter()
+        .map(Measured::ratio)
+        .fold(f64::INFINITY, f64::min);
+    let mut engines: Vec<&str> = measured.iter().map(|m| m.engine).collect();
+    engines.dedup();
+    println!("backends min_ratio={min:.2} engines={}", engines.join(","));
+}
