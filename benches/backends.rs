@@ -127,7 +127,7 @@ fn key(p: &Params, client: usize, n: usize) -> String {
 }
 
 fn is_set(n: usize) -> bool {
-    n % 5 == 0
+    n.is_multiple_of(5)
 }
 
 /// Runs `op(conn, client, n)` for every client's share of `total`, timed as one run.
