@@ -151,9 +151,7 @@ impl LlmConfig {
         let sizes = self.models.keys().map(|m| self.context_of(m));
         sizes.max().unwrap_or(DEFAULT_CONTEXT_TOKENS)
     }
-}
 
-impl LlmConfig {
     pub(crate) fn parse(doc: &Doc) -> Result<LlmConfig, ConfigError> {
         let providers = doc
             .sections_with_prefix(PROVIDER)

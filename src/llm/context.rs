@@ -22,7 +22,8 @@ pub struct Entry {
     pub message: Arc<Message>,
     /// The window's estimate of its size.
     pub tokens: u32,
-    /// Its size as OpenAI's tokenizer counts it, once counted (see `tokenizer`).
+    /// Its size as OpenAI's tokenizer counts it, once counted: the view counts its tail when a
+    /// snapshot is taken and the tokenizer is built ([`View::count_with`]).
     pub bpe: Option<u32>,
     pub at: DateTime<Utc>,
     pub erased: bool,
@@ -42,7 +43,7 @@ impl Entry {
             seq,
             exchange,
             tokens: tokens(&message),
-            bpe: super::tokenizer::ready().map(|b| super::tokenizer::count(b, &message)),
+            bpe: None,
             message: Arc::new(message),
             at: Utc::now(),
             erased: false,

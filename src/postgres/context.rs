@@ -294,9 +294,8 @@ fn entry(row: &Row) -> Result<Entry, StoreError> {
     let message: Message = serde_json::from_value(value)
         .map_err(|e| StoreError::Undecodable(format!("thread message {seq}: {e}")))?;
     let stored: Option<i32> = row.try_get(3).map_err(undecodable)?;
-    let bpe = crate::llm::tokenizer::ready().map(|b| crate::llm::tokenizer::count(b, &message));
     Ok(Entry {
-        bpe,
+        bpe: None,
         seq: seq as u32,
         exchange: row.try_get(1).map_err(undecodable)?,
         tokens: stored.map_or_else(|| tokens(&message), |t| t as u32),
