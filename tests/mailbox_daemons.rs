@@ -184,7 +184,7 @@ async fn an_ack_written_through_another_daemon_ends_the_delivery_on_the_serving_
 
 #[tokio::test]
 async fn a_message_inserted_by_plain_sql_wakes_a_waiting_receiver() {
-    let d = Daemon::start().await;
+    let d = Daemon::start_with(&support::on_postgres("mailboxes")).await;
     let bob = d.agent("bob").await;
     let waiting = tokio::spawn(async move {
         let got = bob.mailbox_receive(&receive("bob", 10_000)).await.unwrap();

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{assert_code, running, running_settles_at, Daemon};
+use support::{assert_code, on_postgres, running, running_settles_at, Daemon};
 
 fn claim(queue: &str, max: u32, wait_ms: u64) -> ClaimArgs<'_> {
     ClaimArgs {
@@ -17,6 +17,29 @@ fn claim(queue: &str, max: u32, wait_ms: u64) -> ClaimArgs<'_> {
         wait_ms: Some(wait_ms),
         lease_ms: None,
     }
+}
+
+/// `queue.stats` of `queue`, as the store counts.
+async fn counts(d: &Daemon, queue: &str) -> Value {
+    let admin = d.admin().await;
+    let mut stats: Value = admin
+        .call("queue.stats", &json!({"queue": queue}))
+        .await
+        .unwrap();
+    if let Some(o) = stats.as_object_mut() {
+        o.retain(|k, _| {
+            [
+                "queue",
+                "pending",
+                "scheduled",
+                "claimed",
+                "completed",
+                "dead",
+            ]
+            .contains(&k.as_str())
+        });
+    }
+    stats
 }
 
 async fn push(c: &Client, queue: &str, args: Value) -> String {
@@ -104,17 +127,7 @@ async fn twenty_concurrent_consumers_complete_each_task_exactly_once() {
     let unique: HashSet<&String> = done.iter().collect();
     assert_eq!(done.len(), 500, "every task completed");
     assert_eq!(unique.len(), 500, "none twice");
-    let completed: i64 =
-        d.db.client()
-            .await
-            .query_one(
-                "SELECT count(*) FROM task_queue WHERE completed_at IS NOT NULL AND result ? 'by'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-    assert_eq!(completed, 500);
+    assert_eq!(counts(&d, "work").await["completed"], json!(500));
 }
 
 #[tokio::test]
@@ -304,7 +317,7 @@ async fn release_gives_the_task_back_untouched_and_extend_keeps_it() {
 
 #[tokio::test]
 async fn a_task_rescheduled_by_another_writer_is_not_claimed_from_a_stale_window() {
-    let d = Daemon::start().await;
+    let d = Daemon::start_with(&on_postgres("queues")).await;
     let c = d.agent("worker").await;
     push(&c, "retries", json!({"payload": "x"})).await;
     // Another writer (another daemon's `queue.fail`, say) moves the task an hour later; with the
@@ -329,7 +342,7 @@ async fn a_task_rescheduled_by_another_writer_is_not_claimed_from_a_stale_window
 
 #[tokio::test]
 async fn a_task_inserted_with_plain_sql_wakes_a_waiting_consumer() {
-    let d = Daemon::start().await;
+    let d = Daemon::start_with(&on_postgres("queues")).await;
     let w = d.agent("w").await;
     let waiting = tokio::spawn(async move {
         let started = Instant::now();
@@ -353,7 +366,7 @@ async fn a_task_inserted_with_plain_sql_wakes_a_waiting_consumer() {
 /// under its id, which lets it ignore its own; plain SQL names no one and wakes every daemon.
 #[tokio::test]
 async fn notifications_name_the_daemon_that_wrote() {
-    let d = Daemon::start().await;
+    let d = Daemon::start_with(&on_postgres("queues")).await;
     let mut notifications = d.db.listen("ikigai_task_queue").await;
     let id = std::fs::read_to_string(d.root().join(".ikigai/daemon.id")).unwrap();
     let by_daemon = format!("{}\nnamed", id.trim());
@@ -422,7 +435,7 @@ async fn the_cli_pushes_counts_lists_and_shows_dead_tasks() {
 
 #[tokio::test]
 async fn the_seeds_claim_query_still_works_on_the_table() {
-    let d = Daemon::start().await;
+    let d = Daemon::start_with(&on_postgres("queues")).await;
     let c = d.agent("w").await;
     let id = push(
         &c,
@@ -450,7 +463,7 @@ async fn the_seeds_claim_query_still_works_on_the_table() {
 
 #[tokio::test]
 async fn kill_9_loses_no_acknowledged_push_or_completion_and_releases_dead_sessions_claims() {
-    let mut d = Daemon::start().await;
+    let mut d = Daemon::start_with(&on_postgres("queues")).await;
     let producer = d.agent("producer").await;
     let pushed = Arc::new(Mutex::new(HashSet::new()));
     let completed = Arc::new(Mutex::new(HashSet::new()));
@@ -668,8 +681,8 @@ async fn push_arguments_are_checked_and_bad_ones_store_nothing() {
         c.call_value("queue.push", &nan).await,
         ErrorCode::BadRequest,
     );
-    let stored: i64 = d.db.count("SELECT count(*) FROM task_queue").await;
-    assert_eq!(stored, 0);
+    let nothing = json!({"queue": "q", "pending": 0, "scheduled": 0, "claimed": 0, "completed": 0, "dead": 0});
+    assert_eq!(counts(&d, "q").await, nothing);
 }
 
 #[tokio::test]

@@ -152,6 +152,18 @@ pub fn test_services() -> Vec<(String, String)> {
         .collect()
 }
 
+/// The backend `service` runs on in this test run (`postgres` unless `IKIGAI_TEST_SERVICES`
+/// names another): tests that also check an engine's own storage check it only there.
+pub fn backend(service: &str) -> String {
+    let named = test_services().into_iter().find(|(s, _)| s == service);
+    named.map_or_else(|| "postgres".to_owned(), |(_, backend)| backend)
+}
+
+/// `[services]` pinning `service` to Postgres, for a test of that engine's own storage.
+pub fn on_postgres(service: &str) -> String {
+    format!("[services]\n{service} = postgres\n")
+}
+
 /// The Redis the tests use: `IKIGAI_TEST_REDIS_URL`, else the machine's on loopback.
 pub fn redis_url() -> String {
     std::env::var("IKIGAI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
