@@ -9,12 +9,12 @@
 //! `-`, and INCRBY refuses it. The rules and errors are those of the in-memory engine
 //! (`ikigai_actors::cache::CacheState`): the same entries are too large, the same counters fail.
 
+use super::batch::Batched;
 use super::{store_error, RedisEngine};
 use async_trait::async_trait;
 use ikigai_actors::cache::{Cache, CacheError};
 use ikigai_actors::store::StoreError;
 use ikigai_protocol::Packed;
-use redis::aio::ConnectionManager;
 use redis::{Cmd, RedisError};
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ const OVERFLOW: &str = "would overflow";
 
 /// The cache, kept in Redis under `<prefix>:cache:`.
 pub struct RedisCache {
-    conn: ConnectionManager,
+    conn: Batched,
     namespace: String,
     max_bytes: usize,
 }
@@ -42,7 +42,7 @@ impl RedisCache {
     /// in-memory engine counts an entry); Redis's own `maxmemory` bounds the whole.
     pub fn new(engine: &RedisEngine, max_bytes: usize) -> RedisCache {
         RedisCache {
-            conn: engine.conn(),
+            conn: Batched::new(engine.conn()),
             namespace: engine.namespace("cache"),
             max_bytes,
         }
@@ -53,7 +53,7 @@ impl RedisCache {
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
-        cmd.query_async(&mut self.conn.clone()).await
+        self.conn.query(cmd.clone()).await
     }
 
     fn check_size(&self, key: &str, value_len: usize) -> Result<(), CacheError> {
@@ -190,7 +190,7 @@ mod tests {
     struct Fixture {
         engine: RedisEngine,
         cache: RedisCache,
-        raw: ConnectionManager,
+        raw: redis::aio::ConnectionManager,
     }
 
     impl Fixture {
@@ -217,7 +217,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn values_come_back_as_they_were_set() {
         let f = Fixture::new(1 << 20).await;
         let values = [
@@ -254,7 +254,7 @@ mod tests {
         f.clean().await;
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn integers_are_decimal_text_and_other_values_msgpack() {
         let f = Fixture::new(1 << 20).await;
         f.cache
@@ -290,7 +290,7 @@ mod tests {
         f.clean().await;
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn counters_match_the_in_memory_engine() {
         let f = Fixture::new(1 << 20).await;
         let mut memory = CacheState::new(1 << 20);
@@ -329,7 +329,7 @@ mod tests {
         f.clean().await;
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn entries_expire_and_counters_keep_their_time_to_live() {
         let f = Fixture::new(1 << 20).await;
         let short = Some(Duration::from_millis(100));
@@ -371,7 +371,7 @@ mod tests {
         f.clean().await;
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn entries_too_large_are_refused_as_in_memory() {
         let max = 200;
         let f = Fixture::new(max).await;
@@ -387,7 +387,7 @@ mod tests {
         f.clean().await;
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn stored_bytes_that_are_no_value_are_undecodable() {
         let f = Fixture::new(1 << 20).await;
         for (key, bytes) in [

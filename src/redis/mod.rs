@@ -6,6 +6,7 @@
 //! `ikigai:ps:<topic>`, so that several roots (or tests) can share one Redis under their own
 //! prefixes. Redis's errors become [`StoreError`]s in one place, [`store_error`].
 
+mod batch;
 mod cache;
 mod engine;
 mod pubsub;
