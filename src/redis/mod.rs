@@ -1,0 +1,3 @@
+//! The Redis engine: the store implementations of the services Redis can serve.
+
+pub mod mailbox;
