@@ -46,15 +46,20 @@
 use crate::postgres::rows::report;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use ikigai_actors::store::{
-    MailboxBatch, MailboxCommitted, MailboxCounts, MailboxJournal, MailboxStore, StoreError,
+    Feed, MailboxBatch, MailboxChange, MailboxCommitted, MailboxCounts, MailboxJournal,
+    MailboxStore, StoreError,
 };
+use ikigai_actors::supervise::retry_delay;
 use ikigai_actors::{NewMessage, StoredMessage};
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::{ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use thiserror::Error;
+use tokio::sync::mpsc;
+use tracing::warn;
 use uuid::Uuid;
 
 /// The consumer group of every mailbox stream.
@@ -350,12 +355,11 @@ enum EntryError {
     Payload(#[from] serde_json::Error),
 }
 
-/// The mailbox service's store and journal on one Redis server.
+/// The mailbox service's store, journal and change feed on one Redis server.
 #[derive(Clone)]
 pub struct RedisMailboxes {
     conn: ConnectionManager,
     /// Opens the feed's own pub/sub connection.
-    #[allow(dead_code)] // the feed follows
     client: redis::Client,
     prefix: String,
     /// This daemon's id: the holder named in the leases it takes, its consumer in the groups.
@@ -437,6 +441,109 @@ impl RedisMailboxes {
         }
         self.run(&call).await
     }
+}
+
+impl RedisMailboxes {
+    /// The change feed: the notifications on `P:mbfeed`, received by a task of the current
+    /// runtime on a pub/sub connection of its own, which it opens again with backoff when it
+    /// fails and then reports [`MailboxChange::Missed`]. The task ends with the receiver.
+    pub fn feed(&self) -> Feed<MailboxChange> {
+        let (changes, feed) = mpsc::unbounded_channel();
+        let channel = format!("{}:mbfeed", self.prefix);
+        tokio::spawn(follow(self.client.clone(), channel, changes));
+        feed
+    }
+}
+
+/// Where the feed's changes go.
+type Changes = mpsc::UnboundedSender<MailboxChange>;
+
+/// How the feed's connection ended.
+enum Ended {
+    /// The receiver is gone.
+    Closed,
+    /// The connection failed, after subscribing or before.
+    Lost { subscribed: bool, error: String },
+}
+
+/// Follows `channel` until the receiver of `changes` is gone.
+async fn follow(client: redis::Client, channel: String, changes: Changes) {
+    let mut failures = 0u32;
+    loop {
+        let ended = tokio::select! {
+            () = changes.closed() => Ended::Closed,
+            ended = listen(&client, &channel, &changes, failures > 0) => ended,
+        };
+        let Ended::Lost { subscribed, error } = ended else {
+            return;
+        };
+        failures = if subscribed { 1 } else { failures + 1 };
+        let delay = retry_delay(failures);
+        warn!(
+            channel,
+            error,
+            retry_in_ms = delay.as_millis() as u64,
+            "mailbox feed connection lost"
+        );
+        tokio::select! {
+            () = changes.closed() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Subscribes to `channel` (reporting `missed` changes once subscribed) and forwards its
+/// notifications until the connection or the receiver goes away.
+async fn listen(client: &redis::Client, channel: &str, changes: &Changes, missed: bool) -> Ended {
+    let lost = |subscribed, error: &dyn std::fmt::Display| Ended::Lost {
+        subscribed,
+        error: error.to_string(),
+    };
+    let mut pubsub = match subscribe(client, channel).await {
+        Ok(pubsub) => pubsub,
+        Err(e) => return lost(false, &e),
+    };
+    if missed && changes.send(MailboxChange::Missed).is_err() {
+        return Ended::Closed;
+    }
+    let mut messages = pubsub.on_message();
+    while let Some(msg) = messages.next().await {
+        let sent = change(msg.get_payload_bytes()).map(|c| changes.send(c));
+        if matches!(sent, Some(Err(_))) {
+            return Ended::Closed;
+        }
+    }
+    lost(true, &"the connection closed")
+}
+
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> Result<redis::aio::PubSub, RedisError> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    Ok(pubsub)
+}
+
+/// A notification as a change: `sent`, `acked` or `released`, the mailbox, then the ids.
+fn change(payload: &[u8]) -> Option<MailboxChange> {
+    let Ok(text) = std::str::from_utf8(payload) else {
+        warn!("mailbox notification is not UTF-8");
+        return None;
+    };
+    let mut lines = text.split('\n');
+    let (kind, mailbox) = (lines.next(), lines.next().map(str::to_owned));
+    let ids: Option<Vec<Uuid>> = lines.map(|l| l.parse().ok()).collect();
+    let change = match (kind, mailbox, ids) {
+        (Some("released"), Some(mailbox), _) => MailboxChange::Released { mailbox },
+        (Some("sent"), Some(mailbox), ids) => MailboxChange::Sent { mailbox, ids },
+        (Some("acked"), Some(mailbox), Some(ids)) => MailboxChange::Acked { mailbox, ids },
+        _ => {
+            warn!(payload = text, "unexpected mailbox notification");
+            return None;
+        }
+    };
+    Some(change)
 }
 
 #[async_trait]
@@ -794,6 +901,28 @@ mod tests {
         Ok(())
     }
 
+    #[test]
+    fn notifications_become_changes() {
+        let id = Uuid::now_v7();
+        let sent = MailboxChange::Sent {
+            mailbox: "box".into(),
+            ids: Some(vec![id]),
+        };
+        assert_eq!(change(format!("sent\nbox\n{id}").as_bytes()), Some(sent));
+        let acked = MailboxChange::Acked {
+            mailbox: "box".into(),
+            ids: vec![id],
+        };
+        assert_eq!(change(format!("acked\nbox\n{id}").as_bytes()), Some(acked));
+        let released = MailboxChange::Released {
+            mailbox: "box".into(),
+        };
+        assert_eq!(change(b"released\nbox"), Some(released));
+        assert_eq!(change(b"acked\nbox\nnot-a-uuid"), None);
+        assert_eq!(change(b"renamed\nbox"), None);
+        assert_eq!(change(b"\xff\xfe"), None);
+    }
+
     #[tokio::test]
     async fn sends_load_in_fifo_order_and_acks_remove_them() -> Outcome {
         let scratch = Scratch::new()?;
@@ -931,6 +1060,116 @@ mod tests {
         assert_eq!(b.load_unread("box", 0, 10).await?, sent);
         ack(&b, "box", &ids(&sent)).await?;
         assert_eq!(pending(&scratch, &stream, "d2").await?, 0);
+        Ok(())
+    }
+
+    /// The feed's next change, within 5 s.
+    async fn next(feed: &mut Feed<MailboxChange>) -> Result<MailboxChange, &'static str> {
+        let wait = tokio::time::timeout(Duration::from_secs(5), feed.recv());
+        wait.await.ok().flatten().ok_or("no change arrived")
+    }
+
+    /// Waits until a feed listens on the scratch prefix's channel.
+    async fn subscribed(scratch: &Scratch) -> Result<(), RedisError> {
+        let channel = format!("{}:mbfeed", scratch.prefix);
+        let mut conn = scratch.conn().await?;
+        let mut numsub = redis::cmd("PUBSUB");
+        numsub.arg("NUMSUB").arg(&channel);
+        while numsub.query_async::<(String, i64)>(&mut conn).await?.1 == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    /// A Redis user of a test's own (whose connections it can kill), deleted when dropped.
+    struct User {
+        client: redis::Client,
+        name: String,
+    }
+
+    impl User {
+        async fn create(scratch: &Scratch) -> Result<Self, RedisError> {
+            let name = format!("{}-user", scratch.prefix);
+            redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg(&name)
+                .arg(&["on", "nopass", "~*", "&*", "+@all"])
+                .query_async::<()>(&mut scratch.conn().await?)
+                .await?;
+            let client = scratch.client.clone();
+            Ok(User { client, name })
+        }
+    }
+
+    impl Drop for User {
+        fn drop(&mut self) {
+            if let Ok(mut conn) = self.client.get_connection() {
+                let deleted = redis::cmd("ACL")
+                    .arg("DELUSER")
+                    .arg(&self.name)
+                    .query(&mut conn);
+                let _: Result<i64, _> = deleted;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lost_feed_connection_comes_back_and_reports_missed() -> Outcome {
+        let scratch = Scratch::new()?;
+        let user = User::create(&scratch).await?;
+        let client = redis::Client::open(format!("redis://{}:x@127.0.0.1:6379", user.name))?;
+        let conn = ConnectionManager::new(client.clone()).await?;
+        let b = RedisMailboxes::new(conn, client, scratch.prefix.clone(), "d2".into());
+        let mut feed = b.feed();
+        subscribed(&scratch).await?;
+        redis::cmd("CLIENT")
+            .arg(&["KILL", "USER", user.name.as_str()])
+            .query_async::<i64>(&mut scratch.conn().await?)
+            .await?;
+        assert_eq!(next(&mut feed).await?, MailboxChange::Missed);
+        subscribed(&scratch).await?;
+        let theirs = send(&scratch.daemon("d1").await?, "box", 1).await?;
+        let sent = MailboxChange::Sent {
+            mailbox: "box".into(),
+            ids: Some(ids(&theirs)),
+        };
+        assert_eq!(next(&mut feed).await?, sent);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_feed_reports_what_others_wrote_and_nothing_missed() -> Outcome {
+        let scratch = Scratch::new()?;
+        let (a, b) = (scratch.daemon("d1").await?, scratch.daemon("d2").await?);
+        let mut feed = b.feed();
+        subscribed(&scratch).await?;
+        let theirs = send(&a, "box", 1).await?;
+        let sent = MailboxChange::Sent {
+            mailbox: "box".into(),
+            ids: Some(ids(&theirs)),
+        };
+        assert_eq!(next(&mut feed).await?, sent);
+        assert!(b.acquire("held", Duration::from_secs(10)).await?);
+        send(&b, "held", 1).await?; // b serves "held" itself: not announced
+        let theirs = send(&a, "held", 1).await?;
+        let sent = MailboxChange::Sent {
+            mailbox: "held".into(),
+            ids: Some(ids(&theirs)),
+        };
+        assert_eq!(next(&mut feed).await?, sent);
+        ack(&a, "held", &ids(&theirs)).await?;
+        let acked = MailboxChange::Acked {
+            mailbox: "held".into(),
+            ids: ids(&theirs),
+        };
+        assert_eq!(next(&mut feed).await?, acked);
+        b.release("held").await?;
+        let released = MailboxChange::Released {
+            mailbox: "held".into(),
+        };
+        assert_eq!(next(&mut feed).await?, released);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(feed.try_recv().is_err(), "nothing else, no Missed");
         Ok(())
     }
 
