@@ -69,6 +69,8 @@ pub struct QueueStores {
 /// What a service's stores are built with.
 pub struct Needs<'a> {
     pub config: &'a Config,
+    /// This daemon's id (`Root::daemon_id`), which engines record with what it holds.
+    pub origin: &'a str,
     /// Where the cache (and any service) reports events; built before the other stores.
     pub telemetry: &'a Telemetry,
 }

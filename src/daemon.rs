@@ -84,12 +84,13 @@ async fn serve(
     let backends = Backends::connect(&config, db, &origin).await?;
     let telemetry_sink = backends.telemetry(&config)?;
     let telemetry = Telemetry::start(telemetry_sink.clone(), telemetry_config(&config));
-    crate::postgres::rows::report_to(telemetry.clone());
+    crate::undecodable::report_to(telemetry.clone());
     let loaded =
         serde_json::json!({"config": config.source, "root": root.dir().display().to_string()});
     telemetry.record(DAEMON_AGENT, "config_loaded", loaded);
     let stores = backends.stores(&Needs {
         config: &config,
+        origin: &origin,
         telemetry: &telemetry,
     })?;
     let mailbox_config = MailboxConfig {

@@ -26,6 +26,7 @@ pub mod server;
 pub mod services;
 pub mod session;
 pub mod tx;
+pub mod undecodable;
 
 /// Starts `tracing` output on stderr, filtered by `$IKIGAI_LOG` (default `info`).
 pub fn init_logging() {

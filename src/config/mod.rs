@@ -208,7 +208,7 @@ type ServiceRule = (&'static str, &'static [Backend], &'static [Backend]);
 
 const SERVICES: [ServiceRule; 6] = [
     ("queues", &[Postgres, Redis, Rabbitmq], &[Postgres]),
-    ("mailboxes", &[Postgres, Redis, Nats], &[Postgres]),
+    ("mailboxes", &[Postgres, Redis, Nats], &[Postgres, Redis]),
     ("cache", &[Postgres, Redis], &[Postgres, Redis]),
     ("pubsub", &[Postgres, Redis, Nats], &[Postgres, Redis]),
     ("storage", &[Postgres], &[Postgres]),

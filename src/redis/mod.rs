@@ -9,9 +9,11 @@
 mod batch;
 mod cache;
 mod engine;
+mod mailbox;
 mod pubsub;
 
 pub use cache::RedisCache;
+pub use mailbox::RedisMailboxes;
 pub use pubsub::RedisPubSub;
 
 use ikigai_actors::store::StoreError;
@@ -231,7 +233,8 @@ fn store_error(e: RedisError) -> StoreError {
                 | ErrorKind::TryAgain
                 | ErrorKind::ClusterDown
                 | ErrorKind::MasterDown
-        );
+        )
+        || e.code() == Some("BUSY");
     if passing {
         StoreError::Unavailable(e.to_string())
     } else {
