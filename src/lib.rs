@@ -19,6 +19,7 @@ pub mod identity;
 pub mod llm;
 pub mod manifest;
 pub mod postgres;
+pub mod redis;
 pub mod root;
 pub mod rules;
 pub mod server;
