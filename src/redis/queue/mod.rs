@@ -18,6 +18,8 @@ mod decode;
 mod feed;
 mod outcome;
 mod store;
+#[cfg(test)]
+mod tests;
 
 use async_trait::async_trait;
 use ikigai_actors::store::{
