@@ -207,7 +207,7 @@ use Backend::{Influxdb, Nats, Postgres, Rabbitmq, Redis, Timescaledb};
 type ServiceRule = (&'static str, &'static [Backend], &'static [Backend]);
 
 const SERVICES: [ServiceRule; 6] = [
-    ("queues", &[Postgres, Redis, Rabbitmq], &[Postgres]),
+    ("queues", &[Postgres, Redis, Rabbitmq], &[Postgres, Redis]),
     ("mailboxes", &[Postgres, Redis, Nats], &[Postgres, Redis]),
     ("cache", &[Postgres, Redis], &[Postgres, Redis]),
     ("pubsub", &[Postgres, Redis, Nats], &[Postgres, Redis]),

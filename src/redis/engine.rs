@@ -1,7 +1,7 @@
 //! Redis as an engine of the storage seam: the stores of the services it serves.
 
-use super::{RedisCache, RedisEngine, RedisMailboxes, RedisPubSub};
-use crate::backends::{BackendError, Engine, MailboxStores, Needs};
+use super::{RedisCache, RedisEngine, RedisMailboxes, RedisPubSub, RedisQueues};
+use crate::backends::{BackendError, Engine, MailboxStores, Needs, QueueStores};
 use crate::config::Backend;
 use ikigai_actors::cache::Cache;
 use ikigai_actors::pubsub::PubSub;
@@ -22,6 +22,23 @@ impl Engine for RedisEngine {
         Ok(MailboxStores {
             store: mailboxes.clone(),
             journal: mailboxes,
+            feed,
+        })
+    }
+
+    /// One store serves the three lanes: each group is one script, and Redis runs scripts one
+    /// at a time, so lanes of their own would only queue there.
+    fn queues(&self, needs: &Needs) -> Result<QueueStores, BackendError> {
+        let (conn, client) = (self.conn(), self.client().clone());
+        let prefix = self.prefix().to_owned();
+        let queues = RedisQueues::new(conn, client, prefix, needs.origin.to_owned());
+        let feed = queues.feed();
+        let queues = Arc::new(queues);
+        Ok(QueueStores {
+            store: queues.clone(),
+            main: queues.clone(),
+            pushes: queues.clone(),
+            claims: queues,
             feed,
         })
     }

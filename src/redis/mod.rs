@@ -11,10 +11,12 @@ mod cache;
 mod engine;
 mod mailbox;
 mod pubsub;
+mod queue;
 
 pub use cache::RedisCache;
 pub use mailbox::RedisMailboxes;
 pub use pubsub::RedisPubSub;
+pub use queue::RedisQueues;
 
 use ikigai_actors::store::StoreError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -225,7 +227,7 @@ impl Durability {
 
 /// The one mapping of Redis's errors: connection and I/O failures, and Redis answering that it
 /// cannot serve yet (loading its data, failing over), are `Unavailable`; the rest `Rejected`.
-fn store_error(e: RedisError) -> StoreError {
+pub(crate) fn store_error(e: RedisError) -> StoreError {
     let passing = e.is_io_error()
         || matches!(
             e.kind(),
