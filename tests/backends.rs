@@ -1,18 +1,24 @@
 //! The storage seam as `[services]` selects it: engines that do not answer stop the start and
 //! are named, two daemons sharing one Redis are one platform, a transaction refuses a service on
-//! another engine, and a Redis killed mid-load with `appendfsync always` loses nothing the daemon
-//! acknowledged.
+//! another engine, and a Redis killed mid-load with `appendfsync always` loses no cache entry,
+//! message or task the daemon acknowledged. (The behavioural suites of each service run on
+//! Redis too: `scripts/test`, `IKIGAI_TEST_SERVICES`.)
 
 mod support;
 
-use ikigai_client::ErrorCode;
+use ikigai_client::{ClaimArgs, ErrorCode, Receive};
 use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::Duration;
 use support::redis_server::RedisServer;
 use support::{assert_code, daemon_command, redis_url, run_to_exit, temp_root, Daemon, TestDb};
 
-/// `[services]` with the cache and pub/sub on the Redis at `url`, keys under `prefix`.
+/// `[services]` with every service Redis serves on the Redis at `url`, keys under `prefix`.
 fn on_redis(url: &str, prefix: &str) -> String {
-    format!("[services]\ncache = redis\npubsub = redis\n[redis]\nurl = {url}\nprefix = {prefix}\n")
+    format!(
+        "[services]\ncache = redis\npubsub = redis\nmailboxes = redis\nqueues = redis\n\
+         [redis]\nurl = {url}\nprefix = {prefix}\n"
+    )
 }
 
 #[tokio::test]
@@ -25,7 +31,9 @@ async fn a_named_engine_that_does_not_answer_stops_the_start_naming_services_eng
     let (code, stderr) = run_to_exit(cmd);
     assert_ne!(code, 0);
     assert!(
-        stderr.contains("cache, pubsub: redis: Redis at 127.0.0.1:1 does not answer"),
+        stderr.contains(
+            "queues, mailboxes, cache, pubsub: redis: Redis at 127.0.0.1:1 does not answer"
+        ),
         "{stderr}"
     );
 }
@@ -85,6 +93,24 @@ async fn a_transaction_refuses_a_service_on_another_engine_and_keeps_its_other_w
     assert_code(refused, ErrorCode::BadRequest);
     assert!(message.contains("cache entries are on redis"), "{message}");
     assert!(message.contains("backend is postgres"), "{message}");
+    for (op, args, service) in [
+        (
+            "mailbox.send",
+            json!({"mailbox": "bob", "payload": 1}),
+            "mailboxes",
+        ),
+        ("queue.push", json!({"queue": "q", "payload": 1}), "queues"),
+    ] {
+        let mut args = args;
+        args["tx"] = tx.clone();
+        let refused = a.call_value(op, &args).await;
+        let message = format!("{refused:?}");
+        assert_code(refused, ErrorCode::BadRequest);
+        assert!(
+            message.contains(&format!("{service} are on redis")),
+            "{message}"
+        );
+    }
     a.call_value("tx.commit", &json!({"tx": tx})).await.unwrap();
     let doc: Value = a.call("storage.get", &json!({"key": "doc"})).await.unwrap();
     assert_eq!(
@@ -96,43 +122,122 @@ async fn a_transaction_refuses_a_service_on_another_engine_and_keeps_its_other_w
     assert_eq!(k["found"], json!(false), "the refused write was not made");
 }
 
+/// Runs `op(i)` for i = 0, 1, ... until one fails; returns what succeeded.
+async fn until_refused<F, Fut, T>(op: F) -> Vec<T>
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let mut acknowledged = Vec::new();
+    for i in 0..1_000_000u64 {
+        match op(i).await {
+            Some(t) => acknowledged.push(t),
+            None => break,
+        }
+    }
+    acknowledged
+}
+
 #[tokio::test]
 async fn redis_killed_mid_load_with_appendfsync_always_loses_no_acknowledged_write() {
     let mut redis = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]).await;
     let db = TestDb::create().await;
     let config = on_redis(&redis.url(), &db.name);
-    let d = Daemon::start_on(db, &config).await;
-    let a = d.agent("alice").await;
-    let writer = tokio::spawn(async move {
-        let mut acknowledged = Vec::new();
-        for i in 0..100_000u64 {
-            let set = json!({"key": format!("k{i}"), "value": i});
-            match a.call_value("cache.set", &set).await {
-                Ok(_) => acknowledged.push(i),
-                Err(_) => return acknowledged,
-            }
-        }
-        acknowledged
+    let mut d = Daemon::start_on(db, &config).await;
+    let (a, b, c) = (
+        d.agent("alice").await,
+        d.agent("bob").await,
+        d.agent("carol").await,
+    );
+    let sets = until_refused(|i| {
+        let set = json!({"key": format!("k{i}"), "value": i});
+        let a = &a;
+        async move { a.call_value("cache.set", &set).await.ok().map(|_| i) }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    redis.kill9();
-    let acknowledged = writer.await.unwrap();
-    assert!(acknowledged.len() > 10, "the load ran before the kill");
+    let sends = until_refused(|i| {
+        let b = &b;
+        async move { b.mailbox_send("dave", &json!(i)).await.ok() }
+    });
+    let pushes = until_refused(|i| {
+        let c = &c;
+        async move { c.queue_push("jobs", &json!(i)).await.ok() }
+    });
+    let kill = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        redis.kill9();
+    };
+    let (sets, sends, pushes, ()) = futures::join!(sets, sends, pushes, kill);
+    assert!(
+        sets.len() > 10 && sends.len() > 10 && pushes.len() > 10,
+        "the load ran"
+    );
     redis.restart().await;
+    assert_eq!(d.terminate(), 0);
+    d.restart().await;
     let alice = d.agent("alice").await;
-    for chunk in acknowledged.chunks(1000) {
+    for chunk in sets.chunks(1000) {
         let keys: Vec<String> = chunk.iter().map(|i| format!("k{i}")).collect();
         let got: Value = alice
             .call("cache.get_many", &json!({"keys": keys}))
             .await
             .unwrap();
         for i in chunk {
-            let value = &got["values"][format!("k{i}")];
             assert_eq!(
-                value,
-                &json!(i),
-                "the acknowledged set of k{i} survived the kill"
+                got["values"][format!("k{i}")],
+                json!(i),
+                "the set of k{i} survived"
             );
+        }
+    }
+    let dave = d.agent("dave").await;
+    let received = drain_mailbox(&dave).await;
+    assert!(
+        sends.iter().all(|id| received.contains(id)),
+        "every acknowledged send survived"
+    );
+    let worker = d.agent("worker").await;
+    let claimed = drain_queue(&worker).await;
+    assert!(
+        pushes.iter().all(|id| claimed.contains(id)),
+        "every acknowledged push survived"
+    );
+}
+
+async fn drain_mailbox(c: &ikigai_client::Client) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    loop {
+        let receive = Receive {
+            mailbox: "dave",
+            max: Some(1000),
+            wait_ms: Some(0),
+            visibility_ms: None,
+        };
+        let got = c.mailbox_receive(&receive).await.unwrap();
+        if got.is_empty() {
+            return ids;
+        }
+        let batch: Vec<String> = got.into_iter().map(|m| m.id).collect();
+        c.mailbox_ack("dave", &batch).await.unwrap();
+        ids.extend(batch);
+    }
+}
+
+async fn drain_queue(c: &ikigai_client::Client) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    loop {
+        let claim = ClaimArgs {
+            queue: "jobs",
+            max: Some(1000),
+            wait_ms: Some(0),
+            lease_ms: None,
+        };
+        let got = c.queue_claim(&claim).await.unwrap();
+        if got.is_empty() {
+            return ids;
+        }
+        for t in got {
+            c.queue_complete(&t.id, None).await.unwrap();
+            ids.insert(t.id);
         }
     }
 }
