@@ -11,6 +11,14 @@
 //!   (100000) publications of ~100 bytes, `BENCH_WINDOW` in flight; time from the first publish to
 //!   the last delivery, against `PUBLISH` on one connection and `SUBSCRIBE` on another.
 //!
+//! * mailbox: `BENCH_MESSAGES` sends (`BENCH_WINDOW` in flight) while the owner receives (up to
+//!   1000 at a time) and acks each batch, against `XADD` / `XREADGROUP` / `XACK` with one group.
+//! * queue: `BENCH_MESSAGES` pushes while a worker claims up to `BENCH_WINDOW` at a time and
+//!   completes them (all of a claim in flight at once), against Redis's reliable list queue:
+//!   `LPUSH`, `LMOVE` into a processing list (a pipeline of `BENCH_WINDOW`), `LREM` when done.
+//!
+//! `BENCH_SERVICES` (e.g. `cache,queue`) measures only those.
+//!
 //! Rounds (`BENCH_ROUNDS`, 3) alternate between the daemon and the raw engine, so that the
 //! machine's drifts in speed weigh on both alike.
 
@@ -315,6 +323,236 @@ async fn directly(p: &Params, channel: &str) -> Duration {
     started.elapsed()
 }
 
+/// Messages sent through the daemon, received and acked by the mailbox's owner, against
+/// `XADD`, `XREADGROUP` and `XACK` on one stream with one consumer group.
+async fn mailboxes(p: &Params) -> Measured {
+    let db = Db::create("backends").await;
+    let daemon = Daemon::start_with(&db, &on_redis("mailboxes = redis", &db.name)).await;
+    let (sender, owner) = (daemon.client("sender").await, daemon.client("inbox").await);
+    let stream = format!("{}-raw:stream", db.name);
+    let (mut on_daemon, mut on_redis) = (Duration::ZERO, Duration::ZERO);
+    let mut cpu = [Spent::default(), Spent::default()];
+    let pids = [daemon.pid()];
+    for round in 0..p.rounds {
+        on_daemon += cpu[0].time(&pids, mailbox_round(p, &sender, &owner)).await;
+        let stream = format!("{stream}{round}");
+        on_redis += cpu[1].time(&[], stream_round(p, &stream)).await;
+    }
+    drop_keys(&mut redis_conn().await, &format!("{}-raw", db.name)).await;
+    drop((sender, owner, daemon));
+    db.drop_now().await;
+    let messages = p.messages * p.rounds;
+    Measured {
+        service: "mailbox",
+        engine: "redis",
+        unit: "msgs",
+        daemon: rate(messages, on_daemon),
+        raw: rate(messages, on_redis),
+        cpu,
+        count: messages,
+    }
+}
+
+async fn mailbox_round(p: &Params, sender: &Client, owner: &Client) -> Duration {
+    let started = Instant::now();
+    let send = pipelined(p.messages, p.window, |n| {
+        let body = json!({"n": n, "body": p.value});
+        async move {
+            sender.mailbox_send("inbox", &body).await.unwrap();
+        }
+    });
+    let receive = async {
+        let mut seen = 0;
+        while seen < p.messages {
+            let args = ikigai_client::Receive {
+                mailbox: "inbox",
+                max: Some(1000),
+                wait_ms: Some(1000),
+                visibility_ms: None,
+            };
+            let got = owner.mailbox_receive(&args).await.unwrap();
+            let ids: Vec<String> = got.into_iter().map(|m| m.id).collect();
+            owner.mailbox_ack("inbox", &ids).await.unwrap();
+            seen += ids.len();
+        }
+    };
+    futures::join!(send, receive);
+    started.elapsed()
+}
+
+async fn stream_round(p: &Params, stream: &str) -> Duration {
+    let (producer, mut consumer) = (redis_conn().await, redis_conn().await);
+    let _: redis::Value = redis::cmd("XGROUP")
+        .arg(&["CREATE", stream, "g", "$", "MKSTREAM"])
+        .query_async(&mut consumer)
+        .await
+        .unwrap();
+    let body = serde_json::to_vec(&json!({"n": 0, "body": p.value})).unwrap();
+    let started = Instant::now();
+    let send = pipelined(p.messages, p.window, |_| {
+        let (mut conn, body) = (producer.clone(), body.clone());
+        async move {
+            let mut xadd = redis::cmd("XADD");
+            xadd.arg(stream).arg("*").arg("payload").arg(body);
+            let _: String = xadd.query_async(&mut conn).await.unwrap();
+        }
+    });
+    let receive = async {
+        let mut seen = 0;
+        while seen < p.messages {
+            let mut read = redis::cmd("XREADGROUP");
+            read.arg(&[
+                "GROUP", "g", "c", "COUNT", "1000", "BLOCK", "1000", "STREAMS", stream, ">",
+            ]);
+            let got: redis::Value = read.query_async(&mut consumer).await.unwrap();
+            let ids = entry_ids(&got);
+            if ids.is_empty() {
+                continue;
+            }
+            let _: i64 = redis::cmd("XACK")
+                .arg(stream)
+                .arg("g")
+                .arg(&ids)
+                .query_async(&mut consumer)
+                .await
+                .unwrap();
+            seen += ids.len();
+        }
+    };
+    futures::join!(send, receive);
+    started.elapsed()
+}
+
+/// The entry ids of an `XREADGROUP` reply: `[[stream, [[id, fields], ...]], ...]`, or nil.
+fn entry_ids(reply: &redis::Value) -> Vec<String> {
+    let redis::Value::Array(streams) = reply else {
+        return Vec::new();
+    };
+    let entries = streams.iter().filter_map(|s| match s {
+        redis::Value::Array(parts) => parts.get(1),
+        _ => None,
+    });
+    let entries = entries.flat_map(|e| match e {
+        redis::Value::Array(entries) => entries.as_slice(),
+        _ => &[],
+    });
+    entries
+        .filter_map(|entry| match entry {
+            redis::Value::Array(parts) => redis::from_redis_value(parts.first()?).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Tasks pushed through the daemon, claimed and completed by a worker, against Redis's reliable
+/// list queue: `LPUSH`, `LMOVE` to a processing list, `LREM` from it when done.
+async fn queues(p: &Params) -> Measured {
+    let db = Db::create("backends").await;
+    let daemon = Daemon::start_with(&db, &on_redis("queues = redis", &db.name)).await;
+    let (producer, worker) = (
+        daemon.client("producer").await,
+        daemon.client("worker").await,
+    );
+    let lists = format!("{}-raw", db.name);
+    let (mut on_daemon, mut on_redis) = (Duration::ZERO, Duration::ZERO);
+    let mut cpu = [Spent::default(), Spent::default()];
+    let pids = [daemon.pid()];
+    for _ in 0..p.rounds {
+        on_daemon += cpu[0].time(&pids, queue_round(p, &producer, &worker)).await;
+        on_redis += cpu[1].time(&[], list_round(p, &lists)).await;
+    }
+    drop_keys(&mut redis_conn().await, &lists).await;
+    drop((producer, worker, daemon));
+    db.drop_now().await;
+    let tasks = p.messages * p.rounds;
+    Measured {
+        service: "queue",
+        engine: "redis",
+        unit: "tasks",
+        daemon: rate(tasks, on_daemon),
+        raw: rate(tasks, on_redis),
+        cpu,
+        count: tasks,
+    }
+}
+
+async fn queue_round(p: &Params, producer: &Client, worker: &Client) -> Duration {
+    let started = Instant::now();
+    let push = pipelined(p.messages, p.window, |n| {
+        let body = json!({"n": n, "body": p.value});
+        async move {
+            producer.queue_push("jobs", &body).await.unwrap();
+        }
+    });
+    let work = async {
+        let mut done = 0;
+        while done < p.messages {
+            let args = ikigai_client::ClaimArgs {
+                queue: "jobs",
+                max: Some(p.window as u32),
+                wait_ms: Some(1000),
+                lease_ms: None,
+            };
+            let tasks = worker.queue_claim(&args).await.unwrap();
+            let completes = tasks.iter().map(|t| worker.queue_complete(&t.id, None));
+            futures::future::try_join_all(completes).await.unwrap();
+            done += tasks.len();
+        }
+    };
+    futures::join!(push, work);
+    started.elapsed()
+}
+
+async fn list_round(p: &Params, lists: &str) -> Duration {
+    let (queue, processing) = (format!("{lists}:jobs"), format!("{lists}:processing"));
+    let (producer, worker) = (redis_conn().await, redis_conn().await);
+    let body = serde_json::to_vec(&json!({"n": 0, "body": p.value})).unwrap();
+    let started = Instant::now();
+    let push = pipelined(p.messages, p.window, |n| {
+        let (mut conn, mut body) = (producer.clone(), body.clone());
+        body.extend_from_slice(n.to_string().as_bytes());
+        let queue = &queue;
+        async move {
+            let _: i64 = redis::cmd("LPUSH")
+                .arg(queue)
+                .arg(body)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    });
+    let work = async {
+        let mut done = 0;
+        while done < p.messages {
+            let mut claim = redis::pipe();
+            for _ in 0..p.window {
+                claim
+                    .cmd("LMOVE")
+                    .arg(&queue)
+                    .arg(&processing)
+                    .arg("RIGHT")
+                    .arg("LEFT");
+            }
+            let claimed: Vec<Option<Vec<u8>>> =
+                claim.query_async(&mut worker.clone()).await.unwrap();
+            let claimed: Vec<Vec<u8>> = claimed.into_iter().flatten().collect();
+            let mut complete = redis::pipe();
+            for task in &claimed {
+                complete
+                    .cmd("LREM")
+                    .arg(&processing)
+                    .arg(1)
+                    .arg(task)
+                    .ignore();
+            }
+            let _: () = complete.query_async(&mut worker.clone()).await.unwrap();
+            done += claimed.len();
+        }
+    };
+    futures::join!(push, work);
+    started.elapsed()
+}
+
 async fn drop_keys(conn: &mut MultiplexedConnection, prefix: &str) {
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}:*"))
@@ -341,7 +579,21 @@ async fn main() {
         "backends: {} clients, window {}, {} alternating rounds",
         p.clients, p.window, p.rounds
     );
-    let measured = [cache(&p).await, pubsub(&p).await];
+    let only = std::env::var("BENCH_SERVICES").unwrap_or_default();
+    let wanted = |service: &str| only.is_empty() || only.split(',').any(|s| s == service);
+    let mut measured = Vec::new();
+    if wanted("cache") {
+        measured.push(cache(&p).await);
+    }
+    if wanted("pubsub") {
+        measured.push(pubsub(&p).await);
+    }
+    if wanted("mailbox") {
+        measured.push(mailboxes(&p).await);
+    }
+    if wanted("queue") {
+        measured.push(queues(&p).await);
+    }
     measured.iter().for_each(Measured::report);
     let min = measured
         .iter()
