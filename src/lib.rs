@@ -10,6 +10,7 @@ pub mod actions;
 pub mod admission;
 pub mod agents;
 pub mod backends;
+pub mod changes;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -527,24 +527,13 @@ async fn subscribe(
 }
 
 /// A notification as a change: `sent`, `acked` or `released`, the mailbox, then the ids.
+/// A notification of the feed channel (the text form of `crate::changes`).
 fn change(payload: &[u8]) -> Option<MailboxChange> {
     let Ok(text) = std::str::from_utf8(payload) else {
         warn!("mailbox notification is not UTF-8");
         return None;
     };
-    let mut lines = text.split('\n');
-    let (kind, mailbox) = (lines.next(), lines.next().map(str::to_owned));
-    let ids: Option<Vec<Uuid>> = lines.map(|l| l.parse().ok()).collect();
-    let change = match (kind, mailbox, ids) {
-        (Some("released"), Some(mailbox), _) => MailboxChange::Released { mailbox },
-        (Some("sent"), Some(mailbox), ids) => MailboxChange::Sent { mailbox, ids },
-        (Some("acked"), Some(mailbox), Some(ids)) => MailboxChange::Acked { mailbox, ids },
-        _ => {
-            warn!(payload = text, "unexpected mailbox notification");
-            return None;
-        }
-    };
-    Some(change)
+    crate::changes::mailbox(text)
 }
 
 #[async_trait]

@@ -70,7 +70,7 @@ async fn forward(
                 None => return true,
                 Some(m) => {
                     let payload = String::from_utf8_lossy(m.get_payload_bytes());
-                    if parse(&payload, origin).into_iter().any(|c| changes.send(c).is_err()) {
+                    if crate::changes::queues(&payload, origin).into_iter().any(|c| changes.send(c).is_err()) {
                         return false;
                     }
                 }
@@ -78,18 +78,4 @@ async fn forward(
             _ = changes.closed() => return false,
         }
     }
-}
-
-/// The changes a notification reports: none when this daemon wrote it.
-fn parse(payload: &str, origin: &str) -> Vec<QueueChange> {
-    let mut lines = payload.lines();
-    if lines.next() == Some(origin) {
-        return Vec::new();
-    }
-    lines
-        .map(|queue| match queue {
-            "*" => QueueChange::Missed,
-            name => QueueChange::Changed(name.to_owned()),
-        })
-        .collect()
 }
