@@ -113,6 +113,39 @@ impl Measured {
     }
 }
 
+/// Both sides of one service's measurement, over its alternating rounds.
+#[derive(Default)]
+struct Sides {
+    daemon: Duration,
+    raw: Duration,
+    cpu: [Spent; 2],
+}
+
+impl Sides {
+    /// Times a round through the daemons `pids`.
+    async fn daemon(&mut self, pids: &[u32], run: impl std::future::Future<Output = Duration>) {
+        self.daemon += self.cpu[0].time(pids, run).await;
+    }
+
+    /// Times a round directly on the engine.
+    async fn raw(&mut self, run: impl std::future::Future<Output = Duration>) {
+        self.raw += self.cpu[1].time(&[], run).await;
+    }
+
+    /// The measurement of `count` operations (of every round) of `service` on Redis.
+    fn measured(self, service: &'static str, unit: &'static str, count: usize) -> Measured {
+        Measured {
+            service,
+            engine: "redis",
+            unit,
+            daemon: rate(count, self.daemon),
+            raw: rate(count, self.raw),
+            cpu: self.cpu,
+            count,
+        }
+    }
+}
+
 /// Operations (or messages) per second of `rounds` timed runs together.
 fn rate(count: usize, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64()
@@ -176,8 +209,7 @@ async fn cache(p: &Params) -> Measured {
         }
     })
     .await;
-    let (mut on_daemon, mut on_redis) = (Duration::ZERO, Duration::ZERO);
-    let mut cpu = [Spent::default(), Spent::default()];
+    let mut sides = Sides::default();
     let per_round = p.ops / p.rounds;
     let pids = [daemon.pid()];
     let through_daemon = |c: Client, i, n| {
@@ -202,25 +234,17 @@ async fn cache(p: &Params) -> Measured {
     };
     for _ in 0..p.rounds {
         let daemon_run = drive(&clients, per_round, p.window, through_daemon);
-        on_daemon += cpu[0].time(&pids, daemon_run).await;
-        let redis_run = drive(&conns, per_round, p.window, directly);
-        on_redis += cpu[1].time(&[], redis_run).await;
+        sides.daemon(&pids, daemon_run).await;
+        sides
+            .raw(drive(&conns, per_round, p.window, directly))
+            .await;
     }
     drop_keys(&mut redis_conn().await, &db.name).await;
     drop_keys(&mut redis_conn().await, &raw_prefix).await;
     drop(clients);
     drop(daemon);
     db.drop_now().await;
-    let ops = per_round * p.rounds;
-    Measured {
-        service: "cache",
-        engine: "redis",
-        unit: "ops",
-        daemon: rate(ops, on_daemon),
-        raw: rate(ops, on_redis),
-        cpu,
-        count: ops,
-    }
+    sides.measured("cache", "ops", per_round * p.rounds)
 }
 
 async fn pubsub(p: &Params) -> Measured {
@@ -235,27 +259,17 @@ async fn pubsub(p: &Params) -> Measured {
         two.client("subscriber").await,
     );
     let raw_channel = format!("{}-raw:bench", db.name);
-    let (mut on_daemon, mut on_redis) = (Duration::ZERO, Duration::ZERO);
-    let mut cpu = [Spent::default(), Spent::default()];
+    let mut sides = Sides::default();
     let pids = [one.pid(), two.pid()];
     for _ in 0..p.rounds {
-        on_daemon += cpu[0]
-            .time(&pids, through_daemon(p, &publisher, &subscriber))
+        sides
+            .daemon(&pids, through_daemon(p, &publisher, &subscriber))
             .await;
-        on_redis += cpu[1].time(&[], directly(p, &raw_channel)).await;
+        sides.raw(directly(p, &raw_channel)).await;
     }
     drop((publisher, subscriber, one, two));
     db.drop_now().await;
-    let messages = p.messages * p.rounds;
-    Measured {
-        service: "pubsub",
-        engine: "redis",
-        unit: "msgs",
-        daemon: rate(messages, on_daemon),
-        raw: rate(messages, on_redis),
-        cpu,
-        count: messages,
-    }
+    sides.measured("pubsub", "msgs", p.messages * p.rounds)
 }
 
 /// Publishes `p.messages` on one daemon until the last reached the other's subscriber.
@@ -330,27 +344,18 @@ async fn mailboxes(p: &Params) -> Measured {
     let daemon = Daemon::start_with(&db, &on_redis("mailboxes = redis", &db.name)).await;
     let (sender, owner) = (daemon.client("sender").await, daemon.client("inbox").await);
     let stream = format!("{}-raw:stream", db.name);
-    let (mut on_daemon, mut on_redis) = (Duration::ZERO, Duration::ZERO);
-    let mut cpu = [Spent::default(), Spent::default()];
+    let mut sides = Sides::default();
     let pids = [daemon.pid()];
     for round in 0..p.rounds {
-        on_daemon += cpu[0].time(&pids, mailbox_round(p, &sender, &owner)).await;
-        let stream = format!("{stream}{round}");
-        on_redis += cpu[1].time(&[], stream_round(p, &stream)).await;
+        sides.daemon(&pids, mailbox_round(p, &sender, &owner)).await;
+        sides
+            .raw(stream_round(p, &format!("{stream}{round}")))
+            .await;
     }
     drop_keys(&mut redis_conn().await, &format!("{}-raw", db.name)).await;
     drop((sender, owner, daemon));
     db.drop_now().await;
-    let messages = p.messages * p.rounds;
-    Measured {
-        service: "mailbox",
-        engine: "redis",
-        unit: "msgs",
-        daemon: rate(messages, on_daemon),
-        raw: rate(messages, on_redis),
-        cpu,
-        count: messages,
-    }
+    sides.measured("mailbox", "msgs", p.messages * p.rounds)
 }
 
 async fn mailbox_round(p: &Params, sender: &Client, owner: &Client) -> Duration {
@@ -454,26 +459,18 @@ async fn queues(p: &Params) -> Measured {
         daemon.client("worker").await,
     );
     let lists = format!("{}-raw", db.name);
-    let (mut on_daemon, mut on_redis) = (Duration::ZERO, Duration::ZERO);
-    let mut cpu = [Spent::default(), Spent::default()];
+    let mut sides = Sides::default();
     let pids = [daemon.pid()];
     for _ in 0..p.rounds {
-        on_daemon += cpu[0].time(&pids, queue_round(p, &producer, &worker)).await;
-        on_redis += cpu[1].time(&[], list_round(p, &lists)).await;
+        sides
+            .daemon(&pids, queue_round(p, &producer, &worker))
+            .await;
+        sides.raw(list_round(p, &lists)).await;
     }
     drop_keys(&mut redis_conn().await, &lists).await;
     drop((producer, worker, daemon));
     db.drop_now().await;
-    let tasks = p.messages * p.rounds;
-    Measured {
-        service: "queue",
-        engine: "redis",
-        unit: "tasks",
-        daemon: rate(tasks, on_daemon),
-        raw: rate(tasks, on_redis),
-        cpu,
-        count: tasks,
-    }
+    sides.measured("queue", "tasks", p.messages * p.rounds)
 }
 
 async fn queue_round(p: &Params, producer: &Client, worker: &Client) -> Duration {
