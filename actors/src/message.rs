@@ -49,6 +49,21 @@ impl NewMessage {
     }
 }
 
+impl NewMessage {
+    /// The message as committed at position `seq`, at `created_at`, not yet delivered.
+    pub fn stored(&self, seq: i64, created_at: DateTime<Utc>) -> StoredMessage {
+        StoredMessage {
+            id: self.id,
+            seq,
+            mailbox: self.mailbox.clone(),
+            sender: self.sender.clone(),
+            payload: Arc::clone(&self.payload),
+            created_at,
+            attempts: 0,
+        }
+    }
+}
+
 /// A committed, not yet acknowledged message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredMessage {

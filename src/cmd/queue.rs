@@ -13,8 +13,7 @@ use crate::session::Session;
 use crate::tx::Later;
 use ikigai_actors::queue::{Claim, QueueError, SettleTask, Stats};
 use ikigai_actors::store::{
-    ClaimNext, PushWrite, Pushed, QueueBatch, QueueCommitted, Refusal, Settle, SettleWrite,
-    TaskState,
+    ClaimNext, Pushed, QueueBatch, QueueCommitted, Refusal, Settle, SettleWrite, TaskState,
 };
 use ikigai_actors::{Lease, NewTask, Task};
 use ikigai_protocol::{from_value, Json, Value};
@@ -149,14 +148,7 @@ async fn push_tasks(
     if tasks.is_empty() {
         return Ok(Vec::new());
     }
-    let pushes = tasks
-        .into_iter()
-        .map(|task| PushWrite { task, claim: None })
-        .collect();
-    let batch = QueueBatch {
-        pushes,
-        ..QueueBatch::default()
-    };
+    let batch = QueueBatch::pushes(tasks);
     let pushed = |done: &QueueCommitted| Ok(done.pushed.clone());
     session.txs.queue(s, parse(tx)?, batch, pushed).await
 }
@@ -533,18 +525,10 @@ pub async fn list(args: ListArgs, s: &Services) -> Result<Listed, Error> {
 }
 
 fn parse_state(state: &str) -> Result<TaskState, Error> {
-    Ok(match state {
-        "pending" => TaskState::Pending,
-        "scheduled" => TaskState::Scheduled,
-        "claimed" => TaskState::Claimed,
-        "completed" => TaskState::Completed,
-        "dead" => TaskState::Dead,
-        other => {
-            let known = "pending, scheduled, claimed, completed, dead";
-            return Err(Error::BadRequest(format!(
-                "unknown state {other:?} (known: {known})"
-            )));
-        }
+    TaskState::parse(state).ok_or_else(|| {
+        let known: Vec<&str> = TaskState::ALL.iter().map(|s| s.name()).collect();
+        let known = known.join(", ");
+        Error::BadRequest(format!("unknown state {state:?} (known: {known})"))
     })
 }
 

@@ -247,15 +247,7 @@ async fn insert(
         .iter()
         .filter_map(|m| {
             let (seq, created_at) = committed.remove(&m.id)?;
-            Some(StoredMessage {
-                id: m.id,
-                seq,
-                mailbox: m.mailbox.clone(),
-                sender: m.sender.clone(),
-                payload: Arc::clone(&m.payload),
-                created_at,
-                attempts: 0,
-            })
+            Some(m.stored(seq, created_at))
         })
         .collect())
 }

@@ -595,15 +595,7 @@ fn committed(sends: &[NewMessage], entries: &[String]) -> Result<Vec<StoredMessa
         .map(|(m, entry)| {
             let (seq, created_at) =
                 seq_of(entry).map_err(|e| StoreError::Undecodable(e.to_string()))?;
-            Ok(StoredMessage {
-                id: m.id,
-                seq,
-                mailbox: m.mailbox.clone(),
-                sender: m.sender.clone(),
-                payload: Arc::clone(&m.payload),
-                created_at,
-                attempts: 0,
-            })
+            Ok(m.stored(seq, created_at))
         })
         .collect()
 }

@@ -152,6 +152,45 @@ pub enum QueueChange {
     Missed,
 }
 
+impl TaskState {
+    pub const ALL: [TaskState; 5] = [
+        TaskState::Pending,
+        TaskState::Scheduled,
+        TaskState::Claimed,
+        TaskState::Completed,
+        TaskState::Dead,
+    ];
+
+    /// Its name on the wire (`queue.list`) and in the engines' indexes.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Scheduled => "scheduled",
+            TaskState::Claimed => "claimed",
+            TaskState::Completed => "completed",
+            TaskState::Dead => "dead",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<TaskState> {
+        TaskState::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl QueueBatch {
+    /// A batch of the pushes of `tasks`, none claimed in its insert.
+    pub fn pushes(tasks: Vec<NewTask>) -> QueueBatch {
+        let pushes = tasks
+            .into_iter()
+            .map(|task| PushWrite { task, claim: None })
+            .collect();
+        QueueBatch {
+            pushes,
+            ..QueueBatch::default()
+        }
+    }
+}
+
 /// Reads of the queue service (its writes go through its [`QueueJournal`]).
 #[async_trait]
 pub trait QueueStore: Send + Sync + 'static {

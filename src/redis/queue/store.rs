@@ -178,14 +178,7 @@ impl QueueStore for RedisQueues {
         after: i64,
         limit: usize,
     ) -> Result<Vec<Task>, StoreError> {
-        let index = match state {
-            None => "all",
-            Some(TaskState::Pending) => "pending",
-            Some(TaskState::Scheduled) => "scheduled",
-            Some(TaskState::Claimed) => "claimed",
-            Some(TaskState::Completed) => "completed",
-            Some(TaskState::Dead) => "dead",
-        };
+        let index = state.map_or("all", TaskState::name);
         // Tasks that do not decode are skipped; the page is filled from the tasks after them.
         let (mut tasks, mut after) = (Vec::with_capacity(limit), after);
         while tasks.len() < limit {

@@ -42,15 +42,7 @@ impl Fixture {
     }
 
     async fn push(&self, tasks: Vec<NewTask>) -> Vec<Pushed> {
-        let pushes = tasks
-            .into_iter()
-            .map(|task| PushWrite { task, claim: None })
-            .collect();
-        let batch = QueueBatch {
-            pushes,
-            ..QueueBatch::default()
-        };
-        self.commit(batch).await.pushed
+        self.commit(QueueBatch::pushes(tasks)).await.pushed
     }
 
     async fn push_one(&self, task: NewTask) -> Task {
