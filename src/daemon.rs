@@ -62,12 +62,15 @@ pub fn run(opts: Options) -> Result<(), StartError> {
 }
 
 async fn start(opts: Options) -> Result<(), StartError> {
+    // Installed first: a SIGTERM that arrives while the daemon starts, or just after it began
+    // to answer, is a request to shut down cleanly, never the default action's abrupt exit.
+    let signals = Signals::install()?;
     let root = Root::new(&opts.root);
     let lock = root.lock()?;
     let config = Config::locate(opts.config.as_deref(), &root.config())?;
     info!(config = %config.source, root = %root.dir().display(), "starting ikigai-daemon");
     let db = Database::open(&config.postgres, &root).await?;
-    let result = serve(&root, &lock, config, &db).await;
+    let result = serve(&root, &lock, config, &db, signals).await;
     db.close();
     result
 }
@@ -77,6 +80,7 @@ async fn serve(
     lock: &RootLock,
     config: Config,
     db: &Database,
+    mut signals: Signals,
 ) -> Result<(), StartError> {
     let identities = Identities::new(db.pool.clone(), root.clone());
     identities.ensure_admin().await?;
@@ -173,7 +177,7 @@ async fn serve(
     // Agents start once the socket they connect to is served.
     let agents_replayed = agents.replay().await?;
     info!(agents_replayed, "agents replayed");
-    let signal = wait_for_signal().await?;
+    let signal = signals.next().await;
     info!(signal, "shutting down: finishing in-flight requests");
     trigger.trigger();
     if tokio::time::timeout(grace, server).await.is_err() {
@@ -222,11 +226,25 @@ fn telemetry_config(config: &Config) -> TelemetryConfig {
     }
 }
 
-async fn wait_for_signal() -> std::io::Result<&'static str> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// The signals that stop the daemon, caught from the moment it starts.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The name of the next signal that arrives (or arrived since `install`).
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }

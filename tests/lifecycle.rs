@@ -219,6 +219,16 @@ async fn sigterm_finishes_in_flight_requests_then_removes_the_socket() {
 }
 
 #[tokio::test]
+async fn a_sigterm_the_moment_the_socket_answers_is_a_clean_shutdown() {
+    let mut d = Daemon::start().await;
+    for round in 0..5 {
+        assert_eq!(d.terminate(), 0, "round {round}:\n{}", d.log());
+        d.restart().await;
+    }
+    assert_eq!(d.terminate(), 0, "{}", d.log());
+}
+
+#[tokio::test]
 async fn config_errors_stop_the_start_and_name_file_line_and_key() {
     let root = temp_root();
     let bad = root.path().join("bad.conf");
