@@ -1,116 +1,24 @@
 //! The factory of the storage seam: turns `[services]` into the running stores at start-up.
 //!
-//! Each engine is one [`Engine`]: a connection made once, and a method per service it can
-//! serve that builds that service's stores (the traits of `ikigai_actors::store`). The factory
+//! Each engine is one [`Engine`] (`ikigai_actors::store`): a connection made once, and a method
+//! per service it can serve that builds that service's stores. The factory
 //! connects every engine `[services]` names, once, and asks each service's engine for its
 //! stores. A named engine that does not answer fails the start, naming the services, the
-//! engine and its address. Adding an engine is a folder implementing [`Engine`] and one line in
-//! [`connect`].
+//! engine and its address. Adding an engine is a crate implementing [`Engine`] (as
+//! `engines/redis` does), its dependency in `Cargo.toml`, and one line in [`connect`].
 
 use crate::config::{Backend, Config};
 use crate::postgres::{Database, PgEngine};
-use crate::redis::RedisEngine;
 use ikigai_actors::cache::{Cache, CacheConfig};
 use ikigai_actors::pubsub::PubSub;
 use ikigai_actors::storage::DocumentStore;
 use ikigai_actors::store::{
-    Feed, MailboxChange, MailboxJournal, MailboxStore, QueueChange, QueueJournal, QueueStore,
-    TelemetrySink, Units,
+    BackendError, Engine, MailboxStores, Needs, QueueStores, TelemetrySink, Units,
 };
-use ikigai_actors::telemetry::Telemetry;
+use ikigai_redis::RedisEngine;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use thiserror::Error;
-
-/// Why the services' stores could not be built.
-#[derive(Debug, Error)]
-pub enum BackendError {
-    /// The engine named for `services` did not answer (the reason names its address).
-    #[error("{services}: {backend}: {reason}")]
-    Unreachable {
-        services: String,
-        backend: Backend,
-        reason: String,
-    },
-    /// This build has no such engine (the configuration check lets no such name by).
-    #[error("{services}: this build has no {backend} engine")]
-    NotBuilt { services: String, backend: Backend },
-    /// The engine cannot serve the service (the configuration check lets no such pair by).
-    #[error("{service}: {backend} cannot serve it")]
-    Unsupported {
-        service: &'static str,
-        backend: Backend,
-    },
-    #[error("{service} on {backend}: {reason}")]
-    Failed {
-        service: &'static str,
-        backend: Backend,
-        reason: String,
-    },
-}
-
-/// The mailbox service's stores: its reads, its group commits, and the changes others make.
-pub struct MailboxStores {
-    pub store: Arc<dyn MailboxStore>,
-    pub journal: Arc<dyn MailboxJournal>,
-    pub feed: Feed<MailboxChange>,
-}
-
-/// The queue service's stores; a journal per lane (`ikigai_actors::persist::Lanes`).
-pub struct QueueStores {
-    pub store: Arc<dyn QueueStore>,
-    pub main: Arc<dyn QueueJournal>,
-    pub pushes: Arc<dyn QueueJournal>,
-    pub claims: Arc<dyn QueueJournal>,
-    pub feed: Feed<QueueChange>,
-}
-
-/// What a service's stores are built with.
-pub struct Needs<'a> {
-    pub config: &'a Config,
-    /// This daemon's id (`Root::daemon_id`), which engines record with what it holds.
-    pub origin: &'a str,
-    /// Where the cache (and any service) reports events; built before the other stores.
-    pub telemetry: &'a Telemetry,
-}
-
-/// One engine's stores, a method per service; a service the engine does not serve keeps the
-/// default body, which refuses.
-pub trait Engine {
-    fn backend(&self) -> Backend;
-
-    fn mailboxes(&self, _: &Needs) -> Result<MailboxStores, BackendError> {
-        Err(self.unsupported("mailboxes"))
-    }
-
-    fn queues(&self, _: &Needs) -> Result<QueueStores, BackendError> {
-        Err(self.unsupported("queues"))
-    }
-
-    fn cache(&self, _: &Needs) -> Result<Rc<dyn Cache>, BackendError> {
-        Err(self.unsupported("cache"))
-    }
-
-    fn pubsub(&self, _: &Needs) -> Result<Arc<dyn PubSub>, BackendError> {
-        Err(self.unsupported("pubsub"))
-    }
-
-    fn documents(&self) -> Result<Arc<dyn DocumentStore>, BackendError> {
-        Err(self.unsupported("storage"))
-    }
-
-    fn telemetry(&self) -> Result<Arc<dyn TelemetrySink>, BackendError> {
-        Err(self.unsupported("telemetry"))
-    }
-
-    fn unsupported(&self, service: &'static str) -> BackendError {
-        BackendError::Unsupported {
-            service,
-            backend: self.backend(),
-        }
-    }
-}
 
 /// Connects the engine `backend` (other than Postgres, which is always open), for `services`.
 async fn connect(
@@ -177,9 +85,9 @@ impl Backends {
         self.engine(config.services.telemetry).telemetry()
     }
 
-    /// Every other service's stores.
-    pub fn stores(&self, needs: &Needs) -> Result<Stores, BackendError> {
-        let chosen = &needs.config.services;
+    /// Every other service's stores, on the engines `config` chooses.
+    pub fn stores(&self, config: &Config, needs: &Needs) -> Result<Stores, BackendError> {
+        let chosen = &config.services;
         Ok(Stores {
             mailboxes: self.engine(chosen.mailboxes).mailboxes(needs)?,
             queues: self.engine(chosen.queues).queues(needs)?,

@@ -4,7 +4,7 @@
 //! (TERM, then KILL after each one's grace), flush persistence and remove the socket.
 
 use crate::agents::Agents;
-use crate::backends::{BackendError, Backends, Needs};
+use crate::backends::{cache_config, Backends};
 use crate::config::{Config, ConfigError};
 use crate::identity::{Identities, IdentityError};
 use crate::llm::Llm;
@@ -18,6 +18,7 @@ use ikigai_actors::persist::{Flush, Journal, Lanes, Persister};
 use ikigai_actors::pubsub::Hub;
 use ikigai_actors::queue::{QueueConfig, Queues};
 use ikigai_actors::store::StoreError;
+use ikigai_actors::store::{BackendError, Needs};
 use ikigai_actors::telemetry::{Telemetry, TelemetryConfig, DAEMON_AGENT};
 use std::cell::Cell;
 use std::path::PathBuf;
@@ -88,15 +89,16 @@ async fn serve(
     let backends = Backends::connect(&config, db, &origin).await?;
     let telemetry_sink = backends.telemetry(&config)?;
     let telemetry = Telemetry::start(telemetry_sink.clone(), telemetry_config(&config));
-    crate::undecodable::report_to(telemetry.clone());
+    ikigai_actors::store::undecodable::report_to(telemetry.clone());
     let loaded =
         serde_json::json!({"config": config.source, "root": root.dir().display().to_string()});
     telemetry.record(DAEMON_AGENT, "config_loaded", loaded);
-    let stores = backends.stores(&Needs {
-        config: &config,
+    let needs = Needs {
         origin: &origin,
+        cache: cache_config(&config),
         telemetry: &telemetry,
-    })?;
+    };
+    let stores = backends.stores(&config, &needs)?;
     let mailbox_config = MailboxConfig {
         max_buffered: config.mailboxes.max_buffered,
         lease: config.mailboxes.lease,

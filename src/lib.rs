@@ -10,7 +10,6 @@ pub mod actions;
 pub mod admission;
 pub mod agents;
 pub mod backends;
-pub mod changes;
 pub mod cli;
 pub mod cmd;
 pub mod config;
@@ -20,14 +19,12 @@ pub mod identity;
 pub mod llm;
 pub mod manifest;
 pub mod postgres;
-pub mod redis;
 pub mod root;
 pub mod rules;
 pub mod server;
 pub mod services;
 pub mod session;
 pub mod tx;
-pub mod undecodable;
 
 /// Starts `tracing` output on stderr, filtered by `$IKIGAI_LOG` (default `info`).
 pub fn init_logging() {

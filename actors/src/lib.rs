@@ -3,8 +3,9 @@
 //! Actors hold the logic of each service and stay thin: the rules live in plain structs
 //! (e.g. [`mailbox::MailboxState`]) that unit tests drive without an actix `System`. Durability is
 //! delegated to the [`persist::Persister`], which commits the writes of every service in groups
-//! through [`store::Journal`]; reads go through one store trait per service. The engines
-//! implementing those traits live in the daemon crate.
+//! through each service's journal ([`store::MailboxJournal`], [`store::QueueJournal`]); reads go
+//! through one store trait per service. The engines implementing those traits ([`store::Engine`])
+//! live outside this crate: Postgres in the daemon crate, each other engine in a crate of its own.
 //! Nothing here knows about sockets, frames or SQL.
 
 pub mod alarm;

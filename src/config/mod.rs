@@ -7,6 +7,7 @@
 mod doc;
 
 pub(crate) use doc::Doc;
+pub use ikigai_actors::store::Backend;
 use std::path::Path;
 use std::time::Duration;
 use thiserror::Error;
@@ -22,49 +23,6 @@ pub struct ConfigError {
     pub line: usize,
     pub key: String,
     pub message: String,
-}
-
-/// A service's storage engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Backend {
-    Postgres,
-    Redis,
-    Nats,
-    Rabbitmq,
-    Timescaledb,
-    Influxdb,
-}
-
-impl Backend {
-    fn parse(s: &str) -> Option<Backend> {
-        Some(match s {
-            "postgres" => Backend::Postgres,
-            "redis" => Backend::Redis,
-            "nats" => Backend::Nats,
-            "rabbitmq" => Backend::Rabbitmq,
-            "timescaledb" => Backend::Timescaledb,
-            "influxdb" => Backend::Influxdb,
-            _ => return None,
-        })
-    }
-
-    /// The name `[services]` gives it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Postgres => "postgres",
-            Backend::Redis => "redis",
-            Backend::Nats => "nats",
-            Backend::Rabbitmq => "rabbitmq",
-            Backend::Timescaledb => "timescaledb",
-            Backend::Influxdb => "influxdb",
-        }
-    }
-}
-
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
 }
 
 /// The backend of each service (`[services]`; postgres where not named).

@@ -7,12 +7,11 @@ use super::{
     feed, Database, PgCacheStore, PgDocumentStore, PgJournal, PgMailboxStore, PgPubSub,
     PgQueueStore, PgTelemetrySink,
 };
-use crate::backends::{cache_config, BackendError, Engine, MailboxStores, Needs, QueueStores};
-use crate::config::Backend;
 use deadpool_postgres::Pool;
 use ikigai_actors::cache::{Cache, CacheHandle};
 use ikigai_actors::pubsub::PubSub;
 use ikigai_actors::storage::DocumentStore;
+use ikigai_actors::store::{Backend, BackendError, Engine, MailboxStores, Needs, QueueStores};
 use ikigai_actors::store::{TelemetrySink, Units};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -76,7 +75,7 @@ impl Engine for PgEngine {
 
     fn cache(&self, needs: &Needs) -> Result<Rc<dyn Cache>, BackendError> {
         let store = Arc::new(PgCacheStore::new(self.pool.clone()));
-        let config = cache_config(needs.config);
+        let config = needs.cache.clone();
         let handle = CacheHandle::start(store, config, needs.telemetry.clone());
         Ok(Rc::new(handle))
     }

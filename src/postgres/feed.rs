@@ -3,7 +3,7 @@
 //! ([`super::listen`]) and turned into the typed changes the actors follow.
 
 use super::listen::{Event, Listener};
-use crate::changes;
+use ikigai_actors::store::changes;
 use ikigai_actors::store::{Feed, MailboxChange, QueueChange};
 use tokio::sync::mpsc;
 
@@ -13,7 +13,7 @@ const MAILBOX_CHANNEL: &str = "ikigai_mailbox";
 /// The channel `schema.sql`'s trigger notifies when tasks become claimable.
 const TASK_CHANNEL: &str = "ikigai_task_queue";
 
-/// Mailbox changes, in the text form of `crate::changes`.
+/// Mailbox changes, in the text form of `ikigai_actors::store::changes`.
 pub fn mailboxes(listener: &Listener) -> Feed<MailboxChange> {
     follow(listener.subscribe(MAILBOX_CHANNEL), |event| match event {
         Event::Resync => vec![MailboxChange::Missed],
@@ -21,7 +21,7 @@ pub fn mailboxes(listener: &Listener) -> Feed<MailboxChange> {
     })
 }
 
-/// Queue changes, in the text form of `crate::changes`; this daemon's own writes are already
+/// Queue changes, in the text form of `ikigai_actors::store::changes`; this daemon's own writes are already
 /// known to its actors.
 pub fn queues(listener: &Listener, origin: String) -> Feed<QueueChange> {
     follow(listener.subscribe(TASK_CHANNEL), move |event| match event {

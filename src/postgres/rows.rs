@@ -1,11 +1,11 @@
 //! Rows whose content an agent or plain SQL wrote may not decode (a JSONB value nested beyond
 //! serde_json's 128 levels, a NULL where the daemon writes none): they are read with `try_get`,
 //! never `Row::get` (which panics), and one that does not decode is reported
-//! ([`crate::undecodable`]), then skipped or dead-lettered by its store.
+//! ([`ikigai_actors::store::undecodable`]), then skipped or dead-lettered by its store.
 
 use tokio_postgres::Row;
 
-pub(crate) use crate::undecodable::report;
+pub(crate) use ikigai_actors::store::undecodable::report;
 
 /// Splits `rows` into what `decode` reads and the rows it cannot, with why.
 pub(crate) fn split<T>(

@@ -1,18 +1,24 @@
 //! The storage seam: per service, the traits its actors call. A service has its writes (a
 //! journal that commits groups, for the services that group-commit), its reads, and its change
 //! feed (how writes made elsewhere, by another daemon or plain SQL, reach this daemon). A
-//! [`Unit`] is a transaction an agent holds open across services. One implementation per engine
-//! lives in the daemon crate (`src/postgres/`, `src/redis/`); actors only ever see
-//! `Arc<dyn ...>`.
+//! [`Unit`] is a transaction an agent holds open across services. An [`Engine`] builds the
+//! stores of the services it serves; one implementation per engine (the daemon's
+//! `src/postgres/`, the crate `engines/redis`); actors only ever see `Arc<dyn ...>`. What the
+//! engines share beside the traits: the text form of change notifications ([`changes`]) and
+//! the report of stored data that does not decode ([`undecodable`]).
 
+pub mod changes;
+mod engine;
 mod mailbox;
 mod queue;
+pub mod undecodable;
 mod unit;
 
 pub use crate::cache::CacheStore;
 pub use crate::pubsub::PubSub;
 pub use crate::storage::DocumentStore;
 pub use crate::telemetry::TelemetrySink;
+pub use engine::*;
 pub use mailbox::*;
 pub use queue::*;
 pub use unit::*;

@@ -2,7 +2,7 @@
 //! `schema.sql`'s triggers, Redis `PUBLISH` from the engine's scripts), which other daemons read
 //! back into the seam's typed changes.
 
-use ikigai_actors::store::{MailboxChange, QueueChange};
+use super::{MailboxChange, QueueChange};
 use tracing::warn;
 use uuid::Uuid;
 

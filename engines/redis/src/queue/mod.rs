@@ -117,7 +117,7 @@ pub(crate) struct Reporter {
 
 impl Reporter {
     fn task(&self, id: &str, error: &dyn std::fmt::Display, action: &str) {
-        crate::undecodable::report(&self.table, id, error, action);
+        ikigai_actors::store::undecodable::report(&self.table, id, error, action);
     }
 }
 

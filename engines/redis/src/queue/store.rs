@@ -2,7 +2,7 @@
 
 use super::decode::{array, bytes, int, millis, nth, task, DecodeError, Fields};
 use super::{reply_error, RedisQueues};
-use crate::redis::store_error;
+use crate::store_error;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ikigai_actors::store::{QueueCounts, QueueStore, StoreError, TaskState};

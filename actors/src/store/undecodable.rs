@@ -2,7 +2,7 @@
 //! older build) is reported, with a warning and a `row_undecodable` telemetry event, whichever
 //! engine holds it; the engine then skips it or dead-letters it.
 
-use ikigai_actors::telemetry::{Telemetry, DAEMON_AGENT};
+use crate::telemetry::{Telemetry, DAEMON_AGENT};
 use std::sync::OnceLock;
 use tracing::warn;
 

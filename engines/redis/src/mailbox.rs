@@ -44,10 +44,10 @@
 //! again, as the Postgres engine dead-letters and reloads.
 
 use super::store_error;
-use crate::undecodable::report;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use ikigai_actors::store::undecodable::report;
 use ikigai_actors::store::{
     Feed, MailboxBatch, MailboxChange, MailboxCommitted, MailboxCounts, MailboxJournal,
     MailboxStore, StoreError,
@@ -527,13 +527,13 @@ async fn subscribe(
 }
 
 /// A notification as a change: `sent`, `acked` or `released`, the mailbox, then the ids.
-/// A notification of the feed channel (the text form of `crate::changes`).
+/// A notification of the feed channel (the text form of `ikigai_actors::store::changes`).
 fn change(payload: &[u8]) -> Option<MailboxChange> {
     let Ok(text) = std::str::from_utf8(payload) else {
         warn!("mailbox notification is not UTF-8");
         return None;
     };
-    crate::changes::mailbox(text)
+    ikigai_actors::store::changes::mailbox(text)
 }
 
 #[async_trait]

@@ -1,10 +1,9 @@
 //! Redis as an engine of the storage seam: the stores of the services it serves.
 
 use super::{RedisCache, RedisEngine, RedisMailboxes, RedisPubSub, RedisQueues};
-use crate::backends::{BackendError, Engine, MailboxStores, Needs, QueueStores};
-use crate::config::Backend;
 use ikigai_actors::cache::Cache;
 use ikigai_actors::pubsub::PubSub;
+use ikigai_actors::store::{Backend, BackendError, Engine, MailboxStores, Needs, QueueStores};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -44,7 +43,7 @@ impl Engine for RedisEngine {
     }
 
     fn cache(&self, needs: &Needs) -> Result<Rc<dyn Cache>, BackendError> {
-        Ok(Rc::new(RedisCache::new(self, needs.config.cache.max_bytes)))
+        Ok(Rc::new(RedisCache::new(self, needs.cache.max_bytes)))
     }
 
     fn pubsub(&self, _: &Needs) -> Result<Arc<dyn PubSub>, BackendError> {

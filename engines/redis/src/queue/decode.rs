@@ -1,7 +1,7 @@
 //! Reading what the queue script returns: its replies (`redis::Value` trees) and the task
 //! hashes in them (flat lists of field names and values, as `HGETALL` gives) into [`Task`]s.
 //! A hash something else wrote may not decode; the callers report it (as the Postgres engine
-//! reports rows, through `crate::undecodable::report`) and skip or dead-letter it.
+//! reports rows, through `ikigai_actors::store::undecodable::report`) and skip or dead-letter it.
 
 use chrono::{DateTime, Utc};
 use ikigai_actors::Task;

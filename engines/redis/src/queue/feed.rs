@@ -70,7 +70,7 @@ async fn forward(
                 None => return true,
                 Some(m) => {
                     let payload = String::from_utf8_lossy(m.get_payload_bytes());
-                    if crate::changes::queues(&payload, origin).into_iter().any(|c| changes.send(c).is_err()) {
+                    if ikigai_actors::store::changes::queues(&payload, origin).into_iter().any(|c| changes.send(c).is_err()) {
                         return false;
                     }
                 }
