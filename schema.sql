@@ -473,4 +473,27 @@ CREATE OR REPLACE VIEW llm_asset_current AS
                    ORDER BY agent, label, version DESC) newest
     WHERE NOT deleted;
 
-INSERT INTO ikigai_schema (version) VALUES (6) ON CONFLICT (version) DO NOTHING;
+-- daemon: finished work leaves the hot tables. After [queues] retain_completed_ms (completed
+-- tasks) or retain_dead_ms (dead ones), and [mailboxes] retain_read_ms (read messages), the
+-- daemon's maintenance moves the rows, in batches, into these archives, which hold the same
+-- columns and when the row was archived; each archive is purged after its archive_days. The
+-- indexes below find the finished rows without scanning the table.
+CREATE TABLE IF NOT EXISTS task_queue_archive (LIKE task_queue INCLUDING DEFAULTS);
+ALTER TABLE task_queue_archive ADD COLUMN IF NOT EXISTS archived_at TIMESTAMPTZ NOT NULL DEFAULT now();
+CREATE INDEX IF NOT EXISTS task_queue_archive_id ON task_queue_archive (id);
+CREATE INDEX IF NOT EXISTS task_queue_archive_archived ON task_queue_archive (archived_at);
+CREATE INDEX IF NOT EXISTS task_queue_finished ON task_queue ((coalesce(completed_at, failed_at)))
+    WHERE completed_at IS NOT NULL OR failed_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS mailbox_archive (LIKE mailbox INCLUDING DEFAULTS);
+ALTER TABLE mailbox_archive ADD COLUMN IF NOT EXISTS archived_at TIMESTAMPTZ NOT NULL DEFAULT now();
+CREATE INDEX IF NOT EXISTS mailbox_archive_archived ON mailbox_archive (archived_at);
+CREATE INDEX IF NOT EXISTS mailbox_read ON mailbox (read_at) WHERE read_at IS NOT NULL;
+-- Every task and every message, hot or archived, for the operator's questions about the past.
+CREATE OR REPLACE VIEW task_queue_all AS
+    SELECT *, NULL::timestamptz AS archived_at FROM task_queue
+    UNION ALL SELECT * FROM task_queue_archive;
+CREATE OR REPLACE VIEW mailbox_all AS
+    SELECT *, NULL::timestamptz AS archived_at FROM mailbox
+    UNION ALL SELECT * FROM mailbox_archive;
+
+INSERT INTO ikigai_schema (version) VALUES (7) ON CONFLICT (version) DO NOTHING;

@@ -8,6 +8,7 @@
 //! `engines/redis` does), its dependency in `Cargo.toml`, and one line in [`connect`].
 
 use crate::config::{Backend, Config};
+use crate::postgres::maintenance::{Maintenance, Retention};
 use crate::postgres::{Database, PgEngine};
 use ikigai_actors::cache::{Cache, CacheConfig};
 use ikigai_actors::pubsub::PubSub;
@@ -96,6 +97,22 @@ impl Backends {
             documents: self.engine(chosen.storage).documents()?,
             units: self.postgres.units(),
         })
+    }
+
+    /// Starts the maintenance of the Postgres tables: the home engine's, whichever engines serve
+    /// the services.
+    pub fn maintain(&self, config: &Config) {
+        self.postgres.maintain(Maintenance {
+            every: config.postgres.maintenance,
+            retention: Retention {
+                completed: config.queues.retain_completed,
+                dead: config.queues.retain_dead,
+                read: config.mailboxes.retain_read,
+                task_archive: config.queues.archive,
+                message_archive: config.mailboxes.archive,
+            },
+            vacuum: config.postgres.vacuum,
+        });
     }
 
     fn engine(&self, backend: Backend) -> &dyn Engine {

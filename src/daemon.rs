@@ -99,6 +99,7 @@ async fn serve(
         telemetry: &telemetry,
     };
     let stores = backends.stores(&config, &needs)?;
+    backends.maintain(&config);
     let mailbox_config = MailboxConfig {
         max_buffered: config.mailboxes.max_buffered,
         lease: config.mailboxes.lease,

@@ -62,6 +62,25 @@ impl Doc<'_> {
             .map(Duration::from_millis)
     }
 
+    /// A retention in units of `unit` (`*_ms` or `*_days` keys), `default` when absent; 0 is
+    /// forever (`None`); more than a century is refused (no timestamp reaches back so far).
+    pub(crate) fn keep_for(
+        &self,
+        section: &str,
+        key: &str,
+        default: u64,
+        unit: Duration,
+    ) -> Result<Option<Duration>, ConfigError> {
+        const CENTURY: Duration = Duration::from_secs(100 * 366 * 86_400);
+        let n: u64 = self.number(section, key, default, 0)?;
+        let keep = unit.saturating_mul(n.try_into().unwrap_or(u32::MAX));
+        match n {
+            0 => Ok(None),
+            _ if keep > CENTURY => Err(self.error(section, key, "is over 100 years".into())),
+            _ => Ok(Some(keep)),
+        }
+    }
+
     /// Checks that one whole-number key (its default if absent) is at most another.
     pub(super) fn check_order(
         &self,
@@ -77,9 +96,16 @@ impl Doc<'_> {
         Ok(())
     }
 
-    pub(super) fn boolean(&self, section: &str, key: &str) -> Result<bool, ConfigError> {
+    /// A `true` or `false` key, `default` when absent.
+    pub(super) fn boolean(
+        &self,
+        section: &str,
+        key: &str,
+        default: bool,
+    ) -> Result<bool, ConfigError> {
         match self.get(section, key) {
-            None | Some("false") => Ok(false),
+            None => Ok(default),
+            Some("false") => Ok(false),
             Some("true") => Ok(true),
             Some(other) => Err(self.error(section, key, format!("{other:?} is not true or false"))),
         }

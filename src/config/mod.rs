@@ -92,6 +92,10 @@ pub struct PostgresConfig {
     pub url: Option<String>,
     pub server: ServerMode,
     pub pool_size: usize,
+    /// How often the maintenance pass runs (`crate::postgres::maintenance`).
+    pub maintenance: Duration,
+    /// Whether it vacuums the churning tables when autovacuum does not.
+    pub vacuum: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +108,10 @@ pub struct MailboxSettings {
     pub lease: Duration,
     /// How long an unused mailbox's actor lives on (see `MailboxConfig::idle`).
     pub idle: Duration,
+    /// How long read messages stay in `mailbox` before they are archived; `None`: forever.
+    pub retain_read: Option<Duration>,
+    /// How long archived messages are kept; `None`: forever.
+    pub archive: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +129,12 @@ pub struct QueueSettings {
     pub sweep: Duration,
     /// How long an unused queue's actor lives on (see `QueueConfig::idle`).
     pub idle: Duration,
+    /// How long completed tasks stay in `task_queue` before they are archived; `None`: forever.
+    pub retain_completed: Option<Duration>,
+    /// The same for dead tasks.
+    pub retain_dead: Option<Duration>,
+    /// How long archived tasks are kept; `None`: forever.
+    pub archive: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -248,6 +262,8 @@ impl Config {
                     .map(str::to_owned),
                 server: doc.server_mode()?,
                 pool_size: doc.number("postgres", "pool_size", 8, 2)?,
+                maintenance: doc.millis("postgres", "maintenance_ms", 60_000, 100)?,
+                vacuum: doc.boolean("postgres", "vacuum", true)?,
             },
             services,
             redis: RedisSettings {
@@ -264,6 +280,8 @@ impl Config {
                 max_buffered: doc.number("mailboxes", "max_buffered", 10_000, 16)?,
                 lease: doc.millis("mailboxes", "lease_ms", 10_000, 200)?,
                 idle: doc.millis("mailboxes", "idle_ms", 300_000, 1)?,
+                retain_read: doc.keep_for("mailboxes", "retain_read_ms", DAY_MS, MS)?,
+                archive: doc.keep_for("mailboxes", "archive_days", 30, DAY)?,
             },
             queues: QueueSettings {
                 lease: doc.millis("queues", "lease_ms", 30_000, 1)?,
@@ -274,6 +292,9 @@ impl Config {
                 window: doc.number("queues", "window", 10_000, 16)?,
                 sweep: doc.millis("queues", "sweep_ms", 5_000, 100)?,
                 idle: doc.millis("queues", "idle_ms", 300_000, 1)?,
+                retain_completed: doc.keep_for("queues", "retain_completed_ms", DAY_MS, MS)?,
+                retain_dead: doc.keep_for("queues", "retain_dead_ms", 7 * DAY_MS, MS)?,
+                archive: doc.keep_for("queues", "archive_days", 30, DAY)?,
             },
             cache: CacheSettings {
                 max_bytes: doc.number("cache", "max_bytes", 256 << 20, 1024)?,
@@ -287,10 +308,16 @@ impl Config {
                 max_buffered: doc.number("telemetry", "max_buffered", 100_000, 1)?,
             },
             llm: crate::llm::config::LlmConfig::parse(&doc)?,
-            fault_injection: doc.boolean("debug", "fault_injection")?,
+            fault_injection: doc.boolean("debug", "fault_injection", false)?,
         })
     }
 }
+
+/// A day in milliseconds, the default retention of finished work.
+const DAY_MS: u64 = 86_400_000;
+
+const MS: Duration = Duration::from_millis(1);
+const DAY: Duration = Duration::from_secs(86_400);
 
 /// The largest `[daemon] max_depth`.
 const MAX_DEPTH: usize = 100;
@@ -313,7 +340,10 @@ const KNOWN: &[(&str, &[&str])] = &[
             "max_in_flight_bytes",
         ],
     ),
-    ("postgres", &["url", "server", "pool_size"]),
+    (
+        "postgres",
+        &["url", "server", "pool_size", "maintenance_ms", "vacuum"],
+    ),
     ("redis", &["url", "prefix"]),
     (
         "services",
@@ -335,6 +365,8 @@ const KNOWN: &[(&str, &[&str])] = &[
             "max_buffered",
             "lease_ms",
             "idle_ms",
+            "retain_read_ms",
+            "archive_days",
         ],
     ),
     (
@@ -348,6 +380,9 @@ const KNOWN: &[(&str, &[&str])] = &[
             "window",
             "sweep_ms",
             "idle_ms",
+            "retain_completed_ms",
+            "retain_dead_ms",
+            "archive_days",
         ],
     ),
     ("cache", &["max_bytes", "sweep_interval_ms"]),
@@ -480,6 +515,37 @@ mod tests {
         assert!(err("[services]\nqueues = rabbitmq\n").starts_with(
             "t.conf:2: [services] queues: backend \"rabbitmq\" is not implemented yet"
         ));
+    }
+
+    #[test]
+    fn retentions_default_to_a_day_a_week_and_a_month_and_zero_keeps_forever() {
+        let c = Config::parse(SHIPPED_DEFAULT, "default").unwrap();
+        let day = Duration::from_secs(86_400);
+        assert_eq!(c.queues.retain_completed, Some(day));
+        assert_eq!(c.queues.retain_dead, Some(7 * day));
+        assert_eq!(c.queues.archive, Some(30 * day));
+        assert_eq!(c.mailboxes.retain_read, Some(day));
+        assert_eq!(c.mailboxes.archive, Some(30 * day));
+        assert!(c.postgres.vacuum);
+        let c =
+            Config::parse("[queues]\nretain_completed_ms = 0\narchive_days = 0\n", "t").unwrap();
+        assert_eq!((c.queues.retain_completed, c.queues.archive), (None, None));
+    }
+
+    #[test]
+    fn a_bad_retention_or_vacuum_names_its_line() {
+        assert_eq!(
+            err("[queues]\nretain_completed_ms = soon\n"),
+            "t.conf:2: [queues] retain_completed_ms: \"soon\" is not a whole number"
+        );
+        assert_eq!(
+            err("[mailboxes]\narchive_days = 99999\n"),
+            "t.conf:2: [mailboxes] archive_days: is over 100 years"
+        );
+        assert_eq!(
+            err("[postgres]\nvacuum = sometimes\n"),
+            "t.conf:2: [postgres] vacuum: \"sometimes\" is not true or false"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! pool, its journals' own connections and its one LISTEN connection.
 
 use super::listen::Listener;
+use super::maintenance::{self, Maintenance};
 use super::unit::PgUnits;
 use super::{
     feed, Database, PgCacheStore, PgDocumentStore, PgJournal, PgMailboxStore, PgPubSub,
@@ -31,6 +32,11 @@ impl PgEngine {
             origin: origin.to_owned(),
             listener: Listener::start(db.config.clone()),
         }
+    }
+
+    /// Starts the maintenance of the hot tables (`super::maintenance`) on this thread.
+    pub fn maintain(&self, settings: Maintenance) {
+        tokio::task::spawn_local(maintenance::run(self.pool.clone(), settings));
     }
 
     /// Transactions across the Postgres-backed services.

@@ -12,6 +12,7 @@ mod journal;
 pub mod listen;
 pub mod llm;
 pub mod mailbox;
+pub mod maintenance;
 pub mod pubsub;
 pub mod queue;
 pub mod registry;
