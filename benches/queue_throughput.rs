@@ -1,5 +1,8 @@
 //! `cargo bench --bench queue_throughput`: push -> claim -> complete through the daemon's
-//! socket, against the seed's plain SQL path on the same Postgres, same run.
+//! socket, against the seed's plain SQL path on the same Postgres, same run; then the daemon
+//! beside the peer queues graphile-worker and pg-boss (`queue_throughput/peers.rs`) on the same
+//! two workloads (`queue_throughput/workloads.rs`), and a long flow for how well the speed
+//! lasts.
 //!
 //! Throughput: P producer connections pipeline `queue.push`; C consumer connections loop
 //! `queue.claim {max: 100, wait_ms: 50}` and complete each task (pipelined). Wake-up latency:
@@ -10,8 +13,18 @@
 //! `BENCH_CONSUMERS` (8), `BENCH_WINDOW` (1024), `BENCH_SEED_TASKS` (20000),
 //! `BENCH_WAKES` (2000). Below the throughput line, the CPU time per task of the daemon, of
 //! every Postgres server process, of this process (the clients) and the machine's idle time.
+//!
+//! The comparison: `BENCH_DRAIN_TASKS` (50000) drained by `BENCH_CONSUMERS` workers, and a flow
+//! of `BENCH_FLOW_SECS` (20) with `BENCH_PRODUCERS` producers keeping `BENCH_FLOW_WINDOW` (16)
+//! pushes in flight each; `BENCH_PEERS=0` leaves the peers out. Sustained: a flow of
+//! `BENCH_SUSTAIN_SECS` (600), its last minute's tasks over its first's. Last line:
+//! `queue_throughput drain_vs_best_peer=.. flow_vs_best_peer=.. p99_wake_ms=.. sustained=..`.
 
+#[path = "queue_throughput/peers.rs"]
+mod peers;
 mod support;
+#[path = "queue_throughput/workloads.rs"]
+mod workloads;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use ikigai_client::{ClaimArgs, Client};
@@ -20,6 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::{env, finish, now_us, pipelined, sql, Daemon, Db, Run};
+use workloads::{Measured, Shape};
 
 struct Params {
     tasks: usize,
@@ -256,4 +270,99 @@ async fn main() {
         throughput.rate() / seed.rate(),
         wake.percentile(0.99) as f64 / 1000.0
     );
+    let shape = Shape {
+        drain_tasks: env("BENCH_DRAIN_TASKS", 50_000),
+        concurrency: p.consumers,
+        producers: p.producers,
+        window: env("BENCH_FLOW_WINDOW", 16),
+        flow: Duration::from_secs(env("BENCH_FLOW_SECS", 20) as u64),
+    };
+    let (drain, flow) = compare(&shape).await;
+    let sustained = sustained(&shape).await;
+    println!(
+        "queue_throughput drain_vs_best_peer={drain} flow_vs_best_peer={flow} p99_wake_ms={:.2} sustained={sustained:.2}",
+        wake.percentile(0.99) as f64 / 1000.0
+    );
+}
+
+/// Each workload on the daemon, then on each peer: the daemon's rate over the best peer's
+/// (`none` when the peers could not run).
+async fn compare(shape: &Shape) -> (String, String) {
+    println!("comparison: {shape:?}");
+    let ours = [
+        on_fresh_daemon(shape, "drain").await,
+        on_fresh_daemon(shape, "flow").await,
+    ];
+    let peers = match env("BENCH_PEERS", 1) {
+        0 => Err("BENCH_PEERS=0".to_owned()),
+        _ => peers::Peers::install(),
+    };
+    let mut ratios = Vec::new();
+    for measured in &ours {
+        measured.print();
+        let best = match &peers {
+            Ok(peers) => best_peer(peers, &measured.workload, shape).await,
+            Err(why) => {
+                println!("         peers left out: {why}");
+                None
+            }
+        };
+        ratios.push(best.map_or("none".to_owned(), |b| {
+            format!("{:.2}", measured.tasks_per_s / b)
+        }));
+    }
+    (ratios[0].clone(), ratios[1].clone())
+}
+
+/// Runs `workload` on every peer, printing each; the best rate among them.
+async fn best_peer(peers: &peers::Peers, workload: &str, shape: &Shape) -> Option<f64> {
+    let mut best: Option<f64> = None;
+    for system in peers::SYSTEMS {
+        match peers.run(system, workload, shape).await {
+            Ok(m) => {
+                m.print();
+                best = Some(best.map_or(m.tasks_per_s, |b| b.max(m.tasks_per_s)));
+            }
+            Err(e) => println!("         {system} {workload} failed: {e}"),
+        }
+    }
+    best
+}
+
+/// One workload on a daemon of its own, on a fresh database, as each peer gets one.
+async fn on_fresh_daemon(shape: &Shape, workload: &str) -> Measured {
+    let db = Db::create(&format!("queue_{workload}")).await;
+    let daemon = Daemon::start(&db).await;
+    let measured = match workload {
+        "drain" => workloads::drain(&daemon, shape).await,
+        _ => {
+            workloads::flow(&daemon, shape, shape.flow, "flow")
+                .await
+                .measured
+        }
+    };
+    drop(daemon);
+    db.drop_now().await;
+    measured
+}
+
+/// A long flow on a fresh daemon: tasks started in its last minute over its first (windows of a
+/// fifth of the run when it is shorter than five minutes).
+async fn sustained(shape: &Shape) -> f64 {
+    let length = Duration::from_secs(env("BENCH_SUSTAIN_SECS", 600) as u64);
+    let window = Duration::from_secs(60).min(length / 5);
+    let db = Db::create("queue_sustained").await;
+    let daemon = Daemon::start(&db).await;
+    let flow = workloads::flow(&daemon, shape, length, "sustained").await;
+    drop(daemon);
+    db.drop_now().await;
+    let (first, last) = workloads::first_and_last(&flow, window);
+    print!("sustained {} s: ", length.as_secs());
+    flow.measured.print();
+    println!(
+        "         first {} s: {first} tasks, last {} s: {last} tasks",
+        window.as_secs(),
+        window.as_secs()
+    );
+    last as f64 / first.max(1) as f64
 }
