@@ -23,16 +23,30 @@ async fn complete_tasks(a: &Client, queue: &str, n: usize) {
     }
     let mut done = 0;
     while done < n {
-        let args = ClaimArgs {
-            queue,
-            max: Some(1000),
-            wait_ms: Some(1000),
-            lease_ms: None,
-        };
-        for task in a.queue_claim(&args).await.unwrap() {
+        for task in a.queue_claim(&claim(queue)).await.unwrap() {
             a.queue_complete(&task.id, None).await.unwrap();
             done += 1;
         }
+    }
+}
+
+/// A claim of up to 1,000 tasks, waiting up to a second.
+fn claim(queue: &str) -> ClaimArgs<'_> {
+    ClaimArgs {
+        queue,
+        max: Some(1000),
+        wait_ms: Some(1000),
+        lease_ms: None,
+    }
+}
+
+/// A receive of up to 1,000 messages, waiting up to a second.
+fn receive(mailbox: &str) -> Receive<'_> {
+    Receive {
+        mailbox,
+        max: Some(1000),
+        wait_ms: Some(1000),
+        visibility_ms: None,
     }
 }
 
@@ -40,14 +54,8 @@ async fn complete_tasks(a: &Client, queue: &str, n: usize) {
 async fn read_messages(a: &Client, mailbox: &str, n: usize) {
     let mut read = 0;
     while read < n {
-        let args = Receive {
-            mailbox,
-            max: Some(1000),
-            wait_ms: Some(1000),
-            visibility_ms: None,
-        };
         let ids: Vec<String> = a
-            .mailbox_receive(&args)
+            .mailbox_receive(&receive(mailbox))
             .await
             .unwrap()
             .into_iter()
@@ -88,18 +96,9 @@ async fn finished_tasks_and_read_messages_move_to_the_archives_and_open_work_sta
     assert_eq!(d.db.count("SELECT count(*) FROM task_queue_all").await, 31);
     assert_eq!(d.db.count("SELECT count(*) FROM mailbox_all").await, 21);
 
-    let got = a.mailbox_receive(&all_of("alice")).await.unwrap();
+    let got = a.mailbox_receive(&receive("alice")).await.unwrap();
     assert_eq!(got.len(), 1, "the mailbox still delivers what is unread");
     assert_eq!(got[0].payload, json!("unread"));
-}
-
-fn all_of(mailbox: &str) -> Receive<'_> {
-    Receive {
-        mailbox,
-        max: Some(100),
-        wait_ms: Some(0),
-        visibility_ms: None,
-    }
 }
 
 #[tokio::test]
@@ -109,13 +108,7 @@ async fn dead_tasks_keep_their_own_longer_retention() {
     let a = d.agent("alice").await;
     let task = json!({"queue": "jobs", "payload": 1, "max_attempts": 1});
     let id: serde_json::Value = a.call("queue.push", &task).await.unwrap();
-    let args = ClaimArgs {
-        queue: "jobs",
-        max: Some(1),
-        wait_ms: Some(1000),
-        lease_ms: None,
-    };
-    let claimed = a.queue_claim(&args).await.unwrap();
+    let claimed = a.queue_claim(&claim("jobs")).await.unwrap();
     assert_eq!(json!(claimed[0].id), id["id"]);
     a.queue_fail(&claimed[0].id, "broken", None).await.unwrap();
     complete_tasks(&a, "jobs", 3).await;
