@@ -26,8 +26,7 @@ mod support;
 #[path = "queue_throughput/workloads.rs"]
 mod workloads;
 
-use futures::stream::{FuturesUnordered, StreamExt};
-use ikigai_client::{ClaimArgs, Client};
+use ikigai_client::ClaimArgs;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,41 +43,6 @@ struct Params {
     wakes: usize,
 }
 
-/// Claims and completes until `total` tasks are done (by all consumers together).
-async fn consume(client: Client, done: Arc<AtomicUsize>, total: usize) -> Vec<u64> {
-    let mut latencies = Vec::new();
-    let args = ClaimArgs {
-        queue: "bench",
-        max: Some(100),
-        wait_ms: Some(50),
-        lease_ms: None,
-    };
-    while done.load(Ordering::Relaxed) < total {
-        let tasks = client.queue_claim(&args).await.unwrap();
-        let now = now_us();
-        latencies.extend(
-            tasks
-                .iter()
-                .map(|t| now.saturating_sub(t.payload["t"].as_u64().unwrap())),
-        );
-        let mut completing = FuturesUnordered::new();
-        for t in &tasks {
-            completing.push(
-                client
-                    .submit("queue.complete", &json!({"id": t.id}))
-                    .await
-                    .unwrap()
-                    .value(),
-            );
-        }
-        while let Some(r) = completing.next().await {
-            r.unwrap();
-        }
-        done.fetch_add(tasks.len(), Ordering::Relaxed);
-    }
-    latencies
-}
-
 async fn bench_daemon(p: &Params, daemon: &Daemon) -> Run {
     let done = Arc::new(AtomicUsize::new(0));
     let per_producer = p.tasks / p.producers;
@@ -86,7 +50,13 @@ async fn bench_daemon(p: &Params, daemon: &Daemon) -> Run {
     let mut consumers = Vec::new();
     for c in 0..p.consumers {
         let client = daemon.client(&format!("worker{c}")).await;
-        consumers.push(tokio::spawn(consume(client, done.clone(), total)));
+        let stop = workloads::Stop::After(total);
+        consumers.push(tokio::spawn(workloads::consume(
+            client,
+            "bench",
+            done.clone(),
+            stop,
+        )));
     }
     let started = Instant::now();
     let mut producers = Vec::new();
@@ -105,7 +75,7 @@ async fn bench_daemon(p: &Params, daemon: &Daemon) -> Run {
     }
     let mut latencies_us = Vec::new();
     for c in consumers {
-        latencies_us.extend(c.await.unwrap());
+        latencies_us.extend(c.await.unwrap().iter().map(|s| s.latency));
     }
     Run {
         name: "daemon",

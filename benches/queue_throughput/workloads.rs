@@ -93,7 +93,7 @@ pub async fn drain(daemon: &Daemon, shape: &Shape) -> Measured {
 
 /// When consumers stop.
 #[derive(Clone)]
-enum Stop {
+pub enum Stop {
     /// Once this many tasks are done by all of them together.
     After(usize),
     /// Once the flag is set and a claim came back empty.
@@ -103,7 +103,12 @@ enum Stop {
 /// Claims up to [`CLAIM_MAX`] tasks at a time and completes each (pipelined); returns the
 /// push-to-start latency of every task that carried its push time (`t`, in us) and when it
 /// started, in us.
-async fn consume(client: Client, queue: &str, done: Arc<AtomicUsize>, stop: Stop) -> Vec<Started> {
+pub async fn consume(
+    client: Client,
+    queue: &str,
+    done: Arc<AtomicUsize>,
+    stop: Stop,
+) -> Vec<Started> {
     let mut started = Vec::new();
     let args = ClaimArgs {
         queue,
