@@ -497,3 +497,31 @@ CREATE OR REPLACE VIEW mailbox_all AS
     UNION ALL SELECT * FROM mailbox_archive;
 
 INSERT INTO ikigai_schema (version) VALUES (7) ON CONFLICT (version) DO NOTHING;
+
+-- version 8: the events the daemon records for every settled task (task_completed,
+-- task_failed) are written a group per row: the events of one agent and type that one write
+-- carries, within one second of the first, as one row whose `events` counts them and whose
+-- payload is their array, each `{"id", "at", "payload"}` with `at` in microseconds after the
+-- row's created_at. (A row per event cost more Postgres time than the task it recorded.) A row
+-- without `events` is one event, as every row the seed's SQL writes. Read events through
+-- telemetry_events, which shows each event as a row of its own; it never fails on a row an
+-- operator edited by hand (an item without a UUID `id` has a NULL id, a bad `at` counts as 0).
+ALTER TABLE telemetry ADD COLUMN IF NOT EXISTS events INTEGER;
+CREATE OR REPLACE VIEW telemetry_events AS
+    SELECT CASE WHEN e.item IS NULL THEN t.id
+                WHEN e.item->>'id' ~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'
+                THEN (e.item->>'id')::uuid END AS id,
+           t.agent_name, t.event_type,
+           CASE WHEN e.item IS NULL THEN t.payload ELSE e.item->'payload' END AS payload,
+           t.created_at + CASE WHEN jsonb_typeof(e.item->'at') = 'number'
+                                AND (e.item->'at')::numeric BETWEEN 0 AND 1000000
+                           THEN (e.item->'at')::numeric::float8 * interval '1 microsecond'
+                           ELSE interval '0' END AS created_at,
+           t.search, t.id AS stored_id, t.created_at AS stored_at, e.n AS stored_index
+    FROM telemetry t
+    LEFT JOIN LATERAL jsonb_array_elements(CASE WHEN t.events IS NOT NULL
+                                                 AND jsonb_typeof(t.payload) = 'array'
+                                            THEN t.payload END)
+        WITH ORDINALITY AS e(item, n) ON true;
+
+INSERT INTO ikigai_schema (version) VALUES (8) ON CONFLICT (version) DO NOTHING;

@@ -17,7 +17,10 @@
 //! The comparison: `BENCH_DRAIN_TASKS` (50000) drained by `BENCH_CONSUMERS` workers, and a flow
 //! of `BENCH_FLOW_SECS` (20) with `BENCH_PRODUCERS` producers keeping `BENCH_FLOW_WINDOW` (16)
 //! pushes in flight each; `BENCH_PEERS=0` leaves the peers out. Sustained: a flow of
-//! `BENCH_SUSTAIN_SECS` (600), its last minute's tasks over its first's. Last line:
+//! `BENCH_SUSTAIN_SECS` (600), its last minute's tasks over its first's. `BENCH_PARTS` (e.g.
+//! `drain,flow`) runs only the parts it names of `end_to_end`, `drain`, `flow`, `sustained`. The
+//! drain prints the CPU time per task of the daemon, its Postgres backends and the consumers.
+//! Last line:
 //! `queue_throughput drain_vs_best_peer=.. flow_vs_best_peer=.. p99_wake_ms=.. sustained=..`.
 
 #[path = "queue_throughput/peers.rs"]
@@ -197,6 +200,11 @@ async fn bench_seed_sql(p: &Params) -> Run {
     finish("seed SQL", total, started, tasks, &latencies, db).await
 }
 
+/// Whether `BENCH_PARTS` (a comma-separated list; every part when unset) names `part`.
+fn runs(part: &str) -> bool {
+    std::env::var("BENCH_PARTS").map_or(true, |parts| parts.split(',').any(|p| p.trim() == part))
+}
+
 #[tokio::main]
 async fn main() {
     let p = Params {
@@ -207,6 +215,32 @@ async fn main() {
         seed_tasks: env("BENCH_SEED_TASKS", 20_000),
         wakes: env("BENCH_WAKES", 2_000),
     };
+    let wake = match runs("end_to_end") {
+        true => format!("{:.2}", end_to_end(&p).await),
+        false => "none".to_owned(),
+    };
+    let shape = Shape {
+        drain_tasks: env("BENCH_DRAIN_TASKS", 50_000),
+        concurrency: p.consumers,
+        producers: p.producers,
+        window: env("BENCH_FLOW_WINDOW", 16),
+        flow: Duration::from_secs(env("BENCH_FLOW_SECS", 20) as u64),
+    };
+    println!("comparison: {shape:?}");
+    let drain = compare(&shape, "drain").await;
+    let flow = compare(&shape, "flow").await;
+    let sustained = match runs("sustained") {
+        true => format!("{:.2}", sustained(&shape).await),
+        false => "none".to_owned(),
+    };
+    println!(
+        "queue_throughput drain_vs_best_peer={drain} flow_vs_best_peer={flow} p99_wake_ms={wake} sustained={sustained}"
+    );
+}
+
+/// Throughput and wake-up latency through the daemon against the seed's SQL: the p99 wake-up in
+/// ms.
+async fn end_to_end(p: &Params) -> f64 {
     println!(
         "queue_throughput: {} producers (window {}), {} consumers",
         p.producers, p.window, p.consumers
@@ -225,63 +259,45 @@ async fn main() {
             ("idle", support::machine_idle()),
         ]
     });
-    let mut throughput = bench_daemon(&p, &daemon).await;
+    let mut throughput = bench_daemon(p, &daemon).await;
     throughput.report("tasks", "push->claim");
     support::report_cpu(&cpu.spent(), throughput.messages, "task");
-    let mut wake = bench_wake(&p, &daemon).await;
+    let mut wake = bench_wake(p, &daemon).await;
     wake.report("tasks", "push->claim (consumers waiting)");
     drop(daemon);
     db.drop_now().await;
-    let mut seed = bench_seed_sql(&p).await;
+    let mut seed = bench_seed_sql(p).await;
     seed.report("tasks", "push->claim");
+    let p99_wake_ms = wake.percentile(0.99) as f64 / 1000.0;
     println!(
-        "queue_throughput tasks_per_s={:.0} vs_seed_sql={:.1} p99_wake_ms={:.2}",
+        "queue_throughput tasks_per_s={:.0} vs_seed_sql={:.1} p99_wake_ms={p99_wake_ms:.2}",
         throughput.rate(),
         throughput.rate() / seed.rate(),
-        wake.percentile(0.99) as f64 / 1000.0
     );
-    let shape = Shape {
-        drain_tasks: env("BENCH_DRAIN_TASKS", 50_000),
-        concurrency: p.consumers,
-        producers: p.producers,
-        window: env("BENCH_FLOW_WINDOW", 16),
-        flow: Duration::from_secs(env("BENCH_FLOW_SECS", 20) as u64),
-    };
-    let (drain, flow) = compare(&shape).await;
-    let sustained = sustained(&shape).await;
-    println!(
-        "queue_throughput drain_vs_best_peer={drain} flow_vs_best_peer={flow} p99_wake_ms={:.2} sustained={sustained:.2}",
-        wake.percentile(0.99) as f64 / 1000.0
-    );
+    p99_wake_ms
 }
 
-/// Each workload on the daemon, then on each peer: the daemon's rate over the best peer's
-/// (`none` when the peers could not run).
-async fn compare(shape: &Shape) -> (String, String) {
-    println!("comparison: {shape:?}");
-    let ours = [
-        on_fresh_daemon(shape, "drain").await,
-        on_fresh_daemon(shape, "flow").await,
-    ];
-    let peers = match env("BENCH_PEERS", 1) {
-        0 => Err("BENCH_PEERS=0".to_owned()),
-        _ => peers::Peers::install(),
-    };
-    let mut ratios = Vec::new();
-    for measured in &ours {
-        measured.print();
-        let best = match &peers {
-            Ok(peers) => best_peer(peers, &measured.workload, shape).await,
+/// `workload` on the daemon, then on each peer: the daemon's rate over the best peer's (`none`
+/// when the peers could not run or `BENCH_PARTS` leaves the workload out).
+async fn compare(shape: &Shape, workload: &str) -> String {
+    if !runs(workload) {
+        return "none".to_owned();
+    }
+    let ours = on_fresh_daemon(shape, workload).await;
+    ours.print();
+    let best = match env("BENCH_PEERS", 1) {
+        0 => None,
+        _ => match peers::Peers::install() {
+            Ok(peers) => best_peer(&peers, workload, shape).await,
             Err(why) => {
                 println!("         peers left out: {why}");
                 None
             }
-        };
-        ratios.push(best.map_or("none".to_owned(), |b| {
-            format!("{:.2}", measured.tasks_per_s / b)
-        }));
-    }
-    (ratios[0].clone(), ratios[1].clone())
+        },
+    };
+    best.map_or("none".to_owned(), |b| {
+        format!("{:.2}", ours.tasks_per_s / b)
+    })
 }
 
 /// Runs `workload` on every peer, printing each; the best rate among them.

@@ -160,7 +160,8 @@ async fn a_generated_search_column_of_schema_version_4_becomes_a_written_one() {
         .await
         .unwrap();
     old.batch_execute(
-        "DROP TRIGGER telemetry_search_insert ON telemetry; \
+        "DROP VIEW telemetry_events; \
+             DROP TRIGGER telemetry_search_insert ON telemetry; \
              DROP TRIGGER telemetry_search_update ON telemetry; \
              ALTER TABLE telemetry DROP COLUMN search; \
              ALTER TABLE telemetry ADD COLUMN search tsvector \
@@ -290,4 +291,116 @@ async fn the_cli_tails_new_events_live() {
     tail.wait().unwrap();
     let event: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(event["payload"]["message"], "live line");
+}
+
+/// Claims every task of `queue` (`n` of them) and completes them all at once, pipelined.
+async fn complete_all(client: &Client, queue: &str, n: usize) -> Vec<String> {
+    let tasks: Vec<ikigai_client::NewTask> = (0..n)
+        .map(|i| ikigai_client::NewTask::new(json!({"i": i})))
+        .collect();
+    client.queue(queue).push_many(&tasks).await.unwrap();
+    let mut ids = Vec::new();
+    while ids.len() < n {
+        let args = json!({"queue": queue, "max": 100});
+        let claimed: Value = client.call("queue.claim", &args).await.unwrap();
+        let claimed = claimed["tasks"].as_array().unwrap().clone();
+        let mut pending = Vec::new();
+        for t in &claimed {
+            let args = json!({"id": t["id"]});
+            pending.push(client.submit("queue.complete", &args).await.unwrap());
+        }
+        for p in pending {
+            p.value().await.unwrap();
+        }
+        ids.extend(claimed.iter().map(|t| t["id"].as_str().unwrap().to_owned()));
+    }
+    ids
+}
+
+#[tokio::test]
+async fn settled_tasks_are_stored_a_group_per_row_and_queried_one_event_each() {
+    let d = Daemon::start().await;
+    let w = d.agent("w").await;
+    let mut done = complete_all(&w, "plain", 500).await;
+    done.extend(complete_all(&w, "special", 20).await);
+    let query = json!({"event_type": "task_completed", "limit": 1000});
+    let all = eventually(&w, query, 520).await;
+    assert_eq!(all.len(), 520, "one event per task");
+    let mut task_ids: Vec<&str> = all
+        .iter()
+        .map(|e| e["payload"]["task_id"].as_str().unwrap())
+        .collect();
+    task_ids.sort_unstable();
+    done.sort_unstable();
+    assert_eq!(task_ids, done, "each completed task's own event");
+    let ids: std::collections::HashSet<&str> =
+        all.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 520, "every event keeps an id of its own");
+    assert_eq!(all[0]["payload"]["queue"], "special", "newest first");
+    assert_eq!(all[0]["payload"]["attempts"], 1);
+
+    let db = d.db.client().await;
+    let sql = "SELECT count(*), sum(coalesce(events, 1))::int8 FROM telemetry \
+               WHERE agent_name = 'w' AND event_type = 'task_completed'";
+    let stored = db.query_one(sql, &[]).await.unwrap();
+    let (rows, counted) = (stored.get::<_, i64>(0), stored.get::<_, i64>(1));
+    assert_eq!(counted, 520);
+    assert!(
+        rows <= 52,
+        "about one row per commit group, not per task: {rows}"
+    );
+    assert_eq!(
+        db.query_one(SEARCH_MISMATCHES, &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        0
+    );
+
+    let limited = events(&w, json!({"event_type": "task_completed", "limit": 7})).await;
+    assert_eq!(limited, all[..7], "the limit counts events, not rows");
+    let special = events(&w, json!({"text": "special", "limit": 1000})).await;
+    assert_eq!(
+        special.len(),
+        20,
+        "text picks the events of a group that match"
+    );
+    let at = |e: &Value| e["created_at"].as_str().unwrap().to_owned();
+    let middle = at(&all[260]);
+    let since = events(&w, json!({"since": middle, "limit": 1000})).await;
+    let until = events(&w, json!({"until": middle, "limit": 1000})).await;
+    assert_eq!(
+        since.len() + until.len(),
+        520,
+        "since and until split the events exactly"
+    );
+    assert!(since.iter().all(|e| at(e) >= middle) && until.iter().all(|e| at(e) < middle));
+}
+
+#[tokio::test]
+async fn a_hand_edited_group_row_loses_only_its_broken_event() {
+    let d = Daemon::start().await;
+    let w = d.agent("w").await;
+    complete_all(&w, "q", 50).await;
+    let query = json!({"event_type": "task_completed", "limit": 100});
+    eventually(&w, query.clone(), 50).await;
+    let db = d.db.client().await;
+    let broken = db
+        .execute(
+            "UPDATE telemetry SET payload = jsonb_set(jsonb_set(payload, '{0,id}', '\"nope\"'), \
+                 '{1,at}', '\"soon\"') \
+             WHERE id = (SELECT id FROM telemetry WHERE events >= 2 LIMIT 1)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(broken, 1);
+    let all = events(&w, query).await;
+    assert_eq!(
+        all.len(),
+        49,
+        "the event without an id is skipped: {}",
+        d.log()
+    );
+    assert!(d.log().contains("telemetry"), "and reported: {}", d.log());
 }

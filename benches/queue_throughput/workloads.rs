@@ -2,7 +2,7 @@
 //! pushed in bulk first, then consumed) and **flow** (producers pushing while consumers claim
 //! and complete), and the result line both they and the peers print.
 
-use crate::support::{now_us, percentile, Daemon};
+use crate::support::{client_cpu, cpu_time, cpu_times, now_us, percentile, pids_of, Cpu, Daemon};
 use futures::stream::{FuturesUnordered, StreamExt};
 use ikigai_client::{ClaimArgs, Client, NewTask};
 use serde::Deserialize;
@@ -24,6 +24,9 @@ pub struct Measured {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub settings: String,
+    /// The CPU time each process spent per task (the daemon's side only).
+    #[serde(default)]
+    pub cpu_us: Vec<(String, f64)>,
 }
 
 impl Measured {
@@ -39,6 +42,14 @@ impl Measured {
             ms(self.p99_ms),
             self.settings
         );
+        if !self.cpu_us.is_empty() {
+            let each: Vec<String> = self
+                .cpu_us
+                .iter()
+                .map(|(who, us)| format!("{who} {us:.1}"))
+                .collect();
+            println!("         cpu us/task: {}", each.join(", "));
+        }
     }
 }
 
@@ -61,7 +72,9 @@ fn settings(shape: &Shape) -> String {
 }
 
 /// Pushes `shape.drain_tasks` in batches of 1,000 first, then drains them with
-/// `shape.concurrency` consumers: tasks per second from the first claim to the last completion.
+/// `shape.concurrency` consumers: tasks per second from the first claim to the last completion,
+/// and the CPU time per task of the daemon, of every Postgres process (others' work on the
+/// server counts too) and of the consumers (this process) while they drained.
 pub async fn drain(daemon: &Daemon, shape: &Shape) -> Measured {
     let producer = daemon.client("drain-producer").await;
     let queue = producer.queue("drain");
@@ -72,6 +85,14 @@ pub async fn drain(daemon: &Daemon, shape: &Shape) -> Measured {
     let total = shape.drain_tasks.div_ceil(1000) * 1000;
     let clients = daemon.clients("drainer", shape.concurrency).await;
     let done = Arc::new(AtomicUsize::new(0));
+    let pid = daemon.pid();
+    let cpu = Cpu::start(|| {
+        vec![
+            ("daemon", cpu_time(pid)),
+            ("postgres", cpu_times(&pids_of("postgres"))),
+            client_cpu(),
+        ]
+    });
     let started = Instant::now();
     let workers: Vec<_> = clients
         .into_iter()
@@ -80,14 +101,18 @@ pub async fn drain(daemon: &Daemon, shape: &Shape) -> Measured {
     for w in workers {
         w.await.unwrap();
     }
+    let tasks_per_s = total as f64 / started.elapsed().as_secs_f64();
+    let per_task =
+        |(who, t): (&str, Duration)| (who.to_owned(), t.as_secs_f64() * 1e6 / total as f64);
     Measured {
         system: "ikigai".into(),
         workload: "drain".into(),
         tasks: total as u64,
-        tasks_per_s: total as f64 / started.elapsed().as_secs_f64(),
+        tasks_per_s,
         p50_ms: None,
         p99_ms: None,
         settings: settings(shape),
+        cpu_us: cpu.spent().into_iter().map(per_task).collect(),
     }
 }
 
@@ -247,6 +272,7 @@ fn flow_measured(shape: &Shape, starts: &[Started], began: u64, ended: u64) -> M
             shape.producers,
             shape.window
         ),
+        cpu_us: Vec::new(),
     }
 }
 

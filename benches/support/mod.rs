@@ -158,7 +158,7 @@ impl Daemon {
             std::fs::create_dir_all(root.path().join(".ikigai")).unwrap();
             std::fs::write(root.path().join(".ikigai/ikigai.conf"), config).unwrap();
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ikigai-daemon"))
+        let mut child = Command::new(daemon_binary())
             .arg("--root")
             .arg(root.path())
             .env("IKIGAI_DATABASE_URL", db.url())
@@ -215,6 +215,12 @@ impl Daemon {
             .unwrap();
         reply["token"].as_str().unwrap().to_owned()
     }
+}
+
+/// The daemon the benchmarks start: this build's, or the one `BENCH_DAEMON` names (another
+/// build, to compare two in one run).
+fn daemon_binary() -> std::ffi::OsString {
+    std::env::var_os("BENCH_DAEMON").unwrap_or_else(|| env!("CARGO_BIN_EXE_ikigai-daemon").into())
 }
 
 impl Drop for Daemon {

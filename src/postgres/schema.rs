@@ -5,7 +5,7 @@ use super::DbError;
 use deadpool_postgres::Pool;
 
 /// The schema version this build brings (the last `INSERT INTO ikigai_schema` of schema.sql).
-pub const SCHEMA_VERSION: i32 = 7;
+pub const SCHEMA_VERSION: i32 = 8;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 
