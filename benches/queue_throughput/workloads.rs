@@ -4,7 +4,7 @@
 
 use crate::support::{client_cpu, cpu_time, cpu_times, now_us, percentile, pids_of, Cpu, Daemon};
 use futures::stream::{FuturesUnordered, StreamExt};
-use ikigai_client::{ClaimArgs, Client, NewTask};
+use ikigai_client::{Client, NewTask, Task};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -66,7 +66,7 @@ pub struct Shape {
 /// The settings the daemon's side runs with, as the peers name theirs.
 fn settings(shape: &Shape) -> String {
     format!(
-        "{} consumer connections, claim max {CLAIM_MAX}, completions pipelined",
+        "{} consumer connections, claim max {CLAIM_MAX}, next claim sent ahead, completions pipelined",
         shape.concurrency
     )
 }
@@ -125,9 +125,9 @@ pub enum Stop {
     When(Arc<AtomicBool>),
 }
 
-/// Claims up to [`CLAIM_MAX`] tasks at a time and completes each (pipelined); returns the
-/// push-to-start latency of every task that carried its push time (`t`, in us) and when it
-/// started, in us.
+/// Claims up to [`CLAIM_MAX`] tasks at a time and completes each (pipelined), the next claim
+/// sent before the completions of this one, as the peers fetch ahead; returns the push-to-start
+/// latency of every task that carried its push time (`t`, in us) and when it started, in us.
 pub async fn consume(
     client: Client,
     queue: &str,
@@ -135,24 +135,18 @@ pub async fn consume(
     stop: Stop,
 ) -> Vec<Started> {
     let mut started = Vec::new();
-    let args = ClaimArgs {
-        queue,
-        max: Some(CLAIM_MAX),
-        wait_ms: Some(50),
-        lease_ms: None,
-    };
+    let claim = json!({"queue": queue, "max": CLAIM_MAX, "wait_ms": 50});
+    let mut next = client.submit("queue.claim", &claim).await.unwrap();
     loop {
-        if let Stop::After(total) = stop {
-            if done.load(Ordering::Relaxed) >= total {
-                return started;
-            }
+        let tasks = next.reply::<Claimed>().await.unwrap().tasks;
+        let finished = match &stop {
+            Stop::After(total) => tasks.is_empty() && done.load(Ordering::Relaxed) >= *total,
+            Stop::When(flag) => tasks.is_empty() && flag.load(Ordering::Relaxed),
+        };
+        if finished {
+            return started;
         }
-        let tasks = client.queue_claim(&args).await.unwrap();
-        if let Stop::When(flag) = &stop {
-            if tasks.is_empty() && flag.load(Ordering::Relaxed) {
-                return started;
-            }
-        }
+        next = client.submit("queue.claim", &claim).await.unwrap();
         let now = now_us();
         started.extend(tasks.iter().filter_map(|t| {
             let sent = t.payload["t"].as_u64()?;
@@ -171,6 +165,11 @@ pub async fn consume(
         }
         done.fetch_add(tasks.len(), Ordering::Relaxed);
     }
+}
+
+#[derive(Deserialize)]
+struct Claimed {
+    tasks: Vec<Task>,
 }
 
 /// A task's start: when (us since the epoch) and how long after its push was sent.

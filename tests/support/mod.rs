@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod llm;
+pub mod netns;
 pub mod redis_server;
 
 use ikigai_client::{Client, ErrorCode};
@@ -53,6 +54,17 @@ impl TestDb {
     /// A URL (key=value form) that reaches this database.
     pub fn url(&self) -> String {
         ikigai_mock_llm::testdb::database_url(&self.server, &self.name)
+    }
+
+    /// A URL (key=value form) that reaches this database over TCP at `addr`, port 5432, as
+    /// this server's user.
+    pub fn url_at(&self, addr: std::net::Ipv4Addr) -> String {
+        let user = self
+            .server
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("user="));
+        let user = user.map_or(String::new(), |u| format!(" user={u}"));
+        format!("host={addr} port=5432{user} dbname={}", self.name)
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
@@ -214,6 +226,9 @@ pub struct Daemon {
     pub db: TestDb,
     pub dir: TempDir,
     child: Option<Child>,
+    /// The network namespace the daemon runs in and its database URL from there, when it runs
+    /// on a host of its own ([`netns::Host`]).
+    host: Option<(String, String)>,
 }
 
 impl Daemon {
@@ -234,6 +249,17 @@ impl Daemon {
 
     /// Starts a daemon on `db` whose `.ikigai/ikigai.conf` is `config`.
     pub async fn start_on(db: TestDb, config: &str) -> Daemon {
+        Daemon::start_placed(db, config, None).await
+    }
+
+    /// Starts a daemon inside `host`, reaching `db` (and every engine `config` names) across
+    /// the host's link.
+    pub async fn start_in(host: &netns::Host, db: TestDb, config: &str) -> Daemon {
+        let url = db.url_at(host.gateway);
+        Daemon::start_placed(db, config, Some((host.netns.clone(), url))).await
+    }
+
+    async fn start_placed(db: TestDb, config: &str, host: Option<(String, String)>) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("ik")
             .tempdir_in("/tmp")
@@ -250,6 +276,7 @@ impl Daemon {
             db,
             dir,
             child: None,
+            host,
         };
         daemon.spawn().await;
         daemon
@@ -292,8 +319,13 @@ impl Daemon {
 
     /// The daemon command for this root, not yet started.
     pub fn command(&self) -> Command {
-        let mut cmd = daemon_command(self.root());
-        cmd.env("IKIGAI_DATABASE_URL", self.db.url())
+        let netns = self.host.as_ref().map(|(netns, _)| netns.as_str());
+        let url = self
+            .host
+            .as_ref()
+            .map_or_else(|| self.db.url(), |(_, url)| url.clone());
+        let mut cmd = daemon_command_in(self.root(), netns);
+        cmd.env("IKIGAI_DATABASE_URL", url)
             .stderr(std::fs::File::create(self.log_path()).unwrap());
         cmd
     }
@@ -573,7 +605,20 @@ impl Raw {
 
 /// The daemon command for `root`, without a database URL and with its config lookup untouched.
 pub fn daemon_command(root: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ikigai-daemon"));
+    daemon_command_in(root, None)
+}
+
+/// [`daemon_command`], inside network namespace `netns` when one is named.
+fn daemon_command_in(root: &Path, netns: Option<&str>) -> Command {
+    let daemon = env!("CARGO_BIN_EXE_ikigai-daemon");
+    let mut cmd = match netns {
+        None => Command::new(daemon),
+        Some(netns) => {
+            let mut ip = Command::new("ip");
+            ip.args(["netns", "exec", netns, daemon]);
+            ip
+        }
+    };
     cmd.arg("--root")
         .arg(root)
         .env("IKIGAI_LOG", "info,ikigai=debug")
