@@ -8,13 +8,13 @@
 //! `engines/redis` does), its dependency in `Cargo.toml`, and one line in [`connect`].
 
 use crate::config::{Backend, Config};
-use crate::postgres::maintenance::{Maintenance, Retention};
 use crate::postgres::{Database, PgEngine};
 use ikigai_actors::cache::{Cache, CacheConfig};
 use ikigai_actors::pubsub::PubSub;
 use ikigai_actors::storage::DocumentStore;
 use ikigai_actors::store::{
-    BackendError, Engine, MailboxStores, Needs, QueueStores, TelemetrySink, Units,
+    BackendError, Engine, MailboxStores, Maintenance, Needs, QueueStores, Retention, TelemetrySink,
+    Units,
 };
 use ikigai_redis::RedisEngine;
 use std::collections::HashMap;
@@ -99,10 +99,9 @@ impl Backends {
         })
     }
 
-    /// Starts the maintenance of the Postgres tables: the home engine's, whichever engines serve
-    /// the services.
+    /// Starts every connected engine's upkeep of finished work (Postgres's always).
     pub fn maintain(&self, config: &Config) {
-        self.postgres.maintain(Maintenance {
+        let maintenance = Maintenance {
             every: config.postgres.maintenance,
             retention: Retention {
                 completed: config.queues.retain_completed,
@@ -112,7 +111,11 @@ impl Backends {
                 message_archive: config.mailboxes.archive,
             },
             vacuum: config.postgres.vacuum,
-        });
+        };
+        self.postgres.maintain(&maintenance);
+        for engine in self.others.values() {
+            engine.maintain(&maintenance);
+        }
     }
 
     fn engine(&self, backend: Backend) -> &dyn Engine {

@@ -241,3 +241,47 @@ async fn drain_queue(c: &ikigai_client::Client) -> HashSet<String> {
         }
     }
 }
+
+#[tokio::test]
+async fn finished_tasks_on_redis_are_deleted_once_their_retention_passes() {
+    let db = TestDb::create().await;
+    let config = format!(
+        "{}[postgres]\nmaintenance_ms = 100\n[queues]\nretain_completed_ms = 1\n",
+        on_redis(&redis_url(), &db.name)
+    );
+    let d = Daemon::start_on(db, &config).await;
+    let a = d.agent("alice").await;
+    for n in 0..20 {
+        a.queue_push("jobs", &json!({"n": n})).await.unwrap();
+    }
+    let claim = ClaimArgs {
+        queue: "jobs",
+        max: Some(100),
+        wait_ms: Some(1000),
+        lease_ms: None,
+    };
+    for task in a.queue_claim(&claim).await.unwrap() {
+        a.queue_complete(&task.id, None).await.unwrap();
+    }
+    a.queue_push("jobs", &json!({"open": true})).await.unwrap();
+    let stats = || async {
+        a.call::<_, Value>("queue.stats", &json!({"queue": "jobs"}))
+            .await
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while stats().await.unwrap()["completed"] != 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let now = stats().await.unwrap();
+    assert_eq!(
+        (&now["completed"], &now["pending"]),
+        (&json!(0), &json!(1)),
+        "{}",
+        d.log()
+    );
+    assert!(
+        d.log().contains("finished tasks deleted from Redis"),
+        "{}",
+        d.log()
+    );
+}

@@ -2,7 +2,7 @@
 //! pool, its journals' own connections and its one LISTEN connection.
 
 use super::listen::Listener;
-use super::maintenance::{self, Maintenance};
+use super::maintenance;
 use super::unit::PgUnits;
 use super::{
     feed, Database, PgCacheStore, PgDocumentStore, PgJournal, PgMailboxStore, PgPubSub,
@@ -13,7 +13,7 @@ use ikigai_actors::cache::{Cache, CacheHandle};
 use ikigai_actors::pubsub::PubSub;
 use ikigai_actors::storage::DocumentStore;
 use ikigai_actors::store::{Backend, BackendError, Engine, MailboxStores, Needs, QueueStores};
-use ikigai_actors::store::{TelemetrySink, Units};
+use ikigai_actors::store::{Maintenance, TelemetrySink, Units};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -32,11 +32,6 @@ impl PgEngine {
             origin: origin.to_owned(),
             listener: Listener::start(db.config.clone()),
         }
-    }
-
-    /// Starts the maintenance of the hot tables (`super::maintenance`) on this thread.
-    pub fn maintain(&self, settings: Maintenance) {
-        tokio::task::spawn_local(maintenance::run(self.pool.clone(), settings));
     }
 
     /// Transactions across the Postgres-backed services.
@@ -59,6 +54,12 @@ impl PgEngine {
 impl Engine for PgEngine {
     fn backend(&self) -> Backend {
         Backend::Postgres
+    }
+
+    /// The maintenance of the hot tables (`super::maintenance`), whichever engines serve the
+    /// services: the tables are there either way.
+    fn maintain(&self, settings: &Maintenance) {
+        tokio::task::spawn_local(maintenance::run(self.pool.clone(), settings.clone()));
     }
 
     fn mailboxes(&self, _: &Needs) -> Result<MailboxStores, BackendError> {

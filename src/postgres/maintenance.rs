@@ -5,7 +5,7 @@
 
 use super::store_error;
 use deadpool_postgres::Pool;
-use ikigai_actors::store::StoreError;
+use ikigai_actors::store::{Maintenance, StoreError};
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -33,30 +33,6 @@ const CHURNING: &[&str] = &[
     "llm_reservation",
     "telemetry",
 ];
-
-/// How long finished work stays where it is; `None` keeps it forever.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Retention {
-    /// Completed tasks, in `task_queue`.
-    pub completed: Option<Duration>,
-    /// Dead tasks, in `task_queue`.
-    pub dead: Option<Duration>,
-    /// Read messages, in `mailbox`.
-    pub read: Option<Duration>,
-    /// Archived tasks, in `task_queue_archive`.
-    pub task_archive: Option<Duration>,
-    /// Archived messages, in `mailbox_archive`.
-    pub message_archive: Option<Duration>,
-}
-
-/// What the maintenance does, and how often.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Maintenance {
-    pub every: Duration,
-    pub retention: Retention,
-    /// Whether the pass vacuums the churning tables when autovacuum does not.
-    pub vacuum: bool,
-}
 
 /// What one pass did.
 #[derive(Debug, Default, PartialEq)]

@@ -4,8 +4,8 @@
 //! connects the engines `[services]` names and asks each service's engine for its stores.
 
 use super::{
-    DocumentStore, Feed, MailboxChange, MailboxJournal, MailboxStore, PubSub, QueueChange,
-    QueueJournal, QueueStore, TelemetrySink,
+    DocumentStore, Feed, MailboxChange, MailboxJournal, MailboxStore, Maintenance, PubSub,
+    QueueChange, QueueJournal, QueueStore, TelemetrySink,
 };
 use crate::cache::{Cache, CacheConfig};
 use crate::telemetry::Telemetry;
@@ -138,6 +138,11 @@ pub trait Engine {
     fn telemetry(&self) -> Result<Arc<dyn TelemetrySink>, BackendError> {
         Err(self.unsupported("telemetry"))
     }
+
+    /// Starts, on the current thread, the upkeep of what finished work leaves in the engine:
+    /// dropping or archiving it once its retention has passed. An engine that deletes finished
+    /// work as it finishes (an acked delivery) has nothing to keep up and keeps this default.
+    fn maintain(&self, _: &Maintenance) {}
 
     fn unsupported(&self, service: &'static str) -> BackendError {
         BackendError::Unsupported {

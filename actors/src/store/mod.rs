@@ -10,6 +10,7 @@
 pub mod changes;
 mod engine;
 mod mailbox;
+mod maintenance;
 mod queue;
 pub mod undecodable;
 mod unit;
@@ -20,6 +21,7 @@ pub use crate::storage::DocumentStore;
 pub use crate::telemetry::TelemetrySink;
 pub use engine::*;
 pub use mailbox::*;
+pub use maintenance::*;
 pub use queue::*;
 pub use unit::*;
 

@@ -1,11 +1,15 @@
 //! Redis as an engine of the storage seam: the stores of the services it serves.
 
+use super::queue::Kept;
 use super::{RedisCache, RedisEngine, RedisMailboxes, RedisPubSub, RedisQueues};
 use ikigai_actors::cache::Cache;
 use ikigai_actors::pubsub::PubSub;
-use ikigai_actors::store::{Backend, BackendError, Engine, MailboxStores, Needs, QueueStores};
+use ikigai_actors::store::{
+    Backend, BackendError, Engine, MailboxStores, Maintenance, Needs, QueueStores,
+};
 use std::rc::Rc;
 use std::sync::Arc;
+use tracing::{info, warn};
 
 impl Engine for RedisEngine {
     fn backend(&self) -> Backend {
@@ -48,5 +52,30 @@ impl Engine for RedisEngine {
 
     fn pubsub(&self, _: &Needs) -> Result<Arc<dyn PubSub>, BackendError> {
         Ok(Arc::new(RedisPubSub::new(self)))
+    }
+
+    /// Deletes the finished tasks whose retention has passed, every `settings.every`. Read
+    /// messages need nothing: an ack deletes the message's stream entry.
+    fn maintain(&self, settings: &Maintenance) {
+        let kept = Kept {
+            completed: settings.retention.completed,
+            dead: settings.retention.dead,
+        };
+        if kept.completed.is_none() && kept.dead.is_none() {
+            return;
+        }
+        let (conn, client) = (self.conn(), self.client().clone());
+        let queues = RedisQueues::new(conn, client, self.prefix().to_owned(), String::new());
+        let every = settings.every;
+        tokio::task::spawn_local(async move {
+            loop {
+                match queues.prune(&kept).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(tasks = n, "maintenance: finished tasks deleted from Redis"),
+                    Err(e) => warn!(error = %e, "maintenance of Redis failed; next pass retries"),
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
     }
 }

@@ -16,5 +16,7 @@ elseif OP == 'release_of' then
   return release_of(ARGV[4])
 elseif OP == 'release_expired' then
   return release_expired(ARGV[4])
+elseif OP == 'prune' then
+  return prune(ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 end
 return redis.error_reply('unknown queue operation ' .. tostring(OP))

@@ -17,6 +17,7 @@ mod args;
 mod decode;
 mod feed;
 mod outcome;
+mod prune;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ use async_trait::async_trait;
 use ikigai_actors::store::{
     Feed, QueueBatch, QueueChange, QueueCommitted, QueueJournal, StoreError,
 };
+pub use prune::Kept;
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 

@@ -1,7 +1,7 @@
 //! The queue store against the real Redis at 127.0.0.1:6379: each test under a random prefix,
 //! whose keys it deletes when it ends (also when it fails).
 
-use super::RedisQueues;
+use super::{Kept, RedisQueues};
 use chrono::{DateTime, Utc};
 use ikigai_actors::store::{
     ClaimNext, ClaimWrite, PushWrite, Pushed, QueueBatch, QueueChange, QueueCommitted,
@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 mod feed;
 mod garbage;
+mod prune;
 mod reads;
 mod settle;
 

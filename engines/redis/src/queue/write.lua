@@ -212,3 +212,32 @@ local function commit(batch)
   finish()
   return { pushed, claimed, picked, settled }
 end
+
+-- Deletes the tasks of queue in state ('completed' or 'dead') that finished at least keep_ms
+-- ago, among the first `limit` of the state's set (oldest push first); an id whose hash is
+-- gone leaves the sets too, a hash the scripts cannot read stays. Returns how many it deleted
+-- and how many ids it looked at.
+local function prune(queue, state, keep_ms, limit)
+  local field = ({ completed = 'completed_at', dead = 'failed_at' })[state]
+  if not field or not is_int(keep_ms, 0, EXACT) or not is_int(limit, 1, 100000) then
+    return redis.error_reply('prune: bad arguments')
+  end
+  local set, all = queue_key(queue, state), queue_key(queue, 'all')
+  local cutoff = NOW - tonumber(keep_ms)
+  local ids = redis.call('ZRANGE', set, 0, tonumber(limit) - 1)
+  local deleted = 0
+  for _, id in ipairs(ids) do
+    local t, why = read(id)
+    local due = t and t.state == state and t.queue == queue and t[field]
+        and tonumber(t[field]) <= cutoff
+    if due or why == 'missing' then
+      redis.call('ZREM', set, id)
+      redis.call('ZREM', all, id)
+    end
+    if due then
+      redis.call('DEL', task_key(id))
+      deleted = deleted + 1
+    end
+  end
+  return { deleted, #ids }
+end
