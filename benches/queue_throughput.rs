@@ -251,10 +251,7 @@ async fn end_to_end(p: &Params) -> f64 {
     let cpu = support::Cpu::start(|| {
         vec![
             ("daemon", support::cpu_time(pid)),
-            (
-                "postgres",
-                support::cpu_times(&support::pids_of("postgres")),
-            ),
+            ("postgres", support::postgres_cpu()),
             support::client_cpu(),
             ("idle", support::machine_idle()),
         ]
@@ -319,7 +316,15 @@ async fn best_peer(peers: &peers::Peers, workload: &str, shape: &Shape) -> Optio
 async fn on_fresh_daemon(shape: &Shape, workload: &str) -> Measured {
     let db = Db::create(&format!("queue_{workload}")).await;
     let daemon = Daemon::start(&db).await;
-    let measured = match workload {
+    let pid = daemon.pid();
+    let cpu = support::Cpu::start(|| {
+        vec![
+            ("daemon", support::cpu_time(pid)),
+            ("postgres", support::postgres_cpu()),
+            support::client_cpu(),
+        ]
+    });
+    let mut measured = match workload {
         "drain" => workloads::drain(&daemon, shape).await,
         _ => {
             workloads::flow(&daemon, shape, shape.flow, "flow")
@@ -327,6 +332,7 @@ async fn on_fresh_daemon(shape: &Shape, workload: &str) -> Measured {
                 .measured
         }
     };
+    measured.cpu_us = workloads::per_task(cpu.spent(), measured.tasks);
     drop(daemon);
     db.drop_now().await;
     measured

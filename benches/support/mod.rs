@@ -262,15 +262,27 @@ pub fn percentile(values: &mut [u64], p: f64) -> u64 {
 
 /// CPU time a process has used (user + system), from `/proc/<pid>/stat`; zero if it is gone.
 pub fn cpu_time(pid: u32) -> Duration {
+    stat_ticks(pid, &[11, 12])
+}
+
+/// The CPU time of every Postgres server process, and of those that ended (their time is the
+/// postmaster's children's): connections that open and close during a run count too.
+pub fn postgres_cpu() -> Duration {
+    let pids = pids_of("postgres");
+    pids.iter().map(|&p| stat_ticks(p, &[11, 12, 13, 14])).sum()
+}
+
+/// The sum of the `/proc/<pid>/stat` time fields at `fields` (counted after the command name).
+fn stat_ticks(pid: u32, fields: &[usize]) -> Duration {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return Duration::ZERO;
     };
     // Fields after the command name (which may hold spaces), closed by the last ')'.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
+    let values: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields
         .iter()
-        .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
+        .filter_map(|i| values.get(*i)?.parse::<u64>().ok())
         .sum();
     Duration::from_micros(ticks * 1_000_000 / clock_ticks())
 }
@@ -314,6 +326,14 @@ pub fn machine_idle() -> Duration {
 
 fn clock_ticks() -> u64 {
     unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64
+}
+
+/// The CPU time of this process's children that have ended and been waited for.
+pub fn children_cpu() -> Duration {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// This process's CPU time (the benchmark's clients).
