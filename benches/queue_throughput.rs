@@ -249,12 +249,9 @@ async fn end_to_end(p: &Params) -> f64 {
     let daemon = Daemon::start(&db).await;
     let pid = daemon.pid();
     let cpu = support::Cpu::start(|| {
-        vec![
-            ("daemon", support::cpu_time(pid)),
-            ("postgres", support::postgres_cpu()),
-            support::client_cpu(),
-            ("idle", support::machine_idle()),
-        ]
+        let mut spent = daemon_side(pid);
+        spent.push(("idle", support::machine_idle()));
+        spent
     });
     let mut throughput = bench_daemon(p, &daemon).await;
     throughput.report("tasks", "push->claim");
@@ -312,18 +309,21 @@ async fn best_peer(peers: &peers::Peers, workload: &str, shape: &Shape) -> Optio
     best
 }
 
+/// The CPU time so far of the daemon `pid`, of Postgres and of this process (the clients).
+fn daemon_side(pid: u32) -> Vec<(&'static str, Duration)> {
+    vec![
+        ("daemon", support::cpu_time(pid)),
+        ("postgres", support::postgres_cpu()),
+        support::client_cpu(),
+    ]
+}
+
 /// One workload on a daemon of its own, on a fresh database, as each peer gets one.
 async fn on_fresh_daemon(shape: &Shape, workload: &str) -> Measured {
     let db = Db::create(&format!("queue_{workload}")).await;
     let daemon = Daemon::start(&db).await;
     let pid = daemon.pid();
-    let cpu = support::Cpu::start(|| {
-        vec![
-            ("daemon", support::cpu_time(pid)),
-            ("postgres", support::postgres_cpu()),
-            support::client_cpu(),
-        ]
-    });
+    let cpu = support::Cpu::start(|| daemon_side(pid));
     let mut measured = match workload {
         "drain" => workloads::drain(&daemon, shape).await,
         _ => {

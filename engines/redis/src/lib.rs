@@ -225,6 +225,18 @@ impl Durability {
     }
 }
 
+/// `s` matching only itself in a Redis glob (`PSUBSCRIBE`, `SCAN MATCH`).
+pub(crate) fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '?' | '*' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The one mapping of Redis's errors: connection and I/O failures, and Redis answering that it
 /// cannot serve yet (loading its data, failing over), are `Unavailable`; the rest `Rejected`.
 pub(crate) fn store_error(e: RedisError) -> StoreError {

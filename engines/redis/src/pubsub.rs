@@ -125,27 +125,15 @@ impl PubSub for RedisPubSub {
 
 /// The Redis glob of a pattern's channels: `*` and `>` become `*`, exact segments are escaped.
 fn glob(channels: &str, pattern: &str) -> String {
-    let mut out = escape(channels);
+    let mut out = crate::glob_escape(channels);
     for (i, segment) in pattern.split('.').enumerate() {
         if i > 0 {
             out.push('.');
         }
         match segment {
             "*" | ">" => out.push('*'),
-            exact => out.push_str(&escape(exact)),
+            exact => out.push_str(&crate::glob_escape(exact)),
         }
-    }
-    out
-}
-
-/// `s` matching only itself in a Redis glob.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '?' | '*' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
     }
     out
 }

@@ -62,7 +62,7 @@ impl RedisQueues {
     async fn queues_in(&self, state: &str) -> Result<Vec<String>, StoreError> {
         let start = self.key("queue:");
         let end = format!(":{state}");
-        let pattern = format!("{}*{end}", glob_escape(&start));
+        let pattern = format!("{}*{end}", crate::glob_escape(&start));
         let mut conn = self.conn.clone();
         let keys: Vec<String> = redis::AsyncCommands::scan_match::<_, String>(&mut conn, pattern)
             .await
@@ -80,16 +80,4 @@ impl RedisQueues {
 fn pruned(reply: &redis::Value) -> Result<(u64, u64), super::decode::DecodeError> {
     let pair = array(reply)?;
     Ok((int(nth(pair, 0)?)? as u64, int(nth(pair, 1)?)? as u64))
-}
-
-/// `s` matched literally by a Redis glob pattern.
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
