@@ -12,6 +12,10 @@ use std::time::Duration;
 /// Tasks one call looks at.
 const BATCH: usize = 1000;
 
+/// Keys one `SCAN` step looks at (Redis's default, 10, takes a round trip per 10 keys of the
+/// whole keyspace).
+const SCAN_COUNT: usize = 1000;
+
 /// The finished states, each with how long its tasks stay.
 pub struct Kept {
     pub completed: Option<Duration>,
@@ -64,7 +68,14 @@ impl RedisQueues {
         let end = format!(":{state}");
         let pattern = format!("{}*{end}", crate::glob_escape(&start));
         let mut conn = self.conn.clone();
-        let keys: Vec<String> = redis::AsyncCommands::scan_match::<_, String>(&mut conn, pattern)
+        let mut scan = redis::cmd("SCAN");
+        scan.cursor_arg(0)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT);
+        let keys: Vec<String> = scan
+            .iter_async(&mut conn)
             .await
             .map_err(store_error)?
             .collect()
