@@ -494,7 +494,13 @@ async fn kill_9_loses_no_acknowledged_push_or_completion_and_releases_dead_sessi
             }
         }
     });
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Killed mid-load: once both sides are well under way (however slow the machine).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while (pushed.lock().unwrap().len() < 50 || completed.lock().unwrap().len() < 10)
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     d.kill9();
     producing.await.unwrap();
     working.await.unwrap();
