@@ -137,7 +137,7 @@ async fn a_daemon_error_prints_its_code_and_message_and_exits_non_zero() {
     let d = Daemon::start().await;
     let (code, err) = cli_err(&d, &["agents", "get", "nobody"]);
     assert_eq!(code, 1);
-    assert!(err.starts_with("ikigai: not_found: "), "{err}");
+    assert_eq!(err, "ikigai: not_found: no agent \"nobody\" is deployed\n");
     let (code, err) = cli_err(&d, &["--json", "storage", "get", "k", "--agent", "no/such"]);
     assert_eq!(code, 1);
     let err: Value = serde_json::from_str(&err).unwrap();

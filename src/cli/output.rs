@@ -38,15 +38,28 @@ impl Out {
     /// `{"error": {"code", "message", ...}}`; `code` is null when the daemon did not answer).
     pub fn error(self, e: &anyhow::Error) {
         if !self.json {
-            eprintln!("ikigai: {e:#}");
+            eprintln!("ikigai: {}", message(e));
             return;
         }
         let error = match e.downcast_ref::<ClientError>() {
             Some(ClientError::Server(body)) => json!(body),
-            _ => json!({"code": null, "message": format!("{e:#}")}),
+            _ => json!({"code": null, "message": message(e)}),
         };
         eprintln!("{}", json!({ "error": error }));
     }
+}
+
+/// The error and its causes, `: `-separated, each once (a daemon error's `ClientError` and its
+/// source `ErrorBody` read the same).
+fn message(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }
 
 /// `key: value` per field of an object, strings unquoted.
