@@ -2,15 +2,28 @@
 //! as the `admin` identity (token in `<root>/.ikigai/admin.token`).
 
 mod agents;
+mod cache;
 mod llm;
+mod mailbox;
+mod output;
+mod pubsub;
+mod queue;
+mod storage;
 mod telemetry;
+
+use self::cache::CacheCommand;
+use self::mailbox::MailboxCommand;
+use self::output::Out;
+use self::pubsub::PubsubCommand;
+use self::queue::QueueCommand;
+use self::storage::StorageCommand;
 
 use crate::daemon::{self, Options};
 use crate::root::Root;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ikigai_client::Client;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,6 +50,10 @@ pub struct Cli {
     /// The root directory of the daemon to run or talk to.
     #[arg(long, env = "IKIGAI_ROOT", default_value = ".", global = true)]
     root: PathBuf,
+    /// Print machine-readable output: one JSON document (JSON lines for commands that follow
+    /// a stream), and errors as a JSON object on stderr.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,6 +85,15 @@ enum Command {
     /// Telemetry events.
     #[command(subcommand)]
     Telemetry(TelemetryCommand),
+    /// Cache keys (admin's, an agent's or the shared namespace).
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Publish and subscribe.
+    #[command(subcommand)]
+    Pubsub(PubsubCommand),
+    /// Durable documents (admin's or an agent's namespace).
+    #[command(subcommand)]
+    Storage(StorageCommand),
     /// LLM access.
     #[command(subcommand)]
     Llm(LlmCommand),
@@ -80,36 +106,6 @@ enum LlmCommand {
         /// How far back: a number with s, m, h or d.
         #[arg(long, default_value = "24h")]
         since: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum QueueCommand {
-    /// Pushes a task with a JSON payload; prints its id.
-    Push {
-        queue: String,
-        payload: String,
-        #[arg(long)]
-        priority: Option<i32>,
-        #[arg(long)]
-        delay_ms: Option<u64>,
-    },
-    /// Prints the counters of a queue.
-    Stats { queue: String },
-    /// Prints tasks of a queue, one JSON per line (all states, or one of pending, scheduled,
-    /// claimed, completed, dead).
-    List {
-        queue: String,
-        #[arg(long)]
-        state: Option<String>,
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-    },
-    /// Prints the dead tasks of a queue (failed on their last attempt), one JSON per line.
-    Dead {
-        queue: String,
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
     },
 }
 
@@ -163,20 +159,6 @@ enum AgentsCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
-enum MailboxCommand {
-    /// Sends a JSON payload to a mailbox (as admin); prints the message id.
-    Send { mailbox: String, payload: String },
-    /// Prints the oldest ready messages of a mailbox without delivering them, one JSON per line.
-    Peek {
-        mailbox: String,
-        #[arg(long, default_value_t = 10)]
-        limit: usize,
-    },
-    /// Prints counters per mailbox.
-    Stats { mailbox: Option<String> },
-}
-
 /// Runs the daemon and turns a start-up failure into a message and exit code 1.
 pub fn run_daemon(args: DaemonArgs) -> ExitCode {
     match daemon::run(Options {
@@ -199,133 +181,72 @@ pub fn run(cli: Cli) -> ExitCode {
             config,
         });
     }
+    let out = Out { json: cli.json };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build();
     let result = runtime
         .context("starting the runtime")
-        .and_then(|rt| rt.block_on(operate(Root::new(&cli.root), cli.command)));
+        .and_then(|rt| rt.block_on(operate(Root::new(&cli.root), out, cli.command)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ikigai: {e:#}");
+            out.error(&e);
             ExitCode::FAILURE
         }
     }
 }
 
-async fn operate(root: Root, command: Command) -> Result<()> {
+async fn operate(root: Root, out: Out, command: Command) -> Result<()> {
     let client = connect_admin(&root).await?;
     match command {
         Command::Daemon { .. } => unreachable!("handled before connecting"),
-        Command::Status => print_fields(&client.call("daemon.status", &json!({})).await?),
+        Command::Status => out.fields(&call(&client, "daemon.status", &json!({})).await?),
         Command::Agent(AgentCommand::Token { name }) => {
-            let reply: Value = client
-                .call("agents.token", &json!({ "name": name }))
-                .await?;
-            println!("{}", reply["token"].as_str().unwrap_or_default());
+            let reply = call(&client, "agents.token", &json!({ "name": name })).await?;
+            out.print(&reply, |r| {
+                println!("{}", r["token"].as_str().unwrap_or_default())
+            });
         }
-        Command::Deploy { dir } => agents::deploy(&client, &dir).await?,
-        Command::Agents(command) => manage_agents(&client, command).await?,
-        Command::Mailbox(MailboxCommand::Send { mailbox, payload }) => {
-            let payload: Value = serde_json::from_str(&payload).context("payload is not JSON")?;
-            println!("{}", client.mailbox_send(&mailbox, &payload).await?);
-        }
-        Command::Mailbox(MailboxCommand::Peek { mailbox, limit }) => {
-            let args = json!({ "mailbox": mailbox, "limit": limit });
-            let reply: Value = client.call("mailbox.peek", &args).await?;
-            for m in reply["messages"].as_array().into_iter().flatten() {
-                println!("{m}");
-            }
-        }
-        Command::Queue(command) => queue(&client, command).await?,
-        Command::Mailbox(MailboxCommand::Stats { mailbox }) => {
-            let reply: Value = client
-                .call("mailbox.stats", &json!({ "mailbox": mailbox }))
-                .await?;
-            print_stats(&reply);
-        }
-        Command::Llm(LlmCommand::Usage { since }) => llm::usage(&client, &since).await?,
+        Command::Deploy { dir } => agents::deploy(&client, out, &dir).await?,
+        Command::Agents(command) => manage_agents(&client, out, command).await?,
+        Command::Mailbox(command) => mailbox::run(&client, out, command).await?,
+        Command::Queue(command) => queue::run(&client, out, command).await?,
+        Command::Cache(command) => cache::run(&client, out, command).await?,
+        Command::Pubsub(command) => pubsub::run(&client, out, command).await?,
+        Command::Storage(command) => storage::run(&client, out, command).await?,
+        Command::Llm(LlmCommand::Usage { since }) => llm::usage(&client, out, &since).await?,
         Command::Telemetry(TelemetryCommand::Tail { agent, event_type }) => {
-            telemetry::tail(&client, agent, event_type).await?;
+            telemetry::tail(&client, agent, event_type, |e| println!("{e}")).await?;
         }
         Command::Telemetry(TelemetryCommand::Search { text, agent, limit }) => {
             let args = json!({ "text": text, "agent": agent, "limit": limit });
-            for event in telemetry::query(&client, &args).await? {
-                println!("{event}");
-            }
+            let events = telemetry::query(&client, &args).await?;
+            out.lines(&json!({ "events": events }), "events");
         }
     }
     Ok(())
 }
 
-async fn manage_agents(client: &Client, command: AgentsCommand) -> Result<()> {
+async fn manage_agents(client: &Client, out: Out, command: AgentsCommand) -> Result<()> {
     match command {
-        AgentsCommand::List => agents::list(client).await,
+        AgentsCommand::List => agents::list(client, out).await,
         AgentsCommand::Get { name } => {
-            let reply: Value = client.call("agents.get", &json!({ "name": name })).await?;
-            println!("{reply}");
+            println!(
+                "{}",
+                call(client, "agents.get", &json!({ "name": name })).await?
+            );
             Ok(())
         }
-        AgentsCommand::Start { name } => agents::manage(client, "start", &name).await,
-        AgentsCommand::Stop { name } => agents::manage(client, "stop", &name).await,
-        AgentsCommand::Restart { name } => agents::manage(client, "restart", &name).await,
-        AgentsCommand::Undeploy { name } => agents::manage(client, "undeploy", &name).await,
+        AgentsCommand::Start { name } => agents::manage(client, out, "start", &name).await,
+        AgentsCommand::Stop { name } => agents::manage(client, out, "stop", &name).await,
+        AgentsCommand::Restart { name } => agents::manage(client, out, "restart", &name).await,
+        AgentsCommand::Undeploy { name } => agents::manage(client, out, "undeploy", &name).await,
         AgentsCommand::Logs {
             name,
             limit,
             follow,
-        } => {
-            agents::logs(client, &name, limit).await?;
-            if follow {
-                telemetry::tail(client, Some(name), Some("log".into())).await?;
-            }
-            Ok(())
-        }
-    }
-}
-
-async fn queue(client: &Client, command: QueueCommand) -> Result<()> {
-    let list =
-        |queue, state: Option<&str>, limit| json!({"queue": queue, "state": state, "limit": limit});
-    match command {
-        QueueCommand::Push {
-            queue,
-            payload,
-            priority,
-            delay_ms,
-        } => {
-            let payload: Value = serde_json::from_str(&payload).context("payload is not JSON")?;
-            let args = json!({"queue": queue, "payload": payload, "priority": priority, "delay_ms": delay_ms});
-            let reply: Value = client.call("queue.push", &args).await?;
-            println!("{}", reply["id"].as_str().unwrap_or_default());
-        }
-        QueueCommand::Stats { queue } => print_fields(
-            &client
-                .call("queue.stats", &json!({ "queue": queue }))
-                .await?,
-        ),
-        QueueCommand::List {
-            queue,
-            state,
-            limit,
-        } => print_tasks(
-            &client
-                .call("queue.list", &list(queue, state.as_deref(), limit))
-                .await?,
-        ),
-        QueueCommand::Dead { queue, limit } => print_tasks(
-            &client
-                .call("queue.list", &list(queue, Some("dead"), limit))
-                .await?,
-        ),
-    }
-    Ok(())
-}
-
-fn print_tasks(reply: &Value) {
-    for task in reply["tasks"].as_array().into_iter().flatten() {
-        println!("{task}");
+        } => agents::logs(client, out, &name, limit, follow).await,
     }
 }
 
@@ -346,30 +267,7 @@ async fn connect_admin(root: &Root) -> Result<Client> {
         .with_context(|| format!("connecting to {}", socket.display()))
 }
 
-fn print_fields(value: &Value) {
-    for (k, v) in value.as_object().into_iter().flatten() {
-        match v.as_str() {
-            Some(s) => println!("{k}: {s}"),
-            None => println!("{k}: {v}"),
-        }
-    }
-}
-
-fn print_stats(reply: &Value) {
-    println!(
-        "{:<24} {:>8} {:>8} {:>8} {:>9} {:>7}  OLDEST_UNREAD",
-        "MAILBOX", "UNREAD", "READ", "READY", "IN_FLIGHT", "WAITING"
-    );
-    for row in reply["mailboxes"].as_array().into_iter().flatten() {
-        println!(
-            "{:<24} {:>8} {:>8} {:>8} {:>9} {:>7}  {}",
-            row["mailbox"].as_str().unwrap_or_default(),
-            row["unread"].to_string(),
-            row["read"].to_string(),
-            row["ready"].to_string(),
-            row["in_flight"].to_string(),
-            row["waiting"].to_string(),
-            row["oldest_unread_at"].as_str().unwrap_or("-"),
-        );
-    }
+/// Calls `op` with `args`; the reply as JSON.
+async fn call(client: &Client, op: &str, args: &serde_json::Value) -> Result<serde_json::Value> {
+    Ok(client.call(op, args).await?)
 }

@@ -557,6 +557,17 @@ async fn operators_list_stop_start_and_read_the_logs_of_agents_from_the_cli() {
     let logs = d.cli_ok(&["agents", "logs", "talker"]);
     assert!(logs.contains("stdout: hello from talker"), "{logs}");
     assert!(logs.contains("stderr: oops"), "{logs}");
+    let events = d.cli_ok(&["--json", "agents", "logs", "talker"]);
+    let lines: Vec<Value> = events
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{events}");
+    assert!(lines
+        .iter()
+        .any(|e| e["payload"]["line"] == "hello from talker"));
+    let listed: Value = serde_json::from_str(&d.cli_ok(&["--json", "agents", "list"])).unwrap();
+    assert_eq!(listed["agents"][0]["status"], "running");
 
     d.cli_ok(&["agents", "stop", "talker"]);
     assert_eq!(d.entry("talker").await["status"], "stopped");

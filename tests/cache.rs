@@ -30,6 +30,38 @@ async fn get(client: &Client, key: &str) -> Option<Value> {
 }
 
 #[tokio::test]
+async fn only_admin_names_another_agents_namespace() {
+    let d = Daemon::start().await;
+    let (admin, alice, bob) = (
+        d.admin().await,
+        d.agent("alice").await,
+        d.agent("bob").await,
+    );
+    set(&alice, json!({"key": "k", "value": "alice's"})).await;
+    let args = json!({"key": "k", "agent": "alice"});
+    let got: Value = admin.call("cache.get", &args).await.unwrap();
+    assert_eq!(got, json!({"found": true, "value": "alice's"}));
+    set(&admin, json!({"key": "n", "value": 1, "agent": "alice"})).await;
+    let incr = json!({"key": "n", "agent": "alice"});
+    admin.call_value("cache.incr", &incr).await.unwrap();
+    assert_eq!(get(&alice, "n").await, Some(json!(2)));
+    assert_code(
+        bob.call_value("cache.get", &args).await,
+        ErrorCode::PermissionDenied,
+    );
+    let both = json!({"key": "k", "agent": "alice", "shared": true});
+    assert_code(
+        admin.call_value("cache.get", &both).await,
+        ErrorCode::BadRequest,
+    );
+    let bad = json!({"keys": ["k"], "agent": "a/b"});
+    assert_code(
+        admin.call_value("cache.get_many", &bad).await,
+        ErrorCode::BadRequest,
+    );
+}
+
+#[tokio::test]
 async fn keys_are_per_agent_unless_shared() {
     let d = Daemon::start().await;
     let (a, b) = (d.agent("alice").await, d.agent("bob").await);

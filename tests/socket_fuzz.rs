@@ -533,10 +533,13 @@ const OPS: &[(&str, Args)] = &[
             Some(("key", g.key())),
             Some(("value", g.payload())),
             g.opt("if_version", Gen::int),
+            g.opt("agent", Gen::name),
             g.tx(),
         ])
     }),
-    ("storage.get", |g| vec![("key", g.key())]),
+    ("storage.get", |g| {
+        fields([Some(("key", g.key())), g.opt("agent", Gen::name)])
+    }),
     ("storage.delete", |g| {
         fields([
             Some(("key", g.key())),
@@ -549,6 +552,7 @@ const OPS: &[(&str, Args)] = &[
             g.opt("prefix", Gen::key),
             g.opt("limit", Gen::count),
             g.opt("after", Gen::key),
+            g.opt("agent", Gen::name),
         ])
     }),
     ("telemetry.emit", |g| {
@@ -568,7 +572,11 @@ const OPS: &[(&str, Args)] = &[
     ("tx.commit", |g| vec![("tx", g.uuid())]),
     ("tx.rollback", |g| vec![("tx", g.uuid())]),
     ("cache.get", |g| {
-        fields([Some(("key", g.key())), g.opt("shared", Gen::any)])
+        fields([
+            Some(("key", g.key())),
+            g.opt("shared", Gen::any),
+            g.opt("agent", Gen::name),
+        ])
     }),
     ("cache.get_many", |g| {
         let keys = (0..g.rng.upto(4)).map(|_| g.key()).collect();
@@ -580,6 +588,7 @@ const OPS: &[(&str, Args)] = &[
             Some(("value", g.payload())),
             g.opt("ttl_ms", Gen::ms),
             g.opt("shared", |g| Value::from(g.rng.chance(50))),
+            g.opt("agent", Gen::name),
             g.tx(),
         ])
     }),

@@ -95,6 +95,35 @@ async fn concurrent_writers_with_the_same_version_exactly_one_wins() {
 }
 
 #[tokio::test]
+async fn only_admin_names_another_agents_namespace() {
+    let d = Daemon::start().await;
+    let (admin, alice, bob) = (
+        d.admin().await,
+        d.agent("alice").await,
+        d.agent("bob").await,
+    );
+    put(&alice, json!({"key": "doc", "value": 1}))
+        .await
+        .unwrap();
+    let args = json!({"key": "doc", "value": 2, "agent": "alice", "if_version": 1});
+    assert_eq!(put(&admin, args.clone()).await.unwrap(), 2);
+    assert_eq!(get(&alice, "doc").await["value"], 2);
+    let listed: Value = admin
+        .call("storage.list", &json!({"agent": "alice"}))
+        .await
+        .unwrap();
+    assert_eq!(listed["documents"][0]["key"], "doc");
+    let gone = json!({"key": "doc", "agent": "alice"});
+    admin.call_value("storage.delete", &gone).await.unwrap();
+    assert!(get(&alice, "doc").await.is_null());
+    assert_code(put(&bob, args).await, ErrorCode::PermissionDenied);
+    assert_code(
+        bob.call_value("storage.get", &gone).await,
+        ErrorCode::PermissionDenied,
+    );
+}
+
+#[tokio::test]
 async fn each_agent_sees_only_its_own_namespace_and_deletes_respect_versions() {
     let d = Daemon::start().await;
     let (a, b) = (d.agent("alice").await, d.agent("bob").await);

@@ -5,10 +5,8 @@ mod support;
 
 use ikigai_client::{Client, ErrorCode, Receive};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{assert_code, Daemon, TestDb};
+use support::{assert_code, Daemon, Lines, TestDb};
 
 async fn events(client: &Client, args: Value) -> Vec<Value> {
     let reply: Value = client.call("telemetry.query", &args).await.unwrap();
@@ -267,26 +265,12 @@ async fn the_cli_tails_new_events_live() {
     let d = Daemon::start().await;
     let agent = d.agent("chatty").await;
     emit(&agent, "log", json!({"message": "before the tail"})).await;
-    let mut tail = Command::new(env!("CARGO_BIN_EXE_ikigai"))
-        .arg("--root")
-        .arg(d.root())
-        .args(["telemetry", "tail", "--agent", "chatty", "--type", "log"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut tail = d.spawn_cli(&["telemetry", "tail", "--agent", "chatty", "--type", "log"]);
+    let mut lines = Lines::of(tail.stdout.take().unwrap());
     tokio::time::sleep(Duration::from_millis(500)).await;
     emit(&agent, "metric", json!({"message": "not a log"})).await;
     emit(&agent, "log", json!({"message": "live line"})).await;
-    let stdout = tail.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line
-    });
-    let line = tokio::time::timeout(Duration::from_secs(10), line)
-        .await
-        .expect("tail printed within 10 s")
-        .unwrap();
+    let line = lines.next().await;
     tail.kill().unwrap();
     tail.wait().unwrap();
     let event: Value = serde_json::from_str(&line).unwrap();

@@ -1,5 +1,6 @@
 //! `ikigai deploy <dir>` and `ikigai agents list|get|start|stop|restart|undeploy|logs`.
 
+use super::output::Out;
 use crate::manifest::Manifest;
 use anyhow::{bail, Context, Result};
 use ikigai_client::Client;
@@ -13,7 +14,7 @@ const MAX_DEPLOY_BYTES: usize = 15 << 20;
 
 /// Reads `<dir>/manifest.json` and every file under `dir`, and deploys them with
 /// `agents.deploy`; prints the agent and version.
-pub async fn deploy(client: &Client, dir: &Path) -> Result<()> {
+pub async fn deploy(client: &Client, out: Out, dir: &Path) -> Result<()> {
     let path = dir.join("manifest.json");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -22,12 +23,14 @@ pub async fn deploy(client: &Client, dir: &Path) -> Result<()> {
     let mut bytes = 0;
     collect(dir, dir, &mut files, &mut bytes)?;
     let args = json!({"manifest": manifest, "files": files});
-    let reply: Value = client.call("agents.deploy", &args).await?;
-    println!(
-        "deployed {} {}",
-        reply["name"].as_str().unwrap_or_default(),
-        reply["version"].as_str().unwrap_or_default()
-    );
+    let reply = super::call(client, "agents.deploy", &args).await?;
+    out.print(&reply, |reply| {
+        println!(
+            "deployed {} {}",
+            reply["name"].as_str().unwrap_or_default(),
+            reply["version"].as_str().unwrap_or_default()
+        )
+    });
     Ok(())
 }
 
@@ -63,16 +66,20 @@ fn collect(base: &Path, dir: &Path, files: &mut Vec<Value>, bytes: &mut usize) -
 }
 
 /// `ikigai agents <op> <name>`: start, stop, restart or undeploy.
-pub async fn manage(client: &Client, op: &str, name: &str) -> Result<()> {
-    let _: Value = client
-        .call(&format!("agents.{op}"), &json!({ "name": name }))
-        .await?;
+pub async fn manage(client: &Client, out: Out, op: &str, name: &str) -> Result<()> {
+    let reply = super::call(client, &format!("agents.{op}"), &json!({ "name": name })).await?;
+    out.print(&reply, |_| {});
     Ok(())
 }
 
 /// Prints one line per agent.
-pub async fn list(client: &Client) -> Result<()> {
-    let reply: Value = client.call("agents.list", &json!({})).await?;
+pub async fn list(client: &Client, out: Out) -> Result<()> {
+    let reply = super::call(client, "agents.list", &json!({})).await?;
+    out.print(&reply, print_list);
+    Ok(())
+}
+
+fn print_list(reply: &Value) {
     println!(
         "{:<24} {:<12} {:<8} {:>8} {:>8}  LAST_HEARTBEAT",
         "AGENT", "VERSION", "STATUS", "PID", "RESTARTS"
@@ -88,24 +95,31 @@ pub async fn list(client: &Client) -> Result<()> {
             a["last_heartbeat"].as_str().unwrap_or("-"),
         );
     }
+}
+
+/// Prints an agent's newest `log` events (its output lines), oldest first, then with `follow`
+/// new ones until interrupted; with `--json`, each event as a JSON line.
+pub async fn logs(client: &Client, out: Out, name: &str, limit: usize, follow: bool) -> Result<()> {
+    let print = |event: &Value| match out.json {
+        true => println!("{event}"),
+        false => print_log_line(event),
+    };
+    let args = json!({"agent": name, "event_type": "log", "limit": limit});
+    let events = super::telemetry::query(client, &args).await?;
+    events.iter().rev().for_each(print);
+    if follow {
+        super::telemetry::tail(client, Some(name.into()), Some("log".into()), print).await?;
+    }
     Ok(())
 }
 
-/// Prints an agent's newest `log` events (its output lines), oldest first.
-pub async fn logs(client: &Client, name: &str, limit: usize) -> Result<()> {
-    let args = json!({"agent": name, "event_type": "log", "limit": limit});
-    for event in super::telemetry::query(client, &args)
-        .await?
-        .into_iter()
-        .rev()
-    {
-        let payload = &event["payload"];
-        let line = payload["line"].as_str().unwrap_or_default();
-        println!(
-            "{} {}: {line}",
-            event["created_at"].as_str().unwrap_or_default(),
-            payload["stream"].as_str().unwrap_or("-")
-        );
-    }
-    Ok(())
+/// `<time> <stream>: <line>` of a `log` event.
+fn print_log_line(event: &Value) {
+    let payload = &event["payload"];
+    println!(
+        "{} {}: {}",
+        event["created_at"].as_str().unwrap_or_default(),
+        payload["stream"].as_str().unwrap_or("-"),
+        payload["line"].as_str().unwrap_or_default()
+    );
 }

@@ -1,13 +1,18 @@
 //! `ikigai llm usage [--since 24h]`: tokens and cost per agent and model, through `llm.usage`.
 
+use super::output::Out;
 use anyhow::{bail, Result};
 use ikigai_client::Client;
 use serde_json::{json, Value};
 
 /// Prints one line per agent and model.
-pub async fn usage(client: &Client, since: &str) -> Result<()> {
+pub async fn usage(client: &Client, out: Out, since: &str) -> Result<()> {
     let args = json!({ "since_ms": parse_duration(since)? });
-    let reply: Value = client.call("llm.usage", &args).await?;
+    out.print(&super::call(client, "llm.usage", &args).await?, print_usage);
+    Ok(())
+}
+
+fn print_usage(reply: &Value) {
     println!(
         "{:<24} {:<16} {:>7} {:>12} {:>12} {:>12} {:>12} {:>6}",
         "AGENT", "MODEL", "CALLS", "INPUT", "OUTPUT", "TOKENS", "COST_USD", "ERRORS"
@@ -26,7 +31,6 @@ pub async fn usage(client: &Client, since: &str) -> Result<()> {
             n("errors"),
         );
     }
-    Ok(())
 }
 
 /// `90s`, `15m`, `24h`, `7d` as milliseconds.

@@ -22,11 +22,12 @@ pub async fn query(client: &Client, args: &Value) -> Result<Vec<Value>> {
     })
 }
 
-/// Prints events accepted from now on, oldest first, each once.
+/// Prints events accepted from now on with `print`, oldest first, each once.
 pub async fn tail(
     client: &Client,
     agent: Option<String>,
     event_type: Option<String>,
+    print: impl Fn(&Value),
 ) -> Result<()> {
     let started = Utc::now();
     let mut seen: HashSet<String> = HashSet::new();
@@ -40,7 +41,7 @@ pub async fn tail(
         for event in events.into_iter().rev() {
             let id = event["id"].as_str().unwrap_or_default().to_owned();
             if !seen.contains(&id) {
-                println!("{event}");
+                print(&event);
             }
             current.insert(id);
         }

@@ -150,6 +150,17 @@ fn reply<T: Serialize>(id: u64, value: T) -> Result<Vec<u8>, Error> {
     encode_ok(id, &value).map_err(|e| Error::Internal(e.to_string()))
 }
 
+/// The namespace of a cache or storage op: the caller's own, or the agent that `agent` names,
+/// which only `admin` may do (an operator reading or repairing an agent's data).
+fn namespace<'a>(agent: Option<&'a str>, session: &'a Session) -> Result<&'a str, Error> {
+    let Some(name) = agent else {
+        return Ok(&session.agent);
+    };
+    require_admin(session, "name an agent's namespace")?;
+    crate::identity::check_agent_name(name).map_err(Error::BadRequest)?;
+    Ok(name)
+}
+
 /// Refuses unless the session is the operator.
 fn require_admin(session: &Session, what: &str) -> Result<(), Error> {
     if session.is_admin() {

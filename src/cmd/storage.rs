@@ -1,6 +1,7 @@
 //! `storage.put`, `storage.get`, `storage.delete` and `storage.list`: the caller's documents.
 //!
-//! Every agent has its own namespace (its name); keys are 1 to 1024 bytes without U+0000.
+//! Every agent has its own namespace (its name), which `admin` may name with `agent`; keys are 1
+//! to 1024 bytes without U+0000.
 
 use super::{check_text, timestamp};
 use crate::error::Error;
@@ -21,6 +22,7 @@ pub struct PutArgs {
     value: Json,
     if_version: Option<i64>,
     tx: Option<String>,
+    agent: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -32,7 +34,7 @@ pub async fn put(args: PutArgs, s: &Services, session: &Session) -> Result<Versi
     check_text("key", &args.key, MAX_KEY)?;
     check_version(args.if_version)?;
     let write = DocumentWrite::Put {
-        namespace: session.agent.clone(),
+        namespace: super::namespace(args.agent.as_deref(), session)?.to_owned(),
         key: args.key,
         value: args.value.0,
         if_version: args.if_version,
@@ -60,6 +62,7 @@ async fn apply(
 #[serde(deny_unknown_fields)]
 pub struct KeyArgs {
     key: String,
+    agent: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -69,7 +72,10 @@ pub struct Got {
 
 pub async fn get(args: KeyArgs, s: &Services, session: &Session) -> Result<Got, Error> {
     check_text("key", &args.key, MAX_KEY)?;
-    let document = s.documents.get(&session.agent, &args.key).await?;
+    let document = s
+        .documents
+        .get(super::namespace(args.agent.as_deref(), session)?, &args.key)
+        .await?;
     Ok(Got {
         document: document.map(WireDocument::from),
     })
@@ -81,6 +87,7 @@ pub struct DeleteArgs {
     key: String,
     if_version: Option<i64>,
     tx: Option<String>,
+    agent: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -92,7 +99,7 @@ pub async fn delete(args: DeleteArgs, s: &Services, session: &Session) -> Result
     check_text("key", &args.key, MAX_KEY)?;
     check_version(args.if_version)?;
     let write = DocumentWrite::Delete {
-        namespace: session.agent.clone(),
+        namespace: super::namespace(args.agent.as_deref(), session)?.to_owned(),
         key: args.key,
         if_version: args.if_version,
     };
@@ -108,6 +115,7 @@ pub struct ListArgs {
     prefix: Option<String>,
     limit: Option<usize>,
     after: Option<String>,
+    agent: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -126,7 +134,10 @@ pub async fn list(args: ListArgs, s: &Services, session: &Session) -> Result<Lis
         after: args.after,
         limit,
     };
-    let rows = s.documents.list(&session.agent, &query).await?;
+    let rows = s
+        .documents
+        .list(super::namespace(args.agent.as_deref(), session)?, &query)
+        .await?;
     let Page { documents, next } = Page::from_rows(rows, limit);
     Ok(Listed {
         documents: documents.into_iter().map(WireDocument::from).collect(),

@@ -455,6 +455,19 @@ impl Daemon {
             .expect("run ikigai")
     }
 
+    /// Starts `ikigai <args>` against this root with its stdout and stderr piped, for the
+    /// commands that run until interrupted (read them with [`Lines`]).
+    pub fn spawn_cli(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_ikigai"))
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ikigai")
+    }
+
     /// The standard output of `ikigai <args>`, which must succeed (else its stderr is shown).
     #[track_caller]
     pub fn cli_ok(&self, args: &[&str]) -> String {
@@ -462,6 +475,32 @@ impl Daemon {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "ikigai {args:?}: {err}");
         String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// The lines a spawned command writes to one of its pipes, read on a thread of their own.
+pub struct Lines(tokio::sync::mpsc::UnboundedReceiver<String>);
+
+impl Lines {
+    pub fn of(pipe: impl std::io::Read + Send + 'static) -> Lines {
+        use std::io::BufRead;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines(rx)
+    }
+
+    /// The next line (without its newline), waited for up to 10 s.
+    pub async fn next(&mut self) -> String {
+        tokio::time::timeout(Duration::from_secs(10), self.0.recv())
+            .await
+            .expect("a line within 10 s")
+            .expect("a line before the pipe closed")
     }
 }
 
