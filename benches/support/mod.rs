@@ -144,8 +144,11 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Starts a daemon with the shipped configuration, or with `BENCH_CONFIG` (the text of an
+    /// `ikigai.conf`) when it is set, to measure other settings.
     pub async fn start(db: &Db) -> Daemon {
-        Daemon::start_with(db, "").await
+        let config = std::env::var("BENCH_CONFIG").unwrap_or_default();
+        Daemon::start_with(db, &config.replace("\\n", "\n")).await
     }
 
     /// Starts a daemon whose `.ikigai/ikigai.conf` is `config` (the shipped one when empty).
