@@ -55,7 +55,7 @@ impl Names {
 
     /// The queue holding dedup key `key` of `queue` while it is pending.
     pub fn dedup(&self, queue: &str, key: &str) -> String {
-        let name = format!("{queue}\u{1f}{key}");
+        let name = format!("{}:{queue}{key}", queue.len());
         let id = Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes());
         format!("{}.dedup.{id}", self.prefix)
     }
@@ -97,11 +97,12 @@ pub fn delay_args(ttl: Duration, ready: &str) -> FieldTable {
 
 /// The TTL of the delay queue for `delay`: rounded up (a task never arrives before it is due)
 /// to a grid of 1/32 of its power of two, at least 10 ms, so that a few dozen queues serve each
-/// doubling of delays (retries' jittered backoffs among them), at most [`MAX_DELAY`].
+/// doubling of delays (retries' jittered backoffs among them), at most [`MAX_DELAY`] (a longer
+/// delay arrives early, and is delayed again).
 pub fn delay_ttl(delay: Duration) -> Duration {
     let delay = delay.min(MAX_DELAY).as_millis() as u64;
     let grid = (delay / 32).max(1).next_power_of_two().max(10);
-    Duration::from_millis(delay.div_ceil(grid) * grid)
+    Duration::from_millis(delay.div_ceil(grid) * grid).min(MAX_DELAY)
 }
 
 /// The RabbitMQ priority of a task's priority.
@@ -138,6 +139,6 @@ mod tests {
     fn names_cannot_collide_across_kinds() {
         let n = Names::new("p");
         assert_ne!(n.ready("a.dead"), n.dead("a"));
-        assert_ne!(n.dedup("q", "a\u{1f}b"), n.dedup("q\u{1f}a", "b"));
+        assert_ne!(n.dedup("q", "ab"), n.dedup("qa", "b"));
     }
 }

@@ -20,7 +20,7 @@ use lapin::types::FieldTable;
 use lapin::Channel;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// How long a new consumer waits for the messages that were ready when it started.
 const BURST: Duration = Duration::from_millis(50);
@@ -40,8 +40,11 @@ impl Inner {
             if waiting == 0 {
                 tokio::time::sleep(LINGER).await;
                 self.stop_if_quiet(&queue).await;
-            } else if let Err(e) = self.ensure_consumer(&queue).await {
-                warn!(queue = %queue, error = %e, "starting the RabbitMQ consumer failed");
+            } else {
+                if let Err(e) = self.ensure_consumer(&queue).await {
+                    warn!(queue = %queue, error = %e, "starting the RabbitMQ consumer failed");
+                }
+                // What arrived while no one waited was not announced.
                 self.announce(&queue);
             }
         });
@@ -156,7 +159,6 @@ impl Inner {
             return self.delay_again(record, d);
         }
         let id = record.id;
-        tracing::debug!(queue, %id, tag, "rabbit delivered");
         let delivered = Delivered {
             record,
             acker: d.acker,
@@ -169,12 +171,15 @@ impl Inner {
                 _ if !l.consumes(tag) => Err((delivered.acker, false)),
                 _ => {
                     l.ready.insert(id, delivered);
-                    Ok(())
+                    Ok(l.wanted > 0)
                 }
             }
         });
         match kept {
-            Ok(()) => self.announce(queue),
+            // Announced only to waiting agents: the others take from the window, and the
+            // next to wait is told (`want`).
+            Ok(true) => self.announce(queue),
+            Ok(false) => {}
             // A second copy of a task held here (a publish repeated after a failure) is
             // dropped; a delivery to a consumer being cancelled goes back.
             Err((acker, duplicate)) => {
@@ -206,7 +211,12 @@ impl Inner {
         let Some((tag, channel, unclaimed)) = stopping else {
             return;
         };
-        tracing::debug!(queue, tag, n = unclaimed.len(), "rabbit consumer stops");
+        debug!(
+            queue,
+            tag,
+            given_back = unclaimed.len(),
+            "RabbitMQ consumer stops"
+        );
         if let Some((channel, _)) = channel {
             let _ = channel
                 .basic_cancel(&tag, BasicCancelOptions::default())

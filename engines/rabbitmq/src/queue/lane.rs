@@ -223,3 +223,43 @@ impl Ended {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settle(id: Uuid, agent: &str) -> SettleWrite {
+        SettleWrite {
+            id,
+            agent: agent.into(),
+            lease_id: None,
+            action: Settle::Complete(None),
+            payload: None,
+        }
+    }
+
+    #[test]
+    fn an_ended_claim_refuses_later_settlements_by_what_became_of_it() {
+        let mut ended = Ended::default();
+        let (done, moved, unknown) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        ended.record(done, "q", "a", true);
+        ended.record(moved, "q", "a", false);
+        assert_eq!(ended.refusal(&settle(done, "b")), Refusal::Finished);
+        assert_eq!(ended.refusal(&settle(moved, "a")), Refusal::LeaseLost);
+        assert_eq!(ended.refusal(&settle(moved, "b")), Refusal::NotClaimer);
+        assert_eq!(ended.refusal(&settle(unknown, "a")), Refusal::NotFound);
+        assert_eq!(ended.queue_of(&done).as_deref(), Some("q"));
+    }
+
+    #[test]
+    fn ended_claims_are_remembered_up_to_a_bound() {
+        let mut ended = Ended::default();
+        let first = Uuid::new_v4();
+        ended.record(first, "q", "a", true);
+        for _ in 0..ENDED_KEPT {
+            ended.record(Uuid::new_v4(), "q", "a", true);
+        }
+        assert_eq!(ended.refusal(&settle(first, "a")), Refusal::NotFound);
+        assert_eq!(ended.by_id.len(), ENDED_KEPT);
+    }
+}

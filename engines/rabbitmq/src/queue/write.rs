@@ -174,7 +174,6 @@ impl Inner {
     }
 
     async fn settle(&self, w: SettleWrite) -> Settled {
-        tracing::debug!(id = %w.id, action = ?w.action, "rabbit settle");
         let now = Utc::now();
         let taken = {
             let mut lanes = self.lanes.lock().unwrap();
@@ -189,6 +188,12 @@ impl Inner {
             Ok(taken) => taken,
             Err(refusal) => return Ok((w.id, Err(refusal))),
         };
+        if self.link.live().await?.generation != holding.delivered.generation {
+            // Its connection closed since: RabbitMQ has requeued it.
+            self.lane(&queue, |l| l.held.remove(&w.id));
+            self.lost(&queue, vec![holding]);
+            return Ok((w.id, Err(Refusal::LeaseLost)));
+        }
         match self.apply(&queue, &holding, &w.action, now).await {
             Ok(task) => Ok((w.id, Ok(task))),
             Err(e) => {
