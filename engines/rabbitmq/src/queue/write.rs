@@ -110,15 +110,16 @@ impl Inner {
     /// of its delay.
     pub(super) async fn send(&self, record: &Record, now: DateTime<Utc>) -> Result<(), StoreError> {
         let ready = self.names.ready(&record.queue);
-        self.link
-            .declare(&ready, topology::ready_args(), Some(KEEP))
-            .await?;
         let delay = (record.scheduled_for - now).to_std().unwrap_or_default();
         if delay.is_zero() {
             return self
                 .publish_to(&ready, topology::ready_args(), KEEP, record)
                 .await;
         }
+        // Its delay queue dead-letters into the ready queue, which must exist by then.
+        self.link
+            .declare(&ready, topology::ready_args(), Some(KEEP))
+            .await?;
         let ttl = topology::delay_ttl(delay);
         let name = self.names.delay(&record.queue, ttl);
         let args = topology::delay_args(ttl, &ready);
