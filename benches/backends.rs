@@ -17,11 +17,15 @@
 //!   completes them (all of a claim in flight at once), against Redis's reliable list queue:
 //!   `LPUSH`, `LMOVE` into a processing list (a pipeline of `BENCH_WINDOW`), `LREM` when done.
 //!
-//! `BENCH_SERVICES` (e.g. `cache,queue`) measures only those.
+//! RabbitMQ: the queue again, against lapin alone (`backends/rabbitmq.rs`).
+//!
+//! `BENCH_SERVICES` (e.g. `cache,queue`) measures only those (`rabbitmq`: its queue alone).
 //!
 //! Rounds (`BENCH_ROUNDS`, 3) alternate between the daemon and the raw engine, so that the
 //! machine's drifts in speed weigh on both alike.
 
+#[path = "backends/rabbitmq.rs"]
+mod rabbitmq;
 mod support;
 
 use futures::StreamExt;
@@ -134,9 +138,20 @@ impl Sides {
 
     /// The measurement of `count` operations (of every round) of `service` on Redis.
     fn measured(self, service: &'static str, unit: &'static str, count: usize) -> Measured {
+        self.measured_on("redis", service, unit, count)
+    }
+
+    /// The same on `engine`.
+    fn measured_on(
+        self,
+        engine: &'static str,
+        service: &'static str,
+        unit: &'static str,
+        count: usize,
+    ) -> Measured {
         Measured {
             service,
-            engine: "redis",
+            engine,
             unit,
             daemon: rate(count, self.daemon),
             raw: rate(count, self.raw),
@@ -590,6 +605,9 @@ async fn main() {
     }
     if wanted("queue") {
         measured.push(queues(&p).await);
+    }
+    if wanted("queue") || wanted("rabbitmq") {
+        measured.push(rabbitmq::queues(&p).await);
     }
     measured.iter().for_each(Measured::report);
     let min = measured

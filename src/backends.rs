@@ -16,6 +16,7 @@ use ikigai_actors::store::{
     BackendError, Engine, MailboxStores, Maintenance, Needs, QueueStores, Retention, TelemetrySink,
     Units,
 };
+use ikigai_rabbitmq::RabbitEngine;
 use ikigai_redis::RedisEngine;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -36,6 +37,11 @@ async fn connect(
         Backend::Redis => {
             let redis = &config.redis;
             let engine = RedisEngine::connect(&redis.url, &redis.prefix).await;
+            Ok(Box::new(engine.map_err(|e| unreachable(e.to_string()))?))
+        }
+        Backend::Rabbitmq => {
+            let r = &config.rabbitmq;
+            let engine = RabbitEngine::connect(&r.url, &r.prefix, r.prefetch).await;
             Ok(Box::new(engine.map_err(|e| unreachable(e.to_string()))?))
         }
         _ => Err(BackendError::NotBuilt {

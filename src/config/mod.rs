@@ -58,6 +58,17 @@ pub struct RedisSettings {
     pub prefix: String,
 }
 
+/// `[rabbitmq]`: where the RabbitMQ-backed queues are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RabbitSettings {
+    /// An AMQP URL, with the virtual host as its path (`%2f` for `/`).
+    pub url: String,
+    /// Every queue the daemon declares is named `<prefix>.<kind>.`...
+    pub prefix: String,
+    /// At most this many deliveries (claimed or not) per queue and daemon at a time.
+    pub prefetch: u16,
+}
+
 /// Whether the daemon may use a server it finds, or always runs its own cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerMode {
@@ -164,6 +175,7 @@ pub struct Config {
     pub postgres: PostgresConfig,
     pub services: ServiceBackends,
     pub redis: RedisSettings,
+    pub rabbitmq: RabbitSettings,
     pub mailboxes: MailboxSettings,
     pub queues: QueueSettings,
     pub cache: CacheSettings,
@@ -179,7 +191,11 @@ use Backend::{Influxdb, Nats, Postgres, Rabbitmq, Redis, Timescaledb};
 type ServiceRule = (&'static str, &'static [Backend], &'static [Backend]);
 
 const SERVICES: [ServiceRule; 6] = [
-    ("queues", &[Postgres, Redis, Rabbitmq], &[Postgres, Redis]),
+    (
+        "queues",
+        &[Postgres, Redis, Rabbitmq],
+        &[Postgres, Redis, Rabbitmq],
+    ),
     ("mailboxes", &[Postgres, Redis, Nats], &[Postgres, Redis]),
     ("cache", &[Postgres, Redis], &[Postgres, Redis]),
     ("pubsub", &[Postgres, Redis, Nats], &[Postgres, Redis]),
@@ -273,6 +289,14 @@ impl Config {
                     .to_owned(),
                 prefix: doc.get("redis", "prefix").unwrap_or("ikigai").to_owned(),
             },
+            rabbitmq: RabbitSettings {
+                url: doc
+                    .get("rabbitmq", "url")
+                    .unwrap_or("amqp://guest:guest@127.0.0.1:5672/%2f")
+                    .to_owned(),
+                prefix: doc.get("rabbitmq", "prefix").unwrap_or("ikigai").to_owned(),
+                prefetch: doc.number("rabbitmq", "prefetch", 1000u16, 1)?,
+            },
             mailboxes: MailboxSettings {
                 visibility: doc.millis("mailboxes", "visibility_ms", 30_000, 1)?,
                 max_receive: doc.number("mailboxes", "max_receive", 1000, 1)?,
@@ -345,6 +369,7 @@ const KNOWN: &[(&str, &[&str])] = &[
         &["url", "server", "pool_size", "maintenance_ms", "vacuum"],
     ),
     ("redis", &["url", "prefix"]),
+    ("rabbitmq", &["url", "prefix", "prefetch"]),
     (
         "services",
         &[
@@ -512,9 +537,20 @@ mod tests {
         );
         assert!(err("[services]\nqueues = postgres\nstorage = redis\n")
             .starts_with("t.conf:3: [services] storage: unknown backend \"redis\""));
-        assert!(err("[services]\nqueues = rabbitmq\n").starts_with(
-            "t.conf:2: [services] queues: backend \"rabbitmq\" is not implemented yet"
+        assert!(err("[services]\ntelemetry = influxdb\n").starts_with(
+            "t.conf:2: [services] telemetry: backend \"influxdb\" is not implemented yet"
         ));
+    }
+
+    #[test]
+    fn queues_may_live_in_rabbitmq() {
+        let text = "[services]\nqueues = rabbitmq\n[rabbitmq]\nprefix = t\nprefetch = 64\n";
+        let c = Config::parse(text, "t.conf").unwrap();
+        assert_eq!(c.services.queues, Backend::Rabbitmq);
+        assert_eq!((c.rabbitmq.prefix.as_str(), c.rabbitmq.prefetch), ("t", 64));
+        assert!(c.rabbitmq.url.starts_with("amqp://"));
+        assert!(err("[rabbitmq]\nprefetch = 0\n").contains("prefetch"));
+        assert!(err("[services]\nmailboxes = rabbitmq\n").contains("unknown backend"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod llm;
 pub mod netns;
+pub mod rabbitmq_server;
 pub mod redis_server;
 
 use ikigai_client::{Client, ErrorCode};
@@ -120,6 +121,9 @@ impl Drop for TestDb {
                 .unwrap();
             rt.block_on(admin_sql(&server, &sql));
             rt.block_on(drop_redis_keys(&prefix));
+            if backend("queues") == "rabbitmq" {
+                rt.block_on(drop_rabbitmq_queues(&prefix));
+            }
         })
         .join();
     }
@@ -193,6 +197,10 @@ fn with_test_services(config: &str, db: &TestDb) -> String {
     for (service, backend) in &services {
         out.push_str(&format!("{service} = {backend}\n"));
     }
+    if !config.contains("[rabbitmq]") {
+        let url = rabbitmq_url();
+        out.push_str(&format!("[rabbitmq]\nurl = {url}\nprefix = {}\n", db.name));
+    }
     if !config.contains("[redis]") {
         out.push_str(&format!(
             "[redis]\nurl = {}\nprefix = {}\n",
@@ -219,6 +227,38 @@ async fn drop_redis_keys(prefix: &str) {
     if !keys.is_empty() {
         let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
     }
+}
+
+/// The RabbitMQ the tests use: `IKIGAI_TEST_RABBITMQ_URL`, else the machine's on loopback.
+pub fn rabbitmq_url() -> String {
+    std::env::var("IKIGAI_TEST_RABBITMQ_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Deletes every queue of the machine's RabbitMQ named under `prefix` (AMQP cannot list
+/// queues: `rabbitmqctl` does). A test database's drop calls it when this run keeps queues in
+/// RabbitMQ.
+pub async fn drop_rabbitmq_queues(prefix: &str) {
+    let listed = std::process::Command::new("rabbitmqctl")
+        .args(["list_queues", "-q", "--no-table-headers", "name"])
+        .output();
+    let Ok(listed) = listed else { return };
+    let names = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let ours: Vec<&str> = names
+        .lines()
+        .map(str::trim)
+        .filter(|n| n.starts_with(&format!("{prefix}.")))
+        .collect();
+    let props = lapin::ConnectionProperties::default();
+    let Ok(conn) = lapin::Connection::connect(&rabbitmq_url(), props).await else {
+        return;
+    };
+    if let Ok(channel) = conn.create_channel().await {
+        for name in ours {
+            let _ = channel.queue_delete(name, Default::default()).await;
+        }
+    }
+    let _ = conn.close(200, "cleaned").await;
 }
 
 /// A running `ikigai-daemon` on a temporary root.

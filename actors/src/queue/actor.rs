@@ -152,6 +152,10 @@ pub struct Queue {
     used: Instant,
     alarm: Alarm,
     leave: Leave<Queue>,
+    /// `QueueStore::delivers`: the store is a broker.
+    broker: Option<Duration>,
+    /// The waiting consumers last told to a broker.
+    wanted: usize,
 }
 
 impl Queue {
@@ -164,6 +168,8 @@ impl Queue {
     ) -> Self {
         Queue {
             state: QueueState::new(name, config.window),
+            broker: store.delivers(),
+            wanted: 0,
             store,
             lanes,
             config,
@@ -200,6 +206,16 @@ impl Queue {
     ) {
         self.writing += 1;
         self.lanes.persist(write, Box::new(done));
+    }
+
+    /// Tells a broker how many consumers wait here when that changed, then re-arms the alarm.
+    fn review(&mut self, ctx: &mut Context<Self>) {
+        let waiting = self.state.counts().waiting;
+        if self.broker.is_some() && waiting != self.wanted {
+            self.wanted = waiting;
+            self.store.want(self.state.name(), waiting);
+        }
+        self.rearm(ctx);
     }
 
     fn written(&mut self) {
@@ -282,7 +298,7 @@ impl Queue {
                     ctx.run_later(delay, |act, ctx| act.load(ctx));
                 }
             }
-            act.rearm(ctx);
+            act.review(ctx);
         }));
     }
 
@@ -374,9 +390,14 @@ impl Queue {
     }
 
     /// A task that is claimable again (released, retried, expired) re-enters the window.
+    /// On a broker the task is back there; its delivery here may have come before this
+    /// outcome, while the window still held its claim: reload.
     fn reopened(&mut self, task: Task, ctx: &mut Context<Self>) {
         if task.claimed_by.is_some() || !task.is_open() {
             return;
+        }
+        if self.broker.is_some() {
+            return self.load(ctx);
         }
         if task.scheduled_for > Utc::now() {
             self.wake_at(Some(task.scheduled_for), ctx);
@@ -407,7 +428,7 @@ impl Actor for Queue {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
         self.load(ctx);
-        self.rearm(ctx);
+        self.review(ctx);
     }
 }
 
@@ -434,7 +455,7 @@ impl Alarmed for Queue {
             self.expire(due, ctx);
         }
         self.stop_if_idle(ctx, now);
-        self.rearm(ctx);
+        self.review(ctx);
     }
 }
 
@@ -456,11 +477,12 @@ impl Handler<Push> for Queue {
     fn handle(&mut self, msg: Push, ctx: &mut Context<Self>) {
         self.used = Instant::now();
         let now = Utc::now();
+        let pairs = self.broker.is_none();
         let paired = self.guarded(ctx, |s| {
             msg.tasks
                 .into_iter()
                 .map(|task| {
-                    let due = task.run_at.is_none_or(|at| at <= now);
+                    let due = pairs && task.run_at.is_none_or(|at| at <= now);
                     let waiter = if due { s.next_waiter() } else { None };
                     let claim = waiter.as_ref().map(|w| w.lease.clone());
                     (PushWrite { task, claim }, waiter)
@@ -497,7 +519,7 @@ impl Handler<Pushes> for Queue {
                     let _ = self.guarded(ctx, |s| s.unpark(w));
                 }
                 let _ = msg.reply.send(Err(unexpected(other).into()));
-                return self.rearm(ctx);
+                return self.review(ctx);
             }
         };
         for (p, waiter) in pushed.iter().zip(msg.waiters) {
@@ -512,7 +534,7 @@ impl Handler<Pushes> for Queue {
         }
         let _ = msg.reply.send(Ok(pushed));
         self.serve_waiters(ctx);
-        self.rearm(ctx);
+        self.review(ctx);
     }
 }
 
@@ -555,6 +577,11 @@ impl Handler<Claim> for Queue {
             wait,
             reply,
         } = msg;
+        // A broker's first deliveries take a moment: a claim waits at least that long.
+        let wait = match self.broker {
+            Some(first) => Some(wait.map_or(first, |wait| wait.max(first))),
+            None => wait,
+        };
         let waiter = Waiter {
             session,
             lease,
@@ -575,7 +602,7 @@ impl Handler<Claim> for Queue {
             }
         }
         self.page_in(ctx);
-        self.rearm(ctx);
+        self.review(ctx);
     }
 }
 
@@ -609,7 +636,7 @@ impl Handler<Claims> for Queue {
                 let _ = waiter.reply.send(Err(unexpected(other).into()));
             }
         }
-        self.rearm(ctx);
+        self.review(ctx);
     }
 }
 
@@ -641,7 +668,7 @@ impl Handler<Settled> for Queue {
                 if let Some(reply) = msg.reply {
                     let _ = reply.send(Err(unexpected(other).into()));
                 }
-                return self.rearm(ctx);
+                return self.review(ctx);
             }
         };
         let mut answer = None;
@@ -662,7 +689,7 @@ impl Handler<Settled> for Queue {
         if let (Some(reply), Some(answer)) = (msg.reply, answer) {
             let _ = reply.send(answer);
         }
-        self.rearm(ctx);
+        self.review(ctx);
     }
 }
 
@@ -703,7 +730,7 @@ impl Handler<SettledElsewhere> for Queue {
     fn handle(&mut self, msg: SettledElsewhere, ctx: &mut Context<Self>) {
         let _ = self.guarded(ctx, |s| s.unhold(&msg.0));
         self.load(ctx);
-        self.rearm(ctx);
+        self.review(ctx);
     }
 }
 
@@ -724,7 +751,7 @@ impl Handler<Adopt> for Queue {
         let _ = self.guarded(ctx, |s| {
             ids.iter().for_each(|id| s.adopt(*id, held.clone()))
         });
-        self.rearm(ctx);
+        self.review(ctx);
     }
 }
 

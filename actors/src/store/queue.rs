@@ -230,4 +230,20 @@ pub trait QueueStore: Send + Sync + 'static {
         after: i64,
         limit: usize,
     ) -> Result<Vec<Task>, StoreError>;
+
+    /// `Some(first)` when the engine is a broker, which delivers each task to one daemon that
+    /// asks for it instead of letting every daemon read every claimable task: then
+    /// [`load_claimable`](QueueStore::load_claimable) returns only what was delivered here, a
+    /// push is never claimed in its insert, a task a settlement reopens goes back to the broker
+    /// (the feed announces it when it is delivered here again), the actor tells the engine how
+    /// many consumers wait ([`want`](QueueStore::want)), and a claim finding nothing waits at
+    /// least `first`, the time the broker's first deliveries take. `None` (the default): every
+    /// claimable task is in the store for any daemon to claim by id.
+    fn delivers(&self) -> Option<Duration> {
+        None
+    }
+
+    /// `waiting` consumers wait on `queue` in this daemon (called on a broker only, whenever
+    /// the number changes).
+    fn want(&self, _queue: &str, _waiting: usize) {}
 }
