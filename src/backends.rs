@@ -16,6 +16,7 @@ use ikigai_actors::storage::DocumentStore;
 use ikigai_actors::store::{
     BackendError, Engine, MailboxStores, Needs, QueueStores, TelemetrySink, Units,
 };
+use ikigai_nats::NatsEngine;
 use ikigai_redis::RedisEngine;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -36,6 +37,11 @@ async fn connect(
         Backend::Redis => {
             let redis = &config.redis;
             let engine = RedisEngine::connect(&redis.url, &redis.prefix).await;
+            Ok(Box::new(engine.map_err(|e| unreachable(e.to_string()))?))
+        }
+        Backend::Nats => {
+            let nats = &config.nats;
+            let engine = NatsEngine::connect(&nats.url, &nats.prefix).await;
             Ok(Box::new(engine.map_err(|e| unreachable(e.to_string()))?))
         }
         _ => Err(BackendError::NotBuilt {

@@ -58,6 +58,14 @@ pub struct RedisSettings {
     pub prefix: String,
 }
 
+/// `[nats]`: the NATS server (with JetStream) of the NATS-backed services.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NatsSettings {
+    pub url: String,
+    /// Every subject starts with `<prefix>.`, every stream and bucket with `<prefix>_`.
+    pub prefix: String,
+}
+
 /// Whether the daemon may use a server it finds, or always runs its own cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerMode {
@@ -164,6 +172,7 @@ pub struct Config {
     pub postgres: PostgresConfig,
     pub services: ServiceBackends,
     pub redis: RedisSettings,
+    pub nats: NatsSettings,
     pub mailboxes: MailboxSettings,
     pub queues: QueueSettings,
     pub cache: CacheSettings,
@@ -180,9 +189,13 @@ type ServiceRule = (&'static str, &'static [Backend], &'static [Backend]);
 
 const SERVICES: [ServiceRule; 6] = [
     ("queues", &[Postgres, Redis, Rabbitmq], &[Postgres, Redis]),
-    ("mailboxes", &[Postgres, Redis, Nats], &[Postgres, Redis]),
+    (
+        "mailboxes",
+        &[Postgres, Redis, Nats],
+        &[Postgres, Redis, Nats],
+    ),
     ("cache", &[Postgres, Redis], &[Postgres, Redis]),
-    ("pubsub", &[Postgres, Redis, Nats], &[Postgres, Redis]),
+    ("pubsub", &[Postgres, Redis, Nats], &[Postgres, Redis, Nats]),
     ("storage", &[Postgres], &[Postgres]),
     ("telemetry", &[Postgres, Timescaledb, Influxdb], &[Postgres]),
 ];
@@ -273,6 +286,13 @@ impl Config {
                     .to_owned(),
                 prefix: doc.get("redis", "prefix").unwrap_or("ikigai").to_owned(),
             },
+            nats: NatsSettings {
+                url: doc
+                    .get("nats", "url")
+                    .unwrap_or("nats://127.0.0.1:4222")
+                    .to_owned(),
+                prefix: doc.get("nats", "prefix").unwrap_or("ikigai").to_owned(),
+            },
             mailboxes: MailboxSettings {
                 visibility: doc.millis("mailboxes", "visibility_ms", 30_000, 1)?,
                 max_receive: doc.number("mailboxes", "max_receive", 1000, 1)?,
@@ -345,6 +365,7 @@ const KNOWN: &[(&str, &[&str])] = &[
         &["url", "server", "pool_size", "maintenance_ms", "vacuum"],
     ),
     ("redis", &["url", "prefix"]),
+    ("nats", &["url", "prefix"]),
     (
         "services",
         &[
@@ -557,6 +578,25 @@ mod tests {
         assert!(err("[services]\nstorage = redis   # faster\n").contains("backend \"redis\""));
         let c = Config::parse("[services]\ncache = redis   # shared\n", "t.conf").unwrap();
         assert_eq!((c.services.cache, c.services.queues), (Redis, Postgres));
+    }
+
+    #[test]
+    fn nats_serves_pubsub_and_mailboxes() {
+        let text =
+            "[services]\npubsub = nats\nmailboxes = nats\n[nats]\nurl = nats://h:1\nprefix = p\n";
+        let c = Config::parse(text, "t.conf").unwrap();
+        assert_eq!((c.services.pubsub, c.services.mailboxes), (Nats, Nats));
+        assert_eq!(
+            (c.nats.url.as_str(), c.nats.prefix.as_str()),
+            ("nats://h:1", "p")
+        );
+        let d = Config::parse("", "t.conf").unwrap().nats;
+        assert_eq!(
+            (d.url.as_str(), d.prefix.as_str()),
+            ("nats://127.0.0.1:4222", "ikigai")
+        );
+        assert!(err("[services]\nqueues = nats\n").contains("queues"));
+        assert!(err("[nats]\nsubject = x\n").contains("unknown key"));
     }
 
     #[test]
