@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod llm;
+pub mod nats_server;
 pub mod redis_server;
 
 use ikigai_client::{Client, ErrorCode};

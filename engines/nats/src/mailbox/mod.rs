@@ -49,6 +49,9 @@ use crate::subject::token;
 const SENDER: &str = "Ikigai-Sender";
 const AT: &str = "Ikigai-At";
 const MSG_ID: &str = "Nats-Msg-Id";
+/// Room a message leaves for its subject and headers (a mailbox name is at most 255 bytes,
+/// three bytes a byte as a token; a sender the same).
+const HEADROOM: usize = 2048;
 
 /// A message this daemon may acknowledge: where it is in the stream.
 #[derive(Debug, Clone, Copy)]
@@ -150,13 +153,13 @@ impl NatsMailboxes {
         headers.insert(SENDER, m.sender.as_str());
         headers.insert(AT, at.to_string().as_str());
         let subject = self.subject(&m.mailbox);
-        let size = payload.len() + subject.len() + m.sender.len() + 128;
         let max = self.client.server_info().max_payload;
-        if size > max {
+        if payload.len() + HEADROOM > max {
             return Err(StoreError::Rejected(format!(
-                "message {} is {size} bytes with its headers, over the NATS server's \
-                 max_payload of {max} bytes",
-                m.id
+                "message {} is {} bytes, over the NATS server's max_payload of {max} bytes \
+                 less {HEADROOM} for its headers",
+                m.id,
+                payload.len()
             )));
         }
         Ok((subject, headers, payload.into()))
@@ -454,6 +457,16 @@ impl MailboxStore for NatsMailboxes {
     async fn counts(&self, mailbox: Option<&str>) -> Result<Vec<MailboxCounts>, StoreError> {
         let opened = self.opened().await?;
         self.counts_in(opened, mailbox).await
+    }
+
+    /// The server's `max_payload` less room for the subject and headers.
+    fn max_payload(&self) -> Option<usize> {
+        Some(
+            self.client
+                .server_info()
+                .max_payload
+                .saturating_sub(HEADROOM),
+        )
     }
 }
 
