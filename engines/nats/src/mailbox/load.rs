@@ -45,8 +45,8 @@ enum EntryError {
 }
 
 /// A stream message as read: its sequence, headers and payload.
-struct Raw {
-    seq: u64,
+pub(super) struct Raw {
+    pub seq: u64,
     headers: Option<HeaderMap>,
     payload: Bytes,
 }
@@ -146,7 +146,7 @@ impl NatsMailboxes {
 
     /// Up to `limit` stream messages of `mailbox` after the sequence `after`, through an
     /// ephemeral consumer deleted after.
-    async fn read(
+    pub(super) async fn read(
         &self,
         opened: &Opened,
         mailbox: &str,
@@ -217,12 +217,7 @@ impl NatsMailboxes {
             .publish_with_headers(dead, headers, raw.payload)
             .await;
         ack.map_err(store_error)?.await.map_err(store_error)?;
-        if opened
-            .stream
-            .delete_message(raw.seq)
-            .await
-            .map_err(store_error)?
-        {
+        if self.delete(raw.seq).await? {
             opened.meta.add_read(&token(mailbox), 1).await?;
         }
         let id = format!("{}#{}", self.subject(mailbox), raw.seq);

@@ -28,6 +28,8 @@ mod load;
 mod meta;
 
 use crate::store_error;
+use async_nats::jetstream::response::Response;
+use async_nats::jetstream::stream::DeleteStatus;
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 use async_trait::async_trait;
@@ -166,11 +168,7 @@ impl NatsMailboxes {
     }
 
     /// Stores `sends` in order; on a failure deletes those already stored and fails.
-    async fn send(
-        &self,
-        opened: &Opened,
-        sends: &[NewMessage],
-    ) -> Result<Vec<StoredMessage>, StoreError> {
+    async fn send(&self, sends: &[NewMessage]) -> Result<Vec<StoredMessage>, StoreError> {
         let ms = Utc::now().timestamp_millis();
         let at = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
         let messages: Vec<_> = sends
@@ -200,7 +198,7 @@ impl NatsMailboxes {
             }
         }
         if let Some(e) = failed {
-            join_all(seqs.iter().map(|&seq| opened.stream.delete_message(seq))).await;
+            join_all(seqs.iter().map(|&seq| self.delete(seq))).await;
             return Err(e);
         }
         let sent: Vec<StoredMessage> = sends
@@ -216,46 +214,83 @@ impl NatsMailboxes {
         Ok(sent)
     }
 
-    /// Deletes the acknowledged messages this daemon holds; the ids it deleted.
+    /// Deletes the acknowledged messages; the ids it deleted.
     async fn ack(
         &self,
         opened: &Opened,
         batch: &MailboxBatch,
     ) -> Result<HashSet<Uuid>, StoreError> {
-        let found = self.find(opened, batch).await?;
-        let deleted = join_all(
-            found
-                .iter()
-                .map(|(_, _, h)| opened.stream.delete_message(h.seq)),
-        )
-        .await;
+        let mut by_mailbox: BTreeMap<&str, Vec<(Uuid, Held)>> = BTreeMap::new();
+        for (mailbox, id, held) in self.find(opened, batch).await? {
+            by_mailbox.entry(mailbox).or_default().push((id, held));
+        }
         let mut acked = HashSet::new();
-        let mut by_mailbox: BTreeMap<&str, Vec<Uuid>> = BTreeMap::new();
-        let mut failed = None;
-        for ((mailbox, id, held), outcome) in found.iter().zip(deleted) {
-            match outcome {
-                Ok(true) => {
-                    acked.insert(*id);
-                    by_mailbox.entry(mailbox).or_default().push(*id);
-                    if held.attempted {
-                        opened.meta.forget_attempts(&token(mailbox), *id).await?;
-                    }
+        for (mailbox, found) in by_mailbox {
+            let deleted = self.delete_all(opened, mailbox, &found).await?;
+            let ids: Vec<Uuid> = found.iter().map(|(id, _)| *id).collect();
+            self.local.forget(mailbox, &ids);
+            for (id, held) in found.iter().filter(|(id, _)| deleted.contains(id)) {
+                if held.attempted {
+                    opened.meta.forget_attempts(&token(mailbox), *id).await?;
                 }
-                Ok(false) => {}
-                Err(e) if e.to_string().contains("no message found") => {
-                    self.local.forget(mailbox, &[*id])
-                }
-                Err(e) => failed = failed.or(Some(store_error(e))),
+            }
+            if !deleted.is_empty() {
+                opened
+                    .meta
+                    .add_read(&token(mailbox), deleted.len() as u64)
+                    .await?;
+            }
+            acked.extend(deleted);
+        }
+        Ok(acked)
+    }
+
+    /// Deletes `found`, messages of `mailbox`: with one purge of the mailbox's subject below the
+    /// last of them when they are exactly its oldest unread messages (the usual FIFO ack), else
+    /// one by one. The ids deleted.
+    async fn delete_all(
+        &self,
+        opened: &Opened,
+        mailbox: &str,
+        found: &[(Uuid, Held)],
+    ) -> Result<HashSet<Uuid>, StoreError> {
+        let seqs: HashSet<u64> = found.iter().map(|(_, h)| h.seq).collect();
+        let oldest = self.read(opened, mailbox, 0, seqs.len(), true).await?;
+        let prefix = oldest.len() == seqs.len() && oldest.iter().all(|r| seqs.contains(&r.seq));
+        if prefix && seqs.len() > 1 {
+            let below = seqs.iter().max().map_or(0, |last| last + 1);
+            let purge = opened
+                .stream
+                .purge()
+                .filter(self.subject(mailbox))
+                .sequence(below);
+            purge.await.map_err(store_error)?;
+            return Ok(found.iter().map(|(id, _)| *id).collect());
+        }
+        let mut deleted = HashSet::new();
+        for (id, held) in found {
+            if self.delete(held.seq).await? {
+                deleted.insert(*id);
             }
         }
-        for (mailbox, ids) in &by_mailbox {
-            self.local.forget(mailbox, ids);
-            opened
-                .meta
-                .add_read(&token(mailbox), ids.len() as u64)
-                .await?;
+        Ok(deleted)
+    }
+
+    /// Deletes the message at `seq` without overwriting its bytes (`no_erase`: the default
+    /// erase rewrites the message in the store file); false when no message is there.
+    pub(super) async fn delete(&self, seq: u64) -> Result<bool, StoreError> {
+        let subject = format!("STREAM.MSG.DELETE.{}", self.stream_name);
+        let request = serde_json::json!({"seq": seq, "no_erase": true});
+        match self
+            .js
+            .request(subject, &request)
+            .await
+            .map_err(store_error)?
+        {
+            Response::Ok(DeleteStatus { success }) => Ok(success),
+            Response::Err { error } if error.code() == 404 => Ok(false),
+            Response::Err { error } => Err(store_error(error)),
         }
-        failed.map_or(Ok(acked), Err)
     }
 
     /// Where the acknowledged messages are: known here, or else found by a scan of their
@@ -378,7 +413,7 @@ impl MailboxJournal for NatsMailboxes {
             return Ok(MailboxCommitted::default());
         }
         let opened = self.opened().await?;
-        let sent = self.send(opened, &batch.sends).await?;
+        let sent = self.send(&batch.sends).await?;
         let acked = self.ack(opened, &batch).await?;
         self.attempts(opened, &batch).await?;
         self.announce_sent(&sent).await;
