@@ -264,8 +264,23 @@ async fn cache(p: &Params) -> Measured {
 }
 
 async fn pubsub(p: &Params) -> Measured {
+    let config = on_redis("pubsub = redis", "{prefix}");
+    pubsub_on(p, "redis", config, |prefix| {
+        Box::pin(async move { directly(p, &format!("{prefix}-raw:bench")).await })
+    })
+    .await
+}
+
+/// Pub/sub between two daemons on `engine` (`config`, with `{prefix}` for the database's name)
+/// against the raw round `raw` makes for that name.
+async fn pubsub_on<'a>(
+    p: &'a Params,
+    engine: &'static str,
+    config: String,
+    raw: impl Fn(String) -> futures::future::BoxFuture<'a, Duration>,
+) -> Measured {
     let db = Db::create("backends").await;
-    let config = on_redis("pubsub = redis", &db.name);
+    let config = config.replace("{prefix}", &db.name);
     let (one, two) = (
         Daemon::start_with(&db, &config).await,
         Daemon::start_with(&db, &config).await,
@@ -274,14 +289,13 @@ async fn pubsub(p: &Params) -> Measured {
         one.client("publisher").await,
         two.client("subscriber").await,
     );
-    let raw_channel = format!("{}-raw:bench", db.name);
-    let mut sides = Sides::on("redis");
+    let mut sides = Sides::on(engine);
     let pids = [one.pid(), two.pid()];
     for _ in 0..p.rounds {
         sides
             .daemon(&pids, through_daemon(p, &publisher, &subscriber))
             .await;
-        sides.raw(directly(p, &raw_channel)).await;
+        sides.raw(raw(db.name.clone())).await;
     }
     drop((publisher, subscriber, one, two));
     db.drop_now().await;
@@ -315,8 +329,16 @@ async fn through_daemon(p: &Params, publisher: &Client, subscriber: &Client) -> 
     let receive = async {
         let mut seen = 0;
         while seen < p.messages {
-            if let Some(ikigai_client::Delivery::Message(m)) = subscription.next().await {
-                seen += usize::from(m.topic == "bench.t");
+            match subscription.next().await {
+                Some(ikigai_client::Delivery::Message(m)) => {
+                    seen += usize::from(m.topic == "bench.t")
+                }
+                // A subscriber slower than the publisher loses its oldest (the bench would wait).
+                Some(ikigai_client::Delivery::Overflow { lost }) => {
+                    println!("         (the subscriber lost {lost} to overflow)");
+                    seen += lost as usize;
+                }
+                _ => {}
             }
         }
     };

@@ -6,7 +6,7 @@
 //!   its own: publishes awaiting their `PubAck`s (`BENCH_WINDOW` in flight), a durable pull
 //!   consumer fetching up to 1000 at a time and acking each message.
 
-use super::{mailbox_round, through_daemon, Measured, Params, Sides};
+use super::{mailbox_round, pubsub_on, Measured, Params, Sides};
 use async_nats::jetstream::{self, consumer::pull, stream};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
@@ -37,28 +37,11 @@ async fn drop_streams(prefix: &str) {
 }
 
 pub async fn pubsub(p: &Params) -> Measured {
-    let db = Db::create("backends").await;
-    let config = on_nats("pubsub = nats", &db.name);
-    let (one, two) = (
-        Daemon::start_with(&db, &config).await,
-        Daemon::start_with(&db, &config).await,
-    );
-    let (publisher, subscriber) = (
-        one.client("publisher").await,
-        two.client("subscriber").await,
-    );
-    let subject = format!("{}-raw.bench", db.name);
-    let mut sides = Sides::on("nats");
-    let pids = [one.pid(), two.pid()];
-    for _ in 0..p.rounds {
-        sides
-            .daemon(&pids, through_daemon(p, &publisher, &subscriber))
-            .await;
-        sides.raw(directly(p, &subject)).await;
-    }
-    drop((publisher, subscriber, one, two));
-    db.drop_now().await;
-    sides.measured("pubsub", "msgs", p.messages * p.rounds)
+    let config = on_nats("pubsub = nats", "{prefix}");
+    pubsub_on(p, "nats", config, |prefix| {
+        Box::pin(async move { directly(p, &format!("{prefix}-raw.bench")).await })
+    })
+    .await
 }
 
 /// Core NATS alone: publishes on one connection, a subscription on another.

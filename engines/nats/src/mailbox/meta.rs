@@ -72,26 +72,14 @@ impl Meta {
         me: &str,
         lease: Duration,
     ) -> Result<bool, StoreError> {
-        let key = format!("lease.{mailbox}");
         let value = lease_value(me, lease);
-        for _ in 0..TRIES {
-            let Some(entry) = self.store.entry(key.as_str()).await.map_err(store_error)? else {
-                match self.store.create(&key, value.clone()).await {
-                    Ok(_) => return Ok(true),
-                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(store_error(e)),
-                }
-            };
-            let free = match live(&entry).and_then(lease_of) {
-                Some(held) => held.holder == me || held.until <= now_ms(),
-                None => true,
-            };
-            if !free {
-                return Ok(false);
-            }
-            return self.swap(&key, value, entry.revision).await;
-        }
-        Ok(false)
+        self.change(&format!("lease.{mailbox}"), |now| {
+            let free = now
+                .and_then(lease_of)
+                .is_none_or(|held| held.holder == me || held.until <= now_ms());
+            free.then(|| value.clone())
+        })
+        .await
     }
 
     /// Extends `me`'s lease of `mailbox`; false when it ran out or another holds it.
@@ -101,61 +89,64 @@ impl Meta {
         me: &str,
         lease: Duration,
     ) -> Result<bool, StoreError> {
-        let key = format!("lease.{mailbox}");
-        let Some(entry) = self.store.entry(key.as_str()).await.map_err(store_error)? else {
-            return Ok(false);
-        };
-        match live(&entry).and_then(lease_of) {
-            Some(held) if held.holder == me && held.until > now_ms() => {
-                self.swap(&key, lease_value(me, lease), entry.revision)
-                    .await
-            }
-            _ => Ok(false),
-        }
+        let value = lease_value(me, lease);
+        self.change(&format!("lease.{mailbox}"), |now| {
+            let live = now
+                .and_then(lease_of)
+                .is_some_and(|held| held.holder == me && held.until > now_ms());
+            live.then(|| value.clone())
+        })
+        .await
     }
 
     /// Gives up `me`'s lease of `mailbox`; true when `me` held it.
     pub async fn release(&self, mailbox: &str, me: &str) -> Result<bool, StoreError> {
-        let key = format!("lease.{mailbox}");
-        let Some(entry) = self.store.entry(key.as_str()).await.map_err(store_error)? else {
-            return Ok(false);
-        };
-        match live(&entry).and_then(lease_of) {
-            Some(held) if held.holder == me => self.swap(&key, Bytes::new(), entry.revision).await,
-            _ => Ok(false),
-        }
-    }
-
-    /// Replaces `key` if it is still at `revision`; false when another writer was first.
-    async fn swap(&self, key: &str, value: Bytes, revision: u64) -> Result<bool, StoreError> {
-        match self.store.update(key, value, revision).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
-            Err(e) => Err(store_error(e)),
-        }
+        self.change(&format!("lease.{mailbox}"), |now| {
+            let mine = now.and_then(lease_of).is_some_and(|held| held.holder == me);
+            mine.then(Bytes::new)
+        })
+        .await
     }
 
     /// Adds `n` to the read count of `mailbox`.
     pub async fn add_read(&self, mailbox: &str, n: u64) -> Result<(), StoreError> {
         let key = format!("read.{mailbox}");
-        for _ in 0..TRIES {
-            let entry = self.store.entry(key.as_str()).await.map_err(store_error)?;
-            let Some(entry) = entry else {
-                match self.store.create(&key, n.to_string().into()).await {
-                    Ok(_) => return Ok(()),
-                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(store_error(e)),
-                }
-            };
-            let count = live(&entry).map_or(0, count_of);
-            let value = (count + n).to_string().into();
-            if self.swap(&key, value, entry.revision).await? {
-                return Ok(());
-            }
+        let add = |now: Option<&[u8]>| Some((now.map_or(0, count_of) + n).to_string().into());
+        if self.change(&key, add).await? {
+            return Ok(());
         }
         Err(StoreError::Unavailable(format!(
             "the read count of {mailbox} kept changing under {TRIES} tries"
         )))
+    }
+
+    /// Sets `key` to what `next` makes of its live value (`None`: leave it), by compare-and-set
+    /// on its revision, reading again when another writer was first; whether it was set.
+    async fn change(
+        &self,
+        key: &str,
+        next: impl Fn(Option<&[u8]>) -> Option<Bytes>,
+    ) -> Result<bool, StoreError> {
+        for _ in 0..TRIES {
+            let entry = self.store.entry(key).await.map_err(store_error)?;
+            let Some(value) = next(entry.as_ref().and_then(live)) else {
+                return Ok(false);
+            };
+            let written = match &entry {
+                None => match self.store.create(key, value).await {
+                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => false,
+                    other => other.map(|_| true).map_err(store_error)?,
+                },
+                Some(entry) => match self.store.update(key, value, entry.revision).await {
+                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => false,
+                    other => other.map(|_| true).map_err(store_error)?,
+                },
+            };
+            if written {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The read counts of `mailbox`, or of every mailbox with one.
