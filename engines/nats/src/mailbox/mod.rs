@@ -577,8 +577,16 @@ mod tests {
             assert!(mb.commit(acks("b.x", &ids[..2])).await?.acked.is_empty());
             assert_eq!(mb.load_unread("b.x", 0, 100).await?, sent[2..]);
             assert_eq!(mb.load_ids("b.x", &ids[1..3]).await?, sent[2..3]);
+            let middle = mb.commit(acks("b.x", &ids[3..5])).await?.acked;
+            assert_eq!(middle.len(), 2, "not the oldest: deleted one by one");
+            assert_eq!(
+                mb.load_unread("b.x", 0, 100).await?,
+                sent[2..3],
+                "the older one stays"
+            );
+            mb.commit(sends("b.x", 2)).await?;
             let counts = mb.counts(Some("b.x")).await?;
-            assert_eq!((counts[0].unread, counts[0].read), (3, 2));
+            assert_eq!((counts[0].unread, counts[0].read), (3, 4));
             assert_eq!(mb.counts(None).await?.len(), 1);
             Ok::<_, Box<dyn std::error::Error>>(())
         };
