@@ -17,13 +17,17 @@
 //!   completes them (all of a claim in flight at once), against Redis's reliable list queue:
 //!   `LPUSH`, `LMOVE` into a processing list (a pipeline of `BENCH_WINDOW`), `LREM` when done.
 //!
+//! NATS: pubsub and mailbox as above, against core NATS and raw JetStream (`backends/nats.rs`).
 //! RabbitMQ: the queue again, against lapin alone (`backends/rabbitmq.rs`).
 //!
-//! `BENCH_SERVICES` (e.g. `cache,queue`) measures only those (`rabbitmq`: its queue alone).
+//! `BENCH_SERVICES` (e.g. `cache,queue`) measures only those; `BENCH_ENGINES` (e.g. `nats`)
+//! only those engines.
 //!
 //! Rounds (`BENCH_ROUNDS`, 3) alternate between the daemon and the raw engine, so that the
 //! machine's drifts in speed weigh on both alike.
 
+#[path = "backends/nats.rs"]
+mod nats;
 #[path = "backends/rabbitmq.rs"]
 mod rabbitmq;
 mod support;
@@ -64,15 +68,17 @@ struct Measured {
 struct Spent(Vec<(&'static str, Duration)>);
 
 impl Spent {
-    /// Times `run`, adding what the daemons (`pids`), Redis and this process spent.
+    /// Times `run`, adding what the daemons (`pids`), the engine's server and this process
+    /// spent.
     async fn time<F: std::future::Future<Output = Duration>>(
         &mut self,
+        engine: &'static str,
         pids: &[u32],
         run: F,
     ) -> Duration {
-        let redis = support::pid_of("redis-server");
+        let server = support::pid_of(&format!("{engine}-server"));
         let cpu = support::Cpu::start(|| {
-            let redis = ("redis", redis.map_or(Duration::ZERO, support::cpu_time));
+            let redis = (engine, server.map_or(Duration::ZERO, support::cpu_time));
             let daemons = ("daemon", support::cpu_times(pids));
             vec![daemons, redis, support::client_cpu()]
         });
@@ -117,41 +123,39 @@ impl Measured {
     }
 }
 
-/// Both sides of one service's measurement, over its alternating rounds.
-#[derive(Default)]
+/// Both sides of one service's measurement on `engine`, over its alternating rounds.
 struct Sides {
+    engine: &'static str,
     daemon: Duration,
     raw: Duration,
     cpu: [Spent; 2],
 }
 
 impl Sides {
+    fn on(engine: &'static str) -> Sides {
+        Sides {
+            engine,
+            daemon: Duration::ZERO,
+            raw: Duration::ZERO,
+            cpu: Default::default(),
+        }
+    }
+
     /// Times a round through the daemons `pids`.
     async fn daemon(&mut self, pids: &[u32], run: impl std::future::Future<Output = Duration>) {
-        self.daemon += self.cpu[0].time(pids, run).await;
+        self.daemon += self.cpu[0].time(self.engine, pids, run).await;
     }
 
     /// Times a round directly on the engine.
     async fn raw(&mut self, run: impl std::future::Future<Output = Duration>) {
-        self.raw += self.cpu[1].time(&[], run).await;
+        self.raw += self.cpu[1].time(self.engine, &[], run).await;
     }
 
-    /// The measurement of `count` operations (of every round) of `service` on Redis.
+    /// The measurement of `count` operations (of every round) of `service`.
     fn measured(self, service: &'static str, unit: &'static str, count: usize) -> Measured {
-        self.measured_on("redis", service, unit, count)
-    }
-
-    /// The same on `engine`.
-    fn measured_on(
-        self,
-        engine: &'static str,
-        service: &'static str,
-        unit: &'static str,
-        count: usize,
-    ) -> Measured {
         Measured {
             service,
-            engine,
+            engine: self.engine,
             unit,
             daemon: rate(count, self.daemon),
             raw: rate(count, self.raw),
@@ -224,7 +228,7 @@ async fn cache(p: &Params) -> Measured {
         }
     })
     .await;
-    let mut sides = Sides::default();
+    let mut sides = Sides::on("redis");
     let per_round = p.ops / p.rounds;
     let pids = [daemon.pid()];
     let through_daemon = |c: Client, i, n| {
@@ -263,8 +267,23 @@ async fn cache(p: &Params) -> Measured {
 }
 
 async fn pubsub(p: &Params) -> Measured {
+    let config = on_redis("pubsub = redis", "{prefix}");
+    pubsub_on(p, "redis", config, |prefix| {
+        Box::pin(async move { directly(p, &format!("{prefix}-raw:bench")).await })
+    })
+    .await
+}
+
+/// Pub/sub between two daemons on `engine` (`config`, with `{prefix}` for the database's name)
+/// against the raw round `raw` makes for that name.
+async fn pubsub_on<'a>(
+    p: &'a Params,
+    engine: &'static str,
+    config: String,
+    raw: impl Fn(String) -> futures::future::BoxFuture<'a, Duration>,
+) -> Measured {
     let db = Db::create("backends").await;
-    let config = on_redis("pubsub = redis", &db.name);
+    let config = config.replace("{prefix}", &db.name);
     let (one, two) = (
         Daemon::start_with(&db, &config).await,
         Daemon::start_with(&db, &config).await,
@@ -273,14 +292,13 @@ async fn pubsub(p: &Params) -> Measured {
         one.client("publisher").await,
         two.client("subscriber").await,
     );
-    let raw_channel = format!("{}-raw:bench", db.name);
-    let mut sides = Sides::default();
+    let mut sides = Sides::on(engine);
     let pids = [one.pid(), two.pid()];
     for _ in 0..p.rounds {
         sides
             .daemon(&pids, through_daemon(p, &publisher, &subscriber))
             .await;
-        sides.raw(directly(p, &raw_channel)).await;
+        sides.raw(raw(db.name.clone())).await;
     }
     drop((publisher, subscriber, one, two));
     db.drop_now().await;
@@ -314,8 +332,16 @@ async fn through_daemon(p: &Params, publisher: &Client, subscriber: &Client) -> 
     let receive = async {
         let mut seen = 0;
         while seen < p.messages {
-            if let Some(ikigai_client::Delivery::Message(m)) = subscription.next().await {
-                seen += usize::from(m.topic == "bench.t");
+            match subscription.next().await {
+                Some(ikigai_client::Delivery::Message(m)) => {
+                    seen += usize::from(m.topic == "bench.t")
+                }
+                // A subscriber slower than the publisher loses its oldest (the bench would wait).
+                Some(ikigai_client::Delivery::Overflow { lost }) => {
+                    println!("         (the subscriber lost {lost} to overflow)");
+                    seen += lost as usize;
+                }
+                _ => {}
             }
         }
     };
@@ -359,7 +385,7 @@ async fn mailboxes(p: &Params) -> Measured {
     let daemon = Daemon::start_with(&db, &on_redis("mailboxes = redis", &db.name)).await;
     let (sender, owner) = (daemon.client("sender").await, daemon.client("inbox").await);
     let stream = format!("{}-raw:stream", db.name);
-    let mut sides = Sides::default();
+    let mut sides = Sides::on("redis");
     let pids = [daemon.pid()];
     for round in 0..p.rounds {
         sides.daemon(&pids, mailbox_round(p, &sender, &owner)).await;
@@ -474,7 +500,7 @@ async fn queues(p: &Params) -> Measured {
         daemon.client("worker").await,
     );
     let lists = format!("{}-raw", db.name);
-    let mut sides = Sides::default();
+    let mut sides = Sides::on("redis");
     let pids = [daemon.pid()];
     for _ in 0..p.rounds {
         sides
@@ -591,22 +617,33 @@ async fn main() {
         "backends: {} clients, window {}, {} alternating rounds",
         p.clients, p.window, p.rounds
     );
-    let only = std::env::var("BENCH_SERVICES").unwrap_or_default();
-    let wanted = |service: &str| only.is_empty() || only.split(',').any(|s| s == service);
+    let listed = |var: &str, name: &str| {
+        let only = std::env::var(var).unwrap_or_default();
+        only.is_empty() || only.split(',').any(|s| s == name)
+    };
+    let wanted = |engine: &str, service: &str| {
+        listed("BENCH_ENGINES", engine) && listed("BENCH_SERVICES", service)
+    };
     let mut measured = Vec::new();
-    if wanted("cache") {
+    if wanted("redis", "cache") {
         measured.push(cache(&p).await);
     }
-    if wanted("pubsub") {
+    if wanted("redis", "pubsub") {
         measured.push(pubsub(&p).await);
     }
-    if wanted("mailbox") {
+    if wanted("redis", "mailbox") {
         measured.push(mailboxes(&p).await);
     }
-    if wanted("queue") {
+    if wanted("redis", "queue") {
         measured.push(queues(&p).await);
     }
-    if wanted("queue") || wanted("rabbitmq") {
+    if wanted("nats", "pubsub") {
+        measured.push(nats::pubsub(&p).await);
+    }
+    if wanted("nats", "mailbox") {
+        measured.push(nats::mailboxes(&p).await);
+    }
+    if wanted("rabbitmq", "queue") {
         measured.push(rabbitmq::queues(&p).await);
     }
     measured.iter().for_each(Measured::report);

@@ -72,11 +72,26 @@ pub fn new_message(sender: &str, mailbox: String, payload: Value) -> Result<NewM
 
 /// Sends `msg` through its mailbox's actor; answers after the commit.
 pub async fn send(s: &Services, msg: NewMessage) -> Result<StoredMessage, Error> {
+    check_payload(s, &msg)?;
     s.mailboxes
         .send(msg)
         .await
         .map_err(|_| gone())?
         .map_err(Error::from)
+}
+
+/// Refuses a payload larger than the mailboxes' engine holds in one message.
+fn check_payload(s: &Services, msg: &NewMessage) -> Result<(), Error> {
+    let Some(max) = s.mailbox_store.max_payload() else {
+        return Ok(());
+    };
+    let len = serde_json::to_vec(&*msg.payload).map_or(0, |v| v.len());
+    if len > max {
+        return Err(Error::BadRequest(format!(
+            "payload is {len} bytes as JSON; the mailboxes' engine holds at most {max}"
+        )));
+    }
+    Ok(())
 }
 
 /// One task to push, as given.

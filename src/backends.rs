@@ -16,6 +16,7 @@ use ikigai_actors::store::{
     BackendError, Engine, MailboxStores, Maintenance, Needs, QueueStores, Retention, TelemetrySink,
     Units,
 };
+use ikigai_nats::NatsEngine;
 use ikigai_rabbitmq::RabbitEngine;
 use ikigai_redis::RedisEngine;
 use std::collections::HashMap;
@@ -42,6 +43,11 @@ async fn connect(
         Backend::Rabbitmq => {
             let r = &config.rabbitmq;
             let engine = RabbitEngine::connect(&r.url, &r.prefix, r.prefetch).await;
+            Ok(Box::new(engine.map_err(|e| unreachable(e.to_string()))?))
+        }
+        Backend::Nats => {
+            let nats = &config.nats;
+            let engine = NatsEngine::connect(&nats.url, &nats.prefix).await;
             Ok(Box::new(engine.map_err(|e| unreachable(e.to_string()))?))
         }
         _ => Err(BackendError::NotBuilt {

@@ -20,11 +20,15 @@ struct Deployment {
     config: fn(Ipv4Addr, &TestDb) -> String,
     /// The engines' ports on loopback, relayed to every host.
     ports: &'static [u16],
+    /// A claimed task's `attempts` when it comes back after its server died: RabbitMQ requeues
+    /// a dead connection's deliveries without counting the attempt (docs/protocol.md, section 14).
+    attempts_after_crash: i32,
 }
 
 const POSTGRES: Deployment = Deployment {
     config: |_, _| String::new(),
     ports: &[5432],
+    attempts_after_crash: 2,
 };
 
 const REDIS: Deployment = Deployment {
@@ -36,6 +40,31 @@ const REDIS: Deployment = Deployment {
         )
     },
     ports: &[5432, 6379],
+    attempts_after_crash: 2,
+};
+
+const NATS: Deployment = Deployment {
+    config: |gateway, db| {
+        format!(
+            "[services]\npubsub = nats\nmailboxes = nats\n\
+             [nats]\nurl = nats://{gateway}:4222\nprefix = {}\n",
+            db.name
+        )
+    },
+    ports: &[5432, 4222],
+    attempts_after_crash: 2,
+};
+
+const RABBITMQ: Deployment = Deployment {
+    config: |gateway, db| {
+        format!(
+            "[services]\nqueues = rabbitmq\n\
+             [rabbitmq]\nurl = amqp://guest:guest@{gateway}:5672/%2f\nprefix = {}\n",
+            db.name
+        )
+    },
+    ports: &[5432, 5672],
+    attempts_after_crash: 1,
 };
 
 /// Two hosts, each running a daemon of `deployment` on one fresh database.
@@ -189,7 +218,7 @@ async fn queue_across(servers: &TwoServers) {
 
 /// A server dies with a task claimed and a message received by its agents: after the lease and
 /// the visibility timeout, the agents of the other server get both.
-async fn one_server_dies(servers: &mut TwoServers) {
+async fn one_server_dies(servers: &mut TwoServers, attempts: i32) {
     let sender = servers.two.agent("alice").await;
     let id = sender
         .mailbox_send("bob", &json!({"last": true}))
@@ -227,15 +256,19 @@ async fn one_server_dies(servers: &mut TwoServers) {
         retried = tasks.unwrap().pop();
     }
     let retried = retried.expect("the task, once its lease expired");
-    assert_eq!((retried.id, retried.attempts), (claimed.id, 2));
+    assert_eq!((retried.id, retried.attempts), (claimed.id, attempts));
 }
 
-async fn across_two_servers(deployment: &Deployment) {
+/// Runs every exchange between two servers of `deployment`; returns the database's name (the
+/// engines' key prefix).
+async fn across_two_servers(deployment: &Deployment) -> String {
     let mut servers = TwoServers::start(deployment).await;
+    let name = servers.one.db.name.clone();
     mailbox_across(&servers).await;
     pubsub_across(&servers).await;
     queue_across(&servers).await;
-    one_server_dies(&mut servers).await;
+    one_server_dies(&mut servers, deployment.attempts_after_crash).await;
+    name
 }
 
 // The relays run on the runtime's workers while a test blocks on a child process.
@@ -247,4 +280,15 @@ async fn two_servers_on_postgres_share_mailboxes_pubsub_and_queues() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_redis_share_mailboxes_pubsub_and_queues() {
     across_two_servers(&REDIS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_nats_share_mailboxes_and_pubsub() {
+    across_two_servers(&NATS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_rabbitmq_share_queues() {
+    let db_name = across_two_servers(&RABBITMQ).await;
+    support::drop_rabbitmq_queues(&db_name).await;
 }

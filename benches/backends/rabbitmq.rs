@@ -33,7 +33,7 @@ pub async fn queues(p: &Params) -> Measured {
         .await
         .expect("RabbitMQ answers on 127.0.0.1:5672");
     let raw = format!("{}-raw", db.name);
-    let mut sides = Sides::default();
+    let mut sides = Sides::on("rabbitmq");
     let pids = [daemon.pid()];
     for _ in 0..p.rounds {
         sides
@@ -47,7 +47,7 @@ pub async fn queues(p: &Params) -> Measured {
     }
     drop((producer, worker, daemon));
     db.drop_now().await;
-    sides.measured_on("rabbitmq", "queue", "tasks", p.messages * p.rounds)
+    sides.measured("queue", "tasks", p.messages * p.rounds)
 }
 
 /// Publishes `p.messages` with confirms while a consumer acks each, until the last ack.

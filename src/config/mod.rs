@@ -69,6 +69,14 @@ pub struct RabbitSettings {
     pub prefetch: u16,
 }
 
+/// `[nats]`: the NATS server (with JetStream) of the NATS-backed services.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NatsSettings {
+    pub url: String,
+    /// Every subject starts with `<prefix>.`, every stream and bucket with `<prefix>_`.
+    pub prefix: String,
+}
+
 /// Whether the daemon may use a server it finds, or always runs its own cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerMode {
@@ -176,6 +184,7 @@ pub struct Config {
     pub services: ServiceBackends,
     pub redis: RedisSettings,
     pub rabbitmq: RabbitSettings,
+    pub nats: NatsSettings,
     pub mailboxes: MailboxSettings,
     pub queues: QueueSettings,
     pub cache: CacheSettings,
@@ -196,9 +205,13 @@ const SERVICES: [ServiceRule; 6] = [
         &[Postgres, Redis, Rabbitmq],
         &[Postgres, Redis, Rabbitmq],
     ),
-    ("mailboxes", &[Postgres, Redis, Nats], &[Postgres, Redis]),
+    (
+        "mailboxes",
+        &[Postgres, Redis, Nats],
+        &[Postgres, Redis, Nats],
+    ),
     ("cache", &[Postgres, Redis], &[Postgres, Redis]),
-    ("pubsub", &[Postgres, Redis, Nats], &[Postgres, Redis]),
+    ("pubsub", &[Postgres, Redis, Nats], &[Postgres, Redis, Nats]),
     ("storage", &[Postgres], &[Postgres]),
     ("telemetry", &[Postgres, Timescaledb, Influxdb], &[Postgres]),
 ];
@@ -297,6 +310,13 @@ impl Config {
                 prefix: doc.get("rabbitmq", "prefix").unwrap_or("ikigai").to_owned(),
                 prefetch: doc.number("rabbitmq", "prefetch", 1000u16, 1)?,
             },
+            nats: NatsSettings {
+                url: doc
+                    .get("nats", "url")
+                    .unwrap_or("nats://127.0.0.1:4222")
+                    .to_owned(),
+                prefix: doc.get("nats", "prefix").unwrap_or("ikigai").to_owned(),
+            },
             mailboxes: MailboxSettings {
                 visibility: doc.millis("mailboxes", "visibility_ms", 30_000, 1)?,
                 max_receive: doc.number("mailboxes", "max_receive", 1000, 1)?,
@@ -304,7 +324,7 @@ impl Config {
                 max_buffered: doc.number("mailboxes", "max_buffered", 10_000, 16)?,
                 lease: doc.millis("mailboxes", "lease_ms", 10_000, 200)?,
                 idle: doc.millis("mailboxes", "idle_ms", 300_000, 1)?,
-                retain_read: doc.keep_for("mailboxes", "retain_read_ms", DAY_MS, MS)?,
+                retain_read: doc.keep_for("mailboxes", "retain_read_ms", MINUTE_MS, MS)?,
                 archive: doc.keep_for("mailboxes", "archive_days", 30, DAY)?,
             },
             queues: QueueSettings {
@@ -316,7 +336,7 @@ impl Config {
                 window: doc.number("queues", "window", 10_000, 16)?,
                 sweep: doc.millis("queues", "sweep_ms", 5_000, 100)?,
                 idle: doc.millis("queues", "idle_ms", 300_000, 1)?,
-                retain_completed: doc.keep_for("queues", "retain_completed_ms", DAY_MS, MS)?,
+                retain_completed: doc.keep_for("queues", "retain_completed_ms", MINUTE_MS, MS)?,
                 retain_dead: doc.keep_for("queues", "retain_dead_ms", 7 * DAY_MS, MS)?,
                 archive: doc.keep_for("queues", "archive_days", 30, DAY)?,
             },
@@ -339,6 +359,7 @@ impl Config {
 
 /// A day in milliseconds, the default retention of finished work.
 const DAY_MS: u64 = 86_400_000;
+const MINUTE_MS: u64 = 60_000;
 
 const MS: Duration = Duration::from_millis(1);
 const DAY: Duration = Duration::from_secs(86_400);
@@ -370,6 +391,7 @@ const KNOWN: &[(&str, &[&str])] = &[
     ),
     ("redis", &["url", "prefix"]),
     ("rabbitmq", &["url", "prefix", "prefetch"]),
+    ("nats", &["url", "prefix"]),
     (
         "services",
         &[
@@ -554,13 +576,19 @@ mod tests {
     }
 
     #[test]
-    fn retentions_default_to_a_day_a_week_and_a_month_and_zero_keeps_forever() {
+    fn retentions_default_to_a_minute_a_week_and_a_month_and_zero_keeps_forever() {
+        for c in [
+            Config::parse(SHIPPED_DEFAULT, "default").unwrap(),
+            Config::parse("", "empty").unwrap(),
+        ] {
+            let (minute, day) = (Duration::from_secs(60), Duration::from_secs(86_400));
+            assert_eq!(c.queues.retain_completed, Some(minute));
+            assert_eq!(c.queues.retain_dead, Some(7 * day));
+            assert_eq!(c.mailboxes.retain_read, Some(minute));
+        }
         let c = Config::parse(SHIPPED_DEFAULT, "default").unwrap();
         let day = Duration::from_secs(86_400);
-        assert_eq!(c.queues.retain_completed, Some(day));
-        assert_eq!(c.queues.retain_dead, Some(7 * day));
         assert_eq!(c.queues.archive, Some(30 * day));
-        assert_eq!(c.mailboxes.retain_read, Some(day));
         assert_eq!(c.mailboxes.archive, Some(30 * day));
         assert!(c.postgres.vacuum);
         let c =
@@ -593,6 +621,25 @@ mod tests {
         assert!(err("[services]\nstorage = redis   # faster\n").contains("backend \"redis\""));
         let c = Config::parse("[services]\ncache = redis   # shared\n", "t.conf").unwrap();
         assert_eq!((c.services.cache, c.services.queues), (Redis, Postgres));
+    }
+
+    #[test]
+    fn nats_serves_pubsub_and_mailboxes() {
+        let text =
+            "[services]\npubsub = nats\nmailboxes = nats\n[nats]\nurl = nats://h:1\nprefix = p\n";
+        let c = Config::parse(text, "t.conf").unwrap();
+        assert_eq!((c.services.pubsub, c.services.mailboxes), (Nats, Nats));
+        assert_eq!(
+            (c.nats.url.as_str(), c.nats.prefix.as_str()),
+            ("nats://h:1", "p")
+        );
+        let d = Config::parse("", "t.conf").unwrap().nats;
+        assert_eq!(
+            (d.url.as_str(), d.prefix.as_str()),
+            ("nats://127.0.0.1:4222", "ikigai")
+        );
+        assert!(err("[services]\nqueues = nats\n").contains("queues"));
+        assert!(err("[nats]\nsubject = x\n").contains("unknown key"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod llm;
+pub mod nats_server;
 pub mod netns;
 pub mod rabbitmq_server;
 pub mod redis_server;
@@ -124,6 +125,7 @@ impl Drop for TestDb {
             if backend("queues") == "rabbitmq" {
                 rt.block_on(drop_rabbitmq_queues(&prefix));
             }
+            rt.block_on(drop_nats_streams(&prefix));
         })
         .join();
     }
@@ -185,9 +187,14 @@ pub fn redis_url() -> String {
     std::env::var("IKIGAI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// `config` with the test run's `[services]` and, for Redis, a `[redis]` section whose prefix
-/// is the database's name: daemons sharing a database share their Redis keys too, and no two
-/// tests see each other's.
+/// The NATS server the tests use: `IKIGAI_TEST_NATS_URL`, else the machine's on loopback.
+pub fn nats_url() -> String {
+    std::env::var("IKIGAI_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// `config` with the test run's `[services]` and, for Redis and NATS, a `[redis]` and a
+/// `[nats]` section whose prefix is the database's name: daemons sharing a database share
+/// their Redis keys and NATS streams too, and no two tests see each other's.
 fn with_test_services(config: &str, db: &TestDb) -> String {
     let services = test_services();
     if services.is_empty() || config.contains("[services]") {
@@ -208,7 +215,25 @@ fn with_test_services(config: &str, db: &TestDb) -> String {
             db.name
         ));
     }
+    if !config.contains("[nats]") {
+        out.push_str(&format!(
+            "[nats]\nurl = {}\nprefix = {}\n",
+            nats_url(),
+            db.name
+        ));
+    }
     out
+}
+
+/// Deletes the JetStream streams (and so the buckets) under `prefix`.
+async fn drop_nats_streams(prefix: &str) {
+    let Ok(client) = async_nats::connect(nats_url()).await else {
+        return;
+    };
+    let js = async_nats::jetstream::new(client);
+    for stream in [format!("{prefix}_mailboxes"), format!("KV_{prefix}_mbmeta")] {
+        let _ = js.delete_stream(&stream).await;
+    }
 }
 
 /// Deletes every Redis key under `prefix`.

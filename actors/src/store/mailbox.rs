@@ -111,4 +111,11 @@ pub trait MailboxStore: Send + Sync + 'static {
 
     /// Counters per mailbox (one mailbox, or all of them).
     async fn counts(&self, mailbox: Option<&str>) -> Result<Vec<MailboxCounts>, StoreError>;
+
+    /// The largest payload (as JSON text, in bytes) one message may have on this engine, which
+    /// the daemon checks before a send joins a group (one refused send would fail its whole
+    /// group); `None`: whatever a frame holds.
+    fn max_payload(&self) -> Option<usize> {
+        None
+    }
 }
