@@ -67,11 +67,11 @@ async fn the_documents_default_configuration_starts_the_daemon() {
 
 #[tokio::test]
 async fn inline_comments_of_the_alternative_configuration_are_not_part_of_its_values() {
-    // Every value parses without its comment (`cache = redis` is accepted), so the first one not
-    // built yet is named cleanly.
+    // Every value parses without its comment (`cache = redis` and `pubsub = nats` are
+    // accepted), so the first one not built yet is named cleanly.
     let stderr = refused_config(ALTERNATIVE_CONF);
     assert!(
-        stderr.contains(":6: [services] pubsub: backend \"nats\" is not implemented yet"),
+        stderr.contains(":8: [services] telemetry: backend \"timescaledb\" is not implemented yet"),
         "{stderr}"
     );
     let with_semicolons =
