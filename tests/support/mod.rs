@@ -8,6 +8,7 @@ pub mod nats_server;
 pub mod netns;
 pub mod rabbitmq_server;
 pub mod redis_server;
+pub mod server;
 
 use ikigai_client::{Client, ErrorCode};
 use std::path::{Path, PathBuf};
