@@ -232,7 +232,11 @@ async fn a_sigterm_the_moment_the_socket_answers_is_a_clean_shutdown() {
 async fn config_errors_stop_the_start_and_name_file_line_and_key() {
     let root = temp_root();
     let bad = root.path().join("bad.conf");
-    std::fs::write(&bad, "[services]\nqueues = postgres\ntelemetry = influxdb\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[services]\nqueues = postgres\ntelemetry = influxdb\n",
+    )
+    .unwrap();
     let mut cmd = daemon_command(root.path());
     cmd.arg("--config").arg(&bad);
     let (code, stderr) = run_to_exit(cmd);
