@@ -297,6 +297,7 @@ async fn compare(shape: &Shape, workload: &str) -> String {
 /// Runs `workload` on every peer, printing each; the best rate among them.
 async fn best_peer(peers: &peers::Peers, workload: &str, shape: &Shape) -> Option<f64> {
     let mut best: Option<f64> = None;
+    println!("         {}", peers::LEFT_OUT);
     for system in peers::SYSTEMS {
         match peers.run(system, workload, shape).await {
             Ok(m) => {

@@ -11,6 +11,10 @@ use std::process::Command;
 /// The peers, as `peer.mjs` names them.
 pub const SYSTEMS: [&str; 2] = ["graphile-worker", "pg-boss"];
 
+/// The peer the comparison would also run, and why it does not.
+pub const LEFT_OUT: &str = "pgmq left out: no registry package ships its SQL install (npm's \
+    pgmq 0.0.5 is a client only)";
+
 /// An installed copy of the peers.
 pub struct Peers {
     dir: PathBuf,
