@@ -157,21 +157,17 @@ fn stored_rows(events: &[TelemetryEvent]) -> Vec<StoredRow<'_>> {
     let mut rows: Vec<StoredRow> = Vec::with_capacity(events.len());
     let mut open: HashMap<(&str, &str), usize> = HashMap::new();
     for e in events {
-        if !GROUPED.contains(&e.event_type.as_str()) {
-            rows.push(StoredRow {
-                first: e,
-                rest: Vec::new(),
-            });
-            continue;
-        }
         let key = (e.agent.as_str(), e.event_type.as_str());
-        let joins = open.get(&key).map(|&i| &rows[i]).is_some_and(|r| {
+        let group = open.get(&key).copied().filter(|&i| {
+            let r = &rows[i];
             r.rest.len() + 1 < GROUP_MAX && e.created_at - r.first.created_at < span
         });
-        match open.get(&key) {
-            Some(&i) if joins => rows[i].rest.push(e),
-            _ => {
-                open.insert(key, rows.len());
+        match group {
+            Some(i) => rows[i].rest.push(e),
+            None => {
+                if GROUPED.contains(&e.event_type.as_str()) {
+                    open.insert(key, rows.len());
+                }
                 rows.push(StoredRow {
                     first: e,
                     rest: Vec::new(),

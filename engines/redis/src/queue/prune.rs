@@ -28,11 +28,12 @@ impl RedisQueues {
     /// to delete, so a pass costs what it deletes, not what is kept.
     pub async fn prune(&self, kept: &Kept) -> Result<u64, StoreError> {
         let mut deleted = 0;
+        let sets = self.finished_sets().await?;
         for (state, keep) in [("completed", kept.completed), ("dead", kept.dead)] {
             let Some(keep) = keep else { continue };
             let keep_ms = keep.as_millis().to_string();
-            for queue in self.queues_in(state).await? {
-                deleted += self.prune_queue(&queue, state, &keep_ms).await?;
+            for (queue, _) in sets.iter().filter(|(_, s)| *s == state) {
+                deleted += self.prune_queue(queue, state, &keep_ms).await?;
             }
         }
         Ok(deleted)
@@ -62,11 +63,11 @@ impl RedisQueues {
         }
     }
 
-    /// The queues with tasks in `state`: the names in the keys `<prefix>:q:queue:<name>:<state>`.
-    async fn queues_in(&self, state: &str) -> Result<Vec<String>, StoreError> {
+    /// The queues' sets of finished tasks, as (queue, state): from the keys
+    /// `<prefix>:q:queue:<name>:completed` and `...:dead`, in one walk of the keyspace.
+    async fn finished_sets(&self) -> Result<Vec<(String, &'static str)>, StoreError> {
         let start = self.key("queue:");
-        let end = format!(":{state}");
-        let pattern = format!("{}*{end}", crate::glob_escape(&start));
+        let pattern = format!("{}*", crate::glob_escape(&start));
         let mut conn = self.conn.clone();
         let mut scan = redis::cmd("SCAN");
         scan.cursor_arg(0)
@@ -80,10 +81,14 @@ impl RedisQueues {
             .map_err(store_error)?
             .collect()
             .await;
-        let names = keys
-            .iter()
-            .filter_map(|k| k.strip_prefix(&start)?.strip_suffix(&end));
-        Ok(names.map(str::to_owned).collect())
+        let set = |key: &String| {
+            let rest = key.strip_prefix(&start)?;
+            ["completed", "dead"].into_iter().find_map(|state| {
+                let queue = rest.strip_suffix(state)?.strip_suffix(':')?;
+                Some((queue.to_owned(), state))
+            })
+        };
+        Ok(keys.iter().filter_map(set).collect())
     }
 }
 
