@@ -16,8 +16,11 @@ use support::{Daemon, TestDb};
 
 /// Where the services run, and what a daemon on a host needs to reach their engines.
 struct Deployment {
-    /// `[services]` and the engines' sections, for a host whose link ends at the gateway.
-    config: fn(Ipv4Addr, &TestDb) -> String,
+    /// The engine `[services]` names for `services` (none: all on Postgres).
+    engine: &'static str,
+    services: &'static [&'static str],
+    /// The engine's URL from a host, `{gateway}` standing for the host's end of its link.
+    url: &'static str,
     /// The engines' ports on loopback, relayed to every host.
     ports: &'static [u16],
     /// A claimed task's `attempts` when it comes back after its server died: RabbitMQ requeues
@@ -25,44 +28,55 @@ struct Deployment {
     attempts_after_crash: i32,
 }
 
+impl Deployment {
+    /// `[services]` and the engine's section, for a host whose link ends at `gateway`; the
+    /// engine's key prefix is the database's name.
+    fn config(&self, gateway: Ipv4Addr, db: &TestDb) -> String {
+        if self.services.is_empty() {
+            return String::new();
+        }
+        let engine = self.engine;
+        let services: String = self
+            .services
+            .iter()
+            .map(|s| format!("{s} = {engine}\n"))
+            .collect();
+        let url = self.url.replace("{gateway}", &gateway.to_string());
+        format!(
+            "[services]\n{services}[{engine}]\nurl = {url}\nprefix = {}\n",
+            db.name
+        )
+    }
+}
+
 const POSTGRES: Deployment = Deployment {
-    config: |_, _| String::new(),
+    engine: "postgres",
+    services: &[],
+    url: "",
     ports: &[5432],
     attempts_after_crash: 2,
 };
 
 const REDIS: Deployment = Deployment {
-    config: |gateway, db| {
-        format!(
-            "[services]\ncache = redis\npubsub = redis\nmailboxes = redis\nqueues = redis\n\
-             [redis]\nurl = redis://{gateway}:6379\nprefix = {}\n",
-            db.name
-        )
-    },
+    engine: "redis",
+    services: &["cache", "pubsub", "mailboxes", "queues"],
+    url: "redis://{gateway}:6379",
     ports: &[5432, 6379],
     attempts_after_crash: 2,
 };
 
 const NATS: Deployment = Deployment {
-    config: |gateway, db| {
-        format!(
-            "[services]\npubsub = nats\nmailboxes = nats\n\
-             [nats]\nurl = nats://{gateway}:4222\nprefix = {}\n",
-            db.name
-        )
-    },
+    engine: "nats",
+    services: &["pubsub", "mailboxes"],
+    url: "nats://{gateway}:4222",
     ports: &[5432, 4222],
     attempts_after_crash: 2,
 };
 
 const RABBITMQ: Deployment = Deployment {
-    config: |gateway, db| {
-        format!(
-            "[services]\nqueues = rabbitmq\n\
-             [rabbitmq]\nurl = amqp://guest:guest@{gateway}:5672/%2f\nprefix = {}\n",
-            db.name
-        )
-    },
+    engine: "rabbitmq",
+    services: &["queues"],
+    url: "amqp://guest:guest@{gateway}:5672/%2f",
     ports: &[5432, 5672],
     attempts_after_crash: 1,
 };
@@ -92,8 +106,8 @@ impl TwoServers {
         let db = TestDb::create().await;
         let shared = db.share();
         let one =
-            Daemon::start_in(&hosts.0, db, &(deployment.config)(hosts.0.gateway, &shared)).await;
-        let config = (deployment.config)(hosts.1.gateway, &shared);
+            Daemon::start_in(&hosts.0, db, &deployment.config(hosts.0.gateway, &shared)).await;
+        let config = deployment.config(hosts.1.gateway, &shared);
         let two = Daemon::start_in(&hosts.1, shared, &config).await;
         for daemon in [&one, &two] {
             let netns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
