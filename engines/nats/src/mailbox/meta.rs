@@ -72,12 +72,8 @@ impl Meta {
         me: &str,
         lease: Duration,
     ) -> Result<bool, StoreError> {
-        let value = lease_value(me, lease);
-        self.change(&format!("lease.{mailbox}"), |now| {
-            let free = now
-                .and_then(lease_of)
-                .is_none_or(|held| held.holder == me || held.until <= now_ms());
-            free.then(|| value.clone())
+        self.set_lease(mailbox, me, lease, |held| {
+            held.is_none_or(|held| held.holder == me || held.until <= now_ms())
         })
         .await
     }
@@ -89,12 +85,24 @@ impl Meta {
         me: &str,
         lease: Duration,
     ) -> Result<bool, StoreError> {
+        self.set_lease(mailbox, me, lease, |held| {
+            held.is_some_and(|held| held.holder == me && held.until > now_ms())
+        })
+        .await
+    }
+
+    /// Makes `me` hold the lease of `mailbox` for `lease` from now, where `allowed` says it may
+    /// given the lease held now; whether it did.
+    async fn set_lease(
+        &self,
+        mailbox: &str,
+        me: &str,
+        lease: Duration,
+        allowed: impl Fn(Option<Lease<'_>>) -> bool,
+    ) -> Result<bool, StoreError> {
         let value = lease_value(me, lease);
         self.change(&format!("lease.{mailbox}"), |now| {
-            let live = now
-                .and_then(lease_of)
-                .is_some_and(|held| held.holder == me && held.until > now_ms());
-            live.then(|| value.clone())
+            allowed(now.and_then(lease_of)).then(|| value.clone())
         })
         .await
     }
